@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+#include "client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "maps.h"
+#include "store.h"
+#include "uffd-compat.h"
+
+int client_new(struct manager *m, const struct msg_hello *hello, int control_fd, int fds[3],
+	       struct client **ret)
+{
+	pthread_rwlockattr_t attr;
+	struct client *c;
+	char path[64];
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->pt = pagetable_new();
+	if (!c->pt) {
+		free(c);
+		return -ENOMEM;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", hello->pid);
+	c->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (c->pagemap_fd < 0) {
+		int r = negative_errno();
+
+		pagetable_free(c->pt);
+		free(c);
+		return r;
+	}
+	c->m = m;
+	c->ref = 1;
+	c->pid = hello->pid;
+	c->parent_pid = hello->parent_pid;
+	memcpy(c->comm, hello->comm, sizeof(c->comm));
+	c->comm[sizeof(c->comm) - 1] = 0;
+	c->uffd = fds[0];
+	c->pidfd = fds[1];
+	c->agent_fd = fds[2];
+	c->control_fd = control_fd;
+	c->budget_pages = hello->budget_bytes / PAGE_SIZE;
+	if (!c->budget_pages && m->cfg.default_budget_bytes)
+		c->budget_pages = m->cfg.default_budget_bytes / PAGE_SIZE;
+	c->features = hello->uffd_features;
+	c->agent_tid = hello->agent_tid;
+	c->flags = hello->flags;
+	c->staging = hello->staging;
+	c->nr_exclude = hello->nr_exclude;
+	memcpy(c->exclude, hello->exclude, sizeof(c->exclude));
+
+	pthread_rwlockattr_init(&attr);
+	/* Readers of the uffd must not starve behind a stream of resolves. */
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->resolve_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->batch_done, NULL);
+	*ret = c;
+	return 0;
+}
+
+struct client *client_ref(struct client *c)
+{
+	atomic_fetch_add(&c->ref, 1);
+	return c;
+}
+
+static int drop_stored(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct client *c = userdata;
+
+	(void)vpn;
+	if (pte_type(*pte) == PTE_STORED || pte_type(*pte) == PTE_LOADING)
+		store_drop(c->m->store, pte_payload(*pte));
+	*pte = 0;
+	return 0;
+}
+
+void client_release_pages(struct client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, drop_stored, c);
+	c->nr_present = 0;
+	c->nr_stored = 0;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void client_unref(struct client *c)
+{
+	if (!c || atomic_fetch_sub(&c->ref, 1) != 1)
+		return;
+	client_release_pages(c);
+	pagetable_free(c->pt);
+	rangeset_done(&c->registered);
+	free(c->parked);
+	free(c->user);
+	for (int *fd = &c->uffd; fd <= &c->pagemap_fd; fd++)
+		if (*fd >= 0)
+			close(*fd);
+	pthread_rwlock_destroy(&c->resolve_lock);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->batch_done);
+	free(c);
+}
+
+int client_park_locked(struct client *c, const struct uffd_msg *msg)
+{
+	if (c->nr_parked == c->cap_parked) {
+		unsigned cap = c->cap_parked ? c->cap_parked * 2 : 16;
+		struct uffd_msg *p = realloc(c->parked, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		c->parked = p;
+		c->cap_parked = cap;
+	}
+	c->parked[c->nr_parked++] = *msg;
+	atomic_fetch_add(&c->stats.parked, 1);
+	return 0;
+}
+
+struct scan_ctx {
+	struct client *c;
+	int error;
+};
+
+static int mark_present(uint64_t start, uint64_t end, void *userdata)
+{
+	struct client *c = userdata;
+
+	for (uint64_t vpn = start / PAGE_SIZE; vpn < end / PAGE_SIZE; vpn++) {
+		pte_t *pte = pagetable_ensure(c->pt, vpn);
+
+		if (!pte)
+			return -ENOMEM;
+		if (*pte == 0) {
+			*pte = pte_make(PTE_PRESENT, 0, 0);
+			c->nr_present++;
+		}
+	}
+	return 0;
+}
+
+static int register_gap(uint64_t start, uint64_t end, void *userdata)
+{
+	struct client *c = userdata;
+	struct uffdio_register reg = {
+		.range = {.start = start, .len = end - start},
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	int r;
+
+	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		/* The mapping changed since maps was read, or is of a kind uffd refuses
+		 * (e.g. VM_PFNMAP): leave it alone, the next scan sees the new layout. */
+		log_debug_errno(-errno, "client %d: cannot register %#lx-%#lx: %m", c->pid,
+				(unsigned long)start, (unsigned long)end);
+		return errno == ESRCH ? -ESRCH : 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	r = rangeset_add(&c->registered, start, end);
+	if (r == 0)
+		r = maps_scan_present(c->pagemap_fd, start, end, mark_present, c);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static int scan_one(const struct maps_entry *e, void *userdata)
+{
+	struct scan_ctx *s = userdata;
+	struct client *c = s->c;
+	struct rangeset snapshot = {0};
+	int r;
+
+	if (strcmp(e->name, "[stack]") == 0)
+		return 0;
+	/*
+	 * Register only what is not registered yet (the rangeset mirrors the registrations) and
+	 * never the shim's own memory, which the kernel may have merged into one mapping with
+	 * the application's.
+	 */
+	r = rangeset_add(&snapshot, c->staging.start, c->staging.end);
+	for (unsigned i = 0; i < c->nr_exclude && r == 0; i++)
+		r = rangeset_add(&snapshot, c->exclude[i].start, c->exclude[i].end);
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < c->registered.nr && r == 0; i++)
+		if (c->registered.r[i].end > e->start && c->registered.r[i].start < e->end)
+			r = rangeset_add(&snapshot, c->registered.r[i].start, c->registered.r[i].end);
+	pthread_mutex_unlock(&c->lock);
+	if (r == 0)
+		r = rangeset_for_each_gap(&snapshot, e->start, e->end, register_gap, c);
+	rangeset_done(&snapshot);
+	return r;
+}
+
+int client_scan(struct client *c)
+{
+	struct scan_ctx s = {.c = c};
+	int r = maps_for_each_eligible(c->pid, scan_one, &s);
+
+	c->scan_rss_pages = maps_resident_pages(c->pid);
+	c->scan_usec = now_usec();
+	return r;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * One application process under memext: its userfaultfd, its agent, its page table.
+ *
+ * Locks (see manager.h for the order):
+ *   resolve_lock  rwlock. Shared while a fault is resolved (from the entry lookup to the end of
+ *                 the UFFDIO_COPY/ZEROPAGE), exclusive while the uffd is read and the events in
+ *                 it applied. Reading an event lets the application thread that caused it run
+ *                 on (and zap, unmap or move the range), so no resolve based on the state before
+ *                 the event may still be issued after the read: the exclusive lock guarantees it.
+ *   lock          mutex for the page table, the registered ranges, the counters below it and
+ *                 the parked faults; never held across a system call that can block.
+ */
+
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "manager.h"
+#include "pagetable.h"
+#include "protocol.h"
+#include "rangeset.h"
+
+struct client_counters {
+	_Atomic uint64_t pswpin;      /* pages brought back */
+	_Atomic uint64_t pswpout;     /* pages evicted */
+	_Atomic uint64_t faults;      /* faults answered */
+	_Atomic uint64_t zero_faults; /* ... with zero pages (never evicted) */
+	_Atomic uint64_t parked;      /* faults that waited for a batch or for reclaim */
+	_Atomic uint64_t move_failed; /* pages the kernel refused to move */
+	_Atomic uint64_t fault_usec_total; /* summed fault service time, for the mean */
+};
+
+struct client {
+	struct manager *m;
+	struct client *next; /* manager.clients */
+	_Atomic int ref;
+
+	uint64_t id;
+	pid_t pid;
+	pid_t parent_pid;
+	char comm[16];
+	int uffd, pidfd, control_fd, agent_fd, pagemap_fd;
+	uint64_t budget_pages; /* 0: unlimited */
+	uint64_t features;     /* granted by UFFDIO_API in the shim */
+	pid_t agent_tid;
+	uint32_t flags; /* HELLO_* */
+	struct mem_range staging;
+	struct mem_range exclude[MEMEXT_MAX_EXCLUDE];
+	unsigned nr_exclude;
+
+	pthread_rwlock_t resolve_lock;
+	pthread_mutex_t lock;
+	pthread_cond_t batch_done;
+
+	/* Under lock. */
+	struct pagetable *pt;
+	struct rangeset registered;
+	uint64_t nr_present; /* PRESENT and MOVING entries */
+	uint64_t nr_stored;  /* STORED and LOADING entries */
+	uint64_t clock_hand; /* vpn where the next victim search starts */
+	bool batch_in_flight;
+	struct uffd_msg *parked;
+	unsigned nr_parked, cap_parked;
+	bool evict_paused;   /* a fork is under way */
+	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
+	bool agent_gone;     /* the agent socket closed: no more eviction */
+	bool dead;           /* the process exited; being torn down */
+	unsigned fruitless_batches; /* in a row; stops throttling while reclaim cannot help */
+
+	struct client_counters stats;
+
+	/* Main thread only. */
+	void *user; /* main's event-loop watches; freed with the client */
+	int64_t scan_rss_pages;
+	uint64_t scan_usec;
+};
+
+/* Creates a client from a checked hello and its three fds (uffd, pidfd, agent socket), which
+ * it takes over on success. Returns 0 or -errno. */
+int client_new(struct manager *m, const struct msg_hello *hello, int control_fd, int fds[3],
+	       struct client **ret);
+struct client *client_ref(struct client *c);
+void client_unref(struct client *c);
+
+/* Registers the process's eligible mappings not registered yet and learns their present pages.
+ * Main thread. Returns 0 or -errno (-ESRCH: process gone). */
+int client_scan(struct client *c);
+
+/* Frees every stored page and the page table (the process is gone). */
+void client_release_pages(struct client *c);
+
+/* Appends a fault to the parked list (lock held). Returns 0 or -ENOMEM. */
+int client_park_locked(struct client *c, const struct uffd_msg *msg);
+
+/* Over budget: reclaim should run. */
+static inline bool client_over_low_wmark(const struct client *c)
+{
+	return c->budget_pages && c->nr_present > c->budget_pages - c->budget_pages / 64;
+}

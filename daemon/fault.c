@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: MIT */
+#include "fault.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "log.h"
+#include "manager.h"
+#include "store.h"
+#include "uffd-compat.h"
+
+#define READ_BATCH 32      /* uffd messages per read() */
+#define PENDING_MAX 256    /* faults a thread holds between reading and answering */
+#define THROTTLE_MIN_PAGES 256
+
+struct fault_thread {
+	struct manager *m;
+	pthread_t thread;
+	unsigned cpu;
+	int epfd;
+	int kick_fd;
+	_Atomic uint64_t epoch; /* advanced between two epoll_wait()s: see remove_client */
+	void *page_buf;
+};
+
+/* A list of faults read but not answered yet. */
+struct pending {
+	struct uffd_msg msg[PENDING_MAX];
+	unsigned nr;
+};
+
+static int uffd_zeropage(int uffd, uint64_t start, uint64_t len, uint64_t *ret_done)
+{
+	struct uffdio_zeropage z = {.range = {.start = start, .len = len}};
+	int r = ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+
+	*ret_done = z.zeropage > 0 ? (uint64_t)z.zeropage : 0;
+	return r;
+}
+
+static int uffd_copy(int uffd, uint64_t dst, const void *src)
+{
+	struct uffdio_copy cp = {.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = PAGE_SIZE};
+
+	return ioctl(uffd, UFFDIO_COPY, &cp) < 0 ? -errno : 0;
+}
+
+static void uffd_wake(int uffd, uint64_t start, uint64_t len)
+{
+	struct uffdio_range range = {.start = start, .len = len};
+
+	(void)ioctl(uffd, UFFDIO_WAKE, &range);
+}
+
+static int uffd_poison(int uffd, uint64_t start)
+{
+	struct uffdio_poison p = {.range = {.start = start, .len = PAGE_SIZE}};
+
+	return ioctl(uffd, UFFDIO_POISON, &p) < 0 ? -errno : 0;
+}
+
+/* Events: the application dropped, unmapped or moved memory. Resolve lock held exclusively. */
+
+struct remove_ctx {
+	struct client *c;
+};
+
+static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct client *c = userdata;
+
+	(void)vpn;
+	switch (pte_type(*pte)) {
+	case PTE_PRESENT:
+		c->nr_present--;
+		*pte = 0;
+		break;
+	case PTE_STORED:
+		store_drop(c->m->store, pte_payload(*pte));
+		c->nr_stored--;
+		*pte = 0;
+		break;
+	case PTE_MOVING:
+		/* The batch discards what it moved; the application expects zeroes now. */
+		*pte |= PTE_DEAD;
+		break;
+	default:
+		/* LOADING entries exist only while the resolve lock is held shared. */
+		break;
+	}
+	return 0;
+}
+
+static void handle_remove(struct client *c, uint64_t start, uint64_t end, bool unmap)
+{
+	pthread_mutex_lock(&c->lock);
+	pagetable_walk(c->pt, start / PAGE_SIZE, PAGE_ALIGN_UP(end) / PAGE_SIZE, remove_one, c);
+	if (unmap)
+		rangeset_remove(&c->registered, start, PAGE_ALIGN_UP(end));
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct remap_ctx {
+	uint64_t from_vpn;
+	pte_t *saved; /* indexed by vpn - from_vpn */
+};
+
+static int remap_take(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct remap_ctx *r = userdata;
+
+	r->saved[vpn - r->from_vpn] = *pte;
+	*pte = 0;
+	return 0;
+}
+
+static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+{
+	uint64_t nr = PAGE_ALIGN_UP(len) / PAGE_SIZE;
+	struct remap_ctx r = {.from_vpn = from / PAGE_SIZE};
+
+	pthread_mutex_lock(&c->lock);
+	/* A batch in flight tracks its pages by their old addresses: let it land first. */
+	while (c->batch_in_flight)
+		pthread_cond_wait(&c->batch_done, &c->lock);
+	r.saved = calloc(nr, sizeof(pte_t));
+	if (!r.saved) {
+		/* Cannot move the entries: the stored pages of this range are lost to the
+		 * application. Say so loudly rather than serve stale data later. */
+		log_error("client %d: out of memory moving %lu pages for mremap", c->pid,
+			  (unsigned long)nr);
+		pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, remove_one, c);
+		goto out;
+	}
+	pagetable_walk(c->pt, r.from_vpn, r.from_vpn + nr, remap_take, &r);
+	/* Whatever the kernel unmapped at the destination was reported by an UNMAP before. */
+	pagetable_walk(c->pt, to / PAGE_SIZE, to / PAGE_SIZE + nr, remove_one, c);
+	for (uint64_t i = 0; i < nr; i++) {
+		pte_t *pte;
+
+		if (!r.saved[i])
+			continue;
+		pte = pagetable_ensure(c->pt, to / PAGE_SIZE + i);
+		if (!pte) {
+			log_error("client %d: out of memory in mremap, page %#lx lost", c->pid,
+				  (unsigned long)(to + i * PAGE_SIZE));
+			continue;
+		}
+		*pte = r.saved[i];
+	}
+	free(r.saved);
+	rangeset_remove(&c->registered, from, from + nr * PAGE_SIZE);
+	rangeset_add(&c->registered, to, to + nr * PAGE_SIZE);
+out:
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void handle_event(struct client *c, const struct uffd_msg *msg)
+{
+	switch (msg->event) {
+	case UFFD_EVENT_REMOVE:
+		/* The agent's own drops of its staging area arrive here too: nothing to do. */
+		if (msg->arg.remove.start >= c->staging.start &&
+		    msg->arg.remove.end <= c->staging.end)
+			return;
+		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, false);
+		break;
+	case UFFD_EVENT_UNMAP:
+		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, true);
+		break;
+	case UFFD_EVENT_REMAP:
+		handle_remap(c, msg->arg.remap.from, msg->arg.remap.to, msg->arg.remap.len);
+		break;
+	default:
+		log_debug("client %d: ignoring uffd event %u", c->pid, msg->event);
+		break;
+	}
+}
+
+/*
+ * Reads what the uffd holds: applies events at once, appends faults to p. Takes the resolve
+ * lock exclusively (see client.h). Returns the number of messages read, or -errno.
+ */
+static int read_uffd(struct client *c, struct pending *p)
+{
+	struct uffd_msg msgs[READ_BATCH];
+	int total = 0;
+
+	pthread_rwlock_wrlock(&c->resolve_lock);
+	while (p->nr + READ_BATCH <= PENDING_MAX) {
+		ssize_t n = read(c->uffd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				total = total ? total : -errno;
+			break;
+		}
+		if (n == 0 || n % (ssize_t)sizeof(msgs[0]) != 0)
+			break;
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				p->msg[p->nr++] = msgs[i];
+			else
+				handle_event(c, &msgs[i]);
+			total++;
+		}
+	}
+	pthread_rwlock_unlock(&c->resolve_lock);
+	return total;
+}
+
+/* Whether a fault that would add a resident page must wait for reclaim (lock held). */
+static bool should_throttle(struct client *c)
+{
+	uint64_t slack = MAX(c->budget_pages / 16, (uint64_t)THROTTLE_MIN_PAGES);
+
+	if (!c->budget_pages || c->agent_gone || c->evict_paused || c->dead)
+		return false;
+	if (c->fruitless_batches >= 3)
+		return false;
+	return c->nr_present >= c->budget_pages + slack;
+}
+
+/* Maps zero pages over the faulting page and its never-evicted neighbours (lock held on entry,
+ * dropped for the ioctl). Returns 0 or -EAGAIN. */
+static int map_zero(struct client *c, uint64_t vpn, unsigned window)
+{
+	uint64_t lo = vpn, hi = vpn + 1, base = vpn & ~(uint64_t)(window - 1), done = 0;
+	pte_t *pte;
+	int r;
+
+	/* The run of NONE entries around vpn inside its aligned window and its registered
+	 * range (a zeropage ioctl cannot cross mappings). */
+	while (lo > base && rangeset_contains(&c->registered, (lo - 1) * PAGE_SIZE)) {
+		pte = pagetable_lookup(c->pt, lo - 1);
+		if (pte && *pte)
+			break;
+		lo--;
+	}
+	while (hi < base + window && rangeset_contains(&c->registered, hi * PAGE_SIZE)) {
+		pte = pagetable_lookup(c->pt, hi);
+		if (pte && *pte)
+			break;
+		hi++;
+	}
+	/* Claim the run so a concurrent fault does not count it twice. */
+	for (uint64_t v = lo; v < hi; v++) {
+		pte = pagetable_ensure(c->pt, v);
+		if (!pte) {
+			hi = v;
+			break;
+		}
+		*pte = pte_make(PTE_PRESENT, v == vpn ? PTE_REF : 0, 0);
+		c->nr_present++;
+	}
+	if (hi <= vpn) {
+		/* Out of memory for the table: still answer the fault, untracked. */
+		pthread_mutex_unlock(&c->lock);
+		r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
+		if (r == -EEXIST)
+			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+		return r == -EAGAIN ? -EAGAIN : 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	r = uffd_zeropage(c->uffd, lo * PAGE_SIZE, (hi - lo) * PAGE_SIZE, &done);
+	if (r == 0)
+		return 0;
+	if (r == -EEXIST || (r == -ENOENT && hi - lo > 1)) {
+		/* Some neighbour got mapped meanwhile, or the run crossed two mappings: the
+		 * faulting page alone. EEXIST: it is there, wake the thread. */
+		r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
+		if (r == -EEXIST) {
+			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+			r = 0;
+		}
+		if (r == 0)
+			return 0;
+	}
+	/* EAGAIN (events pending) or the range is gone (ENOENT, ESRCH): undo the claim. */
+	pthread_mutex_lock(&c->lock);
+	for (uint64_t v = lo; v < hi; v++) {
+		pte = pagetable_lookup(c->pt, v);
+		if (pte && pte_type(*pte) == PTE_PRESENT) {
+			*pte = 0;
+			c->nr_present--;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r == -EAGAIN ? -EAGAIN : 0;
+}
+
+/* Brings a stored page back (lock held on entry, dropped). Returns 0 or -EAGAIN. */
+static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
+{
+	uint64_t handle = pte_payload(*pte);
+	int r;
+
+	*pte = pte_make(PTE_LOADING, 0, handle);
+	pthread_mutex_unlock(&c->lock);
+
+	r = store_load(c->m->store, handle, buf);
+	if (r < 0) {
+		log_error("client %d: stored page %#lx is corrupt, poisoning it", c->pid,
+			  (unsigned long)(vpn * PAGE_SIZE));
+		r = uffd_poison(c->uffd, vpn * PAGE_SIZE);
+		if (r < 0 && r != -EAGAIN)
+			r = uffd_copy(c->uffd, vpn * PAGE_SIZE, memset(buf, 0, PAGE_SIZE));
+	} else {
+		r = uffd_copy(c->uffd, vpn * PAGE_SIZE, buf);
+	}
+	if (r == -EEXIST)
+		uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+
+	pthread_mutex_lock(&c->lock);
+	pte = pagetable_lookup(c->pt, vpn);
+	if (r == 0 || r == -EEXIST) {
+		*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+		c->nr_stored--;
+		c->nr_present++;
+		pthread_mutex_unlock(&c->lock);
+		store_drop(c->m->store, handle);
+		atomic_fetch_add(&c->stats.pswpin, 1);
+		atomic_fetch_add(&c->m->totals.pswpin, 1);
+		return 0;
+	}
+	/* EAGAIN: events first. ENOENT/ESRCH: the range or the process is going away, and
+	 * the event that says so drops the page. Either way it stays stored. */
+	*pte = pte_make(PTE_STORED, 0, handle);
+	pthread_mutex_unlock(&c->lock);
+	return r == -EAGAIN ? -EAGAIN : 0;
+}
+
+/*
+ * Answers one fault. Returns 0 (answered or parked) or -EAGAIN (read the uffd and retry).
+ * Resolve lock held shared.
+ */
+static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, bool from_reclaim)
+{
+	uint64_t vpn = msg->arg.pagefault.address / PAGE_SIZE;
+	unsigned window = c->m->cfg.faultaround_pages;
+	pte_t *pte;
+
+	pthread_mutex_lock(&c->lock);
+	pte = pagetable_lookup(c->pt, vpn);
+	switch (pte ? pte_type(*pte) : PTE_NONE) {
+	case PTE_MOVING:
+		if ((pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid) {
+			/* The agent faulting on its own batch: the page was not moved. */
+			pthread_mutex_unlock(&c->lock);
+			uint64_t done;
+			if (uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done) == -EEXIST)
+				uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+			return 0;
+		}
+		client_park_locked(c, msg);
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	case PTE_LOADING:
+		/* Another thread is installing it; its UFFDIO_COPY wakes this one too. */
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	case PTE_STORED:
+		if (!from_reclaim && should_throttle(c))
+			goto park;
+		return swap_in(c, vpn, pte, buf);
+	case PTE_PRESENT: {
+		uint64_t done;
+		int r;
+
+		/* Our state said present: another thread's answer is in flight, or the page
+		 * went away unseen. A zero page is right in both cases. */
+		pthread_mutex_unlock(&c->lock);
+		r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
+		if (r == -EEXIST)
+			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+		return r == -EAGAIN ? -EAGAIN : 0;
+	}
+	case PTE_NONE:
+	default:
+		if (!from_reclaim && should_throttle(c))
+			goto park;
+		atomic_fetch_add(&c->stats.zero_faults, 1);
+		atomic_fetch_add(&c->m->totals.zero_faults, 1);
+		return map_zero(c, vpn, window ? window : 1);
+	}
+park:
+	client_park_locked(c, msg);
+	pthread_mutex_unlock(&c->lock);
+	manager_kick_reclaim(c->m);
+	return 0;
+}
+
+static uint64_t elapsed_usec(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000 +
+	       (uint64_t)((t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
+/* Answers the faults in p, reading the uffd again whenever the kernel asks for it. */
+static void resolve_pending(struct client *c, struct pending *p, void *buf, bool from_reclaim)
+{
+	for (unsigned i = 0; i < p->nr;) {
+		struct timespec t0;
+		int r;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pthread_rwlock_rdlock(&c->resolve_lock);
+		r = resolve_one(c, &p->msg[i], buf, from_reclaim);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		if (r == -EAGAIN) {
+			/* Events are pending: apply them, then retry this fault. */
+			if (read_uffd(c, p) == 0)
+				sched_yield();
+			continue;
+		}
+		atomic_fetch_add(&c->stats.faults, 1);
+		atomic_fetch_add(&c->m->totals.faults, 1);
+		atomic_fetch_add(&c->stats.fault_usec_total, elapsed_usec(&t0));
+		i++;
+	}
+	p->nr = 0;
+}
+
+void fault_resolve(struct client *c, const struct uffd_msg *msgs, unsigned n, void *buf,
+		   bool from_reclaim)
+{
+	struct pending *p = malloc(sizeof(*p));
+
+	if (!p) {
+		log_error("out of memory answering %u parked faults of client %d", n, c->pid);
+		return;
+	}
+	while (n > 0) {
+		unsigned k = MIN(n, (unsigned)PENDING_MAX / 2);
+
+		memcpy(p->msg, msgs, k * sizeof(*msgs));
+		p->nr = k;
+		resolve_pending(c, p, buf, from_reclaim);
+		msgs += k;
+		n -= k;
+	}
+	free(p);
+}
+
+int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
+{
+	for (;;) {
+		struct pending p;
+		pte_t *pte;
+		int r = 0;
+
+		pthread_rwlock_rdlock(&c->resolve_lock);
+		pthread_mutex_lock(&c->lock);
+		pte = pagetable_lookup(c->pt, vpn);
+		if (pte && pte_type(*pte) == PTE_STORED)
+			r = swap_in(c, vpn, pte, buf);
+		else
+			pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		if (r != -EAGAIN)
+			return r;
+		p.nr = 0;
+		if (read_uffd(c, &p) == 0)
+			sched_yield();
+		resolve_pending(c, &p, buf, true);
+	}
+}
+
+static void process_client(struct fault_thread *t, struct client *c, struct pending *p)
+{
+	int r = read_uffd(c, p);
+
+	if (r < 0 && r != -EAGAIN)
+		log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
+	resolve_pending(c, p, t->page_buf, false);
+}
+
+static void pin_to_cpu(unsigned cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void *fault_thread_main(void *arg)
+{
+	struct fault_thread *t = arg;
+	struct pending *p = malloc(sizeof(*p));
+
+	if (!p) {
+		log_error("fault thread %u: out of memory", t->cpu);
+		return NULL;
+	}
+	p->nr = 0;
+	pin_to_cpu(t->cpu);
+	for (;;) {
+		struct epoll_event ev[16];
+		int n;
+
+		atomic_fetch_add(&t->epoch, 1);
+		n = epoll_wait(t->epfd, ev, ARRAY_SIZE(ev), -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error_errno(-errno, "fault thread %u: epoll_wait: %m", t->cpu);
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.ptr == NULL) {
+				uint64_t v;
+
+				(void)!read(t->kick_fd, &v, sizeof(v));
+				continue;
+			}
+			process_client(t, ev[i].data.ptr, p);
+		}
+		if (atomic_load(&t->m->stopping))
+			break;
+	}
+	free(p);
+	return NULL;
+}
+
+int fault_threads_start(struct manager *m)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = m->cfg.nr_fault_threads ? m->cfg.nr_fault_threads : (unsigned)MAX(ncpu, 1L);
+
+	m->fault_threads = calloc(n, sizeof(struct fault_thread));
+	if (!m->fault_threads)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct fault_thread *t = &m->fault_threads[i];
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+		int r;
+
+		t->m = m;
+		t->cpu = i % (unsigned)MAX(ncpu, 1L);
+		t->epfd = epoll_create1(EPOLL_CLOEXEC);
+		t->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		t->page_buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+		if (t->epfd < 0 || t->kick_fd < 0 || !t->page_buf)
+			return log_error_errno(-ENOMEM, "cannot set up fault thread %u", i);
+		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->kick_fd, &ev) < 0)
+			return log_error_errno(-errno, "epoll_ctl: %m");
+		r = pthread_create(&t->thread, NULL, fault_thread_main, t);
+		if (r)
+			return log_error_errno(-r, "cannot start fault thread %u: %m", i);
+		m->nr_fault_threads = i + 1;
+	}
+	return 0;
+}
+
+static void kick(struct fault_thread *t)
+{
+	uint64_t one = 1;
+
+	(void)!write(t->kick_fd, &one, sizeof(one));
+}
+
+void fault_threads_stop(struct manager *m)
+{
+	atomic_store(&m->stopping, true);
+	for (unsigned i = 0; i < m->nr_fault_threads; i++)
+		kick(&m->fault_threads[i]);
+	for (unsigned i = 0; i < m->nr_fault_threads; i++) {
+		struct fault_thread *t = &m->fault_threads[i];
+
+		pthread_join(t->thread, NULL);
+		close(t->epfd);
+		close(t->kick_fd);
+		free(t->page_buf);
+	}
+	free(m->fault_threads);
+	m->fault_threads = NULL;
+	m->nr_fault_threads = 0;
+}
+
+int fault_threads_add_client(struct manager *m, struct client *c)
+{
+	for (unsigned i = 0; i < m->nr_fault_threads; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+
+		if (epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_ADD, c->uffd, &ev) < 0) {
+			int r = -errno;
+
+			while (i-- > 0)
+				epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_DEL, c->uffd, NULL);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void fault_threads_remove_client(struct manager *m, struct client *c)
+{
+	uint64_t seen[64];
+	unsigned n = MIN(m->nr_fault_threads, (unsigned)ARRAY_SIZE(seen));
+
+	for (unsigned i = 0; i < m->nr_fault_threads; i++)
+		epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_DEL, c->uffd, NULL);
+	/* A thread may hold c from an epoll_wait() that returned before the DEL. Once its epoch
+	 * moves on, it has finished that round and cannot see c again. */
+	for (unsigned i = 0; i < n; i++) {
+		seen[i] = atomic_load(&m->fault_threads[i].epoch);
+		kick(&m->fault_threads[i]);
+	}
+	for (unsigned i = 0; i < n; i++)
+		while (atomic_load(&m->fault_threads[i].epoch) == seen[i])
+			usleep(100);
+}

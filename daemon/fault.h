@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The fault path: do_swap_page and do_anonymous_page for userfaultfd clients. One fault thread
+ * per CPU, pinned, each waiting on every client's uffd, so the thread on the CPU of the
+ * faulting application thread is usually the one that answers.
+ */
+
+#include <linux/userfaultfd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct manager;
+struct client;
+
+int fault_threads_start(struct manager *m);
+void fault_threads_stop(struct manager *m);
+
+/* Makes every fault thread wait on the client's uffd. Returns 0 or -errno. */
+int fault_threads_add_client(struct manager *m, struct client *c);
+
+/* Stops waiting on the client's uffd; returns once no fault thread can still be using it. */
+void fault_threads_remove_client(struct manager *m, struct client *c);
+
+/*
+ * Answers faults (already read from the uffd): maps a zero page (with fault-around) or brings
+ * the stored page back. Faults on pages of a batch in flight are parked on the client and
+ * answered by reclaim when the batch is done. from_reclaim: never park for throttling. buf is
+ * a page-sized scratch buffer. Reads the uffd itself when the kernel reports that the address
+ * space is changing (EAGAIN), applying the events before it retries.
+ */
+void fault_resolve(struct client *c, const struct uffd_msg *msgs, unsigned n, void *buf,
+		   bool from_reclaim);
+
+/*
+ * Brings the stored page at vpn back into the process (drain, fork). Returns 0 (back, or there
+ * was nothing to bring back), or -errno (-ESRCH: process gone).
+ */
+int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf);

@@ -1,0 +1,693 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memextd: accepts applications running under libmemext.so, answers their page faults,
+ * evicts their memory beyond budget into a compressed store, and serves statistics.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "fault.h"
+#include "log.h"
+#include "manager.h"
+#include "maps.h"
+#include "memext-build.h"
+#include "protocol.h"
+#include "reclaim.h"
+#include "size.h"
+#include "stats.h"
+#include "store.h"
+
+#define SCAN_INTERVAL_USEC 10000   /* how often clients' resident size is checked */
+#define SCAN_MAX_AGE_USEC 1000000  /* a client's maps are rescanned at least this often */
+#define SCAN_GROWTH_PAGES 256      /* ... or when it grew this much since the last scan */
+#define HELLO_TIMEOUT_MSEC 2000
+
+enum watch_kind {
+	WATCH_CLIENT_LISTEN,
+	WATCH_STATS_LISTEN,
+	WATCH_CONTROL,
+	WATCH_PIDFD,
+	WATCH_TIMER,
+	WATCH_SIGNAL,
+};
+
+struct watch {
+	enum watch_kind kind;
+	struct client *client;
+};
+
+struct options {
+	const char *socket_path;
+	const char *stats_socket_path;
+	const char *compressor;
+	uint64_t default_budget_bytes;
+	uint64_t store_limit_bytes;
+	unsigned fault_threads;
+	unsigned batch_pages;
+	unsigned faultaround_pages;
+	int log_level;
+};
+
+struct daemon {
+	struct manager m;
+	int epfd;
+	int client_listen_fd, stats_listen_fd, timer_fd, signal_fd;
+	struct watch client_listen_watch, stats_listen_watch, timer_watch, signal_watch;
+	bool quit;
+};
+
+uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void manager_kick_reclaim(struct manager *m)
+{
+	pthread_mutex_lock(&m->reclaim_lock);
+	if (!m->reclaim_kick) {
+		m->reclaim_kick = true;
+		pthread_cond_signal(&m->reclaim_cond);
+	}
+	pthread_mutex_unlock(&m->reclaim_lock);
+}
+
+static int listen_unix(const char *path, int type, mode_t mode)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -1;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return log_error_errno(-ENAMETOOLONG, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return log_error_errno(-errno, "socket: %m");
+	(void)unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return log_error_errno(-errno, "cannot bind %s: %m", path);
+	if (chmod(path, mode) < 0)
+		return log_error_errno(-errno, "cannot chmod %s: %m", path);
+	if (listen(fd, 64) < 0)
+		return log_error_errno(-errno, "cannot listen on %s: %m", path);
+	return TAKE_FD(fd);
+}
+
+static int watch_add(struct daemon *d, int fd, struct watch *w)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+
+	return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* What the kernel says an fd is: "anon_inode:[userfaultfd]", "anon_inode:[pidfd]". */
+static bool fd_is(int fd, const char *what)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = 0;
+	return strcmp(target, what) == 0;
+}
+
+static pid_t pidfd_pid(int pidfd)
+{
+	char path[64], line[128];
+	FILE *f;
+	pid_t pid = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pid:\t%d", &pid) == 1)
+			break;
+	fclose(f);
+	return pid;
+}
+
+static void client_destroy(struct daemon *d, struct client *c, const char *why)
+{
+	struct manager *m = &d->m;
+
+	pthread_mutex_lock(&m->clients_lock);
+	for (struct client **p = &m->clients; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			m->nr_clients--;
+			break;
+		}
+	pthread_mutex_unlock(&m->clients_lock);
+	pthread_mutex_lock(&c->lock);
+	c->dead = true;
+	pthread_mutex_unlock(&c->lock);
+	if (c->control_fd >= 0)
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
+	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->pidfd, NULL);
+	fault_threads_remove_client(m, c);
+	log_info("client %d (%s) %s: %" PRIu64 " faults, %" PRIu64 " pages evicted, %" PRIu64
+		 " brought back",
+		 c->pid, c->comm, why, atomic_load(&c->stats.faults), atomic_load(&c->stats.pswpout),
+		 atomic_load(&c->stats.pswpin));
+	client_unref(c);
+	store_compact(m->store);
+}
+
+struct client_watches {
+	struct watch control, pidfd;
+};
+
+static struct client_watches *watches_of(struct client *c)
+{
+	return (struct client_watches *)c->user;
+}
+
+static int accept_client(struct daemon *d)
+{
+	struct manager *m = &d->m;
+	struct msg_hello hello;
+	struct msg_hello_ack ack = {0};
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1};
+	unsigned nr_fds = MEMEXT_MAX_FDS;
+	_cleanup_close_ int fd = -1;
+	struct client *c = NULL;
+	struct pollfd p;
+	ssize_t n;
+	int r;
+
+	fd = accept4(d->client_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return errno == EAGAIN ? 0 : log_warning_errno(-errno, "accept: %m");
+	p = (struct pollfd){.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, HELLO_TIMEOUT_MSEC) <= 0)
+		return log_warning_errno(-ETIMEDOUT, "a client connected but sent no hello");
+	n = proto_recv(fd, &hello, sizeof(hello), fds, &nr_fds);
+	if (n <= 0)
+		return log_warning_errno(n < 0 ? (int)n : -ECONNRESET, "bad hello from a client: %m");
+	r = -EBADMSG;
+	if (hello.h.type != MSG_HELLO || nr_fds != 3) {
+		log_warning("client hello malformed (type %u, %u fds): dropped", hello.h.type, nr_fds);
+		goto fail;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != hello.pid) {
+		log_warning("client claims pid %d but is pid %d: dropped", hello.pid, (int)cred.pid);
+		goto fail;
+	}
+	if (!fd_is(fds[0], "anon_inode:[userfaultfd]") || pidfd_pid(fds[1]) != hello.pid) {
+		log_warning("client %d sent fds that are not its userfaultfd and pidfd: dropped",
+			    hello.pid);
+		goto fail;
+	}
+	if (fcntl(fds[0], F_SETFL, O_NONBLOCK) < 0)
+		goto fail;
+
+	/* A process that exec()s comes back with the same pid and a new address space. */
+	pthread_mutex_lock(&m->clients_lock);
+	for (struct client *o = m->clients; o; o = o->next)
+		if (o->pid == hello.pid)
+			c = o;
+	pthread_mutex_unlock(&m->clients_lock);
+	if (c)
+		client_destroy(d, c, "was replaced (exec)");
+	c = NULL;
+
+	r = client_new(m, &hello, fd, fds, &c);
+	if (r < 0) {
+		log_warning_errno(r, "cannot take client %d: %m", hello.pid);
+		goto fail;
+	}
+	fd = -1;
+	c->user = calloc(1, sizeof(struct client_watches));
+	if (!c->user)
+		goto fail_client;
+	watches_of(c)->control = (struct watch){WATCH_CONTROL, c};
+	watches_of(c)->pidfd = (struct watch){WATCH_PIDFD, c};
+	c->id = ++m->next_client_id;
+	r = fault_threads_add_client(m, c);
+	if (r < 0)
+		goto fail_client;
+	if (watch_add(d, c->control_fd, &watches_of(c)->control) < 0 ||
+	    watch_add(d, c->pidfd, &watches_of(c)->pidfd) < 0) {
+		fault_threads_remove_client(m, c);
+		goto fail_client;
+	}
+	pthread_mutex_lock(&m->clients_lock);
+	c->next = m->clients;
+	m->clients = c;
+	m->nr_clients++;
+	pthread_mutex_unlock(&m->clients_lock);
+	atomic_fetch_add(&m->totals.clients_seen, 1);
+
+	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
+	ack.client_id = c->id;
+	(void)proto_send(c->control_fd, &ack, sizeof(ack), NULL, 0);
+	r = client_scan(c);
+	if (r < 0 && r != -ESRCH)
+		log_warning_errno(r, "client %d: scanning its memory: %m", c->pid);
+	{
+		char b[32];
+		log_info("client %d (%s) connected%s, budget %s", c->pid, c->comm,
+			 c->flags & HELLO_FORK_CHILD ? " (forked child)" : "",
+			 c->budget_pages ? format_size(c->budget_pages * PAGE_SIZE, b, sizeof(b))
+					 : "none");
+	}
+	return 0;
+
+fail_client:
+	log_warning("cannot take client %d: out of resources", hello.pid);
+	if (c->control_fd >= 0)
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
+	client_unref(c);
+	return 0;
+fail:
+	for (unsigned i = 0; i < nr_fds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return 0;
+}
+
+static void handle_control(struct daemon *d, struct client *c)
+{
+	struct msg_fork msg;
+	ssize_t n = proto_recv(c->control_fd, &msg, sizeof(msg), NULL, NULL);
+
+	if (n == -EAGAIN || n == -EINTR)
+		return;
+	if (n <= 0) {
+		/* Closed (exec, closefrom) or garbage: the pidfd, not the socket, decides when
+		 * the client is gone; faults keep being answered. */
+		if (n < 0)
+			log_warning_errno((int)n, "client %d: bad control message, ignoring it: %m",
+					  c->pid);
+		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
+		return;
+	}
+	switch (msg.h.type) {
+	case MSG_FORK_PREPARE:
+		pthread_mutex_lock(&c->lock);
+		c->evict_paused = true;
+		c->fork_requested = true;
+		pthread_mutex_unlock(&c->lock);
+		manager_kick_reclaim(&d->m);
+		break;
+	case MSG_FORK_DONE:
+		pthread_mutex_lock(&c->lock);
+		c->evict_paused = false;
+		pthread_mutex_unlock(&c->lock);
+		manager_kick_reclaim(&d->m);
+		break;
+	default:
+		log_warning("client %d: unexpected message type %u", c->pid, msg.h.type);
+		break;
+	}
+}
+
+static void serve_stats(struct daemon *d)
+{
+	struct timeval tv = {.tv_sec = 2};
+	char req[64] = {0};
+	struct pollfd p;
+	FILE *f;
+	ssize_t n;
+	int fd;
+
+	fd = accept4(d->stats_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	p = (struct pollfd){.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 1000) <= 0 || (n = read(fd, req, sizeof(req) - 1)) <= 0) {
+		close(fd);
+		return;
+	}
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return;
+	}
+	if (strncmp(req, "stats json", 10) == 0)
+		stats_write(&d->m, STATS_JSON, f);
+	else if (strncmp(req, "stats", 5) == 0)
+		stats_write(&d->m, STATS_TEXT, f);
+	else
+		fprintf(f, "error: unknown request\n");
+	fclose(f);
+}
+
+static void on_timer(struct daemon *d)
+{
+	struct manager *m = &d->m;
+	uint64_t expirations, now = now_usec();
+	struct client *v[256];
+	unsigned n = 0;
+	bool kick = false;
+
+	(void)!read(d->timer_fd, &expirations, sizeof(expirations));
+	pthread_mutex_lock(&m->clients_lock);
+	for (struct client *c = m->clients; c && n < ARRAY_SIZE(v); c = c->next)
+		v[n++] = client_ref(c);
+	pthread_mutex_unlock(&m->clients_lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct client *c = v[i];
+		int64_t rss = maps_resident_pages(c->pid);
+
+		if (rss >= 0 && (rss > c->scan_rss_pages + SCAN_GROWTH_PAGES ||
+				 now - c->scan_usec > SCAN_MAX_AGE_USEC))
+			(void)client_scan(c);
+		pthread_mutex_lock(&c->lock);
+		kick |= client_over_low_wmark(c) || c->nr_parked;
+		pthread_mutex_unlock(&c->lock);
+		client_unref(c);
+	}
+	if (kick)
+		manager_kick_reclaim(m);
+}
+
+static int on_signal(struct daemon *d)
+{
+	struct signalfd_siginfo si;
+
+	if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
+		return 0;
+	switch (si.ssi_signo) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("stopping: giving every client its pages back");
+		d->quit = true;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void drain_all(struct manager *m)
+{
+	pthread_mutex_lock(&m->reclaim_lock);
+	atomic_store(&m->draining, true);
+	pthread_cond_broadcast(&m->reclaim_cond);
+	while (atomic_load(&m->draining))
+		pthread_cond_wait(&m->reclaim_cond, &m->reclaim_lock);
+	pthread_mutex_unlock(&m->reclaim_lock);
+}
+
+static int run(struct daemon *d)
+{
+	for (;;) {
+		struct epoll_event ev[32];
+		int n = epoll_wait(d->epfd, ev, ARRAY_SIZE(ev), -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return log_error_errno(-errno, "epoll_wait: %m");
+		}
+		for (int i = 0; i < n; i++) {
+			struct watch *w = ev[i].data.ptr;
+
+			switch (w->kind) {
+			case WATCH_CLIENT_LISTEN:
+				accept_client(d);
+				break;
+			case WATCH_STATS_LISTEN:
+				serve_stats(d);
+				break;
+			case WATCH_CONTROL:
+				handle_control(d, w->client);
+				break;
+			case WATCH_PIDFD:
+				client_destroy(d, w->client, "exited");
+				/* Its watches are gone: skip any later event of this round. */
+				for (int j = i + 1; j < n; j++)
+					if (((struct watch *)ev[j].data.ptr)->client == w->client)
+						ev[j].data.ptr = &d->timer_watch;
+				break;
+			case WATCH_TIMER:
+				on_timer(d);
+				break;
+			case WATCH_SIGNAL:
+				on_signal(d);
+				break;
+			}
+		}
+		if (d->quit)
+			return 0;
+	}
+}
+
+static void help(void)
+{
+	printf("Usage: memextd [OPTIONS]\n\n"
+	       "Lets applications started with LD_PRELOAD=libmemext.so use more memory than\n"
+	       "their budget: pages beyond it are compressed and brought back on access.\n\n"
+	       "  --socket PATH           client socket (default %s/memextd.sock)\n"
+	       "  --stats-socket PATH     statistics socket (default %s/stats.sock)\n"
+	       "  --default-budget SIZE   budget for clients that set no MEMEXT_BUDGET\n"
+	       "  --store-limit SIZE      memory the store may use (0: no limit)\n"
+	       "  --fault-threads N       fault threads (default: one per CPU)\n"
+	       "  --batch-pages N         pages evicted per batch (1-%d, default 256)\n"
+	       "  --faultaround-pages N   zero pages mapped per fault (power of 2, default 16)\n"
+	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
+	       "  -h, --help              this text\n"
+	       "  --version               print the version\n",
+	       MEMEXT_RUNSTATEDIR, MEMEXT_RUNSTATEDIR, MEMEXT_STAGING_PAGES);
+}
+
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -EINVAL;
+	*ret = (unsigned)v;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	enum {
+		OPT_SOCKET = 256,
+		OPT_STATS_SOCKET,
+		OPT_DEFAULT_BUDGET,
+		OPT_STORE_LIMIT,
+		OPT_FAULT_THREADS,
+		OPT_BATCH_PAGES,
+		OPT_FAULTAROUND,
+		OPT_LOG_LEVEL,
+		OPT_VERSION,
+	};
+	static const struct option longopts[] = {
+		{"socket", required_argument, NULL, OPT_SOCKET},
+		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
+		{"default-budget", required_argument, NULL, OPT_DEFAULT_BUDGET},
+		{"store-limit", required_argument, NULL, OPT_STORE_LIMIT},
+		{"fault-threads", required_argument, NULL, OPT_FAULT_THREADS},
+		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
+		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
+		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, OPT_VERSION},
+		{},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+		int r = 0;
+
+		switch (c) {
+		case OPT_SOCKET:
+			o->socket_path = optarg;
+			break;
+		case OPT_STATS_SOCKET:
+			o->stats_socket_path = optarg;
+			break;
+		case OPT_DEFAULT_BUDGET:
+			r = parse_size(optarg, &o->default_budget_bytes);
+			break;
+		case OPT_STORE_LIMIT:
+			r = parse_size(optarg, &o->store_limit_bytes);
+			break;
+		case OPT_FAULT_THREADS:
+			r = parse_uint(optarg, 1, 1024, &o->fault_threads);
+			break;
+		case OPT_BATCH_PAGES:
+			r = parse_uint(optarg, 1, MEMEXT_STAGING_PAGES, &o->batch_pages);
+			break;
+		case OPT_FAULTAROUND:
+			r = parse_uint(optarg, 1, 512, &o->faultaround_pages);
+			if (r == 0 && (o->faultaround_pages & (o->faultaround_pages - 1)))
+				r = -EINVAL;
+			break;
+		case OPT_LOG_LEVEL:
+			o->log_level = log_parse_level(optarg);
+			r = o->log_level < 0 ? -EINVAL : 0;
+			break;
+		case 'h':
+			help();
+			exit(EXIT_SUCCESS);
+		case OPT_VERSION:
+			printf("memextd %s\n", MEMEXT_VERSION);
+			exit(EXIT_SUCCESS);
+		default:
+			return -EINVAL;
+		}
+		if (r < 0) {
+			fprintf(stderr, "memextd: invalid value for --%s: '%s'\n",
+				longopts[c - OPT_SOCKET].name, optarg);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "memextd: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int setup(struct daemon *d, const struct options *o)
+{
+	struct store_config scfg = {
+		.compressor = o->compressor,
+		.zstd_level = 3,
+		.mem_limit_bytes = o->store_limit_bytes,
+		.compaction = true,
+	};
+	struct itimerspec its = {
+		.it_interval = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
+		.it_value = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
+	};
+	sigset_t mask;
+	int r;
+
+	d->m.cfg = (struct manager_config){
+		.nr_fault_threads = o->fault_threads,
+		.batch_pages = o->batch_pages,
+		.faultaround_pages = o->faultaround_pages,
+		.default_budget_bytes = o->default_budget_bytes,
+	};
+	d->m.start_usec = now_usec();
+	pthread_mutex_init(&d->m.clients_lock, NULL);
+	pthread_mutex_init(&d->m.reclaim_lock, NULL);
+	pthread_cond_init(&d->m.reclaim_cond, NULL);
+	r = store_new(&scfg, &d->m.store);
+	if (r < 0)
+		return log_error_errno(r, "cannot set up the store: %m");
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	/* Blocked before any thread starts, so every thread inherits the mask. */
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (d->epfd < 0 || d->signal_fd < 0 || d->timer_fd < 0)
+		return log_error_errno(-errno, "cannot set up the event loop: %m");
+	timerfd_settime(d->timer_fd, 0, &its, NULL);
+
+	d->client_listen_fd = listen_unix(o->socket_path, SOCK_SEQPACKET, 0666);
+	if (d->client_listen_fd < 0)
+		return d->client_listen_fd;
+	d->stats_listen_fd = listen_unix(o->stats_socket_path, SOCK_STREAM, 0666);
+	if (d->stats_listen_fd < 0)
+		return d->stats_listen_fd;
+
+	r = fault_threads_start(&d->m);
+	if (r < 0)
+		return r;
+	r = reclaim_start(&d->m);
+	if (r < 0)
+		return log_error_errno(r, "cannot start reclaim: %m");
+
+	d->client_listen_watch = (struct watch){WATCH_CLIENT_LISTEN, NULL};
+	d->stats_listen_watch = (struct watch){WATCH_STATS_LISTEN, NULL};
+	d->timer_watch = (struct watch){WATCH_TIMER, NULL};
+	d->signal_watch = (struct watch){WATCH_SIGNAL, NULL};
+	if (watch_add(d, d->client_listen_fd, &d->client_listen_watch) < 0 ||
+	    watch_add(d, d->stats_listen_fd, &d->stats_listen_watch) < 0 ||
+	    watch_add(d, d->timer_fd, &d->timer_watch) < 0 ||
+	    watch_add(d, d->signal_fd, &d->signal_watch) < 0)
+		return log_error_errno(-errno, "epoll_ctl: %m");
+	return 0;
+}
+
+static void teardown(struct daemon *d)
+{
+	struct manager *m = &d->m;
+
+	drain_all(m);
+	reclaim_stop(m);
+	fault_threads_stop(m);
+	while (m->clients) {
+		struct client *c = m->clients;
+
+		m->clients = c->next;
+		client_unref(c);
+	}
+	store_free(m->store);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = {
+		.socket_path = MEMEXT_RUNSTATEDIR "/memextd.sock",
+		.stats_socket_path = MEMEXT_RUNSTATEDIR "/stats.sock",
+		.compressor = "lz4",
+		.batch_pages = 256,
+		.faultaround_pages = 16,
+		.log_level = LOG_INFO,
+	};
+	static struct daemon d;
+	int r;
+
+	if (parse_options(argc, argv, &o) < 0) {
+		fprintf(stderr, "Try 'memextd --help'.\n");
+		return 2;
+	}
+	log_set_max_level(o.log_level);
+	r = setup(&d, &o);
+	if (r < 0)
+		return 1;
+	log_info("memextd %s ready: clients on %s, stats on %s", MEMEXT_VERSION, o.socket_path,
+		 o.stats_socket_path);
+	(void)sd_notify(0, "READY=1\nSTATUS=serving");
+	r = run(&d);
+	(void)sd_notify(0, "STOPPING=1");
+	teardown(&d);
+	unlink(o.socket_path);
+	unlink(o.stats_socket_path);
+	log_info("stopped");
+	return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The daemon's state: the store, the clients, the fault threads and the reclaim thread.
+ *
+ * Threads:
+ *   main      accepts clients, reads their control sockets and pidfds, rescans their maps,
+ *             serves the stats socket, creates and destroys clients.
+ *   fault/N   one per CPU, pinned, each waiting on every client's userfaultfd, so the thread on
+ *             the faulting CPU usually answers (see DESIGN.md, "The physics of this machine").
+ *   reclaim   evicts pages of clients over their budget, drains clients before fork, and
+ *             answers faults that had to wait for a batch.
+ *
+ * Lock order: manager.clients_lock -> client.resolve_lock -> client.lock.
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct store;
+struct fault_thread;
+
+struct manager_config {
+	unsigned nr_fault_threads;    /* 0: one per CPU */
+	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
+	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
+	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
+};
+
+struct manager_totals {
+	_Atomic uint64_t pswpin;       /* pages brought back from the store */
+	_Atomic uint64_t pswpout;      /* pages evicted into the store */
+	_Atomic uint64_t faults;       /* page faults answered */
+	_Atomic uint64_t zero_faults;  /* ... of which with zero pages */
+	_Atomic uint64_t clients_seen; /* clients ever accepted */
+	_Atomic uint64_t reclaim_scanned;  /* entries the clock hand looked at */
+	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
+};
+
+struct manager {
+	struct manager_config cfg;
+	struct store *store;
+
+	pthread_mutex_t clients_lock; /* protects clients, nr_clients, next_client_id */
+	struct client *clients;
+	unsigned nr_clients;
+	uint64_t next_client_id;
+
+	unsigned nr_fault_threads;
+	struct fault_thread *fault_threads;
+
+	pthread_t reclaim_thread;
+	pthread_mutex_t reclaim_lock; /* protects reclaim_kick */
+	pthread_cond_t reclaim_cond;
+	bool reclaim_kick;
+	_Atomic bool stopping;  /* the daemon is shutting down */
+	_Atomic bool draining;  /* reclaim gives every client its pages back, then lets go */
+
+	struct manager_totals totals;
+	uint64_t start_usec;
+};
+
+void manager_kick_reclaim(struct manager *m);
+uint64_t now_usec(void);

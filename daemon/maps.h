@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * What memory of a process memext manages: /proc/PID/maps gives the anonymous private writable
+ * mappings (malloc's mmaps and arenas, the brk heap, thread stacks, jemalloc's extents), and
+ * PAGEMAP_SCAN (or /proc/PID/pagemap on kernels before 6.7) tells which of their pages are
+ * present when a range is first registered.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct maps_entry {
+	uint64_t start, end; /* bytes */
+	bool readable, writable, executable, shared;
+	uint64_t offset;
+	uint64_t inode;
+	char name[64]; /* "" for anonymous, "[heap]", "[stack]", a path (truncated) */
+};
+
+/* Parses one line of /proc/PID/maps. Returns 0 or -EINVAL. */
+int maps_parse_line(const char *line, struct maps_entry *ret);
+
+/* True for mappings memext may register: private, writable, anonymous (or [heap] and named
+ * anonymous memory), and not the main stack or a special mapping. */
+bool maps_entry_eligible(const struct maps_entry *e);
+
+/* Calls fn for every eligible mapping of pid, in address order. Returns 0, fn's non-zero
+ * return, or -errno (-ESRCH when the process is gone). */
+typedef int (*maps_fn)(const struct maps_entry *e, void *userdata);
+int maps_for_each_eligible(pid_t pid, maps_fn fn, void *userdata);
+
+/*
+ * Calls fn(start, end) for every run of present (or swapped) pages of [start, end) in the
+ * process whose pagemap is open as pagemap_fd. Returns 0 or -errno.
+ */
+typedef int (*present_fn)(uint64_t start, uint64_t end, void *userdata);
+int maps_scan_present(int pagemap_fd, uint64_t start, uint64_t end, present_fn fn,
+		      void *userdata);
+
+/* Resident pages of the process from /proc/PID/statm, or -errno. */
+int64_t maps_resident_pages(pid_t pid);

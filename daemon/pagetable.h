@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * A client's page table: one 64-bit entry per virtual page of its registered memory, in a
+ * radix tree shaped like the hardware's (5 levels of 512), so range operations (munmap of a
+ * huge reservation, mremap) skip the parts that hold nothing. Like swp_entry_t, an entry is a
+ * type and a payload:
+ *
+ *   NONE     nothing known: never touched, or dropped by the application. A fault maps zeroes.
+ *   PRESENT  the page is mapped in the process. REF: faulted in since the clock hand passed.
+ *   MOVING   in a reclaim batch: the agent may have moved it to staging. Faults wait for the
+ *            batch; DEAD: the application removed the range meanwhile, discard the content.
+ *   STORED   evicted; payload = store handle.
+ *   LOADING  a fault thread is bringing it back; payload = store handle, owned by that thread.
+ *            DEAD: removed meanwhile, the loader frees the handle instead of installing it.
+ *
+ * Not thread-safe: the owning client's lock protects it.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef uint64_t pte_t;
+
+enum pte_type {
+	PTE_NONE = 0,
+	PTE_PRESENT = 1,
+	PTE_MOVING = 2,
+	PTE_STORED = 3,
+	PTE_LOADING = 4,
+};
+
+#define PTE_TYPE_MASK 0x7ULL
+#define PTE_REF (1ULL << 3)
+#define PTE_DEAD (1ULL << 4)
+#define PTE_PAYLOAD_SHIFT 8
+
+static inline enum pte_type pte_type(pte_t e)
+{
+	return (enum pte_type)(e & PTE_TYPE_MASK);
+}
+
+static inline uint64_t pte_payload(pte_t e)
+{
+	return e >> PTE_PAYLOAD_SHIFT;
+}
+
+static inline pte_t pte_make(enum pte_type t, uint64_t flags, uint64_t payload)
+{
+	return (payload << PTE_PAYLOAD_SHIFT) | flags | (uint64_t)t;
+}
+
+struct pagetable;
+
+struct pagetable *pagetable_new(void);
+void pagetable_free(struct pagetable *pt);
+
+/* The entry of vpn, or NULL when its leaf does not exist (the entry is then NONE). */
+pte_t *pagetable_lookup(struct pagetable *pt, uint64_t vpn);
+
+/* The entry of vpn, creating its leaf; NULL only when out of memory. */
+pte_t *pagetable_ensure(struct pagetable *pt, uint64_t vpn);
+
+/*
+ * Calls fn for every entry that is not NONE in [start_vpn, end_vpn), in address order. fn may
+ * change the entry. A non-zero return from fn stops the walk and is returned. Leaves that hold
+ * only NONE entries when the walk leaves them are freed.
+ */
+typedef int (*pte_visit_fn)(uint64_t vpn, pte_t *pte, void *userdata);
+int pagetable_walk(struct pagetable *pt, uint64_t start_vpn, uint64_t end_vpn, pte_visit_fn fn,
+		   void *userdata);
+
+/* Bytes of memory the tree itself takes. */
+uint64_t pagetable_mem_bytes(const struct pagetable *pt);

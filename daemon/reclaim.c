@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: MIT */
+#include "reclaim.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "fault.h"
+#include "log.h"
+#include "manager.h"
+#include "store.h"
+#include "uffd-compat.h"
+
+#define AGENT_TIMEOUT_MSEC 10000
+#define MAX_BATCHES_PER_ROUND 64 /* per client, so one client cannot starve the others */
+
+struct batch {
+	unsigned nr;
+	uint64_t vpn[MEMEXT_STAGING_PAGES];
+	uint64_t handle[MEMEXT_STAGING_PAGES];
+	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
+	uint64_t saved[MEMEXT_STAGING_PAGES / 64];
+	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
+};
+
+struct reclaimer {
+	struct manager *m;
+	struct batch b;
+	void *page_buf;
+	uint32_t seq;
+};
+
+static bool test_bit(const uint64_t *map, unsigned i)
+{
+	return map[i / 64] & (1ULL << (i % 64));
+}
+
+static void set_bit(uint64_t *map, unsigned i)
+{
+	map[i / 64] |= 1ULL << (i % 64);
+}
+
+/* Victim selection: a clock over the page table. */
+
+struct select_ctx {
+	struct client *c;
+	struct batch *b;
+	unsigned want;
+	uint64_t last_vpn;
+	uint64_t scanned;
+};
+
+static int select_one(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct select_ctx *s = userdata;
+
+	if (pte_type(*pte) != PTE_PRESENT)
+		return 0;
+	s->scanned++;
+	s->last_vpn = vpn;
+	if (*pte & PTE_REF) {
+		/* Second chance: touched since the hand last passed. */
+		*pte &= ~PTE_REF;
+		return 0;
+	}
+	*pte = pte_make(PTE_MOVING, 0, 0);
+	s->b->vpn[s->b->nr++] = vpn;
+	return s->b->nr == s->want;
+}
+
+/* Picks up to want victims and marks them MOVING. Lock held. */
+static void select_victims(struct client *c, struct batch *b, unsigned want)
+{
+	struct select_ctx s = {.c = c, .b = b, .want = want};
+	const uint64_t end = UINT64_MAX / PAGE_SIZE;
+
+	b->nr = 0;
+	/* Three half-turns at most: the first may only clear reference bits. */
+	for (int pass = 0; pass < 3 && b->nr < want; pass++) {
+		uint64_t from = pass % 2 == 0 ? c->clock_hand : 0;
+		uint64_t to = pass % 2 == 0 ? end : c->clock_hand;
+
+		s.last_vpn = to - 1;
+		if (pagetable_walk(c->pt, from, to, select_one, &s) == 0)
+			s.last_vpn = to - 1;
+		c->clock_hand = s.last_vpn + 1 >= end ? 0 : s.last_vpn + 1;
+		if (pass % 2 == 0 && b->nr < want)
+			c->clock_hand = 0;
+	}
+	atomic_fetch_add(&c->m->totals.reclaim_scanned, s.scanned);
+}
+
+/* Talking to the agent. */
+
+static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply, uint32_t seq)
+{
+	for (;;) {
+		struct pollfd p[2] = {
+			{.fd = c->agent_fd, .events = POLLIN},
+			{.fd = c->pidfd, .events = POLLIN},
+		};
+		unsigned nr_fds = 0;
+		ssize_t n;
+		int r = poll(p, 2, AGENT_TIMEOUT_MSEC);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if ((p[1].revents & POLLIN) && !(p[0].revents & POLLIN))
+			return -ESRCH;
+		n = proto_recv(c->agent_fd, reply, sizeof(*reply), NULL, &nr_fds);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return (int)n;
+		if (reply->h.type != MSG_AGENT_MOVE_DONE || reply->h.seq != seq)
+			return -EBADMSG;
+		return 0;
+	}
+}
+
+/*
+ * Sends one MOVE request for the batch slots in mask (forward: application -> staging; back:
+ * staging -> application) and returns the moved bitmap in ret_moved.
+ */
+static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *mask, bool back,
+		      uint64_t *ret_moved)
+{
+	struct batch *b = &rc->b;
+	struct {
+		struct msg_agent_move m;
+		struct move_range r[MEMEXT_MAX_MOVE_RANGES];
+	} req;
+	struct msg_agent_move_done reply;
+	unsigned nr = 0;
+	int r;
+
+	memset(&req.m, 0, sizeof(req.m));
+	for (unsigned i = 0; i < b->nr; i++) {
+		uint64_t app = b->vpn[i] * PAGE_SIZE;
+		uint64_t stage = c->staging.start + (uint64_t)i * PAGE_SIZE;
+
+		if (!test_bit(mask, i))
+			continue;
+		/* Extend the previous range when both sides continue it. */
+		if (nr > 0) {
+			struct move_range *last = &req.r[nr - 1];
+			uint64_t src = back ? stage : app, dst = back ? app : stage;
+
+			if (last->src + last->len == src && last->dst + last->len == dst) {
+				last->len += PAGE_SIZE;
+				continue;
+			}
+		}
+		req.r[nr++] = (struct move_range){
+			.src = back ? stage : app,
+			.dst = back ? app : stage,
+			.len = PAGE_SIZE,
+		};
+	}
+	if (nr == 0) {
+		memset(ret_moved, 0, sizeof(b->moved));
+		return 0;
+	}
+	req.m.nr = nr;
+	req.m.flags = back ? AGENT_MOVE_BACK : 0;
+	proto_init_header(&req.m.h, MSG_AGENT_MOVE,
+			  (uint32_t)(sizeof(req.m) + nr * sizeof(struct move_range)), ++rc->seq);
+	r = proto_send(c->agent_fd, &req, req.m.h.len, NULL, 0);
+	if (r < 0)
+		return r;
+	r = agent_wait_reply(c, &reply, rc->seq);
+	if (r < 0)
+		return r;
+	memcpy(ret_moved, reply.moved, sizeof(reply.moved));
+	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
+		if (test_bit(ret_moved, i) && (i >= b->nr || !test_bit(mask, i)))
+			return -EBADMSG; /* the agent claims a page we did not ask for */
+	if (reply.nr_failed) {
+		atomic_fetch_add(&c->stats.move_failed, reply.nr_failed);
+		atomic_fetch_add(&c->m->totals.reclaim_failed, reply.nr_failed);
+		log_debug_errno(reply.first_err, "client %d: %u pages not moved: %m", c->pid,
+				reply.nr_failed);
+	}
+	return 0;
+}
+
+static void agent_free_staging(struct client *c, uint32_t seq)
+{
+	struct msg_agent_free f = {.range = c->staging};
+
+	proto_init_header(&f.h, MSG_AGENT_FREE, sizeof(f), seq);
+	(void)proto_send(c->agent_fd, &f, sizeof(f), NULL, 0);
+}
+
+/* When the agent cannot tell what it moved, the staging area's present pages do. */
+static int moved_from_pagemap(struct client *c, struct batch *b)
+{
+	memset(b->moved, 0, sizeof(b->moved));
+	for (unsigned i = 0; i < b->nr; i++) {
+		uint64_t e;
+		off_t off = (off_t)((c->staging.start / PAGE_SIZE + i) * 8);
+
+		if (pread(c->pagemap_fd, &e, sizeof(e), off) != sizeof(e))
+			return -EIO;
+		if (e & (1ULL << 63))
+			set_bit(b->moved, i);
+	}
+	return 0;
+}
+
+/* Reads the moved pages out of staging. Clears moved bits of pages it could not read. */
+static void read_staging(struct client *c, struct batch *b)
+{
+	for (unsigned i = 0; i < b->nr;) {
+		struct iovec local, remote;
+		unsigned j = i;
+		ssize_t n;
+
+		if (!test_bit(b->moved, i)) {
+			i++;
+			continue;
+		}
+		while (j < b->nr && test_bit(b->moved, j))
+			j++;
+		local = (struct iovec){b->data + (size_t)i * PAGE_SIZE, (size_t)(j - i) * PAGE_SIZE};
+		remote = (struct iovec){(void *)(uintptr_t)(c->staging.start + i * PAGE_SIZE),
+					local.iov_len};
+		n = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
+		if (n != (ssize_t)local.iov_len) {
+			/* Not saved: these pages go back where they came from. */
+			log_warning_errno(n < 0 ? -errno : -EIO,
+					  "client %d: reading staging failed: %m", c->pid);
+		}
+		for (unsigned k = i; k < j; k++)
+			if (n < 0 || (ssize_t)((k - i + 1) * PAGE_SIZE) > n)
+				b->moved[k / 64] &= ~(1ULL << (k % 64));
+			else
+				set_bit(b->saved, k); /* read; store_save may still refuse */
+		i = j;
+	}
+}
+
+/* Lands the batch in the page table: lock held. */
+static void complete_batch(struct client *c, struct batch *b, const uint64_t *back)
+{
+	struct store *s = c->m->store;
+
+	for (unsigned i = 0; i < b->nr; i++) {
+		pte_t *pte = pagetable_lookup(c->pt, b->vpn[i]);
+		bool dead;
+
+		if (!pte || pte_type(*pte) != PTE_MOVING)
+			continue; /* cannot happen: events wait for batches */
+		dead = *pte & PTE_DEAD;
+		if (test_bit(b->moved, i) && test_bit(b->saved, i)) {
+			if (dead) {
+				store_drop(s, b->handle[i]);
+				*pte = 0;
+			} else {
+				*pte = pte_make(PTE_STORED, 0, b->handle[i]);
+				c->nr_stored++;
+				atomic_fetch_add(&c->stats.pswpout, 1);
+				atomic_fetch_add(&c->m->totals.pswpout, 1);
+			}
+			c->nr_present--;
+		} else if (test_bit(b->moved, i) && !test_bit(back, i)) {
+			/* Moved but neither saved nor moved back: only for dead pages. */
+			if (!dead)
+				log_error("client %d: page %#lx lost in eviction", c->pid,
+					  (unsigned long)(b->vpn[i] * PAGE_SIZE));
+			*pte = 0;
+			c->nr_present--;
+		} else if (dead) {
+			*pte = 0;
+			c->nr_present--;
+		} else {
+			/* Still (or again) resident: skip it on the next turn of the hand. */
+			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+		}
+	}
+}
+
+static void resolve_parked(struct reclaimer *rc, struct client *c)
+{
+	struct uffd_msg *parked;
+	unsigned nr;
+
+	pthread_mutex_lock(&c->lock);
+	parked = c->parked;
+	nr = c->nr_parked;
+	c->parked = NULL;
+	c->nr_parked = c->cap_parked = 0;
+	pthread_mutex_unlock(&c->lock);
+	if (nr)
+		fault_resolve(c, parked, nr, rc->page_buf, true);
+	free(parked);
+}
+
+static bool store_has_room(struct manager *m, unsigned nr_pages)
+{
+	struct store_stats st;
+
+	store_get_stats(m->store, &st);
+	/* Worst case every page is stored raw, plus a page of metadata per 64 pages. */
+	return !st.mem_limit ||
+	       st.mem_used_total + (uint64_t)nr_pages * (PAGE_SIZE + PAGE_SIZE / 64) <= st.mem_limit;
+}
+
+/* Evicts one batch. Returns the number of pages evicted, or -errno when the agent is gone. */
+static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
+{
+	struct batch *b = &rc->b;
+	uint64_t back[MEMEXT_STAGING_PAGES / 64] = {0}, unsaved[MEMEXT_STAGING_PAGES / 64] = {0};
+	uint64_t all[MEMEXT_STAGING_PAGES / 64];
+	unsigned evicted = 0;
+	int r;
+
+	if (!store_has_room(c->m, want)) {
+		static _Atomic bool said;
+
+		if (!atomic_exchange(&said, true))
+			log_warning("store is at its limit: eviction stops until pages come back");
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (c->agent_gone || c->evict_paused || c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	select_victims(c, b, want);
+	c->batch_in_flight = b->nr > 0;
+	pthread_mutex_unlock(&c->lock);
+	if (b->nr == 0)
+		return 0;
+
+	memset(all, 0, sizeof(all));
+	for (unsigned i = 0; i < b->nr; i++)
+		set_bit(all, i);
+	memset(b->saved, 0, sizeof(b->saved));
+	r = agent_move(rc, c, all, false, b->moved);
+	if (r < 0) {
+		log_warning_errno(r, "client %d: agent did not answer, no more eviction: %m", c->pid);
+		if (moved_from_pagemap(c, b) < 0)
+			memset(b->moved, 0, sizeof(b->moved));
+		pthread_mutex_lock(&c->lock);
+		c->agent_gone = true;
+		pthread_mutex_unlock(&c->lock);
+	}
+	read_staging(c, b);
+	for (unsigned i = 0; i < b->nr; i++) {
+		if (!test_bit(b->saved, i))
+			continue;
+		r = store_save(c->m->store, b->data + (size_t)i * PAGE_SIZE, &b->handle[i]);
+		if (r < 0) {
+			b->saved[i / 64] &= ~(1ULL << (i % 64));
+			log_warning_errno(r, "client %d: cannot store page: %m", c->pid);
+		}
+	}
+	/* Pages moved out but not saved go back, unless the application dropped them. */
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < b->nr; i++) {
+		pte_t *pte = pagetable_lookup(c->pt, b->vpn[i]);
+
+		if (test_bit(b->moved, i) && !test_bit(b->saved, i) && pte && !(*pte & PTE_DEAD))
+			set_bit(unsaved, i);
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < b->nr; i++)
+		if (test_bit(unsaved, i)) {
+			if (agent_move(rc, c, unsaved, true, back) < 0)
+				memset(back, 0, sizeof(back));
+			break;
+		}
+
+	pthread_mutex_lock(&c->lock);
+	complete_batch(c, b, back);
+	c->batch_in_flight = false;
+	pthread_cond_broadcast(&c->batch_done);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < b->nr; i++)
+		evicted += test_bit(b->moved, i) && test_bit(b->saved, i);
+	if (!c->agent_gone)
+		agent_free_staging(c, ++rc->seq);
+	resolve_parked(rc, c);
+	return (int)evicted;
+}
+
+static void reclaim_client(struct reclaimer *rc, struct client *c)
+{
+	unsigned batch = MIN(rc->m->cfg.batch_pages, (unsigned)MEMEXT_STAGING_PAGES);
+
+	for (int i = 0; i < MAX_BATCHES_PER_ROUND; i++) {
+		uint64_t high, present;
+		int n;
+
+		pthread_mutex_lock(&c->lock);
+		present = c->nr_present;
+		high = c->budget_pages - c->budget_pages / 32;
+		bool go = c->budget_pages && (i > 0 ? present > high : client_over_low_wmark(c));
+		pthread_mutex_unlock(&c->lock);
+		if (!go)
+			break;
+		n = evict_batch(rc, c, (unsigned)MIN((uint64_t)batch, present - high + 1));
+		pthread_mutex_lock(&c->lock);
+		c->fruitless_batches = n > 0 ? 0 : c->fruitless_batches + 1;
+		pthread_mutex_unlock(&c->lock);
+		if (n <= 0)
+			break;
+	}
+	/* Faults parked for throttling while reclaim could not help: answer them. */
+	resolve_parked(rc, c);
+}
+
+struct collect_ctx {
+	uint64_t *vpn;
+	size_t nr, cap;
+};
+
+static int collect_stored(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct collect_ctx *cc = userdata;
+
+	if (pte_type(*pte) != PTE_STORED)
+		return 0;
+	if (cc->nr == cc->cap) {
+		size_t cap = cc->cap ? cc->cap * 2 : 1024;
+		uint64_t *v = realloc(cc->vpn, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		cc->vpn = v;
+		cc->cap = cap;
+	}
+	cc->vpn[cc->nr++] = vpn;
+	return 0;
+}
+
+/* Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. */
+static int drain_client(struct reclaimer *rc, struct client *c)
+{
+	struct collect_ctx cc = {0};
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	r = pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, collect_stored, &cc);
+	pthread_mutex_unlock(&c->lock);
+	for (size_t i = 0; r == 0 && i < cc.nr; i++)
+		r = fault_swapin_vpn(c, cc.vpn[i], rc->page_buf);
+	free(cc.vpn);
+	if (r == 0) {
+		pthread_mutex_lock(&c->lock);
+		r = c->nr_stored ? -EAGAIN : 0;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return r;
+}
+
+static void prepare_fork(struct reclaimer *rc, struct client *c)
+{
+	struct msg_fork ready = {0};
+	int r;
+
+	r = drain_client(rc, c);
+	if (r < 0)
+		log_warning_errno(r, "client %d: not every page came back before fork: %m", c->pid);
+	proto_init_header(&ready.h, MSG_FORK_READY, sizeof(ready), 0);
+	ready.status = r;
+	pthread_mutex_lock(&c->lock);
+	c->fork_requested = false;
+	pthread_mutex_unlock(&c->lock);
+	(void)proto_send(c->control_fd, &ready, sizeof(ready), NULL, 0);
+}
+
+/* Gives a client all its pages back and unregisters its memory, so it runs on without us. */
+static void release_client(struct reclaimer *rc, struct client *c)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	c->evict_paused = true;
+	pthread_mutex_unlock(&c->lock);
+	r = drain_client(rc, c);
+	if (r < 0 && r != -ESRCH) {
+		log_error_errno(r, "client %d: pages could not all be given back: %m", c->pid);
+		return;
+	}
+	pthread_rwlock_wrlock(&c->resolve_lock);
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < c->registered.nr; i++) {
+		struct uffdio_range range = {
+			.start = c->registered.r[i].start,
+			.len = c->registered.r[i].end - c->registered.r[i].start,
+		};
+		(void)ioctl(c->uffd, UFFDIO_UNREGISTER, &range);
+	}
+	rangeset_done(&c->registered);
+	pthread_mutex_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->resolve_lock);
+}
+
+static struct client **snapshot_clients(struct manager *m, unsigned *ret_nr)
+{
+	struct client **v;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&m->clients_lock);
+	v = calloc(m->nr_clients + 1, sizeof(*v));
+	if (v)
+		for (struct client *c = m->clients; c; c = c->next)
+			v[n++] = client_ref(c);
+	pthread_mutex_unlock(&m->clients_lock);
+	*ret_nr = n;
+	return v;
+}
+
+static void *reclaim_main(void *arg)
+{
+	struct reclaimer *rc = arg;
+	struct manager *m = rc->m;
+
+	for (;;) {
+		struct client **v;
+		unsigned n;
+		bool draining;
+
+		pthread_mutex_lock(&m->reclaim_lock);
+		if (!m->reclaim_kick && !atomic_load(&m->stopping) && !atomic_load(&m->draining)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 20 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&m->reclaim_cond, &m->reclaim_lock, &ts);
+		}
+		m->reclaim_kick = false;
+		pthread_mutex_unlock(&m->reclaim_lock);
+		if (atomic_load(&m->stopping))
+			break;
+		draining = atomic_load(&m->draining);
+
+		v = snapshot_clients(m, &n);
+		for (unsigned i = 0; v && i < n; i++) {
+			struct client *c = v[i];
+
+			if (!c->dead) {
+				if (draining)
+					release_client(rc, c);
+				else if (c->fork_requested)
+					prepare_fork(rc, c);
+				else
+					reclaim_client(rc, c);
+			}
+			client_unref(c);
+		}
+		free(v);
+		if (draining) {
+			/* main waits for this: every client has its pages back. */
+			pthread_mutex_lock(&m->reclaim_lock);
+			atomic_store(&m->draining, false);
+			pthread_cond_broadcast(&m->reclaim_cond);
+			pthread_mutex_unlock(&m->reclaim_lock);
+		}
+	}
+	return NULL;
+}
+
+static struct reclaimer *the_reclaimer;
+
+int reclaim_start(struct manager *m)
+{
+	struct reclaimer *rc = calloc(1, sizeof(*rc));
+	int r;
+
+	if (!rc)
+		return -ENOMEM;
+	rc->m = m;
+	rc->b.data = aligned_alloc(PAGE_SIZE, (size_t)MEMEXT_STAGING_PAGES * PAGE_SIZE);
+	rc->page_buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	if (!rc->b.data || !rc->page_buf) {
+		free(rc->b.data);
+		free(rc->page_buf);
+		free(rc);
+		return -ENOMEM;
+	}
+	r = pthread_create(&m->reclaim_thread, NULL, reclaim_main, rc);
+	if (r) {
+		free(rc->b.data);
+		free(rc->page_buf);
+		free(rc);
+		return -r;
+	}
+	the_reclaimer = rc;
+	return 0;
+}
+
+void reclaim_stop(struct manager *m)
+{
+	pthread_mutex_lock(&m->reclaim_lock);
+	atomic_store(&m->stopping, true);
+	pthread_cond_broadcast(&m->reclaim_cond);
+	pthread_mutex_unlock(&m->reclaim_lock);
+	pthread_join(m->reclaim_thread, NULL);
+	if (the_reclaimer) {
+		free(the_reclaimer->b.data);
+		free(the_reclaimer->page_buf);
+		free(the_reclaimer);
+		the_reclaimer = NULL;
+	}
+}

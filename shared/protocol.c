@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+#include "protocol.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void proto_init_header(struct msg_header *h, enum msg_type type, uint32_t len, uint32_t seq)
+{
+	h->magic = MEMEXT_PROTO_MAGIC;
+	h->version = MEMEXT_PROTO_VERSION;
+	h->type = (uint16_t)type;
+	h->len = len;
+	h->seq = seq;
+}
+
+static int check_hello(const struct msg_hello *m)
+{
+	if (m->nr_exclude > MEMEXT_MAX_EXCLUDE)
+		return -EBADMSG;
+	if (memchr(m->comm, 0, sizeof(m->comm)) == NULL)
+		return -EBADMSG;
+	if (m->pid <= 0)
+		return -EBADMSG;
+	return 0;
+}
+
+int proto_check(const void *buf, size_t n)
+{
+	const struct msg_header *h = buf;
+	size_t want;
+
+	if (n < sizeof(*h))
+		return -EBADMSG;
+	if (h->magic != MEMEXT_PROTO_MAGIC)
+		return -EBADMSG;
+	if (h->version != MEMEXT_PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+	if (h->len != n)
+		return -EBADMSG;
+
+	switch (h->type) {
+	case MSG_HELLO:
+		if (n != sizeof(struct msg_hello))
+			return -EBADMSG;
+		return check_hello(buf);
+	case MSG_HELLO_ACK:
+		want = sizeof(struct msg_hello_ack);
+		break;
+	case MSG_FORK_PREPARE:
+	case MSG_FORK_READY:
+	case MSG_FORK_DONE:
+		want = sizeof(struct msg_fork);
+		break;
+	case MSG_AGENT_MOVE: {
+		const struct msg_agent_move *m = buf;
+
+		if (n < sizeof(*m) || m->nr > MEMEXT_MAX_MOVE_RANGES)
+			return -EBADMSG;
+		want = sizeof(*m) + m->nr * sizeof(struct move_range);
+		break;
+	}
+	case MSG_AGENT_MOVE_DONE:
+		want = sizeof(struct msg_agent_move_done);
+		break;
+	case MSG_AGENT_FREE:
+		want = sizeof(struct msg_agent_free);
+		break;
+	default:
+		return -EBADMSG;
+	}
+	return n == want ? 0 : -EBADMSG;
+}
+
+int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned nr_fds)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * MEMEXT_MAX_FDS)];
+	} control;
+	struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (nr_fds > MEMEXT_MAX_FDS)
+		return -EINVAL;
+	if (nr_fds > 0) {
+		struct cmsghdr *c;
+
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nr_fds);
+	}
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EMSGSIZE;
+}
+
+static void close_all(int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nr_fds)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * MEMEXT_MAX_FDS)];
+	} control;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	int got[MEMEXT_MAX_FDS];
+	unsigned nr_got = 0, max = nr_fds ? *nr_fds : 0;
+	ssize_t n;
+	int r;
+
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (unsigned i = 0; i < k && nr_got < MEMEXT_MAX_FDS; i++)
+			memcpy(&got[nr_got++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	}
+	if (nr_fds)
+		*nr_fds = 0;
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		close_all(got, nr_got);
+		return -EMSGSIZE;
+	}
+	if (n == 0) {
+		close_all(got, nr_got);
+		return 0;
+	}
+	r = proto_check(buf, (size_t)n);
+	if (r < 0 || nr_got > max) {
+		close_all(got, nr_got);
+		return r < 0 ? r : -EBADMSG;
+	}
+	if (nr_got) {
+		memcpy(fds, got, nr_got * sizeof(int));
+		*nr_fds = nr_got;
+	}
+	return n;
+}

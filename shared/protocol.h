@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The wire protocol between libmemext.so and memextd.
+ *
+ * Two SOCK_SEQPACKET unix sockets per client, so every message arrives whole or not at all:
+ *
+ *   control  the shim connects to memextd's client socket. It sends MSG_HELLO with three fds
+ *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, and its end
+ *            of the agent socketpair. memextd answers MSG_HELLO_ACK. Later the shim sends
+ *            MSG_FORK_PREPARE (answered by MSG_FORK_READY once every evicted page is back and
+ *            eviction is paused) and MSG_FORK_DONE (the parent resumes).
+ *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
+ *            application into its staging area (answered by MSG_AGENT_MOVE_DONE, a bitmap of
+ *            the staging pages that now hold a page); MSG_AGENT_FREE asks it to MADV_DONTNEED the staging area (no answer:
+ *            the agent handles messages in order, so the next MOVE finds staging empty).
+ *
+ * Every message starts with struct msg_header. A receiver checks magic, version, that len is
+ * the number of bytes received, and the exact size each type has (proto_check()); anything else
+ * is a protocol error and the peer is dropped. Integers are host-endian: both ends run on one
+ * machine. Units are in the field names.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MEMEXT_PROTO_MAGIC 0x584d454dU /* "MEMX" little-endian */
+#define MEMEXT_PROTO_VERSION 1
+
+#define MEMEXT_MAX_EXCLUDE 8        /* shim-owned ranges the daemon must never register */
+#define MEMEXT_MAX_MOVE_RANGES 256  /* ranges in one MSG_AGENT_MOVE */
+#define MEMEXT_MAX_FDS 3
+
+enum msg_type {
+	MSG_HELLO = 1,
+	MSG_HELLO_ACK,
+	MSG_FORK_PREPARE,
+	MSG_FORK_READY,
+	MSG_FORK_DONE,
+	MSG_AGENT_MOVE,
+	MSG_AGENT_MOVE_DONE,
+	MSG_AGENT_FREE,
+	_MSG_TYPE_MAX,
+};
+
+struct msg_header {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type; /* enum msg_type */
+	uint32_t len;  /* bytes, whole message including this header */
+	uint32_t seq;  /* echoed in the answer */
+};
+
+struct mem_range {
+	uint64_t start; /* bytes, page aligned */
+	uint64_t end;   /* bytes, exclusive, page aligned */
+};
+
+#define HELLO_FORK_CHILD (1U << 0)   /* a child created by fork(); its parent is parent_pid */
+#define HELLO_IGNORE_MLOCK (1U << 1) /* MEMEXT_IGNORE_MLOCK=1 */
+
+struct msg_hello {
+	struct msg_header h;
+	int32_t pid;
+	int32_t parent_pid;
+	int32_t agent_tid; /* faults taken by this thread are never held */
+	uint32_t flags;    /* HELLO_* */
+	uint64_t budget_bytes;
+	uint64_t uffd_features; /* granted by UFFDIO_API */
+	struct mem_range staging;
+	uint32_t nr_exclude;
+	uint32_t pad;
+	struct mem_range exclude[MEMEXT_MAX_EXCLUDE];
+	char comm[16]; /* NUL-terminated */
+};
+
+struct msg_hello_ack {
+	struct msg_header h;
+	int32_t status; /* 0 or -errno */
+	uint32_t pad;
+	uint64_t client_id;
+};
+
+/* MSG_FORK_PREPARE, MSG_FORK_READY (status), MSG_FORK_DONE */
+struct msg_fork {
+	struct msg_header h;
+	int32_t status; /* in FORK_READY: 0, or -errno when pages could not all come back */
+	uint32_t pad;
+};
+
+struct move_range {
+	uint64_t src; /* application address, page aligned */
+	uint64_t dst; /* staging address, page aligned */
+	uint64_t len; /* bytes */
+};
+
+#define AGENT_MOVE_BACK (1U << 0) /* src is in staging, dst in the application */
+
+struct msg_agent_move {
+	struct msg_header h;
+	uint32_t nr;    /* ranges that follow */
+	uint32_t flags; /* AGENT_MOVE_* */
+	struct move_range r[]; /* nr entries, at most MEMEXT_MAX_MOVE_RANGES */
+};
+
+#define MEMEXT_STAGING_PAGES 256 /* pages in the agent's staging area = largest batch */
+
+struct msg_agent_move_done {
+	struct msg_header h;
+	/* Bit i set: staging page i now holds the page moved to it. Pages whose bit is clear
+	 * stayed where they were (or were not there). */
+	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
+	uint32_t nr_failed; /* pages the kernel refused to move */
+	int32_t first_err;  /* -errno of the first refusal, 0 if none */
+};
+
+struct msg_agent_free {
+	struct msg_header h;
+	struct mem_range range;
+};
+
+/* The largest message of all, for receive buffers. */
+#define MEMEXT_MSG_MAX                                                                             \
+	(sizeof(struct msg_agent_move) + MEMEXT_MAX_MOVE_RANGES * sizeof(struct move_range))
+
+void proto_init_header(struct msg_header *h, enum msg_type type, uint32_t len, uint32_t seq);
+
+/*
+ * Checks a received message of n bytes: header, version, length, and the exact size of its type.
+ * Returns 0 or -EBADMSG (malformed), -EPROTONOSUPPORT (other version).
+ */
+int proto_check(const void *buf, size_t n);
+
+/*
+ * Sends one message with up to MEMEXT_MAX_FDS fds attached. Retries on EINTR; never raises
+ * SIGPIPE. Returns 0 or -errno. Safe in the shim: no malloc.
+ */
+int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned nr_fds);
+
+/*
+ * Receives one message into buf (size len) and checks it. Received fds are stored in fds
+ * (up to *nr_fds; the count is written back) with O_CLOEXEC; fds of a rejected message are
+ * closed. Returns the message size, 0 on orderly shutdown, or -errno (-EBADMSG for a message
+ * proto_check() rejects, -EMSGSIZE for one that was truncated).
+ */
+ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nr_fds);

@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Integration test harness: a real memextd, a real program under libmemext.so.
+
+One invocation is one test. In the default mode ("managed") it
+  1. runs the uffd probe (exit 77 = skip when the kernel lacks what memext needs),
+  2. makes a temp dir, starts memextd with both sockets in it and waits for them,
+  3. runs the workload (--clients N copies at once) under the shim with MEMEXT_BUDGET,
+     sampling each workload process's RssAnon (and its children's) every 20 ms and the
+     daemon's stats every 250 ms,
+  4. asserts: every workload exits 0 (the workloads check every byte themselves); the
+     daemon's cumulative totals grew by at least --min-pswpout evicted and --min-pswpin
+     brought-back pages (default: footprint minus the RSS bound, i.e. what must have left
+     memory if resident memory stayed under the bound); peak RssAnon stayed under
+     budget * 1.25 + 16 MiB; the client was listed with the right budget while it ran (when
+     a stats sample caught it); after it exited it left "clients", store.stored_pages is 0
+     and store.mem_used_total is back to its value before the test; the daemon is still
+     alive and exits 0 on SIGTERM.
+The fail-open modes run the workload against no daemon ("no-daemon") or with a bad budget
+("bad-budget") and assert that it runs unchanged and that MEMEXT_DEBUG=1 makes the shim say
+why in a line starting with "memext:".
+
+The daemon and the workloads are always stopped and the temp dir removed, also on failure.
+Nothing passes or fails on timing: the timeouts only guard against hangs.
+Exit status: 0 pass, 1 fail, 77 skip.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PAGE = 4096
+MiB = 1 << 20
+SKIP = 77
+
+
+class TestFailure(Exception):
+    pass
+
+
+class Timeout(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def parse_size(s):
+    m = re.fullmatch(r"(\d+)([KMG]?)(i?B)?", s.strip(), re.I)
+    if not m:
+        raise ValueError(f"bad size {s!r}")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def mib(n):
+    return f"{n / MiB:.1f} MiB"
+
+
+def tail(path_or_text, lines=40):
+    if path_or_text is None:
+        return ""
+    if os.path.sep in path_or_text and os.path.exists(path_or_text):
+        with open(path_or_text, errors="replace") as f:
+            text = f.read()
+    else:
+        text = path_or_text
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_rss_anon(pid):
+    """RssAnon of pid in bytes, or None if it is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return None
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            for k in kids:
+                if k not in out:
+                    out.append(k)
+                    todo.append(k)
+    return out
+
+
+class Daemon:
+    def __init__(self, args, tmp):
+        self.sock = os.path.join(tmp, "memextd.sock")
+        self.stats_sock = os.path.join(tmp, "stats.sock")
+        self.log_path = os.path.join(tmp, "memextd.log")
+        self.memextctl = args.memextctl
+        self.memextd = args.memextd
+        self.proc = None
+        self.stop_status = None
+
+    def start(self, timeout):
+        self.log_file = open(self.log_path, "wb")
+        cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
+        log("starting: " + " ".join(cmd))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise TestFailure(f"memextd exited with {self.proc.returncode} before creating "
+                                  f"its sockets; its log:\n{tail(self.log_path)}")
+            if all(is_socket(p) for p in (self.sock, self.stats_sock)):
+                return
+            if time.monotonic() > deadline:
+                raise TestFailure(f"memextd did not create {self.sock} and {self.stats_sock} "
+                                  f"within {timeout} s; its log:\n{tail(self.log_path)}")
+            time.sleep(0.02)
+
+    def stats(self, timeout=20):
+        cmd = [self.memextctl, "--stats-socket", self.stats_sock, "stats", "--json"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure(f"'{' '.join(cmd)}' hung for {timeout} s")
+        if r.returncode != 0:
+            raise TestFailure(f"'{' '.join(cmd)}' exited {r.returncode}: {r.stderr.strip()}")
+        try:
+            s = json.loads(r.stdout)
+        except ValueError as e:
+            raise TestFailure(f"memextctl stats --json printed invalid JSON ({e}):\n{r.stdout}")
+        for key, fields in (("totals", ("pswpin", "pswpout", "faults", "clients_seen")),
+                            ("store", ("orig_data_size", "compr_data_size",
+                                       "mem_used_total", "stored_pages"))):
+            if not isinstance(s.get(key), dict) or any(f not in s[key] for f in fields):
+                raise TestFailure(f"memextctl stats --json: '{key}' lacks one of {fields}:\n"
+                                  f"{r.stdout}")
+        if not isinstance(s.get("clients"), list):
+            raise TestFailure(f"memextctl stats --json: no 'clients' array:\n{r.stdout}")
+        return s
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15):
+        """SIGTERM, then SIGKILL after timeout. Returns the exit status (None if never run)."""
+        if self.proc is None:
+            return None
+        if self.stop_status is not None:
+            return self.stop_status
+        self.stop_status = self.proc.poll()
+        if self.stop_status is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.stop_status = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"memextd ignored SIGTERM for {timeout} s: SIGKILL")
+                self.proc.kill()
+                self.proc.wait()
+                self.stop_status = f"hung (killed after {timeout} s)"
+        else:
+            self.stop_status = f"{self.stop_status} (it had exited before the SIGTERM)"
+        self.log_file.close()
+        return self.stop_status
+
+
+def is_socket(path):
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+class Client:
+    """One workload process (its own process group), its output and its RSS samples."""
+
+    def __init__(self, idx, cmd, env):
+        self.idx = idx
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        self.phase = "start"
+        self.phases = ["start"]
+        self.out, self.err = [], []
+        self.peak = {}           # pid -> (peak RssAnon, phase at the peak)
+        self.peak_checked = (0, None)
+        self.samples = 0
+        self.lock = threading.Lock()
+        self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
+                        threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False))]
+        for t in self.readers:
+            t.daemon = True
+            t.start()
+
+    def _read(self, stream, sink, phases):
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.lock:
+                sink.append(line)
+                if phases and line.startswith("phase "):
+                    self.phase = line[6:].strip()
+                    self.phases.append(self.phase)
+
+    def sample(self, rss_skip_from):
+        with self.lock:
+            phase = self.phase
+            skipping = rss_skip_from is not None and rss_skip_from in self.phases
+        for pid in [self.pid] + descendants(self.pid):
+            rss = read_rss_anon(pid)
+            if rss is None:
+                continue
+            self.samples += 1
+            if rss > self.peak.get(pid, (0, None))[0]:
+                self.peak[pid] = (rss, phase)
+            if pid == self.pid and not skipping and rss > self.peak_checked[0]:
+                self.peak_checked = (rss, phase)
+
+    def kill(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def finish(self):
+        self.proc.wait()
+        for t in self.readers:
+            t.join(10)
+        return self.proc.returncode
+
+    def output(self, lines=30):
+        with self.lock:
+            return ("--- stdout (last lines) ---\n" + "\n".join(self.out[-lines:]) +
+                    "\n--- stderr (last lines) ---\n" + "\n".join(self.err[-lines:]))
+
+
+class StatsPoller(threading.Thread):
+    """Samples the daemon's stats while the workloads run: what it says about each client."""
+
+    def __init__(self, daemon, interval=0.25):
+        super().__init__(daemon=True)
+        self.d = daemon
+        self.interval = interval
+        self.stop_event = threading.Event()
+        self.seen = {}     # pid -> dict of maxima and the budget it reported
+        self.errors = 0
+        self.last_error = None
+
+    def run(self):
+        while not self.stop_event.wait(self.interval):
+            try:
+                s = self.d.stats(timeout=10)
+            except TestFailure as e:
+                self.errors += 1
+                self.last_error = str(e)
+                continue
+            for c in s["clients"]:
+                pid = c.get("pid")
+                e = self.seen.setdefault(pid, {"budget_bytes": set()})
+                e["budget_bytes"].add(c.get("budget_bytes"))
+                for k in ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults"):
+                    if isinstance(c.get(k), int):
+                        e[k] = max(e.get(k, 0), c[k])
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(15)
+
+
+def run_probe(probe):
+    r = subprocess.run([probe], capture_output=True, text=True, timeout=60)
+    msg = (r.stdout + r.stderr).strip()
+    if r.returncode == SKIP:
+        log(msg or "SKIP: uffd probe says the kernel lacks what memext needs")
+        sys.exit(SKIP)
+    if r.returncode != 0:
+        raise TestFailure(f"uffd probe failed with {r.returncode}: {msg}")
+    log(f"probe: {msg}")
+
+
+def shim_env(args, sock, budget, debug=True):
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = args.shim
+    env["MEMEXT_SOCKET"] = sock
+    env["MEMEXT_BUDGET"] = budget
+    if debug:
+        env["MEMEXT_DEBUG"] = "1"
+    else:
+        env.pop("MEMEXT_DEBUG", None)
+    env["MALLOC_PERTURB_"] = "0"
+    return env
+
+
+def run_clients(args, env, daemon, poller):
+    clients = [Client(i, args.cmd, env) for i in range(args.clients)]
+    log("started workload pid(s) " + ", ".join(str(c.pid) for c in clients) + ": " +
+        " ".join(args.cmd))
+    deadline = time.monotonic() + args.timeout
+    killed = set()
+    try:
+        while any(c.proc.poll() is None for c in clients):
+            for c in clients:
+                if c.proc.poll() is None:
+                    c.sample(args.rss_skip_from)
+                    if (args.kill_at_phase and c.idx not in killed and
+                            args.kill_at_phase in c.phases):
+                        log(f"workload {c.pid} reached phase '{args.kill_at_phase}': SIGKILL")
+                        c.kill()
+                        killed.add(c.idx)
+            if daemon is not None and not daemon.alive():
+                raise TestFailure(f"memextd died (exit {daemon.proc.returncode}) while the "
+                                  f"workload ran; its log:\n{tail(daemon.log_path)}")
+            if time.monotonic() > deadline:
+                raise Timeout(f"workload still running after {args.timeout} s (hang guard)")
+            time.sleep(0.02)
+    except BaseException as e:
+        for c in clients:
+            c.kill()
+        for c in clients:
+            c.finish()
+        if isinstance(e, (TestFailure, Timeout)):
+            msg = str(e)
+            for c in clients:
+                msg += f"\nworkload {c.pid} (phase '{c.phase}'):\n{c.output()}"
+            if daemon is not None:
+                msg += f"\n--- memextd log (last lines) ---\n{tail(daemon.log_path)}"
+            raise TestFailure(msg)
+        raise
+    for c in clients:
+        c.finish()
+    return clients
+
+
+def check_exit(c, expect_signal=None):
+    rc = c.proc.returncode
+    if expect_signal is not None:
+        if rc != -expect_signal:
+            raise TestFailure(f"workload {c.pid} should have died of signal {expect_signal}, "
+                              f"but its status is {rc}\n{c.output()}")
+        return
+    if rc != 0:
+        why = (f"killed by signal {-rc}" if rc < 0 else
+               "found wrong data (exit 1)" if rc == 1 else f"exited {rc}")
+        raise TestFailure(f"workload {c.pid} {why}\n{c.output()}")
+
+
+def wait_client_gone(daemon, pids, base, timeout):
+    """Poll the stats until the clients left and the store is empty again (hang guard)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = daemon.stats()
+        listed = [c for c in s["clients"] if c.get("pid") in pids]
+        st = s["store"]
+        problems = []
+        if listed:
+            problems.append(f"exited client(s) still listed: {json.dumps(listed)}")
+        if st["stored_pages"] != 0:
+            problems.append(f"store.stored_pages is {st['stored_pages']}, not 0")
+        if st["mem_used_total"] != base["store"]["mem_used_total"]:
+            problems.append(f"store.mem_used_total is {st['mem_used_total']}, was "
+                            f"{base['store']['mem_used_total']} before the test")
+        if not problems:
+            return s
+        if time.monotonic() > deadline:
+            raise TestFailure("after the workload exited, the daemon did not let go of it "
+                              f"within {timeout} s: " + "; ".join(problems) +
+                              f"\nlast stats: {json.dumps(s)}\n--- memextd log ---\n"
+                              f"{tail(daemon.log_path)}")
+        time.sleep(0.05)
+
+
+def test_managed(args, tmp):
+    budget = parse_size(args.budget)
+    footprint = parse_size(args.footprint)
+    bound = int(budget * 1.25) + 16 * MiB
+    auto_out = max(1, (footprint - bound) // PAGE)
+    min_out = (args.min_pswpout if args.min_pswpout is not None else auto_out) * args.clients
+    min_in = int(min_out * args.min_pswpin_frac)
+
+    daemon = Daemon(args, tmp)
+    poller = None
+    try:
+        daemon.start(args.daemon_timeout)
+        base = daemon.stats()
+        log(f"daemon up; totals before: {json.dumps(base['totals'])}; store before: "
+            f"{json.dumps(base['store'])}")
+        if base["store"]["stored_pages"] != 0:
+            raise TestFailure(f"a fresh daemon's store is not empty: {json.dumps(base['store'])}")
+
+        env = shim_env(args, daemon.sock, args.budget)
+        env["MEMEXT_WL_EXPECT_EVICTION"] = "1"
+        poller = StatsPoller(daemon)
+        poller.start()
+        clients = run_clients(args, env, daemon, poller)
+        poller.stop()
+
+        for c in clients:
+            check_exit(c, signal.SIGKILL if args.kill_at_phase else None)
+        if not daemon.alive():
+            raise TestFailure(f"memextd died (exit {daemon.proc.returncode}) during the test; "
+                              f"its log:\n{tail(daemon.log_path)}")
+
+        pids = set()
+        for c in clients:
+            pids.add(c.pid)
+            pids.update(c.peak.keys())
+        after = wait_client_gone(daemon, pids, base, args.exit_timeout)
+        d = {k: after["totals"][k] - base["totals"][k]
+             for k in ("pswpout", "pswpin", "faults", "clients_seen")}
+
+        # Report everything first, then judge.
+        failures = []
+        for c in clients:
+            rss, phase = c.peak_checked
+            log(f"workload {c.pid}: exit {c.proc.returncode}; peak RssAnon {mib(rss)} in phase "
+                f"'{phase}' (bound {mib(bound)} = budget {mib(budget)} * 1.25 + 16 MiB; "
+                f"{c.samples} samples" +
+                (f", samples from phase '{args.rss_skip_from}' on not bounded" if
+                 args.rss_skip_from else "") + ")")
+            for pid, (prss, pphase) in sorted(c.peak.items()):
+                if pid != c.pid or args.rss_skip_from:
+                    log(f"  process {pid}{' (child)' if pid != c.pid else ''}: peak RssAnon "
+                        f"{mib(prss)} (phase '{pphase}'), not bounded")
+            if c.samples == 0:
+                failures.append(f"workload {c.pid}: no RssAnon sample was taken")
+            if rss > bound:
+                failures.append(f"workload {c.pid}: peak RssAnon {mib(rss)} (phase '{phase}') "
+                                f"exceeds the bound {mib(bound)}: memext did not hold the "
+                                f"process near its budget of {mib(budget)}")
+            seen = poller.seen.get(c.pid)
+            if seen is None:
+                log(f"  client {c.pid} was not caught by a stats sample while it ran")
+            else:
+                log(f"  client {c.pid} as the daemon saw it: budget_bytes "
+                    f"{sorted(seen['budget_bytes'], key=str)}, max resident_pages "
+                    f"{seen.get('resident_pages')}, max evicted_pages "
+                    f"{seen.get('evicted_pages')}, pswpout {seen.get('pswpout')}, pswpin "
+                    f"{seen.get('pswpin')}, faults {seen.get('faults')}")
+                if seen["budget_bytes"] != {budget}:
+                    failures.append(f"client {c.pid}: budget_bytes {seen['budget_bytes']} in "
+                                    f"the stats, MEMEXT_BUDGET={args.budget} is {budget}")
+        log(f"daemon totals grew by: pswpout {d['pswpout']} pages (min {min_out}), pswpin "
+            f"{d['pswpin']} pages (min {min_in}), faults {d['faults']}, clients_seen "
+            f"{d['clients_seen']}; store after: {json.dumps(after['store'])}")
+        if poller.errors:
+            log(f"  ({poller.errors} stats samples failed during the run: {poller.last_error})")
+        if d["clients_seen"] < args.clients:
+            failures.append(f"totals.clients_seen grew by {d['clients_seen']}, expected at "
+                            f"least {args.clients}: the shim did not register with the daemon")
+        if d["pswpout"] < min_out:
+            failures.append(f"totals.pswpout grew by only {d['pswpout']} pages, expected at "
+                            f"least {min_out}: memext did not evict the memory beyond the "
+                            f"budget")
+        if d["pswpin"] < min_in:
+            failures.append(f"totals.pswpin grew by only {d['pswpin']} pages, expected at "
+                            f"least {min_in}: evicted pages were not brought back")
+        if d["faults"] <= 0:
+            failures.append("totals.faults did not grow")
+        if failures:
+            msg = "\n".join("FAIL: " + f for f in failures)
+            for c in clients:
+                msg += f"\nworkload {c.pid}:\n{c.output(15)}"
+            msg += f"\n--- memextd log (last lines) ---\n{tail(daemon.log_path)}"
+            raise TestFailure(msg)
+    except TestFailure as e:
+        if poller is not None and poller.is_alive():
+            poller.stop()
+        rc = daemon.stop()
+        raise TestFailure(f"{e}\n(memextd's exit status after SIGTERM: {rc})")
+    finally:
+        if poller is not None and poller.is_alive():
+            poller.stop()
+        rc = daemon.stop()
+    if rc != 0:
+        raise TestFailure(f"memextd exited {rc} on SIGTERM (expected 0); its log:\n"
+                          f"{tail(daemon.log_path)}")
+    log("memextd exited 0 on SIGTERM")
+
+
+def run_failopen_once(args, env, daemon, label):
+    clients = run_clients(args, env, daemon, None)
+    c = clients[0]
+    check_exit(c)
+    lines = [line for line in c.err if line.startswith("memext:")]
+    log(f"{label}: workload exit 0; 'memext:' lines on stderr: {lines}")
+    return lines, c
+
+
+def test_failopen(args, tmp):
+    daemon = None
+    try:
+        if args.mode == "no-daemon":
+            sock = os.path.join(tmp, "no-such-dir", "memextd.sock")
+            budget = args.budget
+        else:
+            daemon = Daemon(args, tmp)
+            daemon.start(args.daemon_timeout)
+            base = daemon.stats()
+            sock = daemon.sock
+            budget = "bogus"
+        lines, c = run_failopen_once(args, shim_env(args, sock, budget, debug=True), daemon,
+                                     "MEMEXT_DEBUG=1")
+        if not lines:
+            raise TestFailure(f"with MEMEXT_DEBUG=1 and {args.mode}, the shim did not print a "
+                              f"line starting with 'memext:' on stderr\n{c.output()}")
+        lines, c = run_failopen_once(args, shim_env(args, sock, budget, debug=False), daemon,
+                                     "without MEMEXT_DEBUG")
+        if lines:
+            raise TestFailure(f"without MEMEXT_DEBUG the shim must be quiet, but it printed "
+                              f"{lines}")
+        if daemon is not None:
+            after = daemon.stats()
+            d = {k: after["totals"][k] - base["totals"][k]
+                 for k in ("clients_seen", "pswpout")}
+            log(f"daemon totals grew by {json.dumps(d)}; clients now {after['clients']}")
+            if d["clients_seen"] != 0 or d["pswpout"] != 0 or after["clients"]:
+                raise TestFailure(f"with MEMEXT_BUDGET=bogus the shim must stay out, but the "
+                                  f"daemon saw a client: totals grew by {d}, clients "
+                                  f"{after['clients']}")
+            if not daemon.alive():
+                raise TestFailure(f"memextd died; its log:\n{tail(daemon.log_path)}")
+    finally:
+        rc = daemon.stop() if daemon is not None else 0
+    if rc != 0:
+        raise TestFailure(f"memextd exited {rc} on SIGTERM (expected 0); its log:\n"
+                          f"{tail(daemon.log_path)}")
+
+
+def test_ctl_no_socket(args, tmp):
+    sock = os.path.join(tmp, "absent", "stats.sock")
+    cmd = [args.memextctl, "--stats-socket", sock, "stats", "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    log(f"{' '.join(cmd)}: exit {r.returncode}, stderr {r.stderr.strip()!r}")
+    if r.returncode != 1:
+        raise TestFailure(f"memextctl with a missing socket exited {r.returncode}, expected 1")
+    if not r.stderr.strip():
+        raise TestFailure("memextctl with a missing socket printed no error on stderr")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", default="integration")
+    ap.add_argument("--memextd", required=True)
+    ap.add_argument("--memextctl", required=True)
+    ap.add_argument("--shim", required=True)
+    ap.add_argument("--probe", required=True)
+    ap.add_argument("--mode", default="managed",
+                    choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket"])
+    ap.add_argument("--budget", default="32M")
+    ap.add_argument("--footprint", default="128M",
+                    help="memory the workload keeps live (for the pswpout threshold)")
+    ap.add_argument("--clients", type=int, default=1, help="copies of the workload at once")
+    ap.add_argument("--min-pswpout", type=int, default=None,
+                    help="pages per client (default: (footprint - RSS bound) / 4 KiB)")
+    ap.add_argument("--min-pswpin-frac", type=float, default=1.0,
+                    help="minimum pswpin as a fraction of the minimum pswpout")
+    ap.add_argument("--rss-skip-from", default=None,
+                    help="samples from this phase on are reported, not bounded")
+    ap.add_argument("--kill-at-phase", default=None,
+                    help="SIGKILL the workload when it prints this phase (crash test)")
+    ap.add_argument("--timeout", type=float, default=240, help="hang guard for the workload")
+    ap.add_argument("--daemon-timeout", type=float, default=20)
+    ap.add_argument("--exit-timeout", type=float, default=30,
+                    help="hang guard for the daemon to drop an exited client")
+    ap.add_argument("cmd", nargs="+")
+    args = ap.parse_args()
+
+    for what in ("memextd", "memextctl", "shim", "probe"):
+        p = getattr(args, what)
+        if not os.path.exists(p):
+            log(f"FAIL [{args.name}]: {what} not found at {p}")
+            return 1
+
+    # meson's timeout sends SIGTERM: turn it into an exception so the cleanup runs.
+    def on_term(signum, frame):
+        raise TestFailure(f"harness got signal {signum} (test timeout?)")
+    signal.signal(signal.SIGTERM, on_term)
+
+    tmp = tempfile.mkdtemp(prefix=f"memext-it-{args.name}-")
+    try:
+        run_probe(args.probe)
+        if args.mode == "managed":
+            test_managed(args, tmp)
+        elif args.mode == "ctl-no-socket":
+            test_ctl_no_socket(args, tmp)
+        else:
+            test_failopen(args, tmp)
+    except TestFailure as e:
+        log(f"FAIL [{args.name}]: {e}")
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"PASS [{args.name}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/* The wire protocol: every malformed message is rejected, fds travel, nothing leaks. */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+static int nr_open_fds(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
+
+static struct msg_hello make_hello(void)
+{
+	struct msg_hello h;
+
+	memset(&h, 0, sizeof(h));
+	proto_init_header(&h.h, MSG_HELLO, sizeof(h), 7);
+	h.pid = 1234;
+	h.budget_bytes = 64 << 20;
+	h.nr_exclude = 2;
+	strcpy(h.comm, "app");
+	return h;
+}
+
+static void test_check(void)
+{
+	struct msg_hello h = make_hello();
+	struct msg_fork f;
+	unsigned char buf[MEMEXT_MSG_MAX];
+	struct msg_agent_move *m = (struct msg_agent_move *)buf;
+
+	assert(proto_check(&h, sizeof(h)) == 0);
+	assert(proto_check(&h, sizeof(h) - 1) == -EBADMSG); /* len != bytes received */
+	assert(proto_check(&h, 3) == -EBADMSG);
+	h.h.magic ^= 1;
+	assert(proto_check(&h, sizeof(h)) == -EBADMSG);
+	h = make_hello();
+	h.h.version = 99;
+	assert(proto_check(&h, sizeof(h)) == -EPROTONOSUPPORT);
+	h = make_hello();
+	h.nr_exclude = MEMEXT_MAX_EXCLUDE + 1;
+	assert(proto_check(&h, sizeof(h)) == -EBADMSG);
+	h = make_hello();
+	memset(h.comm, 'x', sizeof(h.comm)); /* not NUL-terminated */
+	assert(proto_check(&h, sizeof(h)) == -EBADMSG);
+	h = make_hello();
+	h.pid = 0;
+	assert(proto_check(&h, sizeof(h)) == -EBADMSG);
+	h = make_hello();
+	h.h.type = _MSG_TYPE_MAX;
+	assert(proto_check(&h, sizeof(h)) == -EBADMSG);
+
+	/* A fork message with the size of another type. */
+	memset(&f, 0, sizeof(f));
+	proto_init_header(&f.h, MSG_FORK_PREPARE, sizeof(f), 0);
+	assert(proto_check(&f, sizeof(f)) == 0);
+	proto_init_header(&f.h, MSG_HELLO, sizeof(f), 0);
+	assert(proto_check(&f, sizeof(f)) == -EBADMSG);
+
+	/* Variable-length moves: the count must match the length exactly. */
+	memset(buf, 0, sizeof(buf));
+	m->nr = 3;
+	proto_init_header(&m->h, MSG_AGENT_MOVE, sizeof(*m) + 3 * sizeof(struct move_range), 0);
+	assert(proto_check(m, m->h.len) == 0);
+	m->nr = 4;
+	assert(proto_check(m, m->h.len) == -EBADMSG);
+	m->nr = MEMEXT_MAX_MOVE_RANGES + 1;
+	m->h.len = (uint32_t)(sizeof(*m) + m->nr * sizeof(struct move_range));
+	assert(proto_check(m, m->h.len) == -EBADMSG);
+}
+
+static void test_send_recv_fds(void)
+{
+	struct msg_hello h = make_hello(), got;
+	int sv[2], pipefd[2], fds[3] = {-1, -1, -1}, sent[3];
+	unsigned nr = 3;
+	ssize_t n;
+	int before;
+
+	assert(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	assert(pipe(pipefd) == 0);
+	before = nr_open_fds();
+	sent[0] = pipefd[0];
+	sent[1] = pipefd[1];
+	sent[2] = sv[0];
+	assert(proto_send(sv[0], &h, sizeof(h), sent, 3) == 0);
+	n = proto_recv(sv[1], &got, sizeof(got), fds, &nr);
+	assert(n == (ssize_t)sizeof(h));
+	assert(nr == 3);
+	assert(memcmp(&got, &h, sizeof(h)) == 0);
+	for (int i = 0; i < 3; i++) {
+		assert(fds[i] >= 0);
+		assert(fcntl(fds[i], F_GETFD) & FD_CLOEXEC);
+	}
+	/* The received pipe end works. */
+	assert(write(fds[1], "x", 1) == 1);
+	char c;
+	assert(read(pipefd[0], &c, 1) == 1 && c == 'x');
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	assert(nr_open_fds() == before);
+
+	/* A malformed message with fds: rejected, and its fds are closed, not leaked. */
+	h.h.magic = 0;
+	assert(proto_send(sv[0], &h, sizeof(h), sent, 2) == 0);
+	nr = 3;
+	assert(proto_recv(sv[1], &got, sizeof(got), fds, &nr) == -EBADMSG);
+	assert(nr == 0);
+	assert(nr_open_fds() == before);
+
+	/* More fds than the receiver accepts: rejected, closed. */
+	h = make_hello();
+	assert(proto_send(sv[0], &h, sizeof(h), sent, 3) == 0);
+	nr = 1;
+	assert(proto_recv(sv[1], &got, sizeof(got), fds, &nr) == -EBADMSG);
+	assert(nr_open_fds() == before);
+
+	/* A message larger than the buffer is truncated: rejected. */
+	assert(proto_send(sv[0], &h, sizeof(h), NULL, 0) == 0);
+	assert(proto_recv(sv[1], &got, sizeof(got) - 8, NULL, NULL) == -EMSGSIZE);
+
+	/* Orderly shutdown reads as 0. */
+	close(sv[0]);
+	assert(proto_recv(sv[1], &got, sizeof(got), NULL, NULL) == 0);
+	close(sv[1]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+int main(void)
+{
+	test_check();
+	test_send_recv_fds();
+	printf("protocol: all checks passed\n");
+	return 0;
+}
