@@ -203,12 +203,25 @@ static int scan_one(const struct maps_entry *e, void *userdata)
 	return r;
 }
 
+int64_t client_untracked_pages(struct client *c)
+{
+	int64_t rss = maps_resident_pages(c->pid);
+	int64_t tracked;
+
+	if (rss < 0)
+		return rss;
+	pthread_mutex_lock(&c->lock);
+	tracked = (int64_t)c->nr_present;
+	pthread_mutex_unlock(&c->lock);
+	return rss - tracked;
+}
+
 int client_scan(struct client *c)
 {
 	struct scan_ctx s = {.c = c};
 	int r = maps_for_each_eligible(c->pid, scan_one, &s);
 
-	c->scan_rss_pages = maps_resident_pages(c->pid);
+	c->scan_untracked_pages = client_untracked_pages(c);
 	c->scan_usec = now_usec();
 	return r;
 }

@@ -77,7 +77,7 @@ struct client {
 
 	/* Main thread only. */
 	void *user; /* main's event-loop watches; freed with the client */
-	int64_t scan_rss_pages;
+	int64_t scan_untracked_pages; /* resident pages not in our table, at the last scan */
 	uint64_t scan_usec;
 };
 
@@ -91,6 +91,10 @@ void client_unref(struct client *c);
 /* Registers the process's eligible mappings not registered yet and learns their present pages.
  * Main thread. Returns 0 or -errno (-ESRCH: process gone). */
 int client_scan(struct client *c);
+
+/* Resident pages of the process that are not PRESENT in its table (libraries, memory not
+ * registered yet), or -errno. Grows when the process maps memory we have not seen. */
+int64_t client_untracked_pages(struct client *c);
 
 /* Frees every stored page and the page table (the process is gone). */
 void client_release_pages(struct client *c);

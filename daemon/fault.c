@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,6 +343,40 @@ static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
 }
 
 /*
+ * The agent touched a page of the batch it is moving (glibc internals it calls may read
+ * application memory). A fault means the page is not in the application any more, so it is
+ * in staging (moved) or gone (removed meanwhile). Copy it back from staging and tell the batch
+ * to forget it (PTE_CANCEL); otherwise map zeroes. Lock held on entry, dropped.
+ */
+static int serve_agent_on_moving(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
+{
+	uint64_t slot = pte_payload(*pte), done, stage, e;
+	bool in_staging = false;
+	int r;
+
+	*pte |= PTE_CANCEL;
+	pthread_mutex_unlock(&c->lock);
+	stage = c->staging.start + slot * PAGE_SIZE;
+	if (slot < MEMEXT_STAGING_PAGES &&
+	    pread(c->pagemap_fd, &e, sizeof(e), (off_t)(stage / PAGE_SIZE * 8)) == sizeof(e))
+		in_staging = e & (1ULL << 63);
+	if (in_staging) {
+		struct iovec local = {buf, PAGE_SIZE}, remote = {(void *)(uintptr_t)stage, PAGE_SIZE};
+
+		if (process_vm_readv(c->pid, &local, 1, &remote, 1, 0) == (ssize_t)PAGE_SIZE) {
+			r = uffd_copy(c->uffd, vpn * PAGE_SIZE, buf);
+			if (r == -EEXIST)
+				uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+			return r == -EAGAIN ? -EAGAIN : 0;
+		}
+	}
+	r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
+	if (r == -EEXIST)
+		uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+	return r == -EAGAIN ? -EAGAIN : 0;
+}
+
+/*
  * Answers one fault. Returns 0 (answered or parked) or -EAGAIN (read the uffd and retry).
  * Resolve lock held shared.
  */
@@ -349,19 +384,17 @@ static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, 
 {
 	uint64_t vpn = msg->arg.pagefault.address / PAGE_SIZE;
 	unsigned window = c->m->cfg.faultaround_pages;
+	/* The agent never waits: reclaim waits for the agent. */
+	bool is_agent = (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid;
 	pte_t *pte;
 
 	pthread_mutex_lock(&c->lock);
 	pte = pagetable_lookup(c->pt, vpn);
 	switch (pte ? pte_type(*pte) : PTE_NONE) {
 	case PTE_MOVING:
-		if ((pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid) {
-			/* The agent faulting on its own batch: the page was not moved. */
-			pthread_mutex_unlock(&c->lock);
-			uint64_t done;
-			if (uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done) == -EEXIST)
-				uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
-			return 0;
+		if (is_agent) {
+			/* The agent must not wait for the batch it is carrying: serve it now. */
+			return serve_agent_on_moving(c, vpn, pte, buf);
 		}
 		client_park_locked(c, msg);
 		pthread_mutex_unlock(&c->lock);
@@ -371,7 +404,7 @@ static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, 
 		pthread_mutex_unlock(&c->lock);
 		return 0;
 	case PTE_STORED:
-		if (!from_reclaim && should_throttle(c))
+		if (!from_reclaim && !is_agent && should_throttle(c))
 			goto park;
 		return swap_in(c, vpn, pte, buf);
 	case PTE_PRESENT: {
@@ -388,7 +421,7 @@ static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, 
 	}
 	case PTE_NONE:
 	default:
-		if (!from_reclaim && should_throttle(c))
+		if (!from_reclaim && !is_agent && should_throttle(c))
 			goto park;
 		atomic_fetch_add(&c->stats.zero_faults, 1);
 		atomic_fetch_add(&c->m->totals.zero_faults, 1);

@@ -36,7 +36,7 @@
 
 #define SCAN_INTERVAL_USEC 10000   /* how often clients' resident size is checked */
 #define SCAN_MAX_AGE_USEC 1000000  /* a client's maps are rescanned at least this often */
-#define SCAN_GROWTH_PAGES 256      /* ... or when it grew this much since the last scan */
+#define SCAN_GROWTH_PAGES 256      /* ... or when its untracked memory grew this much */
 #define HELLO_TIMEOUT_MSEC 2000
 
 enum watch_kind {
@@ -375,10 +375,11 @@ static void on_timer(struct daemon *d)
 	pthread_mutex_unlock(&m->clients_lock);
 	for (unsigned i = 0; i < n; i++) {
 		struct client *c = v[i];
-		int64_t rss = maps_resident_pages(c->pid);
+		int64_t untracked = client_untracked_pages(c);
 
-		if (rss >= 0 && (rss > c->scan_rss_pages + SCAN_GROWTH_PAGES ||
-				 now - c->scan_usec > SCAN_MAX_AGE_USEC))
+		/* New memory shows as resident pages we do not track: register it soon. */
+		if (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||
+				       now - c->scan_usec > SCAN_MAX_AGE_USEC))
 			(void)client_scan(c);
 		pthread_mutex_lock(&c->lock);
 		kick |= client_over_low_wmark(c) || c->nr_parked;

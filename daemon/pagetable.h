@@ -9,8 +9,9 @@
  *
  *   NONE     nothing known: never touched, or dropped by the application. A fault maps zeroes.
  *   PRESENT  the page is mapped in the process. REF: faulted in since the clock hand passed.
- *   MOVING   in a reclaim batch: the agent may have moved it to staging. Faults wait for the
- *            batch; DEAD: the application removed the range meanwhile, discard the content.
+ *   MOVING   in a reclaim batch: the agent may have moved it to staging; payload = its
+ *            staging slot. Faults wait for the batch; DEAD: the application removed the
+ *            range meanwhile, discard the content; CANCEL: copied back for the agent itself.
  *   STORED   evicted; payload = store handle.
  *   LOADING  a fault thread is bringing it back; payload = store handle, owned by that thread.
  *            DEAD: removed meanwhile, the loader frees the handle instead of installing it.
@@ -34,6 +35,7 @@ enum pte_type {
 #define PTE_TYPE_MASK 0x7ULL
 #define PTE_REF (1ULL << 3)
 #define PTE_DEAD (1ULL << 4)
+#define PTE_CANCEL (1ULL << 5) /* MOVING: the page is back in the process; the batch drops it */
 #define PTE_PAYLOAD_SHIFT 8
 
 static inline enum pte_type pte_type(pte_t e)

@@ -69,7 +69,7 @@ static int select_one(uint64_t vpn, pte_t *pte, void *userdata)
 		*pte &= ~PTE_REF;
 		return 0;
 	}
-	*pte = pte_make(PTE_MOVING, 0, 0);
+	*pte = pte_make(PTE_MOVING, 0, s->b->nr); /* payload: its staging slot */
 	s->b->vpn[s->b->nr++] = vpn;
 	return s->b->nr == s->want;
 }
@@ -262,7 +262,17 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 		if (!pte || pte_type(*pte) != PTE_MOVING)
 			continue; /* cannot happen: events wait for batches */
 		dead = *pte & PTE_DEAD;
-		if (test_bit(b->moved, i) && test_bit(b->saved, i)) {
+		if (*pte & PTE_CANCEL) {
+			/* The agent needed it: it is back in the process, the copy is stale. */
+			if (test_bit(b->moved, i) && test_bit(b->saved, i))
+				store_drop(s, b->handle[i]);
+			if (dead) {
+				*pte = 0;
+				c->nr_present--;
+			} else {
+				*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			}
+		} else if (test_bit(b->moved, i) && test_bit(b->saved, i)) {
 			if (dead) {
 				store_drop(s, b->handle[i]);
 				*pte = 0;
@@ -371,7 +381,8 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	for (unsigned i = 0; i < b->nr; i++) {
 		pte_t *pte = pagetable_lookup(c->pt, b->vpn[i]);
 
-		if (test_bit(b->moved, i) && !test_bit(b->saved, i) && pte && !(*pte & PTE_DEAD))
+		if (test_bit(b->moved, i) && !test_bit(b->saved, i) && pte &&
+		    !(*pte & (PTE_DEAD | PTE_CANCEL)))
 			set_bit(unsaved, i);
 	}
 	pthread_mutex_unlock(&c->lock);

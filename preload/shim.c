@@ -110,38 +110,53 @@ static void set_moved(struct msg_agent_move_done *reply, uint64_t staging_addr)
 		reply->moved[slot / 64] |= 1ULL << (slot % 64);
 }
 
-static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
+/* Moves one contiguous run; returns bytes moved from its start, and the error that stopped it. */
+static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, int *ret_err)
 {
-	uint64_t done = 0;
+	struct uffdio_move mv = {.dst = dst, .src = src, .len = len};
 	int retries = 0;
 
-	while (done < r->len) {
-		struct uffdio_move mv = {
-			.dst = r->dst + done,
-			.src = r->src + done,
-			.len = r->len - done,
-		};
-		int err = ioctl(S.uffd, UFFDIO_MOVE, &mv) < 0 ? errno : 0;
-		uint64_t moved = mv.move > 0 ? (uint64_t)mv.move : 0;
-
-		if (err == 0)
-			moved = r->len - done;
-		for (uint64_t off = 0; off < moved; off += PAGE_SIZE)
-			set_moved(reply, (back ? r->src : r->dst) + done + off);
-		done += moved;
-		if (err == 0)
-			break;
-		if (err == EAGAIN && retries++ < MOVE_EAGAIN_RETRIES) {
-			/* The address space is changing (an event is pending): try again. */
+	for (;;) {
+		mv.move = 0;
+		if (ioctl(S.uffd, UFFDIO_MOVE, &mv) == 0) {
+			*ret_err = 0;
+			return len;
+		}
+		/* EAGAIN: the address space is changing (an event is pending); try again. */
+		if (errno == EAGAIN && mv.move <= 0 && retries++ < MOVE_EAGAIN_RETRIES) {
 			sched_yield();
 			continue;
 		}
-		/* This page stays where it is (not exclusive after fork, mlocked, gone...). */
-		if (!reply->first_err)
-			reply->first_err = -err;
-		reply->nr_failed++;
-		done += PAGE_SIZE;
-		retries = 0;
+		*ret_err = errno;
+		return mv.move > 0 ? (uint64_t)mv.move : 0;
+	}
+}
+
+static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
+{
+	uint64_t done = 0;
+
+	while (done < r->len) {
+		uint64_t len = r->len - done, moved;
+		int err;
+
+		moved = move_once(r->dst + done, r->src + done, len, &err);
+		if (err && moved == 0 && len > PAGE_SIZE) {
+			/* A run may cross two mappings (EINVAL) or hold one page the kernel refuses:
+			 * find out page by page. */
+			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, &err);
+		}
+		for (uint64_t off = 0; off < moved; off += PAGE_SIZE)
+			set_moved(reply, (back ? r->src : r->dst) + done + off);
+		done += moved;
+		if (err && moved == 0) {
+			/* This page stays where it is (shared with a fork child, mlocked, other
+			 * protection, gone). */
+			if (!reply->first_err)
+				reply->first_err = -err;
+			reply->nr_failed++;
+			done += PAGE_SIZE;
+		}
 	}
 }
 
