@@ -2,7 +2,6 @@
 #include "client.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +13,11 @@
 #include "store.h"
 #include "uffd-compat.h"
 
-int client_new(struct manager *m, const struct msg_hello *hello, int control_fd, int fds[3],
-	       struct client **ret)
+int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget_bytes,
+	       int control_fd, int fds[4], struct client **ret)
 {
 	pthread_rwlockattr_t attr;
 	struct client *c;
-	char path[64];
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -29,15 +27,7 @@ int client_new(struct manager *m, const struct msg_hello *hello, int control_fd,
 		free(c);
 		return -ENOMEM;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", hello->pid);
-	c->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (c->pagemap_fd < 0) {
-		int r = negative_errno();
-
-		pagetable_free(c->pt);
-		free(c);
-		return r;
-	}
+	c->pagemap_fd = fds[3];
 	c->m = m;
 	c->ref = 1;
 	c->pid = hello->pid;
@@ -48,9 +38,7 @@ int client_new(struct manager *m, const struct msg_hello *hello, int control_fd,
 	c->pidfd = fds[1];
 	c->agent_fd = fds[2];
 	c->control_fd = control_fd;
-	c->budget_pages = hello->budget_bytes / PAGE_SIZE;
-	if (!c->budget_pages && m->cfg.default_budget_bytes)
-		c->budget_pages = m->cfg.default_budget_bytes / PAGE_SIZE;
+	c->budget_pages = budget_bytes / PAGE_SIZE;
 	c->features = hello->uffd_features;
 	c->agent_tid = hello->agent_tid;
 	c->flags = hello->flags;
@@ -103,14 +91,29 @@ void client_unref(struct client *c)
 	pagetable_free(c->pt);
 	rangeset_done(&c->registered);
 	free(c->parked);
+	free(c->remaps);
 	free(c->user);
-	for (int *fd = &c->uffd; fd <= &c->pagemap_fd; fd++)
-		if (*fd >= 0)
-			close(*fd);
+	close(c->uffd);
+	close(c->pidfd);
+	close(c->agent_fd);
+	close(c->pagemap_fd);
+	if (c->control_fd >= 0)
+		close(c->control_fd);
 	pthread_rwlock_destroy(&c->resolve_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->batch_done);
 	free(c);
+}
+
+uint64_t client_batch_addr_now(const struct client *c, uint64_t addr)
+{
+	for (unsigned i = 0; i < c->nr_remaps; i++) {
+		const struct mem_remap *r = &c->remaps[i];
+
+		if (addr >= r->from && addr < r->from + r->len)
+			addr = r->to + (addr - r->from);
+	}
+	return addr;
 }
 
 int client_park_locked(struct client *c, const struct uffd_msg *msg)

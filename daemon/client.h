@@ -26,6 +26,11 @@
 #include "protocol.h"
 #include "rangeset.h"
 
+/* An mremap seen while a batch was in flight: the batch finds its pages at their new place. */
+struct mem_remap {
+	uint64_t from, to, len; /* bytes */
+};
+
 struct client_counters {
 	_Atomic uint64_t pswpin;      /* pages brought back */
 	_Atomic uint64_t pswpout;     /* pages evicted */
@@ -65,11 +70,14 @@ struct client {
 	uint64_t nr_stored;  /* STORED and LOADING entries */
 	uint64_t clock_hand; /* vpn where the next victim search starts */
 	bool batch_in_flight;
+	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
+	unsigned nr_remaps, cap_remaps;
 	struct uffd_msg *parked;
 	unsigned nr_parked, cap_parked;
 	bool evict_paused;   /* a fork is under way */
 	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
-	bool agent_gone;     /* the agent socket closed: no more eviction */
+	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
+			      * batch are served from staging */
 	bool dead;           /* the process exited; being torn down */
 	unsigned fruitless_batches; /* in a row; stops throttling while reclaim cannot help */
 
@@ -81,10 +89,11 @@ struct client {
 	uint64_t scan_usec;
 };
 
-/* Creates a client from a checked hello and its three fds (uffd, pidfd, agent socket), which
- * it takes over on success. Returns 0 or -errno. */
-int client_new(struct manager *m, const struct msg_hello *hello, int control_fd, int fds[3],
-	       struct client **ret);
+/* Creates a client from a checked hello and its four fds (uffd, pidfd, agent socket,
+ * pagemap), which it takes over on success. budget_bytes: what the client gets (its own
+ * MEMEXT_BUDGET, else its [app:NAME] section's, else the default). Returns 0 or -errno. */
+int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget_bytes,
+	       int control_fd, int fds[4], struct client **ret);
 struct client *client_ref(struct client *c);
 void client_unref(struct client *c);
 
@@ -99,11 +108,20 @@ int64_t client_untracked_pages(struct client *c);
 /* Frees every stored page and the page table (the process is gone). */
 void client_release_pages(struct client *c);
 
+/* Where the page that was at addr when the batch started is now (lock held). */
+uint64_t client_batch_addr_now(const struct client *c, uint64_t addr);
+
 /* Appends a fault to the parked list (lock held). Returns 0 or -ENOMEM. */
 int client_park_locked(struct client *c, const struct uffd_msg *msg);
 
-/* Over budget: reclaim should run. */
+/* The resident pages at which a client has pct percent of its budget free. */
+static inline uint64_t client_wmark_pages(const struct client *c, unsigned pct)
+{
+	return c->budget_pages - c->budget_pages * pct / 100;
+}
+
+/* Reclaim should run: less than watermark-low of the budget is free. */
 static inline bool client_over_low_wmark(const struct client *c)
 {
-	return c->budget_pages && c->nr_present > c->budget_pages - c->budget_pages / 64;
+	return c->budget_pages && c->nr_present > client_wmark_pages(c, c->m->cfg.wmark_low_pct);
 }

@@ -23,6 +23,7 @@
 #include <syslog.h>
 
 #include "macro.h"
+#include "protocol.h"
 #include "size.h"
 
 #define CONFIG_MAX_KEYS 32
@@ -32,14 +33,14 @@
 
 struct config_app {
 	char *name;
-	struct config_app_settings s; /* only the keys set in key_line[] are meaningful */
-	unsigned line;                /* of its first [app:NAME] header */
+	struct config_app_settings s;	    /* only the keys set in key_line[] are meaningful */
+	unsigned line;			    /* of its first [app:NAME] header */
 	unsigned key_line[CONFIG_MAX_KEYS]; /* by table index: where set; 0: not set */
 };
 
 static const struct config_enum_value log_levels[] = {
-	{"err", LOG_ERR},       {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
-	{"info", LOG_INFO},     {"debug", LOG_DEBUG},     {NULL, 0},
+	{"err", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
+	{"info", LOG_INFO}, {"debug", LOG_DEBUG},     {NULL, 0},
 };
 
 static const struct config_enum_value compressors[] = {
@@ -63,78 +64,157 @@ static const char *const sections[] = {"daemon", "reclaim", "store", "swap", APP
 /* Order is the order of the generated file and man page. */
 const struct config_key config_table[] = {
 	{
-		.section = "daemon", .name = "socket", .type = CONFIG_PATH,
-		.default_value = "/run/memext/memextd.sock", .max = SOCKET_PATH_MAX,
-		.value_name = "PATH", .flags = CONFIG_RESTART, .offset = G(socket_path),
+		.section = "daemon",
+		.name = "socket",
+		.type = CONFIG_PATH,
+		.default_value = "/run/memext/memextd.sock",
+		.max = SOCKET_PATH_MAX,
+		.value_name = "PATH",
+		.flags = CONFIG_RESTART,
+		.offset = G(socket_path),
 		.doc = "Path of the client socket (SOCK_SEQPACKET) that libmemext.so connects to. "
 		       "Used when memextd is not socket-activated; under systemd, memextd.socket "
 		       "names the socket instead. Applications find it through MEMEXT_SOCKET, "
 		       "whose default is this path.",
 	},
 	{
-		.section = "daemon", .name = "stats-socket", .type = CONFIG_PATH,
-		.default_value = "/run/memext/stats.sock", .max = SOCKET_PATH_MAX,
-		.value_name = "PATH", .flags = CONFIG_RESTART, .offset = G(stats_socket_path),
+		.section = "daemon",
+		.name = "stats-socket",
+		.type = CONFIG_PATH,
+		.default_value = "/run/memext/stats.sock",
+		.max = SOCKET_PATH_MAX,
+		.value_name = "PATH",
+		.flags = CONFIG_RESTART,
+		.offset = G(stats_socket_path),
 		.doc = "Path of the read-only stats socket (SOCK_STREAM) that memextctl reads. "
 		       "Used when memextd is not socket-activated; under systemd, "
 		       "memextd-stats.socket names the socket instead.",
 	},
 	{
-		.section = "daemon", .name = "log-level", .type = CONFIG_ENUM,
-		.default_value = "info", .values = log_levels, .value_name = "LEVEL",
+		.section = "daemon",
+		.name = "log-level",
+		.type = CONFIG_ENUM,
+		.default_value = "info",
+		.values = log_levels,
+		.value_name = "LEVEL",
 		.offset = G(log_level),
 		.doc = "Least important messages that are logged (to the journal under systemd, "
 		       "to standard error otherwise).",
 	},
 	{
-		.section = "daemon", .name = "fault-threads", .type = CONFIG_UINT,
-		.default_value = "0", .min = 0, .max = 1024, .value_name = "N",
-		.flags = CONFIG_RESTART, .offset = G(fault_threads),
+		.section = "daemon",
+		.name = "fault-threads",
+		.type = CONFIG_UINT,
+		.default_value = "0",
+		.min = 0,
+		.max = 1024,
+		.value_name = "N",
+		.flags = CONFIG_RESTART,
+		.offset = G(fault_threads),
 		.doc = "Threads that resolve page faults. 0 starts one per online CPU, each pinned "
 		       "to its CPU, so that a fault is answered on the CPU that took it: waking a "
 		       "thread on another CPU costs tens of microseconds.",
 	},
 	{
-		.section = "daemon", .name = "reclaim-threads", .type = CONFIG_UINT,
-		.default_value = "1", .min = 1, .max = 64, .value_name = "N",
-		.flags = CONFIG_RESTART, .offset = G(reclaim_threads),
+		.section = "daemon",
+		.name = "reclaim-threads",
+		.type = CONFIG_UINT,
+		.default_value = "1",
+		.min = 1,
+		.max = 64,
+		.value_name = "N",
+		.flags = CONFIG_RESTART,
+		.offset = G(reclaim_threads),
 		.doc = "Threads that evict cold pages, the counterpart of the kernel's kswapd.",
 	},
 	{
-		.section = "reclaim", .name = "default-budget", .type = CONFIG_SIZE,
-		.default_value = "0", .min = 0, .max = SIZE_MAX_BYTES, .value_name = "SIZE",
+		.section = "daemon",
+		.name = "faultaround-pages",
+		.type = CONFIG_UINT,
+		.default_value = "16",
+		.min = 1,
+		.max = 512,
+		.value_name = "N",
+		.flags = CONFIG_POWER_OF_2,
+		.offset = G(faultaround_pages),
+		.doc = "Pages mapped at once when a thread touches memory that was never evicted: "
+		       "the zero page goes in for the whole run of never-evicted neighbours, "
+		       "within "
+		       "an aligned window of this many pages, as the kernel's fault-around does.",
+	},
+	{
+		.section = "reclaim",
+		.name = "default-budget",
+		.type = CONFIG_SIZE,
+		.default_value = "0",
+		.min = 0,
+		.max = SIZE_MAX_BYTES,
+		.value_name = "SIZE",
 		.offset = G(default_budget_bytes),
 		.doc = "Resident memory allowed to a client that sets no MEMEXT_BUDGET and whose "
 		       "[app:NAME] section sets no budget. 0 gives such a client no budget: its "
 		       "pages are evicted only when the system as a whole runs short of memory.",
 	},
 	{
-		.section = "reclaim", .name = "watermark-min", .type = CONFIG_UINT,
-		.default_value = "2", .min = 0, .max = 50, .value_name = "PERCENT",
+		.section = "reclaim",
+		.name = "watermark-min",
+		.type = CONFIG_UINT,
+		.default_value = "2",
+		.min = 0,
+		.max = 50,
+		.value_name = "PERCENT",
 		.offset = G(watermark_min_pct),
 		.doc = "Free headroom, in percent of a client's budget (of MemTotal for the system "
 		       "as a whole), below which a faulting thread of the client waits until "
 		       "reclaim has made room: the kernel's min watermark.",
 	},
 	{
-		.section = "reclaim", .name = "watermark-low", .type = CONFIG_UINT,
-		.default_value = "5", .min = 0, .max = 50, .value_name = "PERCENT",
+		.section = "reclaim",
+		.name = "watermark-low",
+		.type = CONFIG_UINT,
+		.default_value = "5",
+		.min = 0,
+		.max = 50,
+		.value_name = "PERCENT",
 		.offset = G(watermark_low_pct),
 		.doc = "Free headroom, in percent, below which reclaim wakes up: the low "
 		       "watermark.",
 	},
 	{
-		.section = "reclaim", .name = "watermark-high", .type = CONFIG_UINT,
-		.default_value = "10", .min = 0, .max = 50, .value_name = "PERCENT",
+		.section = "reclaim",
+		.name = "watermark-high",
+		.type = CONFIG_UINT,
+		.default_value = "10",
+		.min = 0,
+		.max = 50,
+		.value_name = "PERCENT",
 		.offset = G(watermark_high_pct),
 		.doc = "Free headroom, in percent, at which reclaim goes back to sleep: the high "
 		       "watermark. The three must satisfy watermark-min <= watermark-low <= "
 		       "watermark-high.",
 	},
 	{
-		.section = "store", .name = "backend", .type = CONFIG_ENUM,
-		.default_value = "pool", .values = store_backends, .value_name = "BACKEND",
-		.flags = CONFIG_RESTART, .offset = G(store_backend),
+		.section = "reclaim",
+		.name = "batch-pages",
+		.type = CONFIG_UINT,
+		.default_value = "256",
+		.min = 1,
+		.max = MEMEXT_STAGING_PAGES,
+		.value_name = "N",
+		.offset = G(batch_pages),
+		.doc = "Pages evicted together. A batch costs one round of TLB shootdowns in the "
+		       "application however many pages it holds, so large batches are cheaper per "
+		       "page; the most is the size of the shim's staging area.",
+	},
+	{
+		.section = "store",
+		.name = "backend",
+		.type = CONFIG_ENUM,
+		.default_value = "pool",
+		.values = store_backends,
+		.value_name = "BACKEND",
+		.flags = CONFIG_RESTART,
+		.offset = G(store_backend),
 		.doc = "Where evicted pages go. pool keeps them compressed in memory, like zram. "
 		       "swapfile writes them to the [swap] files. pool+swapfile keeps them "
 		       "compressed and writes the coldest objects back to the swap files when the "
@@ -142,8 +222,12 @@ const struct config_key config_table[] = {
 		       "[swap] file; pool refuses [swap] files, so that none is silently unused.",
 	},
 	{
-		.section = "store", .name = "compressor", .type = CONFIG_ENUM,
-		.default_value = "lz4", .values = compressors, .value_name = "NAME",
+		.section = "store",
+		.name = "compressor",
+		.type = CONFIG_ENUM,
+		.default_value = "lz4",
+		.values = compressors,
+		.value_name = "NAME",
 		.offset = G(compressor),
 		.doc = "Compressor of the pages kept in the pool. lz4 is the fastest (here 3.6 us "
 		       "to compress and 1.2 us to decompress a page, ratio about 3); zstd saves "
@@ -151,16 +235,26 @@ const struct config_key config_table[] = {
 		       "applies to clients that connect afterwards.",
 	},
 	{
-		.section = "store", .name = "zstd-level", .type = CONFIG_UINT,
-		.default_value = "1", .min = 1, .max = 19, .value_name = "N",
+		.section = "store",
+		.name = "zstd-level",
+		.type = CONFIG_UINT,
+		.default_value = "1",
+		.min = 1,
+		.max = 19,
+		.value_name = "N",
 		.offset = G(zstd_level),
 		.doc = "zstd compression level. 1 is the fastest; higher levels save a little more "
 		       "memory and make every eviction much slower, while decompression, which a "
 		       "faulting thread waits for, stays about as fast.",
 	},
 	{
-		.section = "store", .name = "memory-limit", .type = CONFIG_SIZE,
-		.default_value = "0", .min = 0, .max = SIZE_MAX_BYTES, .value_name = "SIZE",
+		.section = "store",
+		.name = "memory-limit",
+		.type = CONFIG_SIZE,
+		.default_value = "0",
+		.min = 0,
+		.max = SIZE_MAX_BYTES,
+		.value_name = "SIZE",
 		.offset = G(store_mem_limit_bytes),
 		.doc = "Most memory the pool may take from the system, its metadata included "
 		       "(zram's mem_limit). At the limit, pool+swapfile writes the coldest objects "
@@ -168,14 +262,22 @@ const struct config_key config_table[] = {
 		       "own.",
 	},
 	{
-		.section = "store", .name = "compaction", .type = CONFIG_BOOL,
-		.default_value = "yes", .value_name = "BOOL", .offset = G(compaction),
+		.section = "store",
+		.name = "compaction",
+		.type = CONFIG_BOOL,
+		.default_value = "yes",
+		.value_name = "BOOL",
+		.offset = G(compaction),
 		.doc = "Compact the pool when it gets sparse: move objects together and give whole "
 		       "pages back to the system, as zsmalloc does.",
 	},
 	{
-		.section = "swap", .name = "file", .type = CONFIG_SWAPFILE,
-		.min = 0, .max = 32767, .value_name = "PATH [PRIORITY]",
+		.section = "swap",
+		.name = "file",
+		.type = CONFIG_SWAPFILE,
+		.min = 0,
+		.max = 32767,
+		.value_name = "PATH [PRIORITY]",
 		.flags = CONFIG_RESTART | CONFIG_REPEATABLE,
 		.doc = "A swap file for the swapfile and pool+swapfile backends, made with "
 		       "memextctl mkswap or mkswap(8) (the same SWAPSPACE2 header). Repeat the key "
@@ -187,17 +289,28 @@ const struct config_key config_table[] = {
 		.default_value = NULL,
 	},
 	{
-		.section = APP_PREFIX, .name = "budget", .type = CONFIG_SIZE,
-		.min = 0, .max = SIZE_MAX_BYTES, .value_name = "SIZE", .offset = A(budget_bytes),
-		.inherits = "[reclaim] default-budget", .inherit_offset = G(default_budget_bytes),
+		.section = APP_PREFIX,
+		.name = "budget",
+		.type = CONFIG_SIZE,
+		.min = 0,
+		.max = SIZE_MAX_BYTES,
+		.value_name = "SIZE",
+		.offset = A(budget_bytes),
+		.inherits = "[reclaim] default-budget",
+		.inherit_offset = G(default_budget_bytes),
 		.doc = "Budget of the processes whose executable is named NAME: the base name of "
 		       "/proc/PID/exe, for a script its interpreter's. MEMEXT_BUDGET in the "
 		       "application's environment takes precedence. 0 gives no budget.",
 	},
 	{
-		.section = APP_PREFIX, .name = "compressor", .type = CONFIG_ENUM,
-		.values = compressors, .value_name = "NAME", .offset = A(compressor),
-		.inherits = "[store] compressor", .inherit_offset = G(compressor),
+		.section = APP_PREFIX,
+		.name = "compressor",
+		.type = CONFIG_ENUM,
+		.values = compressors,
+		.value_name = "NAME",
+		.offset = A(compressor),
+		.inherits = "[store] compressor",
+		.inherit_offset = G(compressor),
 		.doc = "Compressor of the pages of these processes.",
 	},
 };
@@ -338,14 +451,16 @@ static const char *describe_accepted(const struct config_key *k, char *buf, size
 			 (unsigned long long)k->max);
 		break;
 	case CONFIG_UINT:
-		snprintf(buf, len, "an integer from %llu to %llu", (unsigned long long)k->min,
-			 (unsigned long long)k->max);
+		snprintf(buf, len, "%s from %llu to %llu",
+			 k->flags & CONFIG_POWER_OF_2 ? "a power of two" : "an integer",
+			 (unsigned long long)k->min, (unsigned long long)k->max);
 		break;
 	case CONFIG_SIZE:
 		snprintf(buf, len,
 			 "a size from %s to %s: bytes, or a number with a K, M, G or T suffix "
 			 "(binary units)",
-			 format_size_exact(k->min, a, sizeof(a)), format_size_exact(k->max, b, sizeof(b)));
+			 format_size_exact(k->min, a, sizeof(a)),
+			 format_size_exact(k->max, b, sizeof(b)));
 		break;
 	case CONFIG_BOOL:
 		snprintf(buf, len, "yes or no (also true/false, on/off, 1/0)");
@@ -450,6 +565,10 @@ static int parse_value(const struct config_key *k, const char *value, void *base
 		}
 		if (r < 0 || v < k->min || v > k->max) {
 			*reason = "out of range";
+			return -EINVAL;
+		}
+		if ((k->flags & CONFIG_POWER_OF_2) && (v & (v - 1))) {
+			*reason = "not a power of two";
 			return -EINVAL;
 		}
 		*(unsigned *)p = (unsigned)v;
@@ -577,7 +696,7 @@ struct parse_ctx {
 	const char *path;
 	FILE *f;
 	struct memextd_config *cfg;
-	unsigned line;                       /* the line inih handles now, from 1 */
+	unsigned line;			    /* the line inih handles now, from 1 */
 	unsigned key_line[CONFIG_MAX_KEYS]; /* global keys by table index: where set; 0: not */
 	char *err;
 	size_t err_len;
@@ -763,8 +882,8 @@ static int add_swapfile(struct parse_ctx *ctx, const struct config_key *k, const
 		r = parse_uint64(prio, &priority);
 		if (r < 0 || priority < k->min || priority > k->max)
 			return fail(ctx, ctx->line, -EINVAL,
-				    "[swap] file = \"%s\": bad priority \"%s\"; accepted: %s", value,
-				    prio, acc);
+				    "[swap] file = \"%s\": bad priority \"%s\"; accepted: %s",
+				    value, prio, acc);
 	}
 	for (size_t i = 0; i < cfg->n_swapfiles; i++)
 		if (streq(cfg->swapfiles[i].path, path))
@@ -886,8 +1005,9 @@ static int validate(struct parse_ctx *ctx)
 			    cfg->swapfiles[0].path);
 
 	if (streq(cfg->socket_path, cfg->stats_socket_path))
-		return fail(ctx, MAX(line_of_key(ctx, "daemon.socket"),
-				     line_of_key(ctx, "daemon.stats-socket")),
+		return fail(ctx,
+			    MAX(line_of_key(ctx, "daemon.socket"),
+				line_of_key(ctx, "daemon.stats-socket")),
 			    -EINVAL,
 			    "[daemon] socket and stats-socket are both %s; accepted: two different "
 			    "paths",
@@ -932,6 +1052,22 @@ int config_load(const char *path, struct memextd_config **ret, char *err, size_t
 		return r;
 	*ret = TAKE_PTR(cfg);
 	return 0;
+}
+
+int config_set(struct memextd_config *cfg, const char *section, const char *key,
+	       const char *value, char *err, size_t err_len)
+{
+	struct parse_ctx ctx = {
+		.path = "command line", .cfg = cfg, .err = err, .err_len = err_len,
+	};
+	int r;
+
+	if (err && err_len)
+		err[0] = '\0';
+	r = handle_key(&ctx, section, key, value);
+	if (r < 0)
+		return r;
+	return validate(&ctx);
 }
 
 int config_check(const char *path, char *err, size_t err_len)

@@ -43,21 +43,21 @@ enum config_compressor {
 };
 
 enum config_store_backend {
-	CONFIG_STORE_POOL,          /* compressed pool in memory only */
-	CONFIG_STORE_SWAPFILE,      /* swap files only, no compression */
+	CONFIG_STORE_POOL,	    /* compressed pool in memory only */
+	CONFIG_STORE_SWAPFILE,	    /* swap files only, no compression */
 	CONFIG_STORE_POOL_SWAPFILE, /* pool, coldest objects written back to swap files */
 };
 
 struct config_swapfile {
-	char *path;   /* absolute */
-	int priority; /* 0..32767: higher is used first, equal ones round-robin */
+	char *path;    /* absolute */
+	int priority;  /* 0..32767: higher is used first, equal ones round-robin */
 	unsigned line; /* where it was set, for messages; 0 for built-in */
 };
 
 /* What applies to one application: its [app:NAME] section over the global keys. */
 struct config_app_settings {
 	uint64_t budget_bytes; /* 0: no budget of its own (only system memory pressure reclaims) */
-	int compressor;        /* enum config_compressor */
+	int compressor;	       /* enum config_compressor */
 };
 
 struct config_app;
@@ -66,14 +66,16 @@ struct memextd_config {
 	char *path; /* file it was read from; NULL for the built-in defaults */
 
 	/* [daemon] */
-	char *socket_path;       /* client socket (SOCK_SEQPACKET), when not socket-activated */
+	char *socket_path;	 /* client socket (SOCK_SEQPACKET), when not socket-activated */
 	char *stats_socket_path; /* stats socket (SOCK_STREAM), when not socket-activated */
-	int log_level;           /* syslog priority: LOG_ERR..LOG_DEBUG */
-	unsigned fault_threads;  /* 0: one per online CPU, each pinned to it */
+	int log_level;		 /* syslog priority: LOG_ERR..LOG_DEBUG */
+	unsigned fault_threads;	 /* 0: one per online CPU, each pinned to it */
 	unsigned reclaim_threads;
+	unsigned faultaround_pages; /* power of two: window of never-evicted pages mapped at once */
 
 	/* [reclaim] */
 	uint64_t default_budget_bytes; /* for a client that sets no MEMEXT_BUDGET; 0: none */
+	unsigned batch_pages;	       /* pages evicted together, <= MEMEXT_STAGING_PAGES */
 	/* Percent of a client's budget kept free, as the kernel's zone watermarks: reclaim wakes
 	 * when free headroom drops below low and stops above high; below min a faulting thread
 	 * waits for reclaim. min <= low <= high. */
@@ -82,9 +84,9 @@ struct memextd_config {
 	unsigned watermark_high_pct;
 
 	/* [store] */
-	int compressor; /* enum config_compressor */
-	int zstd_level; /* 1..19 */
-	int store_backend; /* enum config_store_backend */
+	int compressor;			/* enum config_compressor */
+	int zstd_level;			/* 1..19 */
+	int store_backend;		/* enum config_store_backend */
 	uint64_t store_mem_limit_bytes; /* pool limit; 0: none (MemAvailable still applies) */
 	bool compaction;
 
@@ -100,16 +102,17 @@ struct memextd_config {
 /* ---- the table ---- */
 
 enum config_type {
-	CONFIG_PATH,     /* char *: absolute, no whitespace, at most max bytes */
-	CONFIG_UINT,     /* unsigned: decimal, in [min, max] */
-	CONFIG_SIZE,     /* uint64_t bytes: parse_size(), in [min, max] */
-	CONFIG_BOOL,     /* bool: yes/no, true/false, on/off, 1/0 */
-	CONFIG_ENUM,     /* int: one of values[] */
+	CONFIG_PATH,	 /* char *: absolute, no whitespace, at most max bytes */
+	CONFIG_UINT,	 /* unsigned: decimal, in [min, max] */
+	CONFIG_SIZE,	 /* uint64_t bytes: parse_size(), in [min, max] */
+	CONFIG_BOOL,	 /* bool: yes/no, true/false, on/off, 1/0 */
+	CONFIG_ENUM,	 /* int: one of values[] */
 	CONFIG_SWAPFILE, /* repeatable "PATH [PRIORITY]", appended to swapfiles[] */
 };
 
 #define CONFIG_RESTART (1U << 0)    /* read at start only: a reload does not apply it */
 #define CONFIG_REPEATABLE (1U << 1) /* may appear several times in its section */
+#define CONFIG_POWER_OF_2 (1U << 2) /* UINT: only powers of two */
 
 struct config_enum_value {
 	const char *name;
@@ -117,20 +120,20 @@ struct config_enum_value {
 };
 
 struct config_key {
-	const char *section;       /* "daemon", "reclaim", "store", "swap", or "app:" for [app:NAME] */
+	const char *section; /* "daemon", "reclaim", "store", "swap", or "app:" for [app:NAME] */
 	const char *name;
 	enum config_type type;
 	const char *default_value; /* as written in the file; NULL: none (see inherits) */
-	uint64_t min, max;         /* UINT, SIZE, SWAPFILE (priority): inclusive range; PATH: max
-	                            * length in bytes */
+	uint64_t min, max;	   /* UINT, SIZE, SWAPFILE (priority): inclusive range; PATH: max
+				    * length in bytes */
 	const struct config_enum_value *values; /* ENUM: terminated by a NULL name */
-	const char *value_name;    /* how the docs name the value: "PATH", "SIZE", "N", ... */
-	const char *doc;           /* plain text, sentences; no troff, no line breaks */
-	unsigned flags;            /* CONFIG_RESTART, CONFIG_REPEATABLE */
-	size_t offset;             /* of the field in struct memextd_config, or in struct
-	                            * config_app_settings for "app:" keys */
-	const char *inherits;      /* "app:" keys: the global key used when unset, "[section] key" */
-	size_t inherit_offset;     /* ... and its field in struct memextd_config */
+	const char *value_name; /* how the docs name the value: "PATH", "SIZE", "N", ... */
+	const char *doc;	/* plain text, sentences; no troff, no line breaks */
+	unsigned flags;		/* CONFIG_RESTART, CONFIG_REPEATABLE, CONFIG_POWER_OF_2 */
+	size_t offset;		/* of the field in struct memextd_config, or in struct
+				 * config_app_settings for "app:" keys */
+	const char *inherits;	/* "app:" keys: the global key used when unset, "[section] key" */
+	size_t inherit_offset;	/* ... and its field in struct memextd_config */
 };
 
 extern const struct config_key config_table[];
@@ -156,6 +159,14 @@ int config_check(const char *path, char *err, size_t err_len);
  * exactly as it was and returns the error (with err filled).
  */
 int config_reload(struct memextd_config **cfg, const char *path, char *err, size_t err_len);
+
+/*
+ * Sets one key as if "[section] key = value" were a line of a file: how the command line
+ * overrides the file. The value is checked as the file's would be, and so are the keys that
+ * depend on each other. Returns 0, or -errno with the message in err ("command line: ...").
+ */
+int config_set(struct memextd_config *cfg, const char *section, const char *key,
+	       const char *value, char *err, size_t err_len);
 
 void config_free(struct memextd_config *cfg);
 

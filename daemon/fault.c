@@ -20,7 +20,6 @@
 
 #define READ_BATCH 32      /* uffd messages per read() */
 #define PENDING_MAX 256    /* faults a thread holds between reading and answering */
-#define THROTTLE_MIN_PAGES 256
 
 struct fault_thread {
 	struct manager *m;
@@ -129,9 +128,27 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
 	struct remap_ctx r = {.from_vpn = from / PAGE_SIZE};
 
 	pthread_mutex_lock(&c->lock);
-	/* A batch in flight tracks its pages by their old addresses: let it land first. */
-	while (c->batch_in_flight)
-		pthread_cond_wait(&c->batch_done, &c->lock);
+	/*
+	 * Never wait here for a batch in flight: this thread holds the resolve lock, and the
+	 * agent may be blocked until someone reads its own REMOVE event. The batch finds its
+	 * moved pages through the remap log instead.
+	 */
+	if (c->batch_in_flight) {
+		if (c->nr_remaps == c->cap_remaps) {
+			unsigned cap = c->cap_remaps ? c->cap_remaps * 2 : 8;
+			struct mem_remap *v = realloc(c->remaps, cap * sizeof(*v));
+
+			if (v) {
+				c->remaps = v;
+				c->cap_remaps = cap;
+			}
+		}
+		if (c->nr_remaps < c->cap_remaps)
+			c->remaps[c->nr_remaps++] = (struct mem_remap){from, to, nr * PAGE_SIZE};
+		else
+			log_error("client %d: out of memory logging an mremap during eviction",
+				  c->pid);
+	}
 	r.saved = calloc(nr, sizeof(pte_t));
 	if (!r.saved) {
 		/* Cannot move the entries: the stored pages of this range are lost to the
@@ -220,16 +237,18 @@ static int read_uffd(struct client *c, struct pending *p)
 	return total;
 }
 
-/* Whether a fault that would add a resident page must wait for reclaim (lock held). */
+/*
+ * Whether a fault that would add a resident page must wait for reclaim (lock held): less than
+ * watermark-min of the budget is free, as the kernel's direct reclaim. Never while reclaim
+ * cannot help (no agent, a fork under way, batches that evict nothing).
+ */
 static bool should_throttle(struct client *c)
 {
-	uint64_t slack = MAX(c->budget_pages / 16, (uint64_t)THROTTLE_MIN_PAGES);
-
 	if (!c->budget_pages || c->agent_gone || c->evict_paused || c->dead)
 		return false;
 	if (c->fruitless_batches >= 3)
 		return false;
-	return c->nr_present >= c->budget_pages + slack;
+	return c->nr_present >= client_wmark_pages(c, c->m->cfg.wmark_min_pct);
 }
 
 /* Maps zero pages over the faulting page and its never-evicted neighbours (lock held on entry,
@@ -343,21 +362,34 @@ static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
 }
 
 /*
- * The agent touched a page of the batch it is moving (glibc internals it calls may read
- * application memory). A fault means the page is not in the application any more, so it is
- * in staging (moved) or gone (removed meanwhile). Copy it back from staging and tell the batch
- * to forget it (PTE_CANCEL); otherwise map zeroes. Lock held on entry, dropped.
+ * A fault on a page of a batch that cannot land normally: the agent itself touched it (glibc
+ * internals it calls may read application memory), or the agent failed and its batch is
+ * orphaned. A fault means the page is not in the application, so it is in staging (moved) or
+ * gone (removed meanwhile): copy it back from staging, else map zeroes. UFFDIO_MOVE moves a
+ * page atomically, so whatever the agent still does, the page is in one place or the other.
+ * Lock held on entry, dropped.
  */
-static int serve_agent_on_moving(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
+static int serve_from_staging(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
 {
 	uint64_t slot = pte_payload(*pte), done, stage, e;
-	bool in_staging = false;
+	bool in_staging = false, dead = *pte & PTE_DEAD;
 	int r;
 
-	*pte |= PTE_CANCEL;
+	if (c->agent_gone) {
+		/* Orphaned: no batch will land, the entry is ours to settle. */
+		if (dead) {
+			*pte = 0;
+			c->nr_present--;
+		} else {
+			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+		}
+	} else {
+		/* The batch skips it when it lands. */
+		*pte |= PTE_CANCEL;
+	}
 	pthread_mutex_unlock(&c->lock);
 	stage = c->staging.start + slot * PAGE_SIZE;
-	if (slot < MEMEXT_STAGING_PAGES &&
+	if (!dead && slot < MEMEXT_STAGING_PAGES &&
 	    pread(c->pagemap_fd, &e, sizeof(e), (off_t)(stage / PAGE_SIZE * 8)) == sizeof(e))
 		in_staging = e & (1ULL << 63);
 	if (in_staging) {
@@ -369,6 +401,8 @@ static int serve_agent_on_moving(struct client *c, uint64_t vpn, pte_t *pte, voi
 				uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
 			return r == -EAGAIN ? -EAGAIN : 0;
 		}
+		log_error("client %d: page %#lx is in staging but cannot be read back", c->pid,
+			  (unsigned long)(vpn * PAGE_SIZE));
 	}
 	r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
 	if (r == -EEXIST)
@@ -392,10 +426,10 @@ static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, 
 	pte = pagetable_lookup(c->pt, vpn);
 	switch (pte ? pte_type(*pte) : PTE_NONE) {
 	case PTE_MOVING:
-		if (is_agent) {
-			/* The agent must not wait for the batch it is carrying: serve it now. */
-			return serve_agent_on_moving(c, vpn, pte, buf);
-		}
+		/* The agent must not wait for the batch it is carrying; nobody waits for an
+		 * orphaned one. */
+		if (is_agent || c->agent_gone)
+			return serve_from_staging(c, vpn, pte, buf);
 		client_park_locked(c, msg);
 		pthread_mutex_unlock(&c->lock);
 		return 0;

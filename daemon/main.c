@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,7 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "client.h"
+#include "config.h"
 #include "fault.h"
 #include "log.h"
 #include "manager.h"
@@ -53,25 +56,42 @@ struct watch {
 	struct client *client;
 };
 
+/* Command-line settings; each overrides the configuration file's key of the same name. */
 struct options {
+	const char *config_path; /* NULL: MEMEXTD_CONFIG_PATH if it exists, else built-ins */
+	const char *check_config_path;
 	const char *socket_path;
 	const char *stats_socket_path;
-	const char *compressor;
-	uint64_t default_budget_bytes;
-	uint64_t store_limit_bytes;
-	unsigned fault_threads;
-	unsigned batch_pages;
-	unsigned faultaround_pages;
-	int log_level;
+	const char *default_budget;
+	const char *store_limit;
+	const char *fault_threads;
+	const char *batch_pages;
+	const char *faultaround_pages;
+	const char *log_level;
+};
+
+/* Exit codes, as memextd(8) documents them. */
+enum {
+	EXIT_RUNTIME = 1,
+	EXIT_USAGE = 2,
+	EXIT_CONFIG = 3,
+	EXIT_CAPS = 4,
+	EXIT_SOCKETS = 5,
 };
 
 struct daemon {
 	struct manager m;
+	struct memextd_config *cfg;
+	const char *config_path; /* what SIGHUP re-reads; NULL: built-in defaults */
+	struct options opts;
+	uint64_t watchdog_usec, last_watchdog_usec, last_status_usec;
 	int epfd;
 	int client_listen_fd, stats_listen_fd, timer_fd, signal_fd;
 	struct watch client_listen_watch, stats_listen_watch, timer_watch, signal_watch;
 	bool quit;
 };
+
+static void reload_config(struct daemon *d);
 
 uint64_t now_usec(void)
 {
@@ -150,6 +170,42 @@ static pid_t pidfd_pid(int pidfd)
 	return pid;
 }
 
+/* The shim's /proc/self/pagemap, opened by the process itself: "/proc/PID/pagemap". */
+static bool fd_is_pagemap_of(int fd, pid_t pid)
+{
+	char path[64], target[64], want[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = 0;
+	snprintf(want, sizeof(want), "/proc/%d/pagemap", (int)pid);
+	return strcmp(target, want) == 0;
+}
+
+/* MEMEXT_BUDGET wins, then the [app:NAME] section of the executable, then default-budget. */
+static uint64_t client_budget(struct daemon *d, const struct msg_hello *hello)
+{
+	struct config_app_settings app;
+	char path[64], exe[PATH_MAX];
+	const char *name = hello->comm;
+	ssize_t n;
+
+	if (hello->budget_bytes)
+		return hello->budget_bytes;
+	snprintf(path, sizeof(path), "/proc/%d/exe", hello->pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		name = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+	}
+	if (config_lookup_app(d->cfg, name, &app) > 0 && app.budget_bytes)
+		return app.budget_bytes;
+	return d->m.cfg.default_budget_bytes;
+}
+
 static void client_destroy(struct daemon *d, struct client *c, const char *why)
 {
 	struct manager *m = &d->m;
@@ -193,7 +249,8 @@ static int accept_client(struct daemon *d)
 	struct msg_hello_ack ack = {0};
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1};
+	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1};
+	uint64_t budget;
 	unsigned nr_fds = MEMEXT_MAX_FDS;
 	_cleanup_close_ int fd = -1;
 	struct client *c = NULL;
@@ -211,7 +268,7 @@ static int accept_client(struct daemon *d)
 	if (n <= 0)
 		return log_warning_errno(n < 0 ? (int)n : -ECONNRESET, "bad hello from a client: %m");
 	r = -EBADMSG;
-	if (hello.h.type != MSG_HELLO || nr_fds != 3) {
+	if (hello.h.type != MSG_HELLO || nr_fds != 4) {
 		log_warning("client hello malformed (type %u, %u fds): dropped", hello.h.type, nr_fds);
 		goto fail;
 	}
@@ -219,8 +276,10 @@ static int accept_client(struct daemon *d)
 		log_warning("client claims pid %d but is pid %d: dropped", hello.pid, (int)cred.pid);
 		goto fail;
 	}
-	if (!fd_is(fds[0], "anon_inode:[userfaultfd]") || pidfd_pid(fds[1]) != hello.pid) {
-		log_warning("client %d sent fds that are not its userfaultfd and pidfd: dropped",
+	if (!fd_is(fds[0], "anon_inode:[userfaultfd]") || pidfd_pid(fds[1]) != hello.pid ||
+	    !fd_is_pagemap_of(fds[3], hello.pid)) {
+		log_warning("client %d sent fds that are not its userfaultfd, pidfd and pagemap: "
+			    "dropped",
 			    hello.pid);
 		goto fail;
 	}
@@ -237,7 +296,8 @@ static int accept_client(struct daemon *d)
 		client_destroy(d, c, "was replaced (exec)");
 	c = NULL;
 
-	r = client_new(m, &hello, fd, fds, &c);
+	budget = client_budget(d, &hello);
+	r = client_new(m, &hello, budget, fd, fds, &c);
 	if (r < 0) {
 		log_warning_errno(r, "cannot take client %d: %m", hello.pid);
 		goto fail;
@@ -360,6 +420,29 @@ static void serve_stats(struct daemon *d)
 	fclose(f);
 }
 
+/* The watchdog ping from the event loop (so a stuck loop is noticed) and a STATUS line. */
+static void notify_systemd(struct daemon *d, uint64_t now)
+{
+	if (d->watchdog_usec && now - d->last_watchdog_usec >= d->watchdog_usec / 2) {
+		(void)sd_notify(0, "WATCHDOG=1");
+		d->last_watchdog_usec = now;
+	}
+	if (now - d->last_status_usec >= 1000000) {
+		struct store_stats st;
+		char a[32], b[32];
+		unsigned n;
+
+		pthread_mutex_lock(&d->m.clients_lock);
+		n = d->m.nr_clients;
+		pthread_mutex_unlock(&d->m.clients_lock);
+		store_get_stats(d->m.store, &st);
+		(void)sd_notifyf(0, "STATUS=%u client%s, %s evicted in %s", n, n == 1 ? "" : "s",
+				 format_size(st.orig_data_size, a, sizeof(a)),
+				 format_size(st.mem_used_total, b, sizeof(b)));
+		d->last_status_usec = now;
+	}
+}
+
 static void on_timer(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -388,6 +471,7 @@ static void on_timer(struct daemon *d)
 	}
 	if (kick)
 		manager_kick_reclaim(m);
+	notify_systemd(d, now);
 }
 
 static int on_signal(struct daemon *d)
@@ -401,6 +485,9 @@ static int on_signal(struct daemon *d)
 	case SIGINT:
 		log_info("stopping: giving every client its pages back");
 		d->quit = true;
+		break;
+	case SIGHUP:
+		reload_config(d);
 		break;
 	default:
 		break;
@@ -467,36 +554,30 @@ static void help(void)
 	printf("Usage: memextd [OPTIONS]\n\n"
 	       "Lets applications started with LD_PRELOAD=libmemext.so use more memory than\n"
 	       "their budget: pages beyond it are compressed and brought back on access.\n\n"
+	       "  --config FILE           configuration (default %s, if it exists)\n"
+	       "  --check-config FILE     check FILE and exit: 0 valid, 3 invalid\n"
 	       "  --socket PATH           client socket (default %s/memextd.sock)\n"
 	       "  --stats-socket PATH     statistics socket (default %s/stats.sock)\n"
 	       "  --default-budget SIZE   budget for clients that set no MEMEXT_BUDGET\n"
 	       "  --store-limit SIZE      memory the store may use (0: no limit)\n"
-	       "  --fault-threads N       fault threads (default: one per CPU)\n"
-	       "  --batch-pages N         pages evicted per batch (1-%d, default 256)\n"
-	       "  --faultaround-pages N   zero pages mapped per fault (power of 2, default 16)\n"
+	       "  --fault-threads N       fault threads (0: one per CPU)\n"
+	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
+	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
+	       "  --foreground            accepted for clarity: memextd never forks\n"
 	       "  -h, --help              this text\n"
-	       "  --version               print the version\n",
-	       MEMEXT_RUNSTATEDIR, MEMEXT_RUNSTATEDIR, MEMEXT_STAGING_PAGES);
-}
-
-static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -EINVAL;
-	*ret = (unsigned)v;
-	return 0;
+	       "  --version               print the version\n\n"
+	       "Each option overrides the configuration key of the same name; see\n"
+	       "memextd(8) and memextd.conf(5).\n",
+	       MEMEXTD_CONFIG_PATH, MEMEXT_RUNSTATEDIR, MEMEXT_RUNSTATEDIR, MEMEXT_STAGING_PAGES);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum {
-		OPT_SOCKET = 256,
+		OPT_CONFIG = 256,
+		OPT_CHECK_CONFIG,
+		OPT_SOCKET,
 		OPT_STATS_SOCKET,
 		OPT_DEFAULT_BUDGET,
 		OPT_STORE_LIMIT,
@@ -504,9 +585,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_BATCH_PAGES,
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
+		OPT_FOREGROUND,
 		OPT_VERSION,
 	};
 	static const struct option longopts[] = {
+		{"config", required_argument, NULL, OPT_CONFIG},
+		{"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
 		{"socket", required_argument, NULL, OPT_SOCKET},
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"default-budget", required_argument, NULL, OPT_DEFAULT_BUDGET},
@@ -515,6 +599,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+		{"foreground", no_argument, NULL, OPT_FOREGROUND},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{},
@@ -522,36 +607,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
-		int r = 0;
-
 		switch (c) {
-		case OPT_SOCKET:
-			o->socket_path = optarg;
-			break;
-		case OPT_STATS_SOCKET:
-			o->stats_socket_path = optarg;
-			break;
-		case OPT_DEFAULT_BUDGET:
-			r = parse_size(optarg, &o->default_budget_bytes);
-			break;
-		case OPT_STORE_LIMIT:
-			r = parse_size(optarg, &o->store_limit_bytes);
-			break;
-		case OPT_FAULT_THREADS:
-			r = parse_uint(optarg, 1, 1024, &o->fault_threads);
-			break;
-		case OPT_BATCH_PAGES:
-			r = parse_uint(optarg, 1, MEMEXT_STAGING_PAGES, &o->batch_pages);
-			break;
-		case OPT_FAULTAROUND:
-			r = parse_uint(optarg, 1, 512, &o->faultaround_pages);
-			if (r == 0 && (o->faultaround_pages & (o->faultaround_pages - 1)))
-				r = -EINVAL;
-			break;
-		case OPT_LOG_LEVEL:
-			o->log_level = log_parse_level(optarg);
-			r = o->log_level < 0 ? -EINVAL : 0;
-			break;
+		case OPT_CONFIG: o->config_path = optarg; break;
+		case OPT_CHECK_CONFIG: o->check_config_path = optarg; break;
+		case OPT_SOCKET: o->socket_path = optarg; break;
+		case OPT_STATS_SOCKET: o->stats_socket_path = optarg; break;
+		case OPT_DEFAULT_BUDGET: o->default_budget = optarg; break;
+		case OPT_STORE_LIMIT: o->store_limit = optarg; break;
+		case OPT_FAULT_THREADS: o->fault_threads = optarg; break;
+		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
+		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
+		case OPT_LOG_LEVEL: o->log_level = optarg; break;
+		case OPT_FOREGROUND: break;
 		case 'h':
 			help();
 			exit(EXIT_SUCCESS);
@@ -559,11 +626,6 @@ static int parse_options(int argc, char **argv, struct options *o)
 			printf("memextd %s\n", MEMEXT_VERSION);
 			exit(EXIT_SUCCESS);
 		default:
-			return -EINVAL;
-		}
-		if (r < 0) {
-			fprintf(stderr, "memextd: invalid value for --%s: '%s'\n",
-				longopts[c - OPT_SOCKET].name, optarg);
 			return -EINVAL;
 		}
 	}
@@ -574,34 +636,174 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-static int setup(struct daemon *d, const struct options *o)
+/* The command line's settings, applied over the file's. Returns 0 or -errno (logged). */
+static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 {
+	const struct {
+		const char *section, *key, *value;
+	} overrides[] = {
+		{"daemon", "socket", o->socket_path},
+		{"daemon", "stats-socket", o->stats_socket_path},
+		{"daemon", "log-level", o->log_level},
+		{"daemon", "fault-threads", o->fault_threads},
+		{"daemon", "faultaround-pages", o->faultaround_pages},
+		{"reclaim", "default-budget", o->default_budget},
+		{"reclaim", "batch-pages", o->batch_pages},
+		{"store", "memory-limit", o->store_limit},
+	};
+	char err[1024];
+
+	for (size_t i = 0; i < ARRAY_SIZE(overrides); i++) {
+		int r;
+
+		if (!overrides[i].value)
+			continue;
+		r = config_set(cfg, overrides[i].section, overrides[i].key, overrides[i].value, err,
+			       sizeof(err));
+		if (r < 0) {
+			log_error("%s", err);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The configuration: built-in defaults, then the file (the one named, or the default path if
+ * it exists), then the command line. Returns 0 or -errno with the reason logged.
+ */
+static int load_config(struct daemon *d)
+{
+	struct memextd_config *cfg = NULL;
+	char err[1024];
+	int r;
+
+	d->config_path = d->opts.config_path;
+	if (!d->config_path && access(MEMEXTD_CONFIG_PATH, F_OK) == 0)
+		d->config_path = MEMEXTD_CONFIG_PATH;
+	if (d->config_path)
+		r = config_load(d->config_path, &cfg, err, sizeof(err));
+	else
+		r = config_new_default(&cfg);
+	if (r < 0) {
+		log_error("%s", d->config_path ? err : "out of memory");
+		return r;
+	}
+	r = apply_overrides(&d->opts, cfg);
+	if (r < 0) {
+		config_free(cfg);
+		return r;
+	}
+	d->cfg = cfg;
+	return 0;
+}
+
+/* The settings that take effect at once, at start and on reload. */
+static void apply_runtime_config(struct daemon *d)
+{
+	const struct memextd_config *cfg = d->cfg;
+	struct manager_config *mc = &d->m.cfg;
+
+	log_set_max_level(cfg->log_level);
+	mc->faultaround_pages = cfg->faultaround_pages;
+	mc->batch_pages = cfg->batch_pages;
+	mc->default_budget_bytes = cfg->default_budget_bytes;
+	mc->wmark_min_pct = cfg->watermark_min_pct;
+	mc->wmark_low_pct = cfg->watermark_low_pct;
+	mc->wmark_high_pct = cfg->watermark_high_pct;
+}
+
+static void reload_config(struct daemon *d)
+{
+	char err[1024], restart[512], desc[512];
+	struct memextd_config *old = d->cfg;
+	int r;
+
+	if (!d->config_path) {
+		log_notice("reload: no configuration file in use, nothing to re-read");
+		return;
+	}
+	(void)sd_notify(0, "RELOADING=1");
+	r = config_load(d->config_path, &d->cfg, err, sizeof(err));
+	if (r == 0)
+		r = apply_overrides(&d->opts, d->cfg);
+	if (r < 0) {
+		if (d->cfg != old)
+			config_free(d->cfg);
+		d->cfg = old;
+		log_error("reload refused, keeping the running configuration: %s", err);
+	} else {
+		if (config_restart_keys(old, d->cfg, restart, sizeof(restart)) > 0)
+			log_warning("reload: %s take effect at the next start", restart);
+		config_free(old);
+		apply_runtime_config(d);
+		config_describe(d->cfg, desc, sizeof(desc));
+		log_info("configuration reloaded from %s: %s", d->config_path, desc);
+	}
+	(void)sd_notify(0, "READY=1");
+}
+
+/* Sockets passed by systemd (memextd.socket, memextd-stats.socket), by name. */
+static void take_listen_fds(struct daemon *d)
+{
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(true, &names);
+
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names ? names[i] : NULL;
+
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+		(void)fcntl(fd, F_SETFL, O_NONBLOCK);
+		if ((name && strcmp(name, "client") == 0) || (!name && i == 0))
+			d->client_listen_fd = fd;
+		else if ((name && strcmp(name, "stats") == 0) || (!name && i == 1))
+			d->stats_listen_fd = fd;
+		else
+			close(fd);
+	}
+	if (names)
+		for (int i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+}
+
+static int setup(struct daemon *d)
+{
+	const struct memextd_config *cfg = d->cfg;
 	struct store_config scfg = {
-		.compressor = o->compressor,
-		.zstd_level = 3,
-		.mem_limit_bytes = o->store_limit_bytes,
-		.compaction = true,
+		.compressor = config_compressor_to_string(cfg->compressor),
+		.zstd_level = cfg->zstd_level,
+		.mem_limit_bytes = cfg->store_mem_limit_bytes,
+		.compaction = cfg->compaction,
 	};
 	struct itimerspec its = {
 		.it_interval = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
 		.it_value = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
 	};
+	char caps[512];
 	sigset_t mask;
 	int r;
 
-	d->m.cfg = (struct manager_config){
-		.nr_fault_threads = o->fault_threads,
-		.batch_pages = o->batch_pages,
-		.faultaround_pages = o->faultaround_pages,
-		.default_budget_bytes = o->default_budget_bytes,
-	};
+	/* Only CAP_SYS_PTRACE from here on; it must happen while we are one thread. */
+	r = caps_drop_memextd(caps, sizeof(caps));
+	if (r < 0) {
+		log_error("%s", caps);
+		return EXIT_CAPS;
+	}
+	log_info("%s", caps);
+
+	d->m.cfg.nr_fault_threads = cfg->fault_threads;
+	apply_runtime_config(d);
 	d->m.start_usec = now_usec();
 	pthread_mutex_init(&d->m.clients_lock, NULL);
 	pthread_mutex_init(&d->m.reclaim_lock, NULL);
 	pthread_cond_init(&d->m.reclaim_cond, NULL);
 	r = store_new(&scfg, &d->m.store);
-	if (r < 0)
-		return log_error_errno(r, "cannot set up the store: %m");
+	if (r < 0) {
+		log_error_errno(r, "cannot set up the store: %m");
+		return EXIT_RUNTIME;
+	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -614,23 +816,31 @@ static int setup(struct daemon *d, const struct options *o)
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);
 	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (d->epfd < 0 || d->signal_fd < 0 || d->timer_fd < 0)
-		return log_error_errno(-errno, "cannot set up the event loop: %m");
+	if (d->epfd < 0 || d->signal_fd < 0 || d->timer_fd < 0) {
+		log_error_errno(-errno, "cannot set up the event loop: %m");
+		return EXIT_RUNTIME;
+	}
 	timerfd_settime(d->timer_fd, 0, &its, NULL);
 
-	d->client_listen_fd = listen_unix(o->socket_path, SOCK_SEQPACKET, 0666);
+	d->client_listen_fd = d->stats_listen_fd = -1;
+	take_listen_fds(d);
 	if (d->client_listen_fd < 0)
-		return d->client_listen_fd;
-	d->stats_listen_fd = listen_unix(o->stats_socket_path, SOCK_STREAM, 0666);
+		d->client_listen_fd = listen_unix(cfg->socket_path, SOCK_SEQPACKET, 0666);
+	if (d->client_listen_fd < 0)
+		return EXIT_SOCKETS;
 	if (d->stats_listen_fd < 0)
-		return d->stats_listen_fd;
+		d->stats_listen_fd = listen_unix(cfg->stats_socket_path, SOCK_STREAM, 0666);
+	if (d->stats_listen_fd < 0)
+		return EXIT_SOCKETS;
 
 	r = fault_threads_start(&d->m);
 	if (r < 0)
-		return r;
+		return EXIT_RUNTIME;
 	r = reclaim_start(&d->m);
-	if (r < 0)
-		return log_error_errno(r, "cannot start reclaim: %m");
+	if (r < 0) {
+		log_error_errno(r, "cannot start reclaim: %m");
+		return EXIT_RUNTIME;
+	}
 
 	d->client_listen_watch = (struct watch){WATCH_CLIENT_LISTEN, NULL};
 	d->stats_listen_watch = (struct watch){WATCH_STATS_LISTEN, NULL};
@@ -639,8 +849,12 @@ static int setup(struct daemon *d, const struct options *o)
 	if (watch_add(d, d->client_listen_fd, &d->client_listen_watch) < 0 ||
 	    watch_add(d, d->stats_listen_fd, &d->stats_listen_watch) < 0 ||
 	    watch_add(d, d->timer_fd, &d->timer_watch) < 0 ||
-	    watch_add(d, d->signal_fd, &d->signal_watch) < 0)
-		return log_error_errno(-errno, "epoll_ctl: %m");
+	    watch_add(d, d->signal_fd, &d->signal_watch) < 0) {
+		log_error_errno(-errno, "epoll_ctl: %m");
+		return EXIT_RUNTIME;
+	}
+	if (sd_watchdog_enabled(false, &d->watchdog_usec) <= 0)
+		d->watchdog_usec = 0;
 	return 0;
 }
 
@@ -662,33 +876,40 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	struct options o = {
-		.socket_path = MEMEXT_RUNSTATEDIR "/memextd.sock",
-		.stats_socket_path = MEMEXT_RUNSTATEDIR "/stats.sock",
-		.compressor = "lz4",
-		.batch_pages = 256,
-		.faultaround_pages = 16,
-		.log_level = LOG_INFO,
-	};
 	static struct daemon d;
+	char err[1024];
 	int r;
 
-	if (parse_options(argc, argv, &o) < 0) {
+	if (parse_options(argc, argv, &d.opts) < 0) {
 		fprintf(stderr, "Try 'memextd --help'.\n");
-		return 2;
+		return EXIT_USAGE;
 	}
-	log_set_max_level(o.log_level);
-	r = setup(&d, &o);
-	if (r < 0)
-		return 1;
-	log_info("memextd %s ready: clients on %s, stats on %s", MEMEXT_VERSION, o.socket_path,
-		 o.stats_socket_path);
-	(void)sd_notify(0, "READY=1\nSTATUS=serving");
+	if (d.opts.check_config_path) {
+		r = config_check(d.opts.check_config_path, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "%s\n", err);
+			return EXIT_CONFIG;
+		}
+		printf("%s: valid\n", d.opts.check_config_path);
+		return EXIT_SUCCESS;
+	}
+	if (load_config(&d) < 0)
+		return EXIT_CONFIG;
+	r = setup(&d);
+	if (r != 0)
+		return r;
+	log_info("memextd %s ready (configuration: %s)", MEMEXT_VERSION,
+		 d.config_path ? d.config_path : "built-in defaults");
+	(void)sd_notify(0, "READY=1\nSTATUS=serving, no clients yet");
 	r = run(&d);
-	(void)sd_notify(0, "STOPPING=1");
+	(void)sd_notify(0, "STOPPING=1\nSTATUS=giving every client its pages back");
 	teardown(&d);
-	unlink(o.socket_path);
-	unlink(o.stats_socket_path);
+	/* Sockets we created ourselves; systemd removes its own. */
+	if (!getenv("LISTEN_FDS")) {
+		unlink(d.cfg->socket_path);
+		unlink(d.cfg->stats_socket_path);
+	}
+	config_free(d.cfg);
 	log_info("stopped");
-	return r < 0 ? 1 : 0;
+	return r < 0 ? EXIT_RUNTIME : EXIT_SUCCESS;
 }

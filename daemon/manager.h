@@ -29,6 +29,9 @@ struct manager_config {
 	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
 	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
 	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
+	/* Free headroom in percent of a client's budget, as the kernel's zone watermarks:
+	 * reclaim wakes below low and sleeps above high; below min faults wait for reclaim. */
+	unsigned wmark_min_pct, wmark_low_pct, wmark_high_pct;
 };
 
 struct manager_totals {

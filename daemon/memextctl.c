@@ -12,12 +12,15 @@
 
 #include "macro.h"
 #include "memext-build.h"
+#include "mkswap.h"
 
 static void help(void)
 {
 	printf("Usage: memextctl [--stats-socket PATH] COMMAND\n\n"
 	       "Commands:\n"
-	       "  stats [--json]    the daemon's figures: clients, store, totals\n\n"
+	       "  stats [--json]    the daemon's figures: clients, store, totals\n"
+	       "  mkswap FILE --size SIZE [--label L] [--uuid U]\n"
+	       "                    make a swap area (SWAPSPACE2, as util-linux mkswap)\n\n"
 	       "Options:\n"
 	       "  --stats-socket PATH  default %s/stats.sock\n"
 	       "  -h, --help           this text\n"
@@ -95,6 +98,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
+	/* mkswap talks to no daemon and parses its own options. */
+	if (strcmp(cmd, "mkswap") == 0) {
+		char **sub = argv + optind - 1;
+		int n = argc - optind + 1;
+
+		optind = 0; /* getopt starts afresh for mkswap's own options */
+		return mkswap_main(n, sub);
+	}
 	/* Options may also follow the command. */
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
 		if (c == 'j')

@@ -151,6 +151,12 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 
 		if (!test_bit(mask, i))
 			continue;
+		if (back) {
+			/* The application may have mremapped it since the batch started. */
+			pthread_mutex_lock(&c->lock);
+			app = client_batch_addr_now(c, app);
+			pthread_mutex_unlock(&c->lock);
+		}
 		/* Extend the previous range when both sides continue it. */
 		if (nr > 0) {
 			struct move_range *last = &req.r[nr - 1];
@@ -202,22 +208,6 @@ static void agent_free_staging(struct client *c, uint32_t seq)
 	(void)proto_send(c->agent_fd, &f, sizeof(f), NULL, 0);
 }
 
-/* When the agent cannot tell what it moved, the staging area's present pages do. */
-static int moved_from_pagemap(struct client *c, struct batch *b)
-{
-	memset(b->moved, 0, sizeof(b->moved));
-	for (unsigned i = 0; i < b->nr; i++) {
-		uint64_t e;
-		off_t off = (off_t)((c->staging.start / PAGE_SIZE + i) * 8);
-
-		if (pread(c->pagemap_fd, &e, sizeof(e), off) != sizeof(e))
-			return -EIO;
-		if (e & (1ULL << 63))
-			set_bit(b->moved, i);
-	}
-	return 0;
-}
-
 /* Reads the moved pages out of staging. Clears moved bits of pages it could not read. */
 static void read_staging(struct client *c, struct batch *b)
 {
@@ -256,11 +246,18 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 	struct store *s = c->m->store;
 
 	for (unsigned i = 0; i < b->nr; i++) {
-		pte_t *pte = pagetable_lookup(c->pt, b->vpn[i]);
+		uint64_t vpn = client_batch_addr_now(c, b->vpn[i] * PAGE_SIZE) / PAGE_SIZE;
+		pte_t *pte = pagetable_lookup(c->pt, vpn);
 		bool dead;
 
-		if (!pte || pte_type(*pte) != PTE_MOVING)
-			continue; /* cannot happen: events wait for batches */
+		if (!pte || pte_type(*pte) != PTE_MOVING || pte_payload(*pte) != i) {
+			/* Cannot happen: events keep MOVING entries, mremap included. */
+			log_error("client %d: batch page %#lx lost track of", c->pid,
+				  (unsigned long)(vpn * PAGE_SIZE));
+			if (test_bit(b->moved, i) && test_bit(b->saved, i))
+				store_drop(s, b->handle[i]);
+			continue;
+		}
 		dead = *pte & PTE_DEAD;
 		if (*pte & PTE_CANCEL) {
 			/* The agent needed it: it is back in the process, the copy is stale. */
@@ -287,7 +284,7 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 			/* Moved but neither saved nor moved back: only for dead pages. */
 			if (!dead)
 				log_error("client %d: page %#lx lost in eviction", c->pid,
-					  (unsigned long)(b->vpn[i] * PAGE_SIZE));
+					  (unsigned long)(vpn * PAGE_SIZE));
 			*pte = 0;
 			c->nr_present--;
 		} else if (dead) {
@@ -349,6 +346,7 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	}
 	select_victims(c, b, want);
 	c->batch_in_flight = b->nr > 0;
+	c->nr_remaps = 0;
 	pthread_mutex_unlock(&c->lock);
 	if (b->nr == 0)
 		return 0;
@@ -359,12 +357,24 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	memset(b->saved, 0, sizeof(b->saved));
 	r = agent_move(rc, c, all, false, b->moved);
 	if (r < 0) {
-		log_warning_errno(r, "client %d: agent did not answer, no more eviction: %m", c->pid);
-		if (moved_from_pagemap(c, b) < 0)
-			memset(b->moved, 0, sizeof(b->moved));
+		/*
+		 * We cannot know what the agent moved, nor whether it is still moving. Leave
+		 * the batch's pages MOVING: a fault on one finds it in staging or maps zeroes
+		 * (serve_from_staging), which is right whatever the agent still does.
+		 */
+		if (r == -ESRCH || r == -ECONNRESET || r == -EPIPE)
+			log_debug_errno(r, "client %d: agent gone: %m", c->pid);
+		else
+			log_warning_errno(r, "client %d: the agent did not answer, eviction stops for "
+					  "this process: %m",
+					  c->pid);
 		pthread_mutex_lock(&c->lock);
 		c->agent_gone = true;
+		c->batch_in_flight = false;
+		pthread_cond_broadcast(&c->batch_done);
 		pthread_mutex_unlock(&c->lock);
+		resolve_parked(rc, c);
+		return r;
 	}
 	read_staging(c, b);
 	for (unsigned i = 0; i < b->nr; i++) {
@@ -379,7 +389,8 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	/* Pages moved out but not saved go back, unless the application dropped them. */
 	pthread_mutex_lock(&c->lock);
 	for (unsigned i = 0; i < b->nr; i++) {
-		pte_t *pte = pagetable_lookup(c->pt, b->vpn[i]);
+		pte_t *pte = pagetable_lookup(
+			c->pt, client_batch_addr_now(c, b->vpn[i] * PAGE_SIZE) / PAGE_SIZE);
 
 		if (test_bit(b->moved, i) && !test_bit(b->saved, i) && pte &&
 		    !(*pte & (PTE_DEAD | PTE_CANCEL)))
@@ -416,7 +427,7 @@ static void reclaim_client(struct reclaimer *rc, struct client *c)
 
 		pthread_mutex_lock(&c->lock);
 		present = c->nr_present;
-		high = c->budget_pages - c->budget_pages / 32;
+		high = client_wmark_pages(c, rc->m->cfg.wmark_high_pct);
 		bool go = c->budget_pages && (i > 0 ? present > high : client_over_low_wmark(c));
 		pthread_mutex_unlock(&c->lock);
 		if (!go)

@@ -337,7 +337,8 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 {
 	struct msg_hello hello;
 	struct msg_hello_ack ack;
-	int fds[3] = {S.uffd, pidfd, daemon_end};
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int fds[4] = {S.uffd, pidfd, daemon_end, pagemap};
 	struct pollfd p = {.fd = S.control_fd, .events = POLLIN};
 	ssize_t n;
 	int r;
@@ -360,7 +361,10 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 	(void)prctl(PR_GET_NAME, hello.comm);
 	hello.comm[sizeof(hello.comm) - 1] = 0;
 
-	r = proto_send(S.control_fd, &hello, sizeof(hello), fds, 3);
+	if (pagemap < 0)
+		return -errno;
+	r = proto_send(S.control_fd, &hello, sizeof(hello), fds, 4);
+	close(pagemap);
 	if (r < 0)
 		return r;
 	if (poll(&p, 1, HELLO_TIMEOUT_MSEC) <= 0)

@@ -6,9 +6,10 @@
  *
  * Two SOCK_SEQPACKET unix sockets per client, so every message arrives whole or not at all:
  *
- *   control  the shim connects to memextd's client socket. It sends MSG_HELLO with three fds
- *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, and its end
- *            of the agent socketpair. memextd answers MSG_HELLO_ACK. Later the shim sends
+ *   control  the shim connects to memextd's client socket. It sends MSG_HELLO with four fds
+ *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, its end of
+ *            the agent socketpair, and its /proc/self/pagemap (which memextd could not open
+ *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers MSG_HELLO_ACK. Later the shim sends
  *            MSG_FORK_PREPARE (answered by MSG_FORK_READY once every evicted page is back and
  *            eviction is paused) and MSG_FORK_DONE (the parent resumes).
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
@@ -31,7 +32,7 @@
 
 #define MEMEXT_MAX_EXCLUDE 8        /* shim-owned ranges the daemon must never register */
 #define MEMEXT_MAX_MOVE_RANGES 256  /* ranges in one MSG_AGENT_MOVE */
-#define MEMEXT_MAX_FDS 3
+#define MEMEXT_MAX_FDS 4
 
 enum msg_type {
 	MSG_HELLO = 1,
