@@ -102,10 +102,12 @@ static int verify(const struct caps_need *keep, size_t n_keep, int max_cap, char
 	for (int cap = 0; cap <= max_cap; cap++) {
 		bool want = is_kept(keep, n_keep, cap);
 
-		if (flag_of(now, cap, CAP_PERMITTED) != want || flag_of(now, cap, CAP_EFFECTIVE) != want ||
+		if (flag_of(now, cap, CAP_PERMITTED) != want ||
+		    flag_of(now, cap, CAP_EFFECTIVE) != want ||
 		    flag_of(now, cap, CAP_INHERITABLE) != 0)
 			return fail(buf, len, -EIO, "%s is %s the process sets after dropping",
-				    cap_name(cap, name, sizeof(name)), want ? "missing from" : "still in");
+				    cap_name(cap, name, sizeof(name)),
+				    want ? "missing from" : "still in");
 		if (cap_get_bound((cap_value_t)cap) > 0 && !want)
 			return fail(buf, len, -EIO, "%s is still in the bounding set",
 				    cap_name(cap, name, sizeof(name)));
@@ -141,17 +143,19 @@ int caps_drop_to(const struct caps_need *keep, size_t n_keep, char *buf, size_t 
 		if (r < 0)
 			return fail(buf, len, r, "cap_get_flag: %s", strerror(-r));
 		if (r == 0)
-			return fail(buf, len, -EPERM,
-				    "%s is missing: memextd needs it %s. Run it as root, or grant it "
-				    "(systemd: CapabilityBoundingSet= and AmbientCapabilities=)",
-				    cap_name(keep[i].cap, name, sizeof(name)), keep[i].why);
+			return fail(
+				buf, len, -EPERM,
+				"%s is missing: memextd needs it %s. Run it as root, or grant it "
+				"(systemd: CapabilityBoundingSet= and AmbientCapabilities=)",
+				cap_name(keep[i].cap, name, sizeof(name)), keep[i].why);
 	}
 
 	/* The bounding set, while CAP_SETPCAP may still be effective. */
 	if (flag_of(cur, CAP_SETPCAP, CAP_PERMITTED) == 1) {
 		cap_value_t setpcap = CAP_SETPCAP;
 
-		if (cap_set_flag(cur, CAP_EFFECTIVE, 1, &setpcap, CAP_SET) < 0 || cap_set_proc(cur) < 0)
+		if (cap_set_flag(cur, CAP_EFFECTIVE, 1, &setpcap, CAP_SET) < 0 ||
+		    cap_set_proc(cur) < 0)
 			return fail(buf, len, negative_errno(), "raising cap_setpcap: %s",
 				    strerror(errno));
 	}
@@ -179,11 +183,12 @@ int caps_drop_to(const struct caps_need *keep, size_t n_keep, char *buf, size_t 
 
 		if (cap_set_flag(want, CAP_PERMITTED, 1, &v, CAP_SET) < 0 ||
 		    cap_set_flag(want, CAP_EFFECTIVE, 1, &v, CAP_SET) < 0)
-			return fail(buf, len, negative_errno(), "cap_set_flag: %s", strerror(errno));
+			return fail(buf, len, negative_errno(), "cap_set_flag: %s",
+				    strerror(errno));
 	}
 	for (int cap = 0; cap <= max_cap; cap++)
-		if (!is_kept(keep, n_keep, cap) &&
-		    (flag_of(cur, cap, CAP_PERMITTED) == 1 || flag_of(cur, cap, CAP_INHERITABLE) == 1))
+		if (!is_kept(keep, n_keep, cap) && (flag_of(cur, cap, CAP_PERMITTED) == 1 ||
+						    flag_of(cur, cap, CAP_INHERITABLE) == 1))
 			dropped++;
 	if (cap_set_proc(want) < 0)
 		return fail(buf, len, negative_errno(), "cap_set_proc: %s", strerror(errno));
@@ -211,7 +216,8 @@ int caps_drop_to(const struct caps_need *keep, size_t n_keep, char *buf, size_t 
 
 			snprintf(buf + used, len - used,
 				 "; dropped the other %d held from the effective, permitted, "
-				 "inheritable and ambient sets and every other one from the bounding "
+				 "inheritable and ambient sets and every other one from the "
+				 "bounding "
 				 "set; no_new_privs set",
 				 dropped);
 		}

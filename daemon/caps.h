@@ -28,7 +28,7 @@
 #include <stddef.h>
 
 struct caps_need {
-	int cap;         /* CAP_* (cap_value_t) */
+	int cap;	 /* CAP_* (cap_value_t) */
 	const char *why; /* "to ..." for the log and for the error when it is missing */
 };
 

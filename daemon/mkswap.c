@@ -66,7 +66,8 @@ static int wipe_range(int fd, uint64_t start, uint64_t end)
 	static const unsigned char zero[PAGE_SIZE];
 
 	for (uint64_t off = start; off < end; off += PAGE_SIZE) {
-		int r = write_full(fd, zero, (size_t)MIN((uint64_t)PAGE_SIZE, end - off), (off_t)off);
+		int r = write_full(fd, zero, (size_t)MIN((uint64_t)PAGE_SIZE, end - off),
+				   (off_t)off);
 
 		if (r < 0)
 			return r;
@@ -113,9 +114,10 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 	if (fd < 0) {
 		r = negative_errno();
 		if (r == -EBUSY)
-			return fail(err, errlen, r,
-				    "%s: device is busy: mounted or in use as swap; not formatting it",
-				    path);
+			return fail(
+				err, errlen, r,
+				"%s: device is busy: mounted or in use as swap; not formatting it",
+				path);
 		if (r == -EROFS)
 			return fail(err, errlen, r, "%s: read-only file system", path);
 		return fail(err, errlen, r, "%s: cannot open for writing: %s", path, strerror(-r));
@@ -125,6 +127,10 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 	bdev = S_ISBLK(st.st_mode);
 
 	if (bdev) {
+		int ro = 0;
+
+		if (ioctl(fd, BLKROGET, &ro) == 0 && ro)
+			return fail(err, errlen, -EROFS, "%s: read-only block device", path);
 		if (ioctl(fd, BLKGETSIZE64, &have) < 0)
 			return fail(err, errlen, negative_errno(), "%s: BLKGETSIZE64: %m", path);
 		if (opts->size_bytes > have)
@@ -137,17 +143,15 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 			return fail(err, errlen, -EBUSY,
 				    "%s: in use by memextd (locked); not formatting it", path);
 		/* The kernel refuses every write to its swap files, even of 0 bytes. */
-		if (pwrite(fd, "", 0, 0) < 0)
-			return fail(err, errlen, errno == ETXTBSY ? -EBUSY : negative_errno(),
-				    "%s: %s", path,
-				    errno == ETXTBSY ? "in use as swap by the kernel; swapoff it first"
-						     : strerror(errno));
+		if (pwrite(fd, "", 0, 0) < 0 && errno == ETXTBSY)
+			return fail(err, errlen, -EBUSY,
+				    "%s: in use as swap by the kernel; swapoff it first", path);
 		have = (uint64_t)st.st_size;
 		if (opts->size_bytes > have || res.created) {
 			r = grow_file(fd, PAGE_ALIGN_DOWN(opts->size_bytes));
 			if (r < 0) {
-				fail(err, errlen, r, "%s: cannot allocate %" PRIu64 " bytes: %s", path,
-				     opts->size_bytes, strerror(-r));
+				fail(err, errlen, r, "%s: cannot allocate %" PRIu64 " bytes: %s",
+				     path, opts->size_bytes, strerror(-r));
 				goto out_unlink;
 			}
 			have = PAGE_ALIGN_DOWN(opts->size_bytes);
@@ -222,7 +226,7 @@ static void usage(FILE *f, const char *name)
 		"  -L, --label LABEL   volume label, at most %d bytes\n"
 		"  -U, --uuid UUID     UUID, or \"random\" (the default) or \"clear\"\n"
 		"  -h, --help          this text\n",
-		name, SWAP_LABEL_LEN);
+		name, SWAP_LABEL_MAX);
 }
 
 int mkswap_main(int argc, char **argv)
@@ -236,7 +240,7 @@ int mkswap_main(int argc, char **argv)
 	};
 	const char *name = argc > 0 ? argv[0] : "mkswap";
 	struct mkswap_options opts = {0};
-	struct mkswap_result res;
+	struct mkswap_result res = {0};
 	unsigned char uuid[SWAP_UUID_LEN];
 	char err[512], ubuf[37], sbuf[32];
 	int c, r;
@@ -253,9 +257,9 @@ int mkswap_main(int argc, char **argv)
 			}
 			break;
 		case 'L':
-			if (strlen(optarg) > SWAP_LABEL_LEN) {
+			if (strlen(optarg) > SWAP_LABEL_MAX) {
 				fprintf(stderr, "%s: label \"%s\" is longer than %d bytes\n", name,
-					optarg, SWAP_LABEL_LEN);
+					optarg, SWAP_LABEL_MAX);
 				return 2;
 			}
 			opts.label = optarg;

@@ -14,8 +14,8 @@
 #include "swap-header.h"
 
 struct mkswap_options {
-	uint64_t size_bytes;       /* 0: the whole file or device; needed to create a file */
-	const char *label;         /* NULL: none; at most SWAP_LABEL_LEN bytes */
+	uint64_t size_bytes;	   /* 0: the whole file or device; needed to create a file */
+	const char *label;	   /* NULL: none; at most SWAP_LABEL_MAX bytes */
 	const unsigned char *uuid; /* NULL: a random one */
 	const uint32_t *badpages;  /* pages to mark bad, as mkswap -c would find them */
 	uint32_t nr_badpages;
@@ -24,7 +24,7 @@ struct mkswap_options {
 struct mkswap_result {
 	uint64_t nr_pages; /* the header's last_page + 1 */
 	unsigned char uuid[SWAP_UUID_LEN];
-	bool created;      /* the file did not exist */
+	bool created; /* the file did not exist */
 };
 
 /*

@@ -8,9 +8,10 @@
  *
  * Handles, STORE_HANDLE_BITS wide and never 0:
  *
- *   bit 55 = 1: a same-filled page
- *       bit 54 = 0: bits 0..53 are the word, sign-extended (0, -1 and small values)
- *       bit 54 = 1: bits 0..53 index same_words[], which keeps the word and a count of pages
+ *   bit 55 = 1: a same-filled page; bits 52..53 say how the word is kept:
+ *       0: bits 0..51 are the word, sign-extended (0, -1, small values)
+ *       1: bits 0..31 are both halves of the word (repeated bytes, 16- and 32-bit patterns)
+ *       2: bits 0..51 index same_words[], which keeps the word and a count of pages
  *   bit 55 = 0: a pool object
  *       bits 48..50: the codec that compressed it (an object of PAGE_SIZE bytes is a raw page)
  *       bits 0..30: the zpool handle
@@ -34,8 +35,12 @@
 #include "zpool.h"
 
 #define H_SAME (UINT64_C(1) << 55)
-#define H_SAME_TABLE (UINT64_C(1) << 54)
-#define H_SAME_WORD_BITS 54
+#define H_SAME_KIND_SHIFT 52
+#define H_SAME_VALUE (UINT64_C(0) << H_SAME_KIND_SHIFT)
+#define H_SAME_HALVES (UINT64_C(1) << H_SAME_KIND_SHIFT)
+#define H_SAME_TABLE (UINT64_C(2) << H_SAME_KIND_SHIFT)
+#define H_SAME_KIND_MASK (UINT64_C(3) << H_SAME_KIND_SHIFT)
+#define H_SAME_WORD_BITS 52
 #define H_CODEC_SHIFT 48
 #define H_CODEC_MASK UINT64_C(7)
 #define H_POOL_MASK ((UINT64_C(1) << 31) - 1)
@@ -157,10 +162,9 @@ static bool page_same_filled(const void *page, uint64_t *ret_word)
 	return true;
 }
 
-static bool word_fits_handle(uint64_t word)
+static uint64_t sign_extend(uint64_t v)
 {
-	return (uint64_t)((int64_t)(word << (64 - H_SAME_WORD_BITS)) >> (64 - H_SAME_WORD_BITS)) ==
-	       word;
+	return (uint64_t)((int64_t)(v << (64 - H_SAME_WORD_BITS)) >> (64 - H_SAME_WORD_BITS));
 }
 
 static inline size_t same_hash(uint64_t word)
@@ -174,8 +178,12 @@ static int same_get(struct store *s, uint64_t word, uint64_t *ret_handle)
 	size_t h = same_hash(word), spare = SIZE_MAX;
 	int r = -ENOSPC;
 
-	if (word_fits_handle(word)) {
-		*ret_handle = H_SAME | (word & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1));
+	if (sign_extend(word) == word) {
+		*ret_handle = H_SAME | H_SAME_VALUE | (word & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1));
+		return 0;
+	}
+	if ((word >> 32) == (word & UINT32_MAX)) {
+		*ret_handle = H_SAME | H_SAME_HALVES | (word & UINT32_MAX);
 		return 0;
 	}
 
@@ -217,22 +225,28 @@ static int same_word_of(struct store *s, uint64_t handle, uint64_t *ret_word)
 {
 	uint64_t v = handle & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1);
 
-	if (!(handle & H_SAME_TABLE)) {
-		*ret_word = (uint64_t)((int64_t)(v << (64 - H_SAME_WORD_BITS)) >>
-				       (64 - H_SAME_WORD_BITS));
+	switch (handle & H_SAME_KIND_MASK) {
+	case H_SAME_VALUE:
+		*ret_word = sign_extend(v);
 		return 0;
-	}
-	if (v >= SAME_WORDS || !s->same_words)
+	case H_SAME_HALVES:
+		*ret_word = (v & UINT32_MAX) * UINT64_C(0x100000001);
+		return 0;
+	case H_SAME_TABLE:
+		if (v >= SAME_WORDS || !s->same_words)
+			return -ENOENT;
+		*ret_word = s->same_words[v].word;
+		return 0;
+	default:
 		return -ENOENT;
-	*ret_word = s->same_words[v].word;
-	return 0;
+	}
 }
 
 static void same_put(struct store *s, uint64_t handle)
 {
 	uint64_t v = handle & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1);
 
-	if (!(handle & H_SAME_TABLE) || v >= SAME_WORDS || !s->same_words)
+	if ((handle & H_SAME_KIND_MASK) != H_SAME_TABLE || v >= SAME_WORDS || !s->same_words)
 		return;
 	pthread_mutex_lock(&s->same_lock);
 	if (s->same_words[v].refs)
@@ -296,8 +310,13 @@ int store_save(struct store *s, const void *page, uint64_t *ret_handle)
 		/* The table is full: compressed, such a page takes a few bytes of the pool. */
 	}
 
-	n = s->codec->compress(page, PAGE_SIZE, buf, s->huge_threshold, s->level);
-	if (n == -E2BIG) {
+	/*
+	 * A little room past the threshold: zstd refuses output that would nearly fill its
+	 * buffer, which would keep pages raw that compress to just under the threshold.
+	 */
+	n = s->codec->compress(page, PAGE_SIZE, buf, MIN(s->huge_threshold + 64, sizeof(buf)),
+			       s->level);
+	if (n == -E2BIG || (n > 0 && (size_t)n > s->huge_threshold)) {
 		data = page;
 		n = PAGE_SIZE;
 	} else if (n < 0) {

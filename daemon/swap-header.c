@@ -30,21 +30,23 @@ static _printf_(3, 4) int fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 int swap_header_encode(union swap_header *hdr, uint64_t nr_pages, const unsigned char *uuid,
-		       const char *label, const uint32_t *badpages, uint32_t nr_badpages,
-		       char *err, size_t errlen)
+		       const char *label, const uint32_t *badpages, uint32_t nr_badpages, char *err,
+		       size_t errlen)
 {
 	size_t label_len = label ? strlen(label) : 0;
 
 	if (nr_pages < SWAP_MIN_PAGES)
-		return fail(err, errlen, "a swap area needs at least %d pages (%lu KiB), not %" PRIu64,
+		return fail(err, errlen,
+			    "a swap area needs at least %d pages (%lu KiB), not %" PRIu64,
 			    SWAP_MIN_PAGES, SWAP_MIN_PAGES * PAGE_SIZE / 1024, nr_pages);
 	/* last_page is 32 bits: 16 TiB of 4 KiB pages. */
 	if (nr_pages - 1 > UINT32_MAX)
-		return fail(err, errlen, "a swap area holds at most %" PRIu64 " pages, not %" PRIu64,
+		return fail(err, errlen,
+			    "a swap area holds at most %" PRIu64 " pages, not %" PRIu64,
 			    (uint64_t)UINT32_MAX + 1, nr_pages);
-	if (label_len > SWAP_LABEL_LEN)
+	if (label_len > SWAP_LABEL_MAX)
 		return fail(err, errlen, "label \"%s\" is %zu bytes, at most %d fit", label,
-			    label_len, SWAP_LABEL_LEN);
+			    label_len, SWAP_LABEL_MAX);
 	if (nr_badpages > SWAP_MAX_BADPAGES)
 		return fail(err, errlen, "%" PRIu32 " bad pages, at most %zu fit in the header",
 			    nr_badpages, (size_t)SWAP_MAX_BADPAGES);
@@ -52,7 +54,8 @@ int swap_header_encode(union swap_header *hdr, uint64_t nr_pages, const unsigned
 		return fail(err, errlen, "%" PRIu32 " bad pages leave no good page", nr_badpages);
 	for (uint32_t i = 0; i < nr_badpages; i++)
 		if (badpages[i] == 0 || badpages[i] > nr_pages - 1)
-			return fail(err, errlen, "bad page %" PRIu32 " is outside pages 1..%" PRIu64,
+			return fail(err, errlen,
+				    "bad page %" PRIu32 " is outside pages 1..%" PRIu64,
 				    badpages[i], nr_pages - 1);
 
 	memset(hdr, 0, sizeof(*hdr));
@@ -61,7 +64,6 @@ int swap_header_encode(union swap_header *hdr, uint64_t nr_pages, const unsigned
 	hdr->info.nr_badpages = nr_badpages;
 	if (uuid)
 		memcpy(hdr->info.sws_uuid, uuid, SWAP_UUID_LEN);
-	/* Not NUL-terminated at 16 bytes, as util-linux and the kernel leave it. */
 	if (label_len)
 		memcpy(hdr->info.sws_volume, label, label_len);
 	if (nr_badpages)
@@ -80,10 +82,14 @@ static int fail_magic(const unsigned char *buf, size_t len, const char *name, ch
 	} known[] = {
 		{"SWAP-SPACE", "an old version 0 swap area (SWAP-SPACE), which no kernel since 2.5 "
 			       "uses; run mkswap on it again"},
-		{"S1SUSPEND", "a hibernation image (S1SUSPEND); resume from it or run mkswap again"},
-		{"S2SUSPEND", "a hibernation image (S2SUSPEND); resume from it or run mkswap again"},
-		{"ULSUSPEND", "a hibernation image (ULSUSPEND); resume from it or run mkswap again"},
-		{"LINHIB0001", "a hibernation image (LINHIB0001); resume from it or run mkswap again"},
+		{"S1SUSPEND",
+		 "a hibernation image (S1SUSPEND); resume from it or run mkswap again"},
+		{"S2SUSPEND",
+		 "a hibernation image (S2SUSPEND); resume from it or run mkswap again"},
+		{"ULSUSPEND",
+		 "a hibernation image (ULSUSPEND); resume from it or run mkswap again"},
+		{"LINHIB0001",
+		 "a hibernation image (LINHIB0001); resume from it or run mkswap again"},
 	};
 	const char *m = (const char *)buf + SWAP_HEADER_SIZE - SWAP_MAGIC_LEN;
 
@@ -94,10 +100,11 @@ static int fail_magic(const unsigned char *buf, size_t len, const char *name, ch
 	/* mkswap -p writes the magic at the end of a page of that size. */
 	for (size_t ps = 2 * SWAP_HEADER_SIZE; ps <= 65536 && ps <= len; ps *= 2)
 		if (!memcmp(buf + ps - SWAP_MAGIC_LEN, SWAP_MAGIC, SWAP_MAGIC_LEN))
-			return fail(err, errlen,
-				    "%s: swap header made for a page size of %zu bytes, this system "
-				    "uses %lu; run mkswap on it again",
-				    name, ps, PAGE_SIZE);
+			return fail(
+				err, errlen,
+				"%s: swap header made for a page size of %zu bytes, this system "
+				"uses %lu; run mkswap on it again",
+				name, ps, PAGE_SIZE);
 
 	return fail(err, errlen,
 		    "%s: not a swap area: no \"" SWAP_MAGIC "\" signature at byte %d (run mkswap "
@@ -130,11 +137,11 @@ int swap_header_parse(const void *buf, size_t len, uint64_t area_bytes, const ch
 	}
 	if (version != SWAP_HEADER_VERSION)
 		return fail(err, errlen,
-			    "%s: swap header version %" PRIu32 ", only version %d is supported", name,
-			    version, SWAP_HEADER_VERSION);
+			    "%s: swap header version %" PRIu32 ", only version %d is supported",
+			    name, version, SWAP_HEADER_VERSION);
 	if (last_page == 0)
-		return fail(err, errlen, "%s: last_page is 0, the area has no page besides its header",
-			    name);
+		return fail(err, errlen,
+			    "%s: last_page is 0, the area has no page besides its header", name);
 	if ((uint64_t)last_page >= area_pages) {
 		fail(err, errlen,
 		     "%s: last_page %" PRIu32 " is beyond the end of the area (%" PRIu64
@@ -144,8 +151,8 @@ int swap_header_parse(const void *buf, size_t len, uint64_t area_bytes, const ch
 	}
 	if (nr_badpages > SWAP_MAX_BADPAGES)
 		return fail(err, errlen,
-			    "%s: nr_badpages %" PRIu32 " does not fit in the header (at most %zu)", name,
-			    nr_badpages, (size_t)SWAP_MAX_BADPAGES);
+			    "%s: nr_badpages %" PRIu32 " does not fit in the header (at most %zu)",
+			    name, nr_badpages, (size_t)SWAP_MAX_BADPAGES);
 	for (uint32_t i = 0; i < nr_badpages; i++) {
 		uint32_t b = swapped ? bswap_32(hdr->info.badpages[i]) : hdr->info.badpages[i];
 
@@ -156,12 +163,14 @@ int swap_header_parse(const void *buf, size_t len, uint64_t area_bytes, const ch
 				    name, b, i, last_page);
 	}
 	if (nr_badpages >= last_page)
-		return fail(err, errlen, "%s: all %" PRIu32 " pages are marked bad", name, last_page);
+		return fail(err, errlen, "%s: all %" PRIu32 " pages are marked bad", name,
+			    last_page);
 
 	ret->last_page = last_page;
 	ret->nr_badpages = nr_badpages;
 	for (uint32_t i = 0; i < nr_badpages; i++)
-		ret->badpages[i] = swapped ? bswap_32(hdr->info.badpages[i]) : hdr->info.badpages[i];
+		ret->badpages[i] =
+			swapped ? bswap_32(hdr->info.badpages[i]) : hdr->info.badpages[i];
 	memcpy(ret->uuid, hdr->info.sws_uuid, SWAP_UUID_LEN);
 	memcpy(ret->label, hdr->info.sws_volume, SWAP_LABEL_LEN);
 	ret->label[SWAP_LABEL_LEN] = '\0';

@@ -32,6 +32,8 @@
 #define SWAP_MAGIC_LEN 10
 #define SWAP_UUID_LEN 16
 #define SWAP_LABEL_LEN 16
+/* util-linux mkswap writes at most 15 bytes and a NUL; swaplabel may fill all 16. */
+#define SWAP_LABEL_MAX 15
 /* util-linux mkswap refuses smaller areas; the kernel needs at least one good page. */
 #define SWAP_MIN_PAGES 10
 #define SWAP_MAX_BADPAGES 637
@@ -49,7 +51,8 @@ union swap_header {
 		unsigned char sws_uuid[SWAP_UUID_LEN];
 		unsigned char sws_volume[SWAP_LABEL_LEN];
 		uint32_t padding[117];
-		uint32_t badpages[SWAP_MAX_BADPAGES]; /* the kernel declares [1]; sized for bound checks */
+		/* The kernel declares [1]; the real size lets bounds checkers see it. */
+		uint32_t badpages[SWAP_MAX_BADPAGES];
 	} info;
 };
 
@@ -63,9 +66,9 @@ static_assert(offsetof(union swap_header, info.badpages) == 1536, "util-linux la
 static_assert(offsetof(union swap_header, magic.magic) == 4086, "magic in the last 10 bytes");
 
 /* The kernel's MAX_SWAP_BADPAGES: as many entries as fit between badpages[0] and the magic. */
-static_assert((offsetof(union swap_header, magic.magic) -
-	       offsetof(union swap_header, info.badpages)) / sizeof(uint32_t) == SWAP_MAX_BADPAGES,
-	      "as the kernel computes it");
+#define SWAP_BADPAGES_ROOM \
+	(offsetof(union swap_header, magic.magic) - offsetof(union swap_header, info.badpages))
+static_assert(SWAP_BADPAGES_ROOM / sizeof(uint32_t) == SWAP_MAX_BADPAGES, "as the kernel's");
 
 /* What a valid header says, in host byte order. */
 struct swap_header_info {
@@ -74,18 +77,18 @@ struct swap_header_info {
 	uint32_t badpages[SWAP_MAX_BADPAGES];
 	unsigned char uuid[SWAP_UUID_LEN];
 	char label[SWAP_LABEL_LEN + 1]; /* NUL-terminated */
-	int swapped;                    /* 1: written on a machine of the other byte order */
+	int swapped;			/* 1: written on a machine of the other byte order */
 };
 
 /*
  * Fills hdr (SWAP_HEADER_SIZE bytes) for an area of nr_pages pages (header included), as
  * util-linux mkswap does: last_page = nr_pages - 1. label may be NULL; badpages may be NULL when
  * nr_badpages is 0. Returns 0, or -EINVAL (fewer than SWAP_MIN_PAGES pages, more than 2^32,
- * a label longer than SWAP_LABEL_LEN, a bad page out of range or too many of them) with err set.
+ * a label longer than SWAP_LABEL_MAX, a bad page out of range or too many of them) with err set.
  */
 int swap_header_encode(union swap_header *hdr, uint64_t nr_pages, const unsigned char *uuid,
-		       const char *label, const uint32_t *badpages, uint32_t nr_badpages,
-		       char *err, size_t errlen);
+		       const char *label, const uint32_t *badpages, uint32_t nr_badpages, char *err,
+		       size_t errlen);
 
 /*
  * Checks the start of an area. buf holds its first len bytes (at least SWAP_HEADER_SIZE, or the

@@ -41,10 +41,10 @@ enum cluster_state {
 
 struct swap_cluster {
 	pthread_mutex_t lock;
-	uint32_t count;      /* slots taken: in use, plus nr_bad; under lock */
-	uint32_t nr_bad;     /* header, bad and past-the-end slots: never free */
+	uint32_t count;		  /* slots taken: in use, plus nr_bad; under lock */
+	uint32_t nr_bad;	  /* header, bad and past-the-end slots: never free */
 	enum cluster_state state; /* under swap_map.lock */
-	uint32_t prev, next; /* list links (cluster indices), under swap_map.lock */
+	uint32_t prev, next;	  /* list links (cluster indices), under swap_map.lock */
 };
 
 struct cluster_list {
@@ -54,13 +54,13 @@ struct cluster_list {
 struct percpu_cluster {
 	pthread_mutex_t lock;
 	uint32_t cluster; /* a CLUSTER_CURRENT cluster, or NO_CLUSTER */
-	uint32_t next;    /* slot where the next scan starts, inside cluster */
+	uint32_t next;	  /* slot where the next scan starts, inside cluster */
 } __attribute__((aligned(64)));
 
 struct swap_map {
 	uint32_t nr_slots;
 	uint32_t nr_clusters;
-	uint32_t nr_usable;       /* slots that can hold a page */
+	uint32_t nr_usable;	  /* slots that can hold a page */
 	_Atomic uint32_t nr_used; /* slots with a count of 1..SWAP_MAP_MAX */
 	unsigned nr_cpus;
 
@@ -125,8 +125,8 @@ int swap_map_new(uint32_t nr_slots, const uint32_t *bad, uint32_t nr_bad, unsign
 	if (!m)
 		return -ENOMEM;
 	m->nr_slots = nr_slots;
-	m->nr_clusters = (uint32_t)(((uint64_t)nr_slots + SWAP_CLUSTER_SLOTS - 1) /
-				    SWAP_CLUSTER_SLOTS);
+	m->nr_clusters =
+		(uint32_t)(((uint64_t)nr_slots + SWAP_CLUSTER_SLOTS - 1) / SWAP_CLUSTER_SLOTS);
 	m->nr_cpus = nr_cpus;
 	m->map = calloc(nr_slots, 1);
 	m->clusters = calloc(m->nr_clusters, sizeof(*m->clusters));

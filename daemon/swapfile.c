@@ -141,8 +141,8 @@ static int open_fail(const char *path, bool bdev, bool direct, char *err, size_t
 
 	switch (r) {
 	case -EROFS:
-		return fail(err, errlen, r, "%s: read-only file system, a swap area must be writable",
-			    path);
+		return fail(err, errlen, r,
+			    "%s: read-only file system, a swap area must be writable", path);
 	case -EACCES:
 	case -EPERM:
 		return fail(err, errlen, r,
@@ -157,7 +157,8 @@ static int open_fail(const char *path, bool bdev, bool direct, char *err, size_t
 	case -EINVAL:
 		if (direct)
 			return fail(err, errlen, r,
-				    "%s: the file system does not support direct I/O (O_DIRECT)", path);
+				    "%s: the file system does not support direct I/O (O_DIRECT)",
+				    path);
 		break;
 	default:
 		break;
@@ -243,6 +244,13 @@ static int area_open(const char *path, unsigned flags, struct swap_area **ret, c
 		return fail(err, errlen, -EINVAL, "%s: replaced while being opened", path);
 
 	if (bdev) {
+		int ro = 0;
+
+		/* A read-only device opens for writing all the same; its writes fail (EPERM). */
+		if (ioctl(fd, BLKROGET, &ro) == 0 && ro)
+			return fail(err, errlen, -EROFS,
+				    "%s: read-only block device, a swap area must be writable",
+				    path);
 		if (ioctl(fd, BLKGETSIZE64, &area_bytes) < 0)
 			return fail(err, errlen, negative_errno(), "%s: BLKGETSIZE64: %m", path);
 	} else {
@@ -250,28 +258,26 @@ static int area_open(const char *path, unsigned flags, struct swap_area **ret, c
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 			if (errno == EWOULDBLOCK)
 				return fail(err, errlen, -EBUSY,
-					    "%s: in use by another memext swap area (locked)", path);
+					    "%s: in use by another memext swap area (locked)",
+					    path);
 			return fail(err, errlen, negative_errno(), "%s: flock: %m", path);
 		}
 		/*
 		 * The kernel refuses any write to a file it swaps to, even of 0 bytes, with
-		 * ETXTBSY; asking now is cheaper and surer than parsing /proc/swaps.
+		 * ETXTBSY; asking now is cheaper and surer than parsing /proc/swaps. Other
+		 * errors of this empty write mean nothing; real writes report their own.
 		 */
-		if (pwrite(fd, "", 0, 0) < 0) {
-			if (errno == ETXTBSY)
-				return fail(err, errlen, -EBUSY,
-					    "%s: in use as swap by the kernel (swapon); swapoff it "
-					    "first",
-					    path);
-			return fail(err, errlen, negative_errno(), "%s: cannot write: %m", path);
-		}
+		if (pwrite(fd, "", 0, 0) < 0 && errno == ETXTBSY)
+			return fail(err, errlen, -EBUSY,
+				    "%s: in use as swap by the kernel (swapon); swapoff it first",
+				    path);
 	}
 
 	/* The probe is page-aligned and page-sized for O_DIRECT. */
 	probe_len = (size_t)MIN(area_bytes, (uint64_t)SWAPFILE_PROBE_BYTES) & PAGE_MASK;
 	probe = aligned_alloc(PAGE_SIZE, SWAPFILE_PROBE_BYTES);
 	if (!probe)
-		return -ENOMEM;
+		return fail(err, errlen, -ENOMEM, "%s: out of memory", path);
 	if (probe_len >= PAGE_SIZE) {
 		r = read_full(fd, probe, probe_len, 0);
 		if (r < 0)
@@ -281,7 +287,7 @@ static int area_open(const char *path, unsigned flags, struct swap_area **ret, c
 
 	a = calloc(1, sizeof(*a));
 	if (!a)
-		return -ENOMEM;
+		return fail(err, errlen, -ENOMEM, "%s: out of memory", path);
 	a->fd = -1;
 	r = swap_header_parse(probe, probe_len, area_bytes, path, &a->hdr, err, errlen);
 	if (r < 0)
@@ -297,7 +303,7 @@ static int area_open(const char *path, unsigned flags, struct swap_area **ret, c
 	}
 	a->path = strdup(path);
 	if (!a->path) {
-		r = -ENOMEM;
+		r = fail(err, errlen, -ENOMEM, "%s: out of memory", path);
 		goto out_free_area;
 	}
 	/*
@@ -307,6 +313,13 @@ static int area_open(const char *path, unsigned flags, struct swap_area **ret, c
 	if (!bdev)
 		a->has_holes = (uint64_t)fst.st_blocks * 512 <
 			       ((uint64_t)a->hdr.last_page + 1) * PAGE_SIZE;
+	/*
+	 * No readahead by the page cache: slots next to each other on disk hold unrelated pages,
+	 * and cached neighbours would take back the memory that swapping gave. Swap-in readahead
+	 * is the caller's, by reading runs of slots it expects to need (swapfile_read_pages()).
+	 */
+	if (!direct)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	a->bdev = bdev;
 	a->direct_io = direct;
 	a->fd = TAKE_FD(fd);

@@ -71,10 +71,10 @@ struct swapfile_stats {
 struct swapfile_area_stats {
 	char path[PATH_MAX];
 	int prio;
-	bool bdev;       /* a block device, not a regular file */
-	bool direct_io;  /* opened with O_DIRECT */
-	bool has_holes;  /* a sparse file: a write may find the file system full (ENOSPC) */
-	bool draining;   /* swapfile_swapoff() was called: no new slots come from it */
+	bool bdev;	/* a block device, not a regular file */
+	bool direct_io; /* opened with O_DIRECT */
+	bool has_holes; /* a sparse file: a write may find the file system full (ENOSPC) */
+	bool draining;	/* swapfile_swapoff() was called: no new slots come from it */
 	unsigned char uuid[SWAP_UUID_LEN];
 	char label[SWAP_LABEL_LEN + 1];
 	uint64_t total_slots;  /* slots that can hold a page: last_page minus bad pages */
@@ -97,7 +97,8 @@ void swapfile_free(struct swapfile *sf);
  * A regular file is flock()ed so a second memextd cannot use it too; a block device is opened
  * O_EXCL, so a mounted or kernel-swapped device is refused. Returns the area's type (>= 0), or
  * -errno with one line naming the file and the problem in err (which may be NULL):
- *   -ENOENT, -EACCES, -EPERM, -EROFS   open() failed (a read-only file system is -EROFS)
+ *   -ENOENT, -EACCES, -EPERM  open() failed
+ *   -EROFS    a read-only file system or block device
  *   -EINVAL   not a regular file or block device; a bad header (see swap_header_parse());
  *             O_DIRECT asked for and not supported
  *   -EFBIG    the header's last_page lies beyond the end of the file or device
@@ -116,9 +117,10 @@ int swapfile_swapon(struct swapfile *sf, const char *path, int prio, unsigned fl
 int swapfile_swapoff(struct swapfile *sf, unsigned type);
 
 /*
- * get_swap_pages(): takes up to nr slots, each with a count of 1, from one area (the highest
- * priority with room; equal priorities in turn), consecutive where possible. Returns the number
- * taken (1..nr) with their entries in ret_entries, or -ENOSPC when every area is full.
+ * get_swap_pages(): takes up to nr slots (at most 64 a call), each with a count of 1, from one
+ * area (the highest priority with room; equal priorities in turn), consecutive where possible.
+ * Returns the number taken (>= 1) with their entries in ret_entries, -ENOSPC when every area
+ * is full, -EINVAL when nr is 0.
  */
 int swapfile_alloc(struct swapfile *sf, unsigned nr, uint64_t *ret_entries);
 

@@ -19,15 +19,18 @@
  *   12..27  byte offset of the object in its zspage
  *    0..11  object size - 1
  *
- * Each zspage descriptor has, per slot, the handle of the object in it (compaction's reverse
- * map) or the link of the slot free list: 4 bytes per object, the only other per-object cost.
+ * There is no per-object metadata besides the entry: a zspage's free slots are linked through
+ * the slots themselves, and compaction finds the objects to move by scanning the handle table
+ * for entries that point into the zspages it empties (one pass for all classes, a few ms per
+ * million objects). A zspage descriptor is 16 bytes in a table indexed by zspage id.
  *
  * Locking.
- *   class->lock       a class's zspages, their slots and fullness lists, and the location of
- *                     every object of the class in its handle entry
- *   pool->arena_lock  arena chunks and the free zspage ids
- *   pool->grow_lock   handle table growth; taken with no other lock held
- * Order: class->lock -> arena_lock. No path holds two class locks.
+ *   pool->compact_lock  one compaction at a time
+ *   class->lock         a class's zspages, their slots and fullness lists, and the location of
+ *                       every object of the class in its handle entry
+ *   pool->arena_lock    arena chunks and the free zspage ids
+ *   pool->grow_lock     handle table growth; taken with no other lock held
+ * Order: compact_lock -> class->lock -> arena_lock. No path holds two class locks.
  *
  * Readers and compaction. zpool_obj_map() takes no lock: it pins the object with a CAS that
  * adds one to the pin count of the entry it read, and reads the location from that same entry.
@@ -39,12 +42,16 @@
  * the entry as it was: its reads were of the old slot, which is freed only after the CAS.
  * Unpinning is a release and compaction's CAS an acquire, so a slot is reused only after every
  * read of it. zpool_obj_drop() waits, under the class lock, until no pin is held.
+ *
+ * Compaction, per class under its lock, takes the sparsest zspages off the fullness lists
+ * ("isolates" them) while the others' free slots can take their objects; stores never go to an
+ * isolated zspage. Then it scans the handle table and moves every object found in an isolated
+ * zspage; last, it gives back the emptied zspages and puts back those a pinned object kept.
  */
 #include "zpool.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -83,27 +90,34 @@ static_assert(ZPOOL_MAX_ZSPAGE_PAGES * PAGE_SIZE <= (1u << ENT_OFF_BITS), "offse
 #define HTAB_MAX_CHUNKS (HANDLE_LIMIT >> HTAB_CHUNK_SHIFT)
 #define ENTRIES_PER_PAGE (PAGE_SIZE / sizeof(uint64_t))
 
-#define SLOT_FREE 0x80000000u /* slot word of a free slot: SLOT_FREE | next free slot */
-#define SLOT_NONE 0xffffu     /* end of a slot free list */
+#define SLOT_NONE 0xffffu /* end of a slot free list */
+#define ZSPAGE_NONE UINT32_MAX
 #define GROUP_FULL (ZPOOL_NR_FULLNESS - 1)
-#define GROUP_NONE 0xff /* on no list: being emptied by compaction */
+#define GROUP_NONE 0xff /* on no list: isolated by compaction */
 
 #define DEFAULT_MAX_ZSPAGE_PAGES 16
 #define DEFAULT_CLASS_DELTA 16
+/*
+ * A class takes the fewest pages per zspage whose waste is within 1% of the least: a smaller
+ * zspage empties sooner, and each class's last, part-used zspage costs less.
+ */
+#define GEOMETRY_SLACK_PCT 1
 
+/* 16 bytes per zspage, in a table by id, touched as ids are first used. */
 struct zspage {
-	struct zspage *prev, *next; /* in class->groups[group] */
-	uint32_t id;		    /* arena position: chunk << CHUNK_ZSPAGES_SHIFT | index */
-	uint16_t inuse;		    /* slots holding an object */
-	uint16_t free_head;	    /* first free slot, SLOT_NONE when full */
-	uint8_t group;		    /* fullness group, GROUP_NONE when on no list */
-	uint32_t slot[]; /* objs_per_zspage words: the object's handle, or SLOT_FREE|next */
+	uint32_t prev, next; /* ids, in class->groups[group]; ZSPAGE_NONE at either end */
+	uint16_t inuse;      /* slots holding an object */
+	uint16_t free_head;  /* a freed slot, linked to the next through its first 2 bytes */
+	uint16_t bump;       /* slots from here on never held an object */
+	uint8_t group;       /* fullness group, GROUP_NONE when on no list */
+	uint8_t unused;
 };
+static_assert(sizeof(struct zspage) == 16, "zspage descriptors are 16 bytes");
 
 struct size_class {
 	pthread_mutex_t lock;
-	struct zspage *groups[ZPOOL_NR_FULLNESS]; /* zspages by fullness, lists under lock */
-	uint32_t size;				  /* bytes per slot */
+	uint32_t groups[ZPOOL_NR_FULLNESS]; /* ids of the first zspage per fullness group */
+	uint32_t size;                      /* bytes per slot */
 	uint16_t pages_per_zspage;
 	uint16_t objs_per_zspage;
 	/* Under lock: */
@@ -117,7 +131,7 @@ struct arena_chunk {
 	char *base; /* CHUNK_ZSPAGES zspages of zspage_bytes */
 	size_t zspage_bytes;
 	unsigned pages_per_zspage;
-	struct zspage **desc; /* descriptor per zspage, NULL when free; mmap'd, touched as used */
+	struct zspage *desc;  /* descriptor per zspage; mmap'd, touched as ids are first used */
 };
 
 /* Per pages_per_zspage value: where new zspages of that length come from. Under arena_lock. */
@@ -140,9 +154,11 @@ struct zpool {
 	_Atomic uint32_t handle_next; /* first never-used handle */
 	pthread_mutex_t grow_lock;
 
+	pthread_mutex_t compact_lock;
+
 	pthread_mutex_t arena_lock;
 	_Atomic(struct arena_chunk *) chunks[MAX_CHUNKS];
-	unsigned nr_chunks; /* under arena_lock */
+	_Atomic unsigned nr_chunks; /* grows under arena_lock */
 	struct arena_group arena[ZPOOL_MAX_ZSPAGE_PAGES + 1];
 
 	_Atomic uint64_t pages;
@@ -328,14 +344,15 @@ static inline char *zspage_addr(struct zpool *pool, uint32_t id)
 /* The caller holds the lock of the class the zspage belongs to. */
 static inline struct zspage *zspage_of(struct zpool *pool, uint32_t id)
 {
-	return arena_chunk(pool, id)->desc[id & (CHUNK_ZSPAGES - 1)];
+	return &arena_chunk(pool, id)->desc[id & (CHUNK_ZSPAGES - 1)];
 }
 
 static int arena_chunk_new(struct zpool *pool, unsigned pages, int *ret)
 {
+	unsigned nr = atomic_load_explicit(&pool->nr_chunks, memory_order_relaxed);
 	struct arena_chunk *c;
 
-	if (pool->nr_chunks >= MAX_CHUNKS)
+	if (nr >= MAX_CHUNKS)
 		return -ENOSPC;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -349,8 +366,9 @@ static int arena_chunk_new(struct zpool *pool, unsigned pages, int *ret)
 	if (!c->desc)
 		goto out_unmap_base;
 	mem_charge_metadata(pool, (int64_t)sizeof(*c));
-	atomic_store_explicit(&pool->chunks[pool->nr_chunks], c, memory_order_release);
-	*ret = (int)pool->nr_chunks++;
+	atomic_store_explicit(&pool->chunks[nr], c, memory_order_release);
+	atomic_store_explicit(&pool->nr_chunks, nr + 1, memory_order_release);
+	*ret = (int)nr;
 	return 0;
 
 out_unmap_base:
@@ -376,8 +394,8 @@ static int arena_id_alloc(struct zpool *pool, unsigned pages, uint32_t *ret)
 			goto out;
 		g->next = 0;
 	}
-	/* Descriptor slots are used in order: the first of a page touches it. */
-	if (g->next % (PAGE_SIZE / sizeof(struct zspage *)) == 0)
+	/* Descriptors are used in id order: the first of a page touches it. */
+	if (g->next % (PAGE_SIZE / sizeof(struct zspage)) == 0)
 		mem_charge_metadata(pool, PAGE_SIZE);
 	*ret = (uint32_t)g->chunk << CHUNK_ZSPAGES_SHIFT | g->next++;
 out:
@@ -392,7 +410,6 @@ static void arena_id_free(struct zpool *pool, unsigned pages, uint32_t id)
 
 	/* The pages go back now; the address range stays ours for the next zspage. */
 	(void)madvise(zspage_addr(pool, id), c->zspage_bytes, MADV_DONTNEED);
-	c->desc[id & (CHUNK_ZSPAGES - 1)] = NULL;
 
 	pthread_mutex_lock(&pool->arena_lock);
 	if (g->nr_free == g->cap_free) {
@@ -420,63 +437,73 @@ static inline unsigned zspage_group(const struct size_class *class, const struct
 	return (unsigned)zs->inuse * 10 / class->objs_per_zspage;
 }
 
-static void class_link(struct size_class *class, struct zspage *zs)
+static void class_link(struct zpool *pool, struct size_class *class, uint32_t id)
 {
+	struct zspage *zs = zspage_of(pool, id);
 	unsigned g = zspage_group(class, zs);
 
 	zs->group = (uint8_t)g;
-	zs->prev = NULL;
+	zs->prev = ZSPAGE_NONE;
 	zs->next = class->groups[g];
-	if (zs->next)
-		zs->next->prev = zs;
-	class->groups[g] = zs;
+	if (zs->next != ZSPAGE_NONE)
+		zspage_of(pool, zs->next)->prev = id;
+	class->groups[g] = id;
 	class->nr_in_group[g]++;
 }
 
-static void class_unlink(struct size_class *class, struct zspage *zs)
+static void class_unlink(struct zpool *pool, struct size_class *class, uint32_t id)
 {
-	if (zs->prev)
-		zs->prev->next = zs->next;
+	struct zspage *zs = zspage_of(pool, id);
+
+	if (zs->prev != ZSPAGE_NONE)
+		zspage_of(pool, zs->prev)->next = zs->next;
 	else
 		class->groups[zs->group] = zs->next;
-	if (zs->next)
-		zs->next->prev = zs->prev;
+	if (zs->next != ZSPAGE_NONE)
+		zspage_of(pool, zs->next)->prev = zs->prev;
 	class->nr_in_group[zs->group]--;
 	zs->group = GROUP_NONE;
-	zs->prev = zs->next = NULL;
+	zs->prev = zs->next = ZSPAGE_NONE;
 }
 
-static void class_regroup(struct size_class *class, struct zspage *zs)
+static void class_regroup(struct zpool *pool, struct size_class *class, uint32_t id)
 {
+	struct zspage *zs = zspage_of(pool, id);
+
 	if (zs->group != GROUP_NONE && zs->group != zspage_group(class, zs)) {
-		class_unlink(class, zs);
-		class_link(class, zs);
+		class_unlink(pool, class, id);
+		class_link(pool, class, id);
 	}
 }
 
 /* The fullest zspage with a free slot: filling it keeps the sparse ones sparse for compaction. */
-static struct zspage *class_find_dst(struct size_class *class)
+static uint32_t class_find_dst(struct size_class *class)
 {
 	for (int g = GROUP_FULL - 1; g >= 0; g--)
-		if (class->groups[g])
+		if (class->groups[g] != ZSPAGE_NONE)
 			return class->groups[g];
-	return NULL;
+	return ZSPAGE_NONE;
 }
 
 /* The sparsest zspage, looking at a bounded number in the sparsest non-empty group. */
-static struct zspage *class_find_src(struct size_class *class)
+static uint32_t class_find_src(struct zpool *pool, struct size_class *class)
 {
 	for (unsigned g = 0; g < GROUP_FULL; g++) {
-		struct zspage *best = class->groups[g];
+		uint32_t best = class->groups[g];
 		unsigned n = 0;
 
-		for (struct zspage *zs = best; zs && n < 64; zs = zs->next, n++)
-			if (zs->inuse < best->inuse)
-				best = zs;
-		if (best)
-			return best;
+		if (best == ZSPAGE_NONE)
+			continue;
+		for (uint32_t id = best; id != ZSPAGE_NONE && n < 64; n++) {
+			const struct zspage *zs = zspage_of(pool, id);
+
+			if (zs->inuse < zspage_of(pool, best)->inuse)
+				best = id;
+			id = zs->next;
+		}
+		return best;
 	}
-	return NULL;
+	return ZSPAGE_NONE;
 }
 
 static uint64_t class_free_slots(const struct size_class *class)
@@ -484,79 +511,79 @@ static uint64_t class_free_slots(const struct size_class *class)
 	return class->nr_zspages * class->objs_per_zspage - class->objs_inuse;
 }
 
-static int zspage_new(struct zpool *pool, struct size_class *class, struct zspage **ret)
+static int zspage_new(struct zpool *pool, struct size_class *class, uint32_t *ret)
 {
-	size_t pages = class->pages_per_zspage, objs = class->objs_per_zspage, desc_bytes;
+	size_t pages = class->pages_per_zspage;
 	struct zspage *zs;
 	uint32_t id;
 	int r;
 
-	zs = malloc(sizeof(*zs) + objs * sizeof(zs->slot[0]));
-	if (!zs)
-		return -ENOMEM;
-	desc_bytes = malloc_usable_size(zs);
-	if (!mem_charge_limited(pool, pages * PAGE_SIZE + desc_bytes)) {
-		r = -ENOSPC;
-		goto out_free_desc;
-	}
+	if (!mem_charge_limited(pool, pages * PAGE_SIZE))
+		return -ENOSPC;
 	r = arena_id_alloc(pool, (unsigned)pages, &id);
-	if (r < 0)
-		goto out_uncharge;
-	atomic_fetch_add(&pool->metadata_bytes, desc_bytes);
+	if (r < 0) {
+		atomic_fetch_sub(&pool->mem_bytes, pages * PAGE_SIZE);
+		return r;
+	}
 	atomic_fetch_add(&pool->pages, pages);
-
-	zs->id = id;
-	zs->inuse = 0;
-	zs->free_head = 0;
-	for (size_t i = 0; i < objs; i++)
-		zs->slot[i] = SLOT_FREE | (i + 1 < objs ? (uint32_t)(i + 1) : SLOT_NONE);
-	arena_chunk(pool, id)->desc[id & (CHUNK_ZSPAGES - 1)] = zs;
+	zs = zspage_of(pool, id);
+	*zs = (struct zspage){
+		.prev = ZSPAGE_NONE,
+		.next = ZSPAGE_NONE,
+		.free_head = SLOT_NONE,
+		.group = GROUP_NONE,
+	};
 	class->nr_zspages++;
-	*ret = zs;
+	*ret = id;
 	return 0;
-
-out_uncharge:
-	atomic_fetch_sub(&pool->mem_bytes, pages * PAGE_SIZE + desc_bytes);
-out_free_desc:
-	free(zs);
-	return r;
 }
 
-/* Gives an empty zspage back, which no list holds any more. No class lock needed. */
-static void zspage_release(struct zpool *pool, struct size_class *class, struct zspage *zs)
+/* Gives back an empty zspage that is on no list; the class lock need not be held. */
+static void zspage_release(struct zpool *pool, struct size_class *class, uint32_t id)
 {
-	size_t pages = class->pages_per_zspage, desc_bytes = malloc_usable_size(zs);
+	size_t pages = class->pages_per_zspage;
 
-	arena_id_free(pool, (unsigned)pages, zs->id);
-	free(zs);
+	arena_id_free(pool, (unsigned)pages, id);
 	atomic_fetch_sub(&pool->pages, pages);
-	atomic_fetch_sub(&pool->metadata_bytes, desc_bytes);
-	atomic_fetch_sub(&pool->mem_bytes, pages * PAGE_SIZE + desc_bytes);
+	atomic_fetch_sub(&pool->mem_bytes, pages * PAGE_SIZE);
 }
 
-static unsigned zspage_slot_alloc(struct size_class *class, struct zspage *zs, uint32_t h)
+static unsigned zspage_slot_alloc(struct zpool *pool, struct size_class *class, uint32_t id)
 {
-	unsigned i = zs->free_head;
+	struct zspage *zs = zspage_of(pool, id);
+	unsigned i;
 
-	assert(i != SLOT_NONE);
-	zs->free_head = (uint16_t)(zs->slot[i] & SLOT_NONE);
-	zs->slot[i] = h;
+	if (zs->free_head != SLOT_NONE) {
+		i = zs->free_head;
+		memcpy(&zs->free_head, zspage_addr(pool, id) + (size_t)i * class->size,
+		       sizeof(zs->free_head));
+	} else {
+		assert(zs->bump < class->objs_per_zspage);
+		i = zs->bump++;
+	}
 	zs->inuse++;
 	class->objs_inuse++;
-	class_regroup(class, zs);
+	class_regroup(pool, class, id);
 	return i;
 }
 
-/* Returns true when the zspage is now empty: the caller unlinks and releases it. */
-static bool zspage_slot_free(struct size_class *class, struct zspage *zs, unsigned i)
+/*
+ * Returns true when the zspage is now empty; then, if it is on a list, the caller unlinks and
+ * releases it (an isolated one is compaction's to release).
+ */
+static bool zspage_slot_free(struct zpool *pool, struct size_class *class, uint32_t id, unsigned i)
 {
-	zs->slot[i] = SLOT_FREE | zs->free_head;
+	struct zspage *zs = zspage_of(pool, id);
+
+	/* No reader can see the slot now: its entry is free or points elsewhere. */
+	memcpy(zspage_addr(pool, id) + (size_t)i * class->size, &zs->free_head,
+	       sizeof(zs->free_head));
 	zs->free_head = (uint16_t)i;
 	zs->inuse--;
 	class->objs_inuse--;
 	if (zs->inuse == 0)
 		return true;
-	class_regroup(class, zs);
+	class_regroup(pool, class, id);
 	return false;
 }
 
@@ -571,9 +598,8 @@ int zpool_obj_store(struct zpool *pool, const void *data, size_t len, uint32_t *
 {
 	struct size_class *class;
 	_Atomic uint64_t *ent;
-	struct zspage *zs;
 	unsigned slot;
-	uint32_t h;
+	uint32_t h, id;
 	char *dst;
 	int r;
 
@@ -586,9 +612,9 @@ int zpool_obj_store(struct zpool *pool, const void *data, size_t len, uint32_t *
 	ent = handle_entry(pool, h);
 
 	pthread_mutex_lock(&class->lock);
-	zs = class_find_dst(class);
-	if (!zs) {
-		r = zspage_new(pool, class, &zs);
+	id = class_find_dst(class);
+	if (id == ZSPAGE_NONE) {
+		r = zspage_new(pool, class, &id);
 		if (r < 0) {
 			pthread_mutex_unlock(&class->lock);
 			if (r == -ENOSPC)
@@ -596,12 +622,12 @@ int zpool_obj_store(struct zpool *pool, const void *data, size_t len, uint32_t *
 			handle_free(pool, h);
 			return r;
 		}
-		class_link(class, zs);
+		class_link(pool, class, id);
 	}
-	slot = zspage_slot_alloc(class, zs, h);
-	dst = zspage_addr(pool, zs->id) + (size_t)slot * class->size;
+	slot = zspage_slot_alloc(pool, class, id);
+	dst = zspage_addr(pool, id) + (size_t)slot * class->size;
 	/* Pinned while we fill it, so compaction cannot copy it half-written. */
-	atomic_store_explicit(ent, ent_make(zs->id, slot * class->size, len) | ENT_PIN_ONE,
+	atomic_store_explicit(ent, ent_make(id, slot * class->size, len) | ENT_PIN_ONE,
 			      memory_order_relaxed);
 	pthread_mutex_unlock(&class->lock);
 
@@ -618,8 +644,8 @@ int zpool_obj_drop(struct zpool *pool, uint32_t handle)
 {
 	_Atomic uint64_t *ent = handle_entry(pool, handle);
 	struct size_class *class;
-	struct zspage *zs;
-	bool empty;
+	bool release;
+	uint32_t id;
 	uint64_t e;
 	size_t len;
 
@@ -648,15 +674,16 @@ int zpool_obj_drop(struct zpool *pool, uint32_t handle)
 	}
 
 	len = ent_len(e);
-	zs = zspage_of(pool, ent_id(e));
-	empty = zspage_slot_free(class, zs, ent_off(e) / class->size);
-	if (empty) {
-		class_unlink(class, zs);
+	id = ent_id(e);
+	release = zspage_slot_free(pool, class, id, ent_off(e) / class->size) &&
+		  zspage_of(pool, id)->group != GROUP_NONE;
+	if (release) {
+		class_unlink(pool, class, id);
 		class->nr_zspages--;
 	}
 	pthread_mutex_unlock(&class->lock);
-	if (empty)
-		zspage_release(pool, class, zs);
+	if (release)
+		zspage_release(pool, class, id);
 
 	handle_free(pool, handle);
 	atomic_fetch_sub_explicit(&pool->objs, 1, memory_order_relaxed);
@@ -680,8 +707,9 @@ int zpool_obj_map(struct zpool *pool, uint32_t handle, const void **ret_data, si
 			e = atomic_load_explicit(ent, memory_order_relaxed);
 			continue;
 		}
-		if (likely(atomic_compare_exchange_weak_explicit(
-			    ent, &e, e + ENT_PIN_ONE, memory_order_acquire, memory_order_relaxed)))
+		if (likely(atomic_compare_exchange_weak_explicit(ent, &e, e + ENT_PIN_ONE,
+								 memory_order_acquire,
+								 memory_order_relaxed)))
 			break;
 	}
 	*ret_data = zspage_addr(pool, ent_id(e)) + ent_off(e);
@@ -711,84 +739,161 @@ int zpool_obj_read(struct zpool *pool, uint32_t handle, void *buf, size_t buf_le
 
 /* ---- compaction ---- */
 
-/* Moves the object in slot i of src (on no list) to dst. False when it is pinned. */
-static bool obj_move(struct zpool *pool, struct size_class *class, struct zspage *src, unsigned i,
-		     struct zspage *dst)
-{
-	uint32_t h = src->slot[i];
-	_Atomic uint64_t *ent = handle_entry(pool, h);
-	uint64_t e = atomic_load_explicit(ent, memory_order_acquire);
-	unsigned j;
+struct isolated {
+	uint32_t id;
+	uint32_t class; /* index in pool->classes */
+};
 
-	if (e & ENT_PIN_MASK)
+struct compaction {
+	uint64_t *evacuate; /* bitmap by zspage id: isolated zspages, in chunks below nr_chunks */
+	unsigned nr_chunks;
+	struct isolated *zspages;
+	size_t nr, cap;
+};
+
+static bool compaction_marked(const struct compaction *cc, uint32_t id)
+{
+	if ((id >> CHUNK_ZSPAGES_SHIFT) >= cc->nr_chunks)
 		return false;
-	j = zspage_slot_alloc(class, dst, h);
-	memcpy(zspage_addr(pool, dst->id) + (size_t)j * class->size,
-	       zspage_addr(pool, src->id) + (size_t)i * class->size, ent_len(e));
-	if (!atomic_compare_exchange_strong_explicit(ent, &e,
-						     ent_make(dst->id, j * class->size, ent_len(e)),
-						     memory_order_acq_rel, memory_order_acquire)) {
-		/* Pinned since we looked: leave it. dst keeps its other objects, so is not empty.
-		 */
-		zspage_slot_free(class, dst, j);
-		return false;
-	}
-	src->slot[i] = SLOT_FREE | src->free_head;
-	src->free_head = (uint16_t)i;
-	src->inuse--;
-	class->objs_inuse--;
-	return true;
+	return cc->evacuate[id / 64] & (UINT64_C(1) << (id % 64));
 }
 
-static uint64_t class_compact(struct zpool *pool, struct size_class *class)
+/*
+ * Takes zspages of the class off its lists, sparsest first, while the free slots of those left
+ * can hold all their objects. Returns -ENOMEM when it could not remember one (none is then
+ * taken off).
+ */
+static int class_isolate(struct zpool *pool, struct size_class *class, struct compaction *cc)
 {
-	uint64_t freed = 0;
+	uint64_t free_slots;
+	int r = 0;
 
 	pthread_mutex_lock(&class->lock);
 	/*
-	 * With at least a zspage's worth of free slots in the class, the sparsest zspage's
-	 * objects fit in the others' free slots, so every round empties one: only pinned objects
-	 * stop it, and then the class is left for the next run.
+	 * Taking off a zspage with u objects takes its objs - u free slots from the others' count;
+	 * moving the u objects takes u more: each isolation costs objs_per_zspage free slots.
 	 */
-	while (class_free_slots(class) >= class->objs_per_zspage) {
-		struct zspage *src = class_find_src(class), *dst;
-		bool stuck = false;
+	free_slots = class_free_slots(class);
+	while (free_slots >= class->objs_per_zspage) {
+		uint32_t id = class_find_src(pool, class);
 
-		if (!src)
+		if (id == ZSPAGE_NONE)
 			break;
-		class_unlink(class, src);
-		for (unsigned i = 0; i < class->objs_per_zspage && src->inuse; i++) {
-			if (src->slot[i] & SLOT_FREE)
-				continue;
-			dst = class_find_dst(class);
-			if (!dst || !obj_move(pool, class, src, i, dst))
-				stuck = true;
-		}
-		if (src->inuse) {
-			class_link(class, src);
-			if (stuck)
+		if (cc->nr == cc->cap) {
+			size_t cap = MAX(cc->cap * 2, 64);
+			struct isolated *p = realloc(cc->zspages, cap * sizeof(*p));
+
+			if (!p) {
+				r = -ENOMEM;
 				break;
-			continue;
+			}
+			cc->zspages = p;
+			cc->cap = cap;
 		}
-		class->nr_zspages--;
-		class->pages_compacted += class->pages_per_zspage;
-		freed += class->pages_per_zspage;
-		/* Release outside the lock, and let this class's stores and drops in between. */
-		pthread_mutex_unlock(&class->lock);
-		zspage_release(pool, class, src);
-		pthread_mutex_lock(&class->lock);
+		class_unlink(pool, class, id);
+		cc->zspages[cc->nr++] = (struct isolated){id, (uint32_t)(class - pool->classes)};
+		cc->evacuate[id / 64] |= UINT64_C(1) << (id % 64);
+		free_slots -= class->objs_per_zspage;
 	}
 	pthread_mutex_unlock(&class->lock);
-	return freed;
+	return r;
+}
+
+/* Moves the object of handle h (entry e, in an isolated zspage) to dst. Under the class lock. */
+static void obj_move(struct zpool *pool, struct size_class *class, _Atomic uint64_t *ent,
+		     uint64_t e, uint32_t dst)
+{
+	uint32_t src = ent_id(e);
+	unsigned j;
+
+	if (e & ENT_PIN_MASK)
+		return; /* mapped: it stays, and so does its zspage */
+	j = zspage_slot_alloc(pool, class, dst);
+	memcpy(zspage_addr(pool, dst) + (size_t)j * class->size,
+	       zspage_addr(pool, src) + ent_off(e), ent_len(e));
+	if (!atomic_compare_exchange_strong_explicit(ent, &e,
+						     ent_make(dst, j * class->size, ent_len(e)),
+						     memory_order_acq_rel, memory_order_acquire)) {
+		/* Pinned since we looked: leave it. dst keeps its other objects. */
+		zspage_slot_free(pool, class, dst, j);
+		return;
+	}
+	zspage_slot_free(pool, class, src, ent_off(e) / class->size);
+}
+
+/* Moves every object out of the isolated zspages, in one pass over the handle table. */
+static void evacuate(struct zpool *pool, const struct compaction *cc)
+{
+	uint32_t end = atomic_load(&pool->handle_next);
+
+	for (uint32_t h = 1; h < end; h++) {
+		_Atomic uint64_t *ent = handle_entry(pool, h);
+		struct size_class *class;
+		uint64_t e;
+		uint32_t dst;
+
+		if (!ent)
+			continue;
+		e = atomic_load_explicit(ent, memory_order_relaxed);
+		if ((e & ENT_FREE) || !compaction_marked(cc, ent_id(e)))
+			continue;
+		class = class_of(pool, ent_len(e));
+		pthread_mutex_lock(&class->lock);
+		/*
+		 * Dropped since, or dropped and stored again: then not here, for nothing is stored
+		 * into an isolated zspage. If it still points here, it is the same object.
+		 */
+		e = atomic_load_explicit(ent, memory_order_acquire);
+		if (!(e & ENT_FREE) && compaction_marked(cc, ent_id(e)) &&
+		    class_of(pool, ent_len(e)) == class) {
+			dst = class_find_dst(class);
+			if (dst != ZSPAGE_NONE)
+				obj_move(pool, class, ent, e, dst);
+		}
+		pthread_mutex_unlock(&class->lock);
+	}
 }
 
 uint64_t zpool_compact(struct zpool *pool)
 {
+	struct compaction cc = {};
 	uint64_t freed = 0;
 
+	pthread_mutex_lock(&pool->compact_lock);
+	cc.nr_chunks = atomic_load(&pool->nr_chunks);
+	cc.evacuate = calloc((size_t)cc.nr_chunks * CHUNK_ZSPAGES / 64 + 1, sizeof(uint64_t));
+	if (!cc.evacuate)
+		goto out;
 	for (unsigned i = 0; i < pool->nr_classes; i++)
-		freed += class_compact(pool, &pool->classes[i]);
+		if (class_isolate(pool, &pool->classes[i], &cc) < 0)
+			break;
+	if (cc.nr)
+		evacuate(pool, &cc);
+
+	/* Give back what is empty now; put back what a pinned object kept. */
+	for (size_t k = 0; k < cc.nr; k++) {
+		struct size_class *class = &pool->classes[cc.zspages[k].class];
+		uint32_t id = cc.zspages[k].id;
+		bool empty;
+
+		pthread_mutex_lock(&class->lock);
+		empty = zspage_of(pool, id)->inuse == 0;
+		if (empty) {
+			class->nr_zspages--;
+			class->pages_compacted += class->pages_per_zspage;
+			freed += class->pages_per_zspage;
+		} else {
+			class_link(pool, class, id);
+		}
+		pthread_mutex_unlock(&class->lock);
+		if (empty)
+			zspage_release(pool, class, id);
+	}
 	atomic_fetch_add(&pool->pages_compacted, freed);
+out:
+	free(cc.zspages);
+	free(cc.evacuate);
+	pthread_mutex_unlock(&pool->compact_lock);
 	return freed;
 }
 
@@ -813,7 +918,10 @@ uint64_t zpool_freeable_pages(struct zpool *pool)
 
 /* ---- set-up ---- */
 
-/* Pages per zspage for objects of size bytes: the least waste, the fewest pages on a tie. */
+/*
+ * Pages per zspage for objects of size bytes: the fewest whose waste is within
+ * GEOMETRY_SLACK_PCT of the least.
+ */
 static void class_geometry(uint32_t size, unsigned max_pages, uint16_t *ret_pages,
 			   uint16_t *ret_objs)
 {
@@ -821,16 +929,25 @@ static void class_geometry(uint32_t size, unsigned max_pages, uint16_t *ret_page
 	unsigned best = 0;
 
 	for (unsigned p = 1; p <= max_pages; p++) {
-		uint64_t bytes = (uint64_t)p * PAGE_SIZE, objs = bytes / size;
-		uint64_t waste = bytes - objs * size;
+		uint64_t bytes = (uint64_t)p * PAGE_SIZE, waste = bytes % size;
 
-		if (objs == 0)
-			continue;
 		/* waste / bytes < best_waste / best_bytes, without division */
-		if (!best || waste * best_bytes < best_waste * bytes) {
+		if (bytes >= size && (!best || waste * best_bytes < best_waste * bytes)) {
 			best = p;
 			best_waste = waste;
 			best_bytes = bytes;
+		}
+	}
+	for (unsigned p = 1; p < best; p++) {
+		uint64_t bytes = (uint64_t)p * PAGE_SIZE, waste = bytes % size;
+
+		/* waste / bytes <= best_waste / best_bytes + GEOMETRY_SLACK_PCT / 100 */
+		if (bytes >= size && 100 * waste * best_bytes <=
+					     100 * best_waste * bytes +
+						     GEOMETRY_SLACK_PCT * bytes * best_bytes) {
+			best = p;
+			best_bytes = bytes;
+			break;
 		}
 	}
 	*ret_pages = (uint16_t)best;
@@ -862,6 +979,8 @@ static int classes_init(struct zpool *pool)
 			.pages_per_zspage = pages,
 			.objs_per_zspage = objs,
 		};
+		for (unsigned g = 0; g < ZPOOL_NR_FULLNESS; g++)
+			pool->classes[n].groups[g] = ZSPAGE_NONE;
 		pool->class_of[k - 1] = &pool->classes[n];
 		n++;
 	}
@@ -910,6 +1029,7 @@ int zpool_new(const struct zpool_config *cfg, struct zpool **ret)
 	pool->cfg = c;
 	pool->delta = c.class_delta_bytes;
 	pthread_mutex_init(&pool->grow_lock, NULL);
+	pthread_mutex_init(&pool->compact_lock, NULL);
 	pthread_mutex_init(&pool->arena_lock, NULL);
 	for (unsigned p = 0; p <= ZPOOL_MAX_ZSPAGE_PAGES; p++)
 		pool->arena[p].chunk = -1;
@@ -936,11 +1056,9 @@ void zpool_free(struct zpool *pool)
 {
 	if (!pool)
 		return;
-	for (unsigned i = 0; i < pool->nr_chunks; i++) {
+	for (unsigned i = 0; i < atomic_load(&pool->nr_chunks); i++) {
 		struct arena_chunk *c = atomic_load(&pool->chunks[i]);
 
-		for (unsigned j = 0; j < CHUNK_ZSPAGES; j++)
-			free(c->desc[j]);
 		munmap(c->desc, CHUNK_ZSPAGES * sizeof(*c->desc));
 		munmap(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
 		free(c);
@@ -958,6 +1076,7 @@ void zpool_free(struct zpool *pool)
 	free(pool->classes);
 	free(pool->class_of);
 	pthread_mutex_destroy(&pool->grow_lock);
+	pthread_mutex_destroy(&pool->compact_lock);
 	pthread_mutex_destroy(&pool->arena_lock);
 	free(pool);
 }

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "daemon/config.h"
 
 static int write_man(const char *template_path, const char *out_path, const char *version)
 {

@@ -145,7 +145,12 @@ class Daemon:
         except subprocess.TimeoutExpired:
             raise TestFailure(f"'{' '.join(cmd)}' hung for {timeout} s")
         if r.returncode != 0:
-            raise TestFailure(f"'{' '.join(cmd)}' exited {r.returncode}: {r.stderr.strip()}")
+            state = ("still running" if self.alive() else
+                     f"exited with {self.proc.returncode}")
+            raise TestFailure(f"'{' '.join(cmd)}' exited {r.returncode}: {r.stderr.strip()}\n"
+                              f"(memextd is {state}; sockets now: "
+                              f"{sorted(os.listdir(os.path.dirname(self.stats_sock)))}); "
+                              f"memextd log:\n{tail(self.log_path)}")
         try:
             s = json.loads(r.stdout)
         except ValueError as e:
@@ -206,6 +211,7 @@ class Client:
         self.out, self.err = [], []
         self.peak = {}           # pid -> (peak RssAnon, phase at the peak)
         self.peak_checked = (0, None)
+        self.checked_samples = []  # RssAnon of the workload itself, in bounded phases
         self.samples = 0
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
@@ -234,8 +240,10 @@ class Client:
             self.samples += 1
             if rss > self.peak.get(pid, (0, None))[0]:
                 self.peak[pid] = (rss, phase)
-            if pid == self.pid and not skipping and rss > self.peak_checked[0]:
-                self.peak_checked = (rss, phase)
+            if pid == self.pid and not skipping:
+                self.checked_samples.append(rss)
+                if rss > self.peak_checked[0]:
+                    self.peak_checked = (rss, phase)
 
     def kill(self):
         try:
@@ -365,28 +373,36 @@ def check_exit(c, expect_signal=None):
         raise TestFailure(f"workload {c.pid} {why}\n{c.output()}")
 
 
-def wait_client_gone(daemon, pids, base, timeout):
-    """Poll the stats until the clients left and the store is empty again (hang guard)."""
+def wait_client_gone(daemon, pids, base, timeout, settle=5):
+    """Poll the stats until the clients left and the store is empty again (hang guards).
+
+    Returns (last stats, list of problems). Waits up to `timeout` s for the clients to leave
+    "clients" and store.stored_pages to reach 0, then up to `settle` s more for
+    store.mem_used_total to come back to its value before the test.
+    """
     deadline = time.monotonic() + timeout
+    settle_deadline = None
     while True:
         s = daemon.stats()
         listed = [c for c in s["clients"] if c.get("pid") in pids]
         st = s["store"]
         problems = []
         if listed:
-            problems.append(f"exited client(s) still listed: {json.dumps(listed)}")
+            problems.append(f"exited client(s) still listed in 'clients': {json.dumps(listed)}")
         if st["stored_pages"] != 0:
             problems.append(f"store.stored_pages is {st['stored_pages']}, not 0")
+        gone = not problems
         if st["mem_used_total"] != base["store"]["mem_used_total"]:
-            problems.append(f"store.mem_used_total is {st['mem_used_total']}, was "
-                            f"{base['store']['mem_used_total']} before the test")
+            problems.append(f"store.mem_used_total is {st['mem_used_total']} bytes, was "
+                            f"{base['store']['mem_used_total']} before the test: the daemon's "
+                            f"memory did not return to where it was")
         if not problems:
-            return s
-        if time.monotonic() > deadline:
-            raise TestFailure("after the workload exited, the daemon did not let go of it "
-                              f"within {timeout} s: " + "; ".join(problems) +
-                              f"\nlast stats: {json.dumps(s)}\n--- memextd log ---\n"
-                              f"{tail(daemon.log_path)}")
+            return s, []
+        now = time.monotonic()
+        if gone and settle_deadline is None:
+            settle_deadline = now + settle
+        if now > deadline or (settle_deadline is not None and now > settle_deadline):
+            return s, ["after the workload exited: " + p for p in problems]
         time.sleep(0.05)
 
 
@@ -416,7 +432,11 @@ def test_managed(args, tmp):
         poller.stop()
 
         for c in clients:
-            check_exit(c, signal.SIGKILL if args.kill_at_phase else None)
+            try:
+                check_exit(c, signal.SIGKILL if args.kill_at_phase else None)
+            except TestFailure as e:
+                raise TestFailure(f"{e}\n--- memextd log (last lines) ---\n"
+                                  f"{tail(daemon.log_path)}")
         if not daemon.alive():
             raise TestFailure(f"memextd died (exit {daemon.proc.returncode}) during the test; "
                               f"its log:\n{tail(daemon.log_path)}")
@@ -425,12 +445,14 @@ def test_managed(args, tmp):
         for c in clients:
             pids.add(c.pid)
             pids.update(c.peak.keys())
-        after = wait_client_gone(daemon, pids, base, args.exit_timeout)
+        after, gone_problems = wait_client_gone(daemon, pids, base, args.exit_timeout)
         d = {k: after["totals"][k] - base["totals"][k]
              for k in ("pswpout", "pswpin", "faults", "clients_seen")}
 
         # Report everything first, then judge.
-        failures = []
+        failures = list(gone_problems)
+        if gone_problems:
+            log(f"stats after the workload exited: {json.dumps(after)}")
         for c in clients:
             rss, phase = c.peak_checked
             log(f"workload {c.pid}: exit {c.proc.returncode}; peak RssAnon {mib(rss)} in phase "
@@ -445,9 +467,13 @@ def test_managed(args, tmp):
             if c.samples == 0:
                 failures.append(f"workload {c.pid}: no RssAnon sample was taken")
             if rss > bound:
+                over = sum(1 for r in c.checked_samples if r > bound)
+                ordered = sorted(c.checked_samples)
+                median = ordered[len(ordered) // 2]
                 failures.append(f"workload {c.pid}: peak RssAnon {mib(rss)} (phase '{phase}') "
-                                f"exceeds the bound {mib(bound)}: memext did not hold the "
-                                f"process near its budget of {mib(budget)}")
+                                f"exceeds the bound {mib(bound)} in {over} of "
+                                f"{len(ordered)} samples (median {mib(median)}): memext did "
+                                f"not hold the process near its budget of {mib(budget)}")
             seen = poller.seen.get(c.pid)
             if seen is None:
                 log(f"  client {c.pid} was not caught by a stats sample while it ran")

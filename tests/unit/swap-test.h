@@ -20,32 +20,32 @@
 
 #define EXIT_SKIP 77
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
+#define CHECK(cond)                                                                              \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			exit(1);                                                                 \
+		}                                                                                \
 	} while (0)
 
-#define CHECK_EQ(a, b)                                                                             \
-	do {                                                                                       \
-		long long _a = (long long)(a), _b = (long long)(b);                                \
-		if (_a != _b) {                                                                    \
-			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,      \
-				__LINE__, #a, _a, #b, _b);                                         \
-			exit(1);                                                                   \
-		}                                                                                  \
+#define CHECK_EQ(a, b)                                                                        \
+	do {                                                                                  \
+		long long _a = (long long)(a), _b = (long long)(b);                           \
+		if (_a != _b) {                                                               \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, \
+				__LINE__, #a, _a, #b, _b);                                    \
+			exit(1);                                                              \
+		}                                                                             \
 	} while (0)
 
 /* The message must name the file and contain the phrase that says what is wrong. */
-#define CHECK_MSG(err, file, phrase)                                                               \
-	do {                                                                                       \
-		if (!strstr((err), (file)) || !strstr((err), (phrase))) {                          \
-			fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\" or \"%s\"\n",          \
-				__FILE__, __LINE__, (err), (file), (phrase));                      \
-			exit(1);                                                                   \
-		}                                                                                  \
+#define CHECK_MSG(err, file, phrase)                                                      \
+	do {                                                                              \
+		if (!strstr((err), (file)) || !strstr((err), (phrase))) {                 \
+			fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\" or \"%s\"\n", \
+				__FILE__, __LINE__, (err), (file), (phrase));             \
+			exit(1);                                                          \
+		}                                                                         \
 	} while (0)
 
 static char swap_test_dir[256];

@@ -22,7 +22,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "caps.h"
+#include "daemon/caps.h"
 
 #define NOBODY 65534
 
@@ -31,14 +31,14 @@ static pid_t victim = -1;
 static char secret[4096]; /* the victim's copy is filled, ours stays zero */
 static char tmpfile_path[] = "/tmp/test-caps-XXXXXX";
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond);          \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
+#define CHECK(cond, ...)                                                                  \
+	do {                                                                              \
+		if (!(cond)) {                                                            \
+			failures++;                                                       \
+			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                                     \
+			fputc('\n', stderr);                                              \
+		}                                                                         \
 	} while (0)
 
 static bool has(cap_t c, cap_value_t cap, cap_flag_t which)
@@ -255,7 +255,8 @@ int main(void)
 	c = cap_get_proc();
 	if (!c || !has(c, CAP_SYS_PTRACE, CAP_PERMITTED) || !has(c, CAP_SETPCAP, CAP_PERMITTED) ||
 	    !has(c, CAP_SETUID, CAP_PERMITTED) || !has(c, CAP_CHOWN, CAP_PERMITTED)) {
-		printf("skipped: root without CAP_SYS_PTRACE, CAP_SETPCAP, CAP_SETUID or CAP_CHOWN\n");
+		printf("skipped: root without CAP_SYS_PTRACE, CAP_SETPCAP, CAP_SETUID or "
+		       "CAP_CHOWN\n");
 		return 77;
 	}
 	cap_free(c);

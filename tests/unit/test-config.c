@@ -5,7 +5,7 @@
  * sections, syntax errors, missing files, checks across keys, per-application lookup, reload
  * with a bad file, and the shipped config/memextd.conf against the table.
  *
- * Usage: test-config [SHIPPED_CONF]   (meson passes config/memextd.conf)
+ * Usage: test-config [SHIPPED_CONF]   (default: config/memextd.conf of this source tree)
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,22 +16,22 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "daemon/config.h"
 #include "size.h"
 
 static int failures, checks;
 static char tmpdir[] = "/tmp/test-config-XXXXXX";
 static char conf_path[256];
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		checks++;                                                                          \
-		if (!(cond)) {                                                                     \
-			failures++;                                                                \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond);          \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
+#define CHECK(cond, ...)                                                                  \
+	do {                                                                              \
+		checks++;                                                                 \
+		if (!(cond)) {                                                            \
+			failures++;                                                       \
+			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                                     \
+			fputc('\n', stderr);                                              \
+		}                                                                         \
 	} while (0)
 
 static void write_file(const char *path, const char *text)
@@ -76,8 +76,8 @@ static void check_error(int r, const char *err, int want_r, unsigned line, ...)
 		snprintf(where, sizeof(where), "%s:%u: ", conf_path, line);
 	else
 		snprintf(where, sizeof(where), "%s: ", conf_path);
-	CHECK(strncmp(err, where, strlen(where)) == 0, "message does not start with '%s': %s", where,
-	      err);
+	CHECK(strncmp(err, where, strlen(where)) == 0, "message does not start with '%s': %s",
+	      where, err);
 	CHECK(!strchr(err, '\n'), "message is not one line: %s", err);
 	va_start(ap, line);
 	while ((s = va_arg(ap, const char *)))
@@ -96,30 +96,40 @@ static size_t cases_for(const struct config_key *k, struct value_case *c)
 {
 	size_t n = 0;
 
-#define ADD(ok, ...)                                                                               \
-	do {                                                                                       \
-		snprintf(c[n].value, sizeof(c[n].value), __VA_ARGS__);                            \
-		c[n++].valid = (ok);                                                               \
+#define ADD(ok, ...)                                                   \
+	do {                                                           \
+		snprintf(c[n].value, sizeof(c[n].value), __VA_ARGS__); \
+		c[n++].valid = (ok);                                   \
 	} while (0)
 
 	switch (k->type) {
 	case CONFIG_PATH:
 		ADD(true, "/run/test/x.sock");
 		ADD(true, "/%.*s", (int)k->max - 1,
-		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		    "aaaaaaaaaaaa"
+		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		    "aaaaaaaaaaa");
 		ADD(false, "relative/path");
 		ADD(false, "%s", "");
 		ADD(false, "/with space");
 		ADD(false, "/x # not a comment here");
 		ADD(false, "/%.*s", (int)k->max,
-		    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-		    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+		    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+		    "bbbbbbbbbbbb"
+		    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+		    "bbbbbbbbbbb");
 		break;
 	case CONFIG_UINT:
 		ADD(true, "%llu", (unsigned long long)k->min);
 		ADD(true, "%llu", (unsigned long long)k->max);
-		ADD(true, "%llu", (unsigned long long)(k->min + k->max) / 2);
+		if (k->flags & CONFIG_POWER_OF_2) {
+			ADD(true, "%llu", (unsigned long long)k->max / 2);
+			ADD(false, "%llu", (unsigned long long)k->max / 2 + 1);
+			ADD(false, "%llu", (unsigned long long)k->max - 1);
+		} else {
+			ADD(true, "%llu", (unsigned long long)(k->min + k->max) / 2);
+		}
 		ADD(false, "%llu", (unsigned long long)k->max + 1);
 		if (k->min > 0)
 			ADD(false, "%llu", (unsigned long long)k->min - 1);
@@ -234,8 +244,8 @@ static void check_applied(const struct config_key *k, const char *value,
 		      (unsigned long long)*(const uint64_t *)base);
 		break;
 	case CONFIG_BOOL: {
-		bool want = !strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "on") ||
-			    !strcmp(value, "1");
+		bool want = !strcmp(value, "yes") || !strcmp(value, "true") ||
+			    !strcmp(value, "on") || !strcmp(value, "1");
 		CHECK(*(const bool *)base == want, "%s: '%s' stored as %d", k->name, value,
 		      *(const bool *)base);
 		break;
@@ -257,7 +267,8 @@ static void check_applied(const struct config_key *k, const char *value,
 		CHECK(cfg->n_swapfiles == 1 && !strcmp(cfg->swapfiles[0].path, path) &&
 			      cfg->swapfiles[0].priority == (int)prio,
 		      "file = '%s' stored as %zu files, first '%s' %d", value, cfg->n_swapfiles,
-		      cfg->n_swapfiles ? cfg->swapfiles[0].path : "", cfg->n_swapfiles ? cfg->swapfiles[0].priority : -1);
+		      cfg->n_swapfiles ? cfg->swapfiles[0].path : "",
+		      cfg->n_swapfiles ? cfg->swapfiles[0].priority : -1);
 		break;
 	}
 	}
@@ -278,7 +289,8 @@ static void test_every_key(void)
 			char before[128], after[128], err[1024];
 			int r;
 
-			context_for(k, cases[j].value, before, sizeof(before), after, sizeof(after));
+			context_for(k, cases[j].value, before, sizeof(before), after,
+				    sizeof(after));
 			r = load_fmt(&cfg, err, sizeof(err), "# test\n%s%s = %s\n%s", before,
 				     k->name, cases[j].value, after);
 			if (cases[j].valid) {
@@ -292,11 +304,11 @@ static void test_every_key(void)
 				char quoted[320];
 
 				n_invalid++;
-				snprintf(quoted, sizeof(quoted), "= \"%s\"", cases[j].value);
-				check_error(r, err, -EINVAL, 3, k->name, quoted, "; accepted: ",
-					    NULL);
-				CHECK(cfg == NULL, "[%s] %s = '%s': *ret set on failure", k->section,
-				      k->name, cases[j].value);
+				snprintf(quoted, sizeof(quoted), "= \"%.299s\"", cases[j].value);
+				check_error(r, err, -EINVAL, 3, k->name, quoted,
+					    "; accepted: ", NULL);
+				CHECK(cfg == NULL, "[%s] %s = '%s': *ret set on failure",
+				      k->section, k->name, cases[j].value);
 			}
 			config_free(cfg);
 		}
@@ -316,6 +328,7 @@ static void test_defaults(void)
 	      cfg->stats_socket_path);
 	CHECK(cfg->log_level == LOG_INFO, "%d", cfg->log_level);
 	CHECK(cfg->fault_threads == 0 && cfg->reclaim_threads == 1, "threads");
+	CHECK(cfg->faultaround_pages == 16 && cfg->batch_pages == 256, "pages");
 	CHECK(cfg->default_budget_bytes == 0, "budget");
 	CHECK(cfg->watermark_min_pct == 2 && cfg->watermark_low_pct == 5 &&
 		      cfg->watermark_high_pct == 10,
@@ -365,7 +378,8 @@ static void test_unknown(void)
 	r = load_text("[daemon]\nlog-level = debug\n\n[store]\ncompresor = zstd\n", &cfg, err,
 		      sizeof(err));
 	check_error(r, err, -EINVAL, 5, "[store]", "unknown key 'compresor'",
-		    "accepted keys: backend, compressor, zstd-level, memory-limit, compaction", NULL);
+		    "accepted keys: backend, compressor, zstd-level, memory-limit, compaction",
+		    NULL);
 	CHECK(!cfg, "cfg set");
 
 	/* A global key in an app section, and an app key in a global section. */
@@ -661,11 +675,8 @@ static void test_shipped(const char *shipped)
 		free(man);
 	}
 
-	if (!shipped) {
-		fprintf(stderr, "no shipped config given: skipping the comparison\n");
-		free(gen);
-		return;
-	}
+	CHECK(access(shipped, R_OK) == 0, "cannot read the shipped config %s: pass its path",
+	      shipped);
 	r = config_load(shipped, &cfg, err, sizeof(err));
 	CHECK(r == 0, "shipped %s refused: %s", shipped, err);
 	CHECK(config_new_default(&def) == 0, "defaults");
@@ -695,6 +706,24 @@ static void test_shipped(const char *shipped)
 	free(gen);
 }
 
+/*
+ * config/memextd.conf: argv[1], else $MEMEXT_SHIPPED_CONF, else found from this file's path
+ * (__FILE__ is relative to the build directory, where meson runs tests, or absolute).
+ */
+static const char *shipped_path(int argc, char **argv)
+{
+	static char path[4096];
+	const char *slash = strrchr(__FILE__, '/');
+
+	if (argc > 1)
+		return argv[1];
+	if (getenv("MEMEXT_SHIPPED_CONF"))
+		return getenv("MEMEXT_SHIPPED_CONF");
+	snprintf(path, sizeof(path), "%.*s%s../../config/memextd.conf",
+		 slash ? (int)(slash - __FILE__) : 0, __FILE__, slash ? "/" : "");
+	return path;
+}
+
 int main(int argc, char **argv)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -711,7 +740,7 @@ int main(int argc, char **argv)
 	test_cross_keys();
 	test_apps();
 	test_reload();
-	test_shipped(argc > 1 ? argv[1] : NULL);
+	test_shipped(shipped_path(argc, argv));
 
 	unlink(conf_path);
 	rmdir(tmpdir);

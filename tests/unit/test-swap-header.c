@@ -16,14 +16,15 @@
 
 static void test_encode_layout(void)
 {
-	static const unsigned char uuid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+	static const unsigned char uuid[16] = {1, 2,  3,  4,  5,  6,  7,  8,
+					       9, 10, 11, 12, 13, 14, 15, 16};
 	const uint32_t bad[] = {5, 77, 16383};
 	union swap_header h;
 	const unsigned char *b = (const unsigned char *)&h;
 	char err[256] = "";
 	uint32_t v;
 
-	CHECK_EQ(swap_header_encode(&h, 16384, uuid, "sixteen-chars-ok", bad, 3, err, sizeof(err)),
+	CHECK_EQ(swap_header_encode(&h, 16384, uuid, "fifteen-chars-x", bad, 3, err, sizeof(err)),
 		 0);
 	for (size_t i = 0; i < 1024; i++)
 		CHECK_EQ(b[i], 0);
@@ -34,8 +35,8 @@ static void test_encode_layout(void)
 	memcpy(&v, b + 1032, 4);
 	CHECK_EQ(v, 3);
 	CHECK(!memcmp(b + 1036, uuid, 16));
-	/* A 16-byte label fills the field with no NUL, as util-linux writes it. */
-	CHECK(!memcmp(b + 1052, "sixteen-chars-ok", 16));
+	/* 15 bytes and a NUL at most, as util-linux mkswap writes it. */
+	CHECK(!memcmp(b + 1052, "fifteen-chars-x", 16));
 	for (size_t i = 1068; i < 1536; i++)
 		CHECK_EQ(b[i], 0);
 	memcpy(&v, b + 1536, 4);
@@ -58,9 +59,9 @@ static void test_encode_errors(void)
 	CHECK_EQ(swap_header_encode(&h, 9, NULL, NULL, NULL, 0, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, "at least 10 pages"));
 	CHECK_EQ(swap_header_encode(&h, 10, NULL, NULL, NULL, 0, err, sizeof(err)), 0);
-	CHECK_EQ(swap_header_encode(&h, 100, NULL, "seventeen-chars-x", NULL, 0, err, sizeof(err)),
+	CHECK_EQ(swap_header_encode(&h, 100, NULL, "sixteen-chars-xx", NULL, 0, err, sizeof(err)),
 		 -EINVAL);
-	CHECK(strstr(err, "at most 16"));
+	CHECK(strstr(err, "at most 15"));
 	CHECK_EQ(swap_header_encode(&h, 4096, NULL, NULL, bad, SWAP_MAX_BADPAGES + 1, err,
 				    sizeof(err)),
 		 -EINVAL);
@@ -109,9 +110,9 @@ static void test_roundtrip(void)
 	CHECK(swap_header_parse(&h, sizeof(h), 8 * MiB, NAME, &info, err, sizeof(err)) < 0);
 	CHECK(!memcmp(&info, &untouched, sizeof(info)));
 
-	/* A 16-byte label comes back NUL-terminated. */
-	CHECK_EQ(swap_header_encode(&h, 4096, uuid, "0123456789abcdef", NULL, 0, err, sizeof(err)),
-		 0);
+	/* A 16-byte label (swaplabel writes one) comes back NUL-terminated. */
+	CHECK_EQ(swap_header_encode(&h, 4096, uuid, NULL, NULL, 0, err, sizeof(err)), 0);
+	memcpy(h.info.sws_volume, "0123456789abcdef", 16);
 	CHECK_EQ(swap_header_parse(&h, sizeof(h), 16 * MiB, NAME, &info, err, sizeof(err)), 0);
 	CHECK(!strcmp(info.label, "0123456789abcdef"));
 }

@@ -116,8 +116,9 @@ static void test_swapon_errors(void)
 
 	CHECK_EQ(swapfile_new(&sf), 0);
 	expect_swapon_fails(sf, path_in("missing"), 0, -ENOENT, "No such file");
-	expect_swapon_fails(sf, dir, 0, -EINVAL, "not a regular file or block device (it is a "
-						 "directory)");
+	expect_swapon_fails(sf, dir, 0, -EINVAL,
+			    "not a regular file or block device (it is a "
+			    "directory)");
 	expect_swapon_fails(sf, "/dev/null", 0, -EINVAL, "(it is a character device)");
 	CHECK_EQ(mkfifo(path_in("fifo"), 0600), 0);
 	expect_swapon_fails(sf, path_in("fifo"), 0, -EINVAL, "(it is a FIFO)");
@@ -198,8 +199,11 @@ static void test_kernel_swap_busy(void)
 /* A read-only file system, in a mount namespace of a child so nothing is left mounted. */
 static void test_read_only_fs(void)
 {
-	pid_t pid = fork();
+	pid_t pid;
 	int st;
+
+	fflush(NULL); /* the child must not print what the parent buffered */
+	pid = fork();
 
 	CHECK(pid >= 0);
 	if (pid == 0) {
@@ -207,9 +211,11 @@ static void test_read_only_fs(void)
 		char file[600];
 		struct swapfile *sf;
 
-		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mkdir(mnt, 0700) < 0 || mount("memext-test", mnt, "tmpfs", 0, "size=8m") < 0) {
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 || mkdir(mnt, 0700) < 0 ||
+		    mount("memext-test", mnt, "tmpfs", 0, "size=8m") < 0) {
 			printf("read-only file system: skipped, %m\n");
+			fflush(stdout);
 			_exit(EXIT_SKIP);
 		}
 		snprintf(file, sizeof(file), "%s/area", mnt);
@@ -321,8 +327,9 @@ static void roundtrip(unsigned flags)
 {
 	enum { N = 600 };
 	static uint64_t ent[N];
-	unsigned char *pages = aligned_alloc(4096, (N + 1) * 4096ULL);
-	unsigned char *back = aligned_alloc(4096, (N + 1) * 4096ULL);
+	/* Two pages of room per page, so that an unaligned page overlaps no other. */
+	unsigned char *pages = aligned_alloc(4096, 2 * N * 4096ULL);
+	unsigned char *back = aligned_alloc(4096, 2 * N * 4096ULL);
 	void *wp[N], *rp[N];
 	struct swapfile_stats st;
 	struct swapfile *sf;
@@ -344,8 +351,8 @@ static void roundtrip(unsigned flags)
 	}
 	/* Odd pages sit one byte off page alignment: O_DIRECT must bounce them. */
 	for (unsigned i = 0; i < N; i++) {
-		wp[i] = pages + (size_t)i * 4096 + (i & 1);
-		rp[i] = back + (size_t)i * 4096 + ((i >> 1) & 1);
+		wp[i] = pages + (size_t)i * 8192 + (i & 1);
+		rp[i] = back + (size_t)i * 8192 + ((i >> 1) & 1);
 		swap_test_fill(wp[i], i + 1000 * flags);
 	}
 	/* The batched half in an order that is not the slots': runs must break at each gap. */
@@ -390,7 +397,8 @@ static void roundtrip(unsigned flags)
 	{
 		uint64_t mixed[2] = {ent[4], ent[3]};
 
-		CHECK_EQ(swapfile_write_pages(sf, mixed, (const void *const *)wp, 2, &done), -EINVAL);
+		CHECK_EQ(swapfile_write_pages(sf, mixed, (const void *const *)wp, 2, &done),
+			 -EINVAL);
 		CHECK_EQ(done, 0);
 	}
 	swapfile_get_stats(sf, &st);
@@ -496,8 +504,11 @@ static void test_eio(void)
 /* A sparse swap file on a full file system: writes fail with ENOSPC, counted. */
 static void test_enospc(void)
 {
-	pid_t pid = fork();
+	pid_t pid;
 	int st;
+
+	fflush(NULL); /* the child must not print what the parent buffered */
+	pid = fork();
 
 	CHECK(pid >= 0);
 	if (pid == 0) {
@@ -512,9 +523,11 @@ static void test_enospc(void)
 		void *pp[64];
 		int fd, r = 0, n;
 
-		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mkdir(mnt, 0700) < 0 || mount("memext-test", mnt, "tmpfs", 0, "size=256k") < 0) {
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 || mkdir(mnt, 0700) < 0 ||
+		    mount("memext-test", mnt, "tmpfs", 0, "size=256k") < 0) {
 			printf("ENOSPC: skipped, %m\n");
+			fflush(stdout);
 			_exit(EXIT_SKIP);
 		}
 		/* As util-linux mkswap leaves a file made by truncate: sparse. */
