@@ -116,18 +116,18 @@ uint64_t client_batch_addr_now(const struct client *c, uint64_t addr)
 	return addr;
 }
 
-int client_park_locked(struct client *c, const struct uffd_msg *msg)
+int client_park_locked(struct client *c, const struct fault_req *req)
 {
 	if (c->nr_parked == c->cap_parked) {
 		unsigned cap = c->cap_parked ? c->cap_parked * 2 : 16;
-		struct uffd_msg *p = realloc(c->parked, cap * sizeof(*p));
+		struct fault_req *p = realloc(c->parked, cap * sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
 		c->parked = p;
 		c->cap_parked = cap;
 	}
-	c->parked[c->nr_parked++] = *msg;
+	c->parked[c->nr_parked++] = *req;
 	atomic_fetch_add(&c->stats.parked, 1);
 	return 0;
 }

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fault.h"
+#include "histogram.h"
 #include "manager.h"
 #include "pagetable.h"
 #include "protocol.h"
@@ -39,6 +41,7 @@ struct client_counters {
 	_Atomic uint64_t parked;      /* faults that waited for a batch or for reclaim */
 	_Atomic uint64_t move_failed; /* pages the kernel refused to move */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time, for the mean */
+	struct histogram fault_usec;       /* fault service time, read to answer, µs */
 };
 
 struct client {
@@ -72,10 +75,11 @@ struct client {
 	bool batch_in_flight;
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
-	struct uffd_msg *parked;
+	struct fault_req *parked;
 	unsigned nr_parked, cap_parked;
 	bool evict_paused;   /* a fork is under way */
 	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
+	bool drain_requested; /* memextctl drain: bring everything back, evict no more */
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */
 	bool dead;           /* the process exited; being torn down */
@@ -112,7 +116,7 @@ void client_release_pages(struct client *c);
 uint64_t client_batch_addr_now(const struct client *c, uint64_t addr);
 
 /* Appends a fault to the parked list (lock held). Returns 0 or -ENOMEM. */
-int client_park_locked(struct client *c, const struct uffd_msg *msg);
+int client_park_locked(struct client *c, const struct fault_req *req);
 
 /* The resident pages at which a client has pct percent of its budget free. */
 static inline uint64_t client_wmark_pages(const struct client *c, unsigned pct)

@@ -9,7 +9,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -31,9 +30,9 @@ struct fault_thread {
 	void *page_buf;
 };
 
-/* A list of faults read but not answered yet. */
+/* Faults read but not answered yet. */
 struct pending {
-	struct uffd_msg msg[PENDING_MAX];
+	struct fault_req req[PENDING_MAX];
 	unsigned nr;
 };
 
@@ -210,6 +209,7 @@ static void handle_event(struct client *c, const struct uffd_msg *msg)
 static int read_uffd(struct client *c, struct pending *p)
 {
 	struct uffd_msg msgs[READ_BATCH];
+	uint64_t now = now_usec();
 	int total = 0;
 
 	pthread_rwlock_wrlock(&c->resolve_lock);
@@ -227,7 +227,7 @@ static int read_uffd(struct client *c, struct pending *p)
 			break;
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				p->msg[p->nr++] = msgs[i];
+				p->req[p->nr++] = (struct fault_req){msgs[i], now};
 			else
 				handle_event(c, &msgs[i]);
 			total++;
@@ -411,11 +411,13 @@ static int serve_from_staging(struct client *c, uint64_t vpn, pte_t *pte, void *
 }
 
 /*
- * Answers one fault. Returns 0 (answered or parked) or -EAGAIN (read the uffd and retry).
+ * Answers one fault. Returns 0 (answered), 1 (parked: answered later by reclaim) or -EAGAIN
+ * (read the uffd and retry).
  * Resolve lock held shared.
  */
-static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, bool from_reclaim)
+static int resolve_one(struct client *c, const struct fault_req *req, void *buf, bool from_reclaim)
 {
+	const struct uffd_msg *msg = &req->msg;
 	uint64_t vpn = msg->arg.pagefault.address / PAGE_SIZE;
 	unsigned window = c->m->cfg.faultaround_pages;
 	/* The agent never waits: reclaim waits for the agent. */
@@ -430,9 +432,9 @@ static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, 
 		 * orphaned one. */
 		if (is_agent || c->agent_gone)
 			return serve_from_staging(c, vpn, pte, buf);
-		client_park_locked(c, msg);
+		client_park_locked(c, req);
 		pthread_mutex_unlock(&c->lock);
-		return 0;
+		return 1;
 	case PTE_LOADING:
 		/* Another thread is installing it; its UFFDIO_COPY wakes this one too. */
 		pthread_mutex_unlock(&c->lock);
@@ -462,31 +464,21 @@ static int resolve_one(struct client *c, const struct uffd_msg *msg, void *buf, 
 		return map_zero(c, vpn, window ? window : 1);
 	}
 park:
-	client_park_locked(c, msg);
+	client_park_locked(c, req);
 	pthread_mutex_unlock(&c->lock);
 	manager_kick_reclaim(c->m);
-	return 0;
-}
-
-static uint64_t elapsed_usec(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000 +
-	       (uint64_t)((t1.tv_nsec - t0->tv_nsec) / 1000);
+	return 1;
 }
 
 /* Answers the faults in p, reading the uffd again whenever the kernel asks for it. */
 static void resolve_pending(struct client *c, struct pending *p, void *buf, bool from_reclaim)
 {
 	for (unsigned i = 0; i < p->nr;) {
-		struct timespec t0;
+		uint64_t usec;
 		int r;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		pthread_rwlock_rdlock(&c->resolve_lock);
-		r = resolve_one(c, &p->msg[i], buf, from_reclaim);
+		r = resolve_one(c, &p->req[i], buf, from_reclaim);
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r == -EAGAIN) {
 			/* Events are pending: apply them, then retry this fault. */
@@ -494,15 +486,21 @@ static void resolve_pending(struct client *c, struct pending *p, void *buf, bool
 				sched_yield();
 			continue;
 		}
+		i++;
+		if (r > 0)
+			continue; /* parked: counted when reclaim answers it */
+		usec = now_usec() - p->req[i - 1].read_usec;
 		atomic_fetch_add(&c->stats.faults, 1);
 		atomic_fetch_add(&c->m->totals.faults, 1);
-		atomic_fetch_add(&c->stats.fault_usec_total, elapsed_usec(&t0));
-		i++;
+		atomic_fetch_add(&c->stats.fault_usec_total, usec);
+		atomic_fetch_add(&c->m->totals.fault_usec_total, usec);
+		hist_add(&c->stats.fault_usec, usec);
+		hist_add(&c->m->totals.fault_usec, usec);
 	}
 	p->nr = 0;
 }
 
-void fault_resolve(struct client *c, const struct uffd_msg *msgs, unsigned n, void *buf,
+void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, void *buf,
 		   bool from_reclaim)
 {
 	struct pending *p = malloc(sizeof(*p));
@@ -514,10 +512,10 @@ void fault_resolve(struct client *c, const struct uffd_msg *msgs, unsigned n, vo
 	while (n > 0) {
 		unsigned k = MIN(n, (unsigned)PENDING_MAX / 2);
 
-		memcpy(p->msg, msgs, k * sizeof(*msgs));
+		memcpy(p->req, reqs, k * sizeof(*reqs));
 		p->nr = k;
 		resolve_pending(c, p, buf, from_reclaim);
-		msgs += k;
+		reqs += k;
 		n -= k;
 	}
 	free(p);

@@ -14,6 +14,12 @@
 struct manager;
 struct client;
 
+/* A fault read from a uffd and not answered yet. */
+struct fault_req {
+	struct uffd_msg msg;
+	uint64_t read_usec; /* when it was read: its service time runs from here */
+};
+
 int fault_threads_start(struct manager *m);
 void fault_threads_stop(struct manager *m);
 
@@ -30,7 +36,7 @@ void fault_threads_remove_client(struct manager *m, struct client *c);
  * a page-sized scratch buffer. Reads the uffd itself when the kernel reports that the address
  * space is changing (EAGAIN), applying the events before it retries.
  */
-void fault_resolve(struct client *c, const struct uffd_msg *msgs, unsigned n, void *buf,
+void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, void *buf,
 		   bool from_reclaim);
 
 /*

@@ -388,14 +388,63 @@ static void handle_control(struct daemon *d, struct client *c)
 	}
 }
 
+/* "drain PID": root, or the owner of PID, may ask for its pages back. */
+static void request_drain(struct daemon *d, int fd, pid_t pid, FILE *f)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct client *target = NULL;
+	char path[64];
+	struct stat st;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		fprintf(f, "error: cannot tell who is asking\n");
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (cred.uid != 0 && (stat(path, &st) < 0 || st.st_uid != cred.uid)) {
+		fprintf(f, "error: only root or the owner of process %d may drain it\n", (int)pid);
+		return;
+	}
+	pthread_mutex_lock(&d->m.clients_lock);
+	for (struct client *c = d->m.clients; c; c = c->next)
+		if (c->pid == pid)
+			target = c;
+	if (target) {
+		pthread_mutex_lock(&target->lock);
+		target->drain_requested = true;
+		target->evict_paused = true;
+		pthread_mutex_unlock(&target->lock);
+	}
+	pthread_mutex_unlock(&d->m.clients_lock);
+	if (!target) {
+		fprintf(f, "error: process %d is not a memext client\n", (int)pid);
+		return;
+	}
+	log_info("client %d: draining on request of uid %u", (int)pid, (unsigned)cred.uid);
+	manager_kick_reclaim(&d->m);
+	stats_write_client(&d->m, pid, f);
+}
+
 static void serve_stats(struct daemon *d)
 {
+	static const struct {
+		const char *request;
+		enum stats_format format;
+	} reports[] = {
+		{"stats", STATS_TEXT},
+		{"stats json", STATS_JSON},
+		{"stats prometheus", STATS_PROMETHEUS},
+		{"clients", STATS_CLIENTS},
+		{"classes", STATS_CLASSES},
+	};
 	struct timeval tv = {.tv_sec = 2};
-	char req[64] = {0};
+	char req[128] = {0};
 	struct pollfd p;
+	bool done = false;
 	FILE *f;
 	ssize_t n;
-	int fd;
+	int fd, pid;
 
 	fd = accept4(d->stats_listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
@@ -406,17 +455,25 @@ static void serve_stats(struct daemon *d)
 		close(fd);
 		return;
 	}
+	req[strcspn(req, "\r\n")] = 0;
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
 		return;
 	}
-	if (strncmp(req, "stats json", 10) == 0)
-		stats_write(&d->m, STATS_JSON, f);
-	else if (strncmp(req, "stats", 5) == 0)
-		stats_write(&d->m, STATS_TEXT, f);
-	else
-		fprintf(f, "error: unknown request\n");
+	for (size_t i = 0; i < ARRAY_SIZE(reports) && !done; i++)
+		if (strcmp(req, reports[i].request) == 0) {
+			stats_write(&d->m, reports[i].format, f);
+			done = true;
+		}
+	if (!done && sscanf(req, "client %d", &pid) == 1) {
+		if (stats_write_client(&d->m, pid, f) < 0)
+			fprintf(f, "error: process %d is not a memext client\n", pid);
+	} else if (!done && sscanf(req, "drain %d", &pid) == 1) {
+		request_drain(d, fd, pid, f);
+	} else if (!done) {
+		fprintf(f, "error: unknown request '%s'\n", req);
+	}
 	fclose(f);
 }
 

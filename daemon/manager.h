@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "histogram.h"
+
 struct client;
 struct store;
 struct fault_thread;
@@ -42,6 +44,8 @@ struct manager_totals {
 	_Atomic uint64_t clients_seen; /* clients ever accepted */
 	_Atomic uint64_t reclaim_scanned;  /* entries the clock hand looked at */
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
+	_Atomic uint64_t fault_usec_total; /* summed fault service time */
+	struct histogram fault_usec;       /* fault service time of every client, µs */
 };
 
 struct manager {

@@ -299,7 +299,7 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 
 static void resolve_parked(struct reclaimer *rc, struct client *c)
 {
-	struct uffd_msg *parked;
+	struct fault_req *parked;
 	unsigned nr;
 
 	pthread_mutex_lock(&c->lock);
@@ -503,6 +503,23 @@ static void prepare_fork(struct reclaimer *rc, struct client *c)
 	(void)proto_send(c->control_fd, &ready, sizeof(ready), NULL, 0);
 }
 
+/* memextctl drain: every page back; the client stays managed but is never evicted again. */
+static void drain_on_request(struct reclaimer *rc, struct client *c)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	bool pending = c->nr_stored > 0;
+	pthread_mutex_unlock(&c->lock);
+	if (!pending)
+		return;
+	r = drain_client(rc, c);
+	if (r < 0 && r != -ESRCH)
+		log_warning_errno(r, "client %d: drain incomplete, retrying: %m", c->pid);
+	else if (r == 0)
+		log_info("client %d: drained, every page is back", c->pid);
+}
+
 /* Gives a client all its pages back and unregisters its memory, so it runs on without us. */
 static void release_client(struct reclaimer *rc, struct client *c)
 {
@@ -582,6 +599,8 @@ static void *reclaim_main(void *arg)
 					release_client(rc, c);
 				else if (c->fork_requested)
 					prepare_fork(rc, c);
+				else if (c->drain_requested)
+					drain_on_request(rc, c);
 				else
 					reclaim_client(rc, c);
 			}

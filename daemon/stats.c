@@ -1,24 +1,63 @@
 /* SPDX-License-Identifier: MIT */
 #include "stats.h"
 
+#include <errno.h>
 #include <inttypes.h>
-#include <string.h>
-
-#include "memext-build.h"
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "client.h"
 #include "macro.h"
 #include "manager.h"
+#include "memext-build.h"
 #include "size.h"
 #include "store.h"
 
+/* One client's figures, copied under its lock so a report is consistent per client. */
 struct client_figures {
 	int pid;
 	char comm[16];
 	uint64_t budget_bytes, resident_pages, evicted_pages;
 	uint64_t pswpin, pswpout, faults, zero_faults, parked, move_failed, fault_usec_total;
+	uint64_t p50_usec, p99_usec;
+	const char *state; /* "active", "draining", "drained", "forking", "no-agent" */
 };
+
+static const char *client_state(const struct client *c)
+{
+	if (c->drain_requested)
+		return c->nr_stored ? "draining" : "drained";
+	if (c->fork_requested || c->evict_paused)
+		return "forking";
+	if (c->agent_gone)
+		return "no-agent";
+	return "active";
+}
+
+static void figures_of(struct client *c, struct client_figures *f)
+{
+	uint64_t snap[HIST_BUCKETS];
+
+	pthread_mutex_lock(&c->lock);
+	f->resident_pages = c->nr_present;
+	f->evicted_pages = c->nr_stored;
+	f->state = client_state(c);
+	pthread_mutex_unlock(&c->lock);
+	f->pid = c->pid;
+	memcpy(f->comm, c->comm, sizeof(f->comm));
+	f->budget_bytes = c->budget_pages * PAGE_SIZE;
+	f->pswpin = atomic_load(&c->stats.pswpin);
+	f->pswpout = atomic_load(&c->stats.pswpout);
+	f->faults = atomic_load(&c->stats.faults);
+	f->zero_faults = atomic_load(&c->stats.zero_faults);
+	f->parked = atomic_load(&c->stats.parked);
+	f->move_failed = atomic_load(&c->stats.move_failed);
+	f->fault_usec_total = atomic_load(&c->stats.fault_usec_total);
+	hist_snapshot(&c->stats.fault_usec, snap);
+	f->p50_usec = hist_quantile(snap, 0.50);
+	f->p99_usec = hist_quantile(snap, 0.99);
+}
 
 static unsigned collect(struct manager *m, struct client_figures **ret)
 {
@@ -27,27 +66,16 @@ static unsigned collect(struct manager *m, struct client_figures **ret)
 
 	pthread_mutex_lock(&m->clients_lock);
 	v = calloc(m->nr_clients + 1, sizeof(*v));
-	for (struct client *c = m->clients; v && c; c = c->next) {
-		struct client_figures *f = &v[n++];
-
-		pthread_mutex_lock(&c->lock);
-		f->resident_pages = c->nr_present;
-		f->evicted_pages = c->nr_stored;
-		pthread_mutex_unlock(&c->lock);
-		f->pid = c->pid;
-		memcpy(f->comm, c->comm, sizeof(f->comm));
-		f->budget_bytes = c->budget_pages * PAGE_SIZE;
-		f->pswpin = atomic_load(&c->stats.pswpin);
-		f->pswpout = atomic_load(&c->stats.pswpout);
-		f->faults = atomic_load(&c->stats.faults);
-		f->zero_faults = atomic_load(&c->stats.zero_faults);
-		f->parked = atomic_load(&c->stats.parked);
-		f->move_failed = atomic_load(&c->stats.move_failed);
-		f->fault_usec_total = atomic_load(&c->stats.fault_usec_total);
-	}
+	for (struct client *c = m->clients; v && c; c = c->next)
+		figures_of(c, &v[n++]);
 	pthread_mutex_unlock(&m->clients_lock);
 	*ret = v;
 	return v ? n : 0;
+}
+
+static double mean(uint64_t sum, uint64_t n)
+{
+	return n ? (double)sum / (double)n : 0.0;
 }
 
 /* comm is the kernel's task name: escape what JSON needs escaped. */
@@ -70,6 +98,10 @@ static void json_string(FILE *f, const char *s)
 static void write_json(struct manager *m, FILE *f, const struct client_figures *v, unsigned n,
 		       const struct store_stats *st)
 {
+	uint64_t snap[HIST_BUCKETS];
+	bool first = true;
+
+	hist_snapshot(&m->totals.fault_usec, snap);
 	fprintf(f, "{\"version\":\"%s\",\"uptime_usec\":%" PRIu64 ",\"clients\":[", MEMEXT_VERSION,
 		now_usec() - m->start_usec);
 	for (unsigned i = 0; i < n; i++) {
@@ -78,24 +110,35 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		fprintf(f, "%s{\"pid\":%d,\"comm\":", i ? "," : "", c->pid);
 		json_string(f, c->comm);
 		fprintf(f,
-			",\"budget_bytes\":%" PRIu64 ",\"resident_pages\":%" PRIu64
+			",\"state\":\"%s\",\"budget_bytes\":%" PRIu64 ",\"resident_pages\":%" PRIu64
 			",\"evicted_pages\":%" PRIu64 ",\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64
 			",\"faults\":%" PRIu64 ",\"zero_faults\":%" PRIu64 ",\"parked_faults\":%" PRIu64
-			",\"move_failed\":%" PRIu64 ",\"fault_usec_mean\":%.1f}",
-			c->budget_bytes, c->resident_pages, c->evicted_pages, c->pswpin, c->pswpout,
-			c->faults, c->zero_faults, c->parked, c->move_failed,
-			c->faults ? (double)c->fault_usec_total / (double)c->faults : 0.0);
+			",\"move_failed\":%" PRIu64 ",\"fault_usec_mean\":%.1f,\"fault_usec_p50\":%" PRIu64
+			",\"fault_usec_p99\":%" PRIu64 "}",
+			c->state, c->budget_bytes, c->resident_pages, c->evicted_pages, c->pswpin,
+			c->pswpout, c->faults, c->zero_faults, c->parked, c->move_failed,
+			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec);
 	}
 	fprintf(f,
 		"],\"totals\":{\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64 ",\"faults\":%" PRIu64
 		",\"zero_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
-		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_failed\":%" PRIu64 "}",
+		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
+		",\"reclaim_failed\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
+		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
 		atomic_load(&m->totals.clients_seen), atomic_load(&m->totals.reclaim_scanned),
-		atomic_load(&m->totals.reclaim_failed));
+		atomic_load(&m->totals.pswpout), atomic_load(&m->totals.reclaim_failed),
+		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99));
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		if (!snap[i])
+			continue;
+		fprintf(f, "%s{\"le_usec\":%" PRIu64 ",\"count\":%" PRIu64 "}", first ? "" : ",",
+			hist_bucket_max(i), snap[i]);
+		first = false;
+	}
 	fprintf(f,
-		",\"store\":{\"orig_data_size\":%" PRIu64 ",\"compr_data_size\":%" PRIu64
+		"]},\"store\":{\"orig_data_size\":%" PRIu64 ",\"compr_data_size\":%" PRIu64
 		",\"mem_used_total\":%" PRIu64 ",\"mem_limit\":%" PRIu64 ",\"mem_used_max\":%" PRIu64
 		",\"same_pages\":%" PRIu64 ",\"pages_compacted\":%" PRIu64 ",\"huge_pages\":%" PRIu64
 		",\"stored_pages\":%" PRIu64 ",\"limit_rejects\":%" PRIu64 ",\"failed_loads\":%" PRIu64
@@ -105,23 +148,33 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		st->limit_rejects, st->failed_loads);
 }
 
-static void write_text(struct manager *m, FILE *f, const struct client_figures *v, unsigned n,
-		       const struct store_stats *st)
+static void write_client_table(FILE *f, const struct client_figures *v, unsigned n)
 {
 	char a[32], b[32], c[32];
 
-	fprintf(f, "memextd %s, %u client%s\n\n", MEMEXT_VERSION, n, n == 1 ? "" : "s");
-	fprintf(f, "%8s %-16s %10s %10s %10s %10s %10s %10s %9s\n", "PID", "COMMAND", "BUDGET",
-		"RESIDENT", "EVICTED", "PSWPIN", "PSWPOUT", "FAULTS", "FAULT_US");
+	fprintf(f, "%8s %-16s %-9s %10s %10s %10s %10s %10s %10s %7s %7s\n", "PID", "COMMAND",
+		"STATE", "BUDGET", "RESIDENT", "EVICTED", "PSWPIN", "PSWPOUT", "FAULTS", "P50_US",
+		"P99_US");
 	for (unsigned i = 0; i < n; i++)
 		fprintf(f,
-			"%8d %-16s %10s %10s %10s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %9.1f\n",
-			v[i].pid, v[i].comm,
+			"%8d %-16s %-9s %10s %10s %10s %10" PRIu64 " %10" PRIu64 " %10" PRIu64
+			" %7" PRIu64 " %7" PRIu64 "\n",
+			v[i].pid, v[i].comm, v[i].state,
 			v[i].budget_bytes ? format_size(v[i].budget_bytes, a, sizeof(a)) : "none",
 			format_size(v[i].resident_pages * PAGE_SIZE, b, sizeof(b)),
 			format_size(v[i].evicted_pages * PAGE_SIZE, c, sizeof(c)), v[i].pswpin,
-			v[i].pswpout, v[i].faults,
-			v[i].faults ? (double)v[i].fault_usec_total / (double)v[i].faults : 0.0);
+			v[i].pswpout, v[i].faults, v[i].p50_usec, v[i].p99_usec);
+}
+
+static void write_text(struct manager *m, FILE *f, const struct client_figures *v, unsigned n,
+		       const struct store_stats *st)
+{
+	uint64_t snap[HIST_BUCKETS];
+	char a[32], b[32];
+
+	hist_snapshot(&m->totals.fault_usec, snap);
+	fprintf(f, "memextd %s, %u client%s\n\n", MEMEXT_VERSION, n, n == 1 ? "" : "s");
+	write_client_table(f, v, n);
 	fprintf(f, "\nstore:\n");
 	fprintf(f, "  stored pages     %" PRIu64 " (%" PRIu64 " same-filled, %" PRIu64 " huge)\n",
 		st->stored_pages, st->same_pages, st->huge_pages);
@@ -129,17 +182,159 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "  compr_data_size  %s\n", format_size(st->compr_data_size, a, sizeof(a)));
 	fprintf(f, "  mem_used_total   %s (max %s)\n", format_size(st->mem_used_total, a, sizeof(a)),
 		format_size(st->mem_used_max, b, sizeof(b)));
-	if (st->mem_used_total)
+	if (st->mem_limit)
+		fprintf(f, "  mem_limit        %s\n", format_size(st->mem_limit, a, sizeof(a)));
+	if (st->stored_pages && st->mem_used_total)
 		fprintf(f, "  saved            %s (ratio %.2f)\n",
 			format_size(st->orig_data_size > st->mem_used_total
 					    ? st->orig_data_size - st->mem_used_total
 					    : 0,
 				    a, sizeof(a)),
 			(double)st->orig_data_size / (double)st->mem_used_total);
-	fprintf(f, "\ntotals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64
-		" faults, %" PRIu64 " clients seen\n",
+	fprintf(f, "\nfaults: %" PRIu64 " (%" PRIu64 " zero-filled), service time p50 %" PRIu64
+		   " us, p99 %" PRIu64 " us, mean %.1f us\n",
+		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
+		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99),
+		mean(atomic_load(&m->totals.fault_usec_total), atomic_load(&m->totals.faults)));
+	fprintf(f, "reclaim: %" PRIu64 " scanned, %" PRIu64 " stolen, %" PRIu64
+		   " refused by the kernel\n",
+		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
+		atomic_load(&m->totals.reclaim_failed));
+	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
-		atomic_load(&m->totals.faults), atomic_load(&m->totals.clients_seen));
+		atomic_load(&m->totals.clients_seen));
+}
+
+/* Prometheus label values: backslash, double quote and newline are escaped. */
+static void prom_label(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void prom_head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void prom_value(FILE *f, const char *name, const char *type, const char *help,
+		       uint64_t value)
+{
+	prom_head(f, name, type, help);
+	fprintf(f, "%s %" PRIu64 "\n", name, value);
+}
+
+static void write_prometheus(struct manager *m, FILE *f, const struct client_figures *v,
+			     unsigned n, const struct store_stats *st)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t offset;
+		uint64_t scale;
+	} per_client[] = {
+		{"memext_client_budget_bytes", "gauge", "Resident memory the client may keep.",
+		 offsetof(struct client_figures, budget_bytes), 1},
+		{"memext_client_resident_bytes", "gauge", "Managed memory resident in the client.",
+		 offsetof(struct client_figures, resident_pages), PAGE_SIZE},
+		{"memext_client_evicted_bytes", "gauge", "Client memory held by the store.",
+		 offsetof(struct client_figures, evicted_pages), PAGE_SIZE},
+		{"memext_client_pswpin_total", "counter", "Pages brought back into the client.",
+		 offsetof(struct client_figures, pswpin), 1},
+		{"memext_client_pswpout_total", "counter", "Pages evicted from the client.",
+		 offsetof(struct client_figures, pswpout), 1},
+		{"memext_client_faults_total", "counter", "Page faults of the client answered.",
+		 offsetof(struct client_figures, faults), 1},
+	};
+	uint64_t snap[HIST_BUCKETS], cum = 0;
+
+	prom_value(f, "memext_clients", "gauge", "Clients connected now.", n);
+	for (size_t k = 0; k < ARRAY_SIZE(per_client); k++) {
+		prom_head(f, per_client[k].name, per_client[k].type, per_client[k].help);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t val;
+
+			memcpy(&val, (const char *)&v[i] + per_client[k].offset, sizeof(val));
+			fprintf(f, "%s{pid=\"%d\",comm=\"", per_client[k].name, v[i].pid);
+			prom_label(f, v[i].comm);
+			fprintf(f, "\"} %" PRIu64 "\n", val * per_client[k].scale);
+		}
+	}
+	prom_value(f, "memext_pswpin_total", "counter", "Pages brought back from the store.",
+		   atomic_load(&m->totals.pswpin));
+	prom_value(f, "memext_pswpout_total", "counter", "Pages evicted into the store.",
+		   atomic_load(&m->totals.pswpout));
+	prom_value(f, "memext_zero_faults_total", "counter",
+		   "Faults answered with zero pages (memory never evicted).",
+		   atomic_load(&m->totals.zero_faults));
+	prom_value(f, "memext_reclaim_scanned_total", "counter",
+		   "Pages the reclaim clock looked at.", atomic_load(&m->totals.reclaim_scanned));
+	prom_value(f, "memext_reclaim_stolen_total", "counter", "Pages reclaim evicted.",
+		   atomic_load(&m->totals.pswpout));
+	prom_value(f, "memext_reclaim_failed_total", "counter",
+		   "Pages the kernel refused to move out.", atomic_load(&m->totals.reclaim_failed));
+	prom_value(f, "memext_clients_seen_total", "counter", "Clients ever accepted.",
+		   atomic_load(&m->totals.clients_seen));
+
+	hist_snapshot(&m->totals.fault_usec, snap);
+	prom_head(f, "memext_fault_duration_seconds", "histogram",
+		  "Time from reading a fault to answering it.");
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		cum += snap[i];
+		if (snap[i] || i == HIST_BUCKETS - 1)
+			fprintf(f, "memext_fault_duration_seconds_bucket{le=\"%.6f\"} %" PRIu64 "\n",
+				(double)(hist_bucket_max(i) + 1) / 1e6, cum);
+	}
+	fprintf(f, "memext_fault_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+	fprintf(f, "memext_fault_duration_seconds_sum %.6f\n",
+		(double)atomic_load(&m->totals.fault_usec_total) / 1e6);
+	fprintf(f, "memext_fault_duration_seconds_count %" PRIu64 "\n", cum);
+
+	prom_value(f, "memext_store_orig_data_bytes", "gauge",
+		   "Uncompressed size of the stored pages (zram orig_data_size).",
+		   st->orig_data_size);
+	prom_value(f, "memext_store_compr_data_bytes", "gauge",
+		   "Compressed size of the stored pages (zram compr_data_size).",
+		   st->compr_data_size);
+	prom_value(f, "memext_store_mem_used_bytes", "gauge",
+		   "Memory the store takes from the system (zram mem_used_total).",
+		   st->mem_used_total);
+	prom_value(f, "memext_store_mem_limit_bytes", "gauge", "Store limit, 0 for none.",
+		   st->mem_limit);
+	prom_value(f, "memext_store_mem_used_max_bytes", "gauge",
+		   "High-water mark of the store's memory.", st->mem_used_max);
+	prom_value(f, "memext_store_same_pages", "gauge", "Pages stored as one repeated word.",
+		   st->same_pages);
+	prom_value(f, "memext_store_huge_pages", "gauge", "Pages stored uncompressed.",
+		   st->huge_pages);
+	prom_value(f, "memext_store_stored_pages", "gauge", "Pages held by the store.",
+		   st->stored_pages);
+	prom_value(f, "memext_store_pages_compacted_total", "counter",
+		   "Pages given back by compaction.", st->pages_compacted);
+}
+
+static void write_classes(struct manager *m, FILE *f)
+{
+	struct store_class_stats cls[512];
+	int n = store_get_class_stats(m->store, cls, ARRAY_SIZE(cls));
+
+	fprintf(f, "%6s %6s %6s %10s %12s %12s %10s %10s %10s\n", "SIZE", "PAGES", "OBJS",
+		"ZSPAGES", "OBJ_ALLOC", "OBJ_USED", "PAGES_USED", "FREEABLE", "COMPACTED");
+	for (int i = 0; i < n && i < (int)ARRAY_SIZE(cls); i++) {
+		if (!cls[i].zspages && !cls[i].pages_compacted)
+			continue;
+		fprintf(f,
+			"%6u %6u %6u %10" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10" PRIu64
+			" %10" PRIu64 " %10" PRIu64 "\n",
+			cls[i].size, cls[i].pages_per_zspage, cls[i].objs_per_zspage, cls[i].zspages,
+			cls[i].objs_allocated, cls[i].objs_used, cls[i].pages_used,
+			cls[i].pages_freeable, cls[i].pages_compacted);
+	}
 }
 
 void stats_write(struct manager *m, enum stats_format format, FILE *f)
@@ -149,9 +344,48 @@ void stats_write(struct manager *m, enum stats_format format, FILE *f)
 	unsigned n = collect(m, &v);
 
 	store_get_stats(m->store, &st);
-	if (format == STATS_JSON)
+	switch (format) {
+	case STATS_JSON:
 		write_json(m, f, v, n, &st);
-	else
+		break;
+	case STATS_PROMETHEUS:
+		write_prometheus(m, f, v, n, &st);
+		break;
+	case STATS_CLIENTS:
+		write_client_table(f, v, n);
+		break;
+	case STATS_CLASSES:
+		write_classes(m, f);
+		break;
+	case STATS_TEXT:
+	default:
 		write_text(m, f, v, n, &st);
+		break;
+	}
 	free(v);
+}
+
+int stats_write_client(struct manager *m, pid_t pid, FILE *f)
+{
+	struct client_figures fig;
+	int r = -ESRCH;
+
+	pthread_mutex_lock(&m->clients_lock);
+	for (struct client *c = m->clients; c; c = c->next)
+		if (c->pid == pid) {
+			figures_of(c, &fig);
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&m->clients_lock);
+	if (r < 0)
+		return r;
+	/* comm last: it may hold spaces. */
+	fprintf(f,
+		"pid=%d state=%s budget_bytes=%" PRIu64 " resident_pages=%" PRIu64
+		" evicted_pages=%" PRIu64 " faults=%" PRIu64 " pswpin=%" PRIu64 " pswpout=%" PRIu64
+		" fault_usec_p50=%" PRIu64 " fault_usec_p99=%" PRIu64 " comm=%s\n",
+		fig.pid, fig.state, fig.budget_bytes, fig.resident_pages, fig.evicted_pages,
+		fig.faults, fig.pswpin, fig.pswpout, fig.p50_usec, fig.p99_usec, fig.comm);
+	return 0;
 }
