@@ -388,10 +388,14 @@ static int serve_from_staging(struct client *c, uint64_t vpn, pte_t *pte, void *
 		*pte |= PTE_CANCEL;
 	}
 	pthread_mutex_unlock(&c->lock);
-	stage = c->staging.start + slot * PAGE_SIZE;
-	if (!dead && slot < MEMEXT_STAGING_PAGES &&
-	    pread(c->pagemap_fd, &e, sizeof(e), (off_t)(stage / PAGE_SIZE * 8)) == sizeof(e))
-		in_staging = e & (1ULL << 63);
+	/* Slot i of staging, or of its mlocked half (MEMEXT_IGNORE_MLOCK). */
+	for (int half = 0; half < 2 && !dead && !in_staging && slot < MEMEXT_STAGING_PAGES; half++) {
+		stage = c->staging.start + (slot + (uint64_t)half * MEMEXT_STAGING_PAGES) * PAGE_SIZE;
+		if (stage >= c->staging.end)
+			break;
+		if (pread(c->pagemap_fd, &e, sizeof(e), (off_t)(stage / PAGE_SIZE * 8)) == sizeof(e))
+			in_staging = e & (1ULL << 63);
+	}
 	if (in_staging) {
 		struct iovec local = {buf, PAGE_SIZE}, remote = {(void *)(uintptr_t)stage, PAGE_SIZE};
 

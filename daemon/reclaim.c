@@ -25,6 +25,7 @@ struct batch {
 	uint64_t vpn[MEMEXT_STAGING_PAGES];
 	uint64_t handle[MEMEXT_STAGING_PAGES];
 	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
+	uint64_t locked[MEMEXT_STAGING_PAGES / 64]; /* moved into the mlocked half of staging */
 	uint64_t saved[MEMEXT_STAGING_PAGES / 64];
 	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
 };
@@ -44,6 +45,13 @@ static bool test_bit(const uint64_t *map, unsigned i)
 static void set_bit(uint64_t *map, unsigned i)
 {
 	map[i / 64] |= 1ULL << (i % 64);
+}
+
+/* Where batch page i sits in staging: slot i, or slot i of the mlocked half. */
+static uint64_t stage_addr(const struct client *c, const struct batch *b, unsigned i)
+{
+	return c->staging.start +
+	       ((test_bit(b->locked, i) ? MEMEXT_STAGING_PAGES : 0) + (uint64_t)i) * PAGE_SIZE;
 }
 
 /* Victim selection: a clock over the page table. */
@@ -147,7 +155,7 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 	memset(&req.m, 0, sizeof(req.m));
 	for (unsigned i = 0; i < b->nr; i++) {
 		uint64_t app = b->vpn[i] * PAGE_SIZE;
-		uint64_t stage = c->staging.start + (uint64_t)i * PAGE_SIZE;
+		uint64_t stage = back ? stage_addr(c, b, i) : c->staging.start + (uint64_t)i * PAGE_SIZE;
 
 		if (!test_bit(mask, i))
 			continue;
@@ -188,6 +196,8 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 	if (r < 0)
 		return r;
 	memcpy(ret_moved, reply.moved, sizeof(reply.moved));
+	if (!back)
+		memcpy(b->locked, reply.locked, sizeof(reply.locked));
 	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
 		if (test_bit(ret_moved, i) && (i >= b->nr || !test_bit(mask, i)))
 			return -EBADMSG; /* the agent claims a page we did not ask for */
@@ -220,11 +230,12 @@ static void read_staging(struct client *c, struct batch *b)
 			i++;
 			continue;
 		}
-		while (j < b->nr && test_bit(b->moved, j))
+		/* A run of moved pages in the same half of staging. */
+		while (j < b->nr && test_bit(b->moved, j) &&
+		       test_bit(b->locked, j) == test_bit(b->locked, i))
 			j++;
 		local = (struct iovec){b->data + (size_t)i * PAGE_SIZE, (size_t)(j - i) * PAGE_SIZE};
-		remote = (struct iovec){(void *)(uintptr_t)(c->staging.start + i * PAGE_SIZE),
-					local.iov_len};
+		remote = (struct iovec){(void *)(uintptr_t)stage_addr(c, b, i), local.iov_len};
 		n = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
 		if (n != (ssize_t)local.iov_len) {
 			/* Not saved: these pages go back where they came from. */
@@ -352,6 +363,7 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 		return 0;
 
 	memset(all, 0, sizeof(all));
+	memset(b->locked, 0, sizeof(b->locked));
 	for (unsigned i = 0; i < b->nr; i++)
 		set_bit(all, i);
 	memset(b->saved, 0, sizeof(b->saved));

@@ -35,6 +35,13 @@
 #include "size.h"
 #include "uffd-compat.h"
 
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24 /* 5.18 */
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+
 #define DEFAULT_SOCKET "/run/memext/memextd.sock"
 #define AGENT_STACK_BYTES (128 * 1024)
 #define HELLO_TIMEOUT_MSEC 5000
@@ -102,10 +109,21 @@ static bool inside(uint64_t a, uint64_t len, uint64_t start, uint64_t end)
 	return a >= start && a + len <= end && a + len >= a;
 }
 
+static size_t staging_bytes(void)
+{
+	/* With MEMEXT_IGNORE_MLOCK, a second, mlocked half for pages of mlocked memory. */
+	return (S.flags & HELLO_IGNORE_MLOCK ? 2 : 1) * MEMEXT_STAGING_PAGES * PAGE_SIZE;
+}
+
 static void set_moved(struct msg_agent_move_done *reply, uint64_t staging_addr)
 {
 	uint64_t slot = (staging_addr - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE;
 
+	if (slot >= MEMEXT_STAGING_PAGES) {
+		slot -= MEMEXT_STAGING_PAGES;
+		if (slot < MEMEXT_STAGING_PAGES)
+			reply->locked[slot / 64] |= 1ULL << (slot % 64);
+	}
 	if (slot < MEMEXT_STAGING_PAGES)
 		reply->moved[slot / 64] |= 1ULL << (slot % 64);
 }
@@ -146,6 +164,17 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			 * find out page by page. */
 			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, &err);
 		}
+		if (err == EINVAL && moved == 0 && !back && (S.flags & HELLO_IGNORE_MLOCK)) {
+			/* Mlocked memory moves only into locked memory: the locked half. */
+			uint64_t dst = r->dst + done + MEMEXT_STAGING_PAGES * PAGE_SIZE;
+
+			moved = move_once(dst, r->src + done, PAGE_SIZE, &err);
+			if (moved) {
+				set_moved(reply, dst);
+				done += moved;
+				continue;
+			}
+		}
 		for (uint64_t off = 0; off < moved; off += PAGE_SIZE)
 			set_moved(reply, (back ? r->src : r->dst) + done + off);
 		done += moved;
@@ -162,7 +191,7 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 
 static void agent_move(const struct msg_agent_move *m)
 {
-	uint64_t st = (uint64_t)(uintptr_t)S.staging, st_end = st + MEMEXT_STAGING_PAGES * PAGE_SIZE;
+	uint64_t st = (uint64_t)(uintptr_t)S.staging, st_end = st + staging_bytes();
 	bool back = m->flags & AGENT_MOVE_BACK;
 	struct msg_agent_move_done reply;
 
@@ -208,6 +237,9 @@ static void *agent_main(void *arg)
 		case MSG_AGENT_FREE:
 			/* The daemon has read staging: give the memory back. */
 			(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
+			if (S.flags & HELLO_IGNORE_MLOCK)
+				(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
+					      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
 			break;
 		default:
 			break;
@@ -352,8 +384,7 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 	hello.budget_bytes = S.budget_bytes;
 	hello.uffd_features = S.features;
 	hello.staging = (struct mem_range){(uint64_t)(uintptr_t)S.staging,
-					   (uint64_t)(uintptr_t)S.staging +
-						   MEMEXT_STAGING_PAGES * PAGE_SIZE};
+					   (uint64_t)(uintptr_t)S.staging + staging_bytes()};
 	hello.exclude[hello.nr_exclude++] = S.self;
 	hello.exclude[hello.nr_exclude++] = (struct mem_range){
 		(uint64_t)(uintptr_t)S.agent_stack,
@@ -407,7 +438,7 @@ static void memext_start(pid_t parent)
 		goto fail;
 	}
 	if (!S.staging) {
-		S.staging = mmap(NULL, MEMEXT_STAGING_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
+		S.staging = mmap(NULL, staging_bytes(), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		S.agent_stack = mmap(NULL, AGENT_STACK_BYTES, PROT_READ | PROT_WRITE,
 				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -416,11 +447,19 @@ static void memext_start(pid_t parent)
 			goto fail;
 		}
 		(void)mprotect(S.agent_stack, PAGE_SIZE, PROT_NONE); /* guard page */
-		(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_NOHUGEPAGE);
+		(void)madvise(S.staging, staging_bytes(), MADV_NOHUGEPAGE);
+		if ((S.flags & HELLO_IGNORE_MLOCK) &&
+		    mlock2((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
+			   MEMEXT_STAGING_PAGES * PAGE_SIZE, MLOCK_ONFAULT) < 0) {
+			shim_log("MEMEXT_IGNORE_MLOCK: cannot lock staging (%s); mlocked memory "
+				 "stays resident",
+				 errstr(errno));
+			S.flags &= ~HELLO_IGNORE_MLOCK;
+		}
 	}
 	/* UFFDIO_MOVE only moves into memory registered with the same uffd. */
 	reg = (struct uffdio_register){
-		.range = {(uint64_t)(uintptr_t)S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE},
+		.range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()},
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
 	if (ioctl(S.uffd, UFFDIO_REGISTER, &reg) < 0) {
@@ -515,8 +554,12 @@ static void fork_child(void)
 	close_fd(&S.uffd);
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
-	if (S.staging)
+	if (S.staging) {
 		(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
+		if (S.flags & HELLO_IGNORE_MLOCK)
+			(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
+				      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
+	}
 	if (was_active)
 		memext_start(parent);
 	pthread_mutex_unlock(&S.fork_lock);

@@ -60,7 +60,7 @@ struct mem_range {
 };
 
 #define HELLO_FORK_CHILD (1U << 0)   /* a child created by fork(); its parent is parent_pid */
-#define HELLO_IGNORE_MLOCK (1U << 1) /* MEMEXT_IGNORE_MLOCK=1 */
+#define HELLO_IGNORE_MLOCK (1U << 1) /* MEMEXT_IGNORE_MLOCK=1: staging has an mlocked half */
 
 struct msg_hello {
 	struct msg_header h;
@@ -113,6 +113,9 @@ struct msg_agent_move_done {
 	/* Bit i set: staging page i now holds the page moved to it. Pages whose bit is clear
 	 * stayed where they were (or were not there). */
 	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
+	/* Bit i set (with moved): page i went to the mlocked half of staging, slot i + 256:
+	 * an mlocked page (MEMEXT_IGNORE_MLOCK) can only move into locked memory. */
+	uint64_t locked[MEMEXT_STAGING_PAGES / 64];
 	uint32_t nr_failed; /* pages the kernel refused to move */
 	int32_t first_err;  /* -errno of the first refusal, 0 if none */
 };
