@@ -88,6 +88,8 @@ void client_unref(struct client *c)
 	if (!c || atomic_fetch_sub(&c->ref, 1) != 1)
 		return;
 	client_release_pages(c);
+	/* Give the freed pool pages (and an empty pool's metadata) back to the system now. */
+	store_compact(c->m->store);
 	pagetable_free(c->pt);
 	rangeset_done(&c->registered);
 	free(c->parked);

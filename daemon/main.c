@@ -230,7 +230,6 @@ static void client_destroy(struct daemon *d, struct client *c, const char *why)
 		 c->pid, c->comm, why, atomic_load(&c->stats.faults), atomic_load(&c->stats.pswpout),
 		 atomic_load(&c->stats.pswpin));
 	client_unref(c);
-	store_compact(m->store);
 }
 
 struct client_watches {

@@ -57,7 +57,11 @@ static char *request(const char *req)
 			socket_path, strerror(errno));
 		return NULL;
 	}
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req) || write(fd, "\n", 1) != 1) {
+	char line[256];
+	int len_line = snprintf(line, sizeof(line), "%s\n", req);
+
+	/* One line in one send: the daemon answers and closes as soon as it has it. */
+	if (send(fd, line, (size_t)len_line, MSG_NOSIGNAL) != len_line) {
 		fprintf(stderr, "memextctl: cannot send to %s: %s\n", socket_path, strerror(errno));
 		return NULL;
 	}

@@ -76,6 +76,9 @@ struct store {
 	struct zpool *pool;
 
 	pthread_mutex_t same_lock;
+	/* Shared by saves and drops, exclusive for store_compact()'s trim of an empty store:
+	 * zpool_trim() must run alone. Loads need nothing: an empty store has none. */
+	pthread_rwlock_t trim_lock;
 	struct same_word *same_words; /* SAME_WORDS, allocated on first use */
 
 	_Atomic uint64_t stored_pages; /* every page held, same-filled included */
@@ -91,7 +94,9 @@ struct store {
 
 int store_new(const struct store_config *cfg, struct store **ret)
 {
-	struct zpool_config pc = {.mem_limit_bytes = cfg->mem_limit_bytes};
+	/* The store's own memory counts against the limit too: the pool gets what is left. */
+	const uint64_t own = sizeof(struct store) + SAME_WORDS * sizeof(struct same_word) + 64;
+	struct zpool_config pc = {};
 	struct store *s;
 	size_t huge;
 	int r;
@@ -122,6 +127,8 @@ int store_new(const struct store_config *cfg, struct store **ret)
 		goto out_free_store;
 	}
 
+	if (cfg->mem_limit_bytes)
+		pc.mem_limit_bytes = cfg->mem_limit_bytes > own ? cfg->mem_limit_bytes - own : 1;
 	r = zpool_new(&pc, &s->pool);
 	if (r < 0)
 		goto out_free_store;
@@ -129,6 +136,7 @@ int store_new(const struct store_config *cfg, struct store **ret)
 	s->huge_threshold = cfg->huge_threshold_bytes ? cfg->huge_threshold_bytes
 						      : (huge > 1 ? huge - 1 : PAGE_SIZE - 1);
 	pthread_mutex_init(&s->same_lock, NULL);
+	pthread_rwlock_init(&s->trim_lock, NULL);
 	*ret = s;
 	return 0;
 
@@ -143,6 +151,7 @@ void store_free(struct store *s)
 		return;
 	zpool_free(s->pool);
 	free(s->same_words);
+	pthread_rwlock_destroy(&s->trim_lock);
 	pthread_mutex_destroy(&s->same_lock);
 	free(s);
 }
@@ -179,7 +188,8 @@ static int same_get(struct store *s, uint64_t word, uint64_t *ret_handle)
 	int r = -ENOSPC;
 
 	if (sign_extend(word) == word) {
-		*ret_handle = H_SAME | H_SAME_VALUE | (word & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1));
+		*ret_handle =
+			H_SAME | H_SAME_VALUE | (word & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1));
 		return 0;
 	}
 	if ((word >> 32) == (word & UINT32_MAX)) {
@@ -289,7 +299,7 @@ static void store_maybe_compact(struct store *s)
 		zpool_compact(s->pool);
 }
 
-int store_save(struct store *s, const void *page, uint64_t *ret_handle)
+static int save_locked(struct store *s, const void *page, uint64_t *ret_handle)
 {
 	unsigned char buf[PAGE_SIZE];
 	const void *data = buf;
@@ -390,7 +400,7 @@ int store_load(struct store *s, uint64_t handle, void *page)
 	return r;
 }
 
-void store_drop(struct store *s, uint64_t handle)
+static void drop_locked(struct store *s, uint64_t handle)
 {
 	int len;
 
@@ -409,9 +419,44 @@ void store_drop(struct store *s, uint64_t handle)
 	atomic_fetch_sub(&s->stored_pages, 1);
 }
 
+int store_save(struct store *s, const void *page, uint64_t *ret_handle)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&s->trim_lock);
+	r = save_locked(s, page, ret_handle);
+	pthread_rwlock_unlock(&s->trim_lock);
+	return r;
+}
+
+void store_drop(struct store *s, uint64_t handle)
+{
+	pthread_rwlock_rdlock(&s->trim_lock);
+	drop_locked(s, handle);
+	pthread_rwlock_unlock(&s->trim_lock);
+}
+
+/* An empty store gives back its metadata too, so the daemon returns to where it started. */
+static void trim_if_empty(struct store *s)
+{
+	if (atomic_load(&s->stored_pages) || pthread_rwlock_trywrlock(&s->trim_lock) != 0)
+		return;
+	if (atomic_load(&s->stored_pages) == 0 && zpool_trim(s->pool) == 0) {
+		pthread_mutex_lock(&s->same_lock);
+		free(s->same_words);
+		s->same_words = NULL;
+		atomic_store(&s->same_bytes, 0);
+		pthread_mutex_unlock(&s->same_lock);
+	}
+	pthread_rwlock_unlock(&s->trim_lock);
+}
+
 uint64_t store_compact(struct store *s)
 {
-	return zpool_compact(s->pool);
+	uint64_t freed = zpool_compact(s->pool);
+
+	trim_if_empty(s);
+	return freed;
 }
 
 /* ---- figures ---- */

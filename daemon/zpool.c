@@ -2,14 +2,15 @@
 /*
  * zpool: zsmalloc rebuilt in user space.
  *
- * Layout. Objects are packed by size class. A class has one geometry, pages_per_zspage and
- * objs_per_zspage, chosen for the least waste; neighbouring classes with the same geometry are
- * merged into the larger, since it packs them just as densely (zsmalloc does the same). A zspage
- * is 1..16 pages at consecutive virtual addresses, so an object that spans a page boundary is
- * still read in place, with no copy. Zspages are carved out of arena chunks: 2^14 zspages of one
- * pages_per_zspage each, reserved with mmap(MAP_NORESERVE) and touched only when used. An
- * emptied zspage's pages go back with MADV_DONTNEED (the RSS falls at once); the address range
- * stays mapped for reuse, so nothing in the pool is ever unmapped while the pool lives.
+ * Layout. Objects are packed by size class (16-byte steps). A class has one geometry,
+ * pages_per_zspage and objs_per_zspage, chosen for little waste; neighbouring classes with the
+ * same geometry are merged into the larger, which packs them just as densely (zsmalloc does the
+ * same). A zspage is 1..16 pages at consecutive virtual addresses, so an object that spans a
+ * page boundary is still read in place, with no copy. Zspages are carved out of arena chunks:
+ * 2^14 zspages of one pages_per_zspage each, reserved with mmap(MAP_NORESERVE) and touched only
+ * when used. An emptied zspage's pages go back with MADV_DONTNEED (the RSS falls at once); the
+ * address range stays mapped for reuse, so nothing in the pool is ever unmapped while the pool
+ * lives.
  *
  * Handles. A handle indexes the handle table, whose 64-bit entry says where the object is:
  *
@@ -53,7 +54,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -86,7 +86,7 @@ static_assert(ZPOOL_MAX_ZSPAGE_PAGES * PAGE_SIZE <= (1u << ENT_OFF_BITS), "offse
 
 #define HTAB_CHUNK_SHIFT 20 /* entries per handle-table chunk: 8 MiB of address space */
 #define HTAB_CHUNK_ENTRIES (1u << HTAB_CHUNK_SHIFT)
-#define HANDLE_LIMIT (1u << 31) /* handles are below this; slot words use bit 31 */
+#define HANDLE_LIMIT (1u << 31) /* handles are below this: 31 bits, as free-list links */
 #define HTAB_MAX_CHUNKS (HANDLE_LIMIT >> HTAB_CHUNK_SHIFT)
 #define ENTRIES_PER_PAGE (PAGE_SIZE / sizeof(uint64_t))
 
@@ -106,10 +106,10 @@ static_assert(ZPOOL_MAX_ZSPAGE_PAGES * PAGE_SIZE <= (1u << ENT_OFF_BITS), "offse
 /* 16 bytes per zspage, in a table by id, touched as ids are first used. */
 struct zspage {
 	uint32_t prev, next; /* ids, in class->groups[group]; ZSPAGE_NONE at either end */
-	uint16_t inuse;      /* slots holding an object */
+	uint16_t inuse;	     /* slots holding an object */
 	uint16_t free_head;  /* a freed slot, linked to the next through its first 2 bytes */
-	uint16_t bump;       /* slots from here on never held an object */
-	uint8_t group;       /* fullness group, GROUP_NONE when on no list */
+	uint16_t bump;	     /* slots from here on never held an object */
+	uint8_t group;	     /* fullness group, GROUP_NONE when on no list */
 	uint8_t unused;
 };
 static_assert(sizeof(struct zspage) == 16, "zspage descriptors are 16 bytes");
@@ -117,7 +117,7 @@ static_assert(sizeof(struct zspage) == 16, "zspage descriptors are 16 bytes");
 struct size_class {
 	pthread_mutex_t lock;
 	uint32_t groups[ZPOOL_NR_FULLNESS]; /* ids of the first zspage per fullness group */
-	uint32_t size;                      /* bytes per slot */
+	uint32_t size;			    /* bytes per slot */
 	uint16_t pages_per_zspage;
 	uint16_t objs_per_zspage;
 	/* Under lock: */
@@ -131,7 +131,7 @@ struct arena_chunk {
 	char *base; /* CHUNK_ZSPAGES zspages of zspage_bytes */
 	size_t zspage_bytes;
 	unsigned pages_per_zspage;
-	struct zspage *desc;  /* descriptor per zspage; mmap'd, touched as ids are first used */
+	struct zspage *desc; /* descriptor per zspage; mmap'd, touched as ids are first used */
 };
 
 /* Per pages_per_zspage value: where new zspages of that length come from. Under arena_lock. */
@@ -165,6 +165,8 @@ struct zpool {
 	_Atomic uint64_t mem_bytes; /* pages and metadata */
 	_Atomic uint64_t mem_max_bytes;
 	_Atomic uint64_t metadata_bytes;
+	/* Of metadata_bytes, what zpool_trim() gives back: handle-table and descriptor pages. */
+	_Atomic uint64_t htab_bytes, desc_bytes;
 	_Atomic uint64_t objs, obj_bytes;
 	_Atomic uint64_t pages_compacted;
 	_Atomic uint64_t limit_rejects;
@@ -307,8 +309,10 @@ static int handle_alloc(struct zpool *pool, uint32_t *ret)
 			return r; /* h is lost: its entry has no memory */
 	}
 	/* Entries are used in order, so the first handle of a page is the one that touches it. */
-	if (h % ENTRIES_PER_PAGE == 0)
+	if (h % ENTRIES_PER_PAGE == 0) {
 		mem_charge_metadata(pool, PAGE_SIZE);
+		atomic_fetch_add(&pool->htab_bytes, PAGE_SIZE);
+	}
 	/* Until the store fills it in, a lookup of h must not take it for an object. */
 	atomic_store_explicit(handle_entry(pool, h), ENT_FREE, memory_order_relaxed);
 	*ret = h;
@@ -395,8 +399,10 @@ static int arena_id_alloc(struct zpool *pool, unsigned pages, uint32_t *ret)
 		g->next = 0;
 	}
 	/* Descriptors are used in id order: the first of a page touches it. */
-	if (g->next % (PAGE_SIZE / sizeof(struct zspage)) == 0)
+	if (g->next % (PAGE_SIZE / sizeof(struct zspage)) == 0) {
 		mem_charge_metadata(pool, PAGE_SIZE);
+		atomic_fetch_add(&pool->desc_bytes, PAGE_SIZE);
+	}
 	*ret = (uint32_t)g->chunk << CHUNK_ZSPAGES_SHIFT | g->next++;
 out:
 	pthread_mutex_unlock(&pool->arena_lock);
@@ -707,9 +713,8 @@ int zpool_obj_map(struct zpool *pool, uint32_t handle, const void **ret_data, si
 			e = atomic_load_explicit(ent, memory_order_relaxed);
 			continue;
 		}
-		if (likely(atomic_compare_exchange_weak_explicit(ent, &e, e + ENT_PIN_ONE,
-								 memory_order_acquire,
-								 memory_order_relaxed)))
+		if (likely(atomic_compare_exchange_weak_explicit(
+			    ent, &e, e + ENT_PIN_ONE, memory_order_acquire, memory_order_relaxed)))
 			break;
 	}
 	*ret_data = zspage_addr(pool, ent_id(e)) + ent_off(e);
@@ -942,9 +947,9 @@ static void class_geometry(uint32_t size, unsigned max_pages, uint16_t *ret_page
 		uint64_t bytes = (uint64_t)p * PAGE_SIZE, waste = bytes % size;
 
 		/* waste / bytes <= best_waste / best_bytes + GEOMETRY_SLACK_PCT / 100 */
-		if (bytes >= size && 100 * waste * best_bytes <=
-					     100 * best_waste * bytes +
-						     GEOMETRY_SLACK_PCT * bytes * best_bytes) {
+		if (bytes >= size &&
+		    100 * waste * best_bytes <=
+			    100 * best_waste * bytes + GEOMETRY_SLACK_PCT * bytes * best_bytes) {
 			best = p;
 			best_bytes = bytes;
 			break;
@@ -1079,6 +1084,51 @@ void zpool_free(struct zpool *pool)
 	pthread_mutex_destroy(&pool->compact_lock);
 	pthread_mutex_destroy(&pool->arena_lock);
 	free(pool);
+}
+
+int zpool_trim(struct zpool *pool)
+{
+	uint64_t bytes;
+
+	if (atomic_load(&pool->objs) || atomic_load(&pool->pages))
+		return -EBUSY;
+	pthread_mutex_lock(&pool->grow_lock);
+	pthread_mutex_lock(&pool->arena_lock);
+	/* Handles start again from 1: the table's pages go back. Its first page stays charged
+	 * (zpool_new charges it) and is touched again by the next handle. */
+	for (unsigned i = 0; i < HTAB_MAX_CHUNKS; i++) {
+		_Atomic uint64_t *chunk = atomic_load(&pool->htab[i]);
+
+		if (chunk)
+			(void)madvise((void *)chunk, HTAB_CHUNK_ENTRIES * sizeof(uint64_t),
+				      MADV_DONTNEED);
+	}
+	atomic_store(&pool->handle_next, 1);
+	atomic_store(&pool->handle_free, ((atomic_load(&pool->handle_free) >> 32) + 1) << 32);
+	/* The arena starts again: every chunk (address space, descriptors) and id list goes. */
+	for (unsigned i = 0; i < atomic_load(&pool->nr_chunks); i++) {
+		struct arena_chunk *c = atomic_load(&pool->chunks[i]);
+
+		munmap(c->desc, CHUNK_ZSPAGES * sizeof(*c->desc));
+		munmap(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
+		free(c);
+		atomic_store(&pool->chunks[i], NULL);
+		mem_charge_metadata(pool, -(int64_t)sizeof(*c));
+	}
+	atomic_store(&pool->nr_chunks, 0);
+	for (unsigned p = 0; p <= ZPOOL_MAX_ZSPAGE_PAGES; p++) {
+		struct arena_group *g = &pool->arena[p];
+
+		mem_charge_metadata(pool, -(int64_t)(g->cap_free * sizeof(*g->free_ids)));
+		free(g->free_ids);
+		*g = (struct arena_group){.chunk = -1};
+	}
+	bytes = atomic_exchange(&pool->htab_bytes, 0) + atomic_exchange(&pool->desc_bytes, 0);
+	atomic_fetch_sub(&pool->metadata_bytes, bytes);
+	atomic_fetch_sub(&pool->mem_bytes, bytes);
+	pthread_mutex_unlock(&pool->arena_lock);
+	pthread_mutex_unlock(&pool->grow_lock);
+	return 0;
 }
 
 /* ---- figures ---- */

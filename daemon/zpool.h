@@ -85,6 +85,13 @@ int zpool_obj_read(struct zpool *pool, uint32_t handle, void *buf, size_t buf_le
  */
 uint64_t zpool_compact(struct zpool *pool);
 
+/*
+ * When the pool holds nothing, gives back the handle table's and the zspage descriptors'
+ * pages, so an empty pool costs what a new one does. The caller guarantees that no other call
+ * on the pool runs meanwhile. Returns 0, or -EBUSY when the pool is not empty.
+ */
+int zpool_trim(struct zpool *pool);
+
 /* Pages zpool_compact() could give back now, summed over the classes. */
 uint64_t zpool_freeable_pages(struct zpool *pool);
 

@@ -12,12 +12,13 @@
  *           algorithm, into /dev/zram0 (reset, comp_algorithm, disksize, O_DIRECT writes); then
  *           both read their mm_stat figures. Then 75% of the pages, chosen at random, are
  *           dropped (store_drop / BLKDISCARD), both compact, and both report again.
- *   cost    CPU time per page (CLOCK_THREAD_CPUTIME_ID: other load on the machine does not
- *           count) of store_save and store_load against the library calls alone on the same
- *           pages in the same order: LZ4_compress_default / LZ4_decompress_safe and
- *           ZSTD_compressCCtx / ZSTD_decompressDCtx. Loads go in a random order, from a pool
- *           larger than the caches, as faults do; so do the library's decompressions, from one
- *           array. Best of --reps runs.
+ *   cost    CPU time per page (CLOCK_THREAD_CPUTIME_ID: time the thread is not running does
+ *           not count) of store_save and store_load against the library calls alone on the
+ *           same pages in the same order: LZ4_compress_default / LZ4_decompress_safe and
+ *           ZSTD_compressCCtx / ZSTD_decompressDCtx, on the heap-like pages below the huge cut.
+ *           Loads go in a random order, from a pool larger than the caches, as faults do; so do
+ *           the library's decompressions, from one array. Store and library take turns every
+ *           1024 pages; per stretch the best of --reps runs counts.
  *
  * Every page read back, from the store and from zram, is compared with what was written. zram0
  * is left reset (empty, no disksize) at exit, on SIGINT and SIGTERM too; if it is in use (swap,
@@ -63,7 +64,7 @@ struct mem_result {
 	bool valid;
 	struct mm_stat full, thin; /* all pages stored; after 75% dropped and compaction */
 	uint64_t metadata_full, metadata_thin; /* of mem_used_total (memext only) */
-	uint64_t bad;                          /* pages read back wrong */
+	uint64_t bad;			       /* pages read back wrong */
 };
 
 static volatile sig_atomic_t zram_touched;
@@ -94,8 +95,8 @@ enum page_kind { PAGE_HEAP, PAGE_SAME, PAGE_RANDOM };
  */
 static void make_heap_page(uint64_t *s, unsigned noise_pct, unsigned used_pct, unsigned char *p)
 {
-	static const char strs[][8] = {"GET /ind", "user_id=", "session\0", "text/htm",
-				       "applicat", "memextd\0", "lorem ip", "\"name\":\""};
+	static const char strs[][8] = {"GET /ind", "user_id=",	"session\0", "text/htm",
+				       "applicat", "memextd\0", "lorem ip",  "\"name\":\""};
 	const uint64_t arena = UINT64_C(0x00007f3a00000000) + (rng_next(s) % 4096 << 20);
 	const uint64_t tag = rng_next(s);
 	uint64_t counter = rng_next(s) % 100000;
@@ -119,13 +120,16 @@ static void make_heap_page(uint64_t *s, unsigned noise_pct, unsigned used_pct, u
 				v = tag;
 				break;
 			case 2: /* the next record, mostly: a list */
-				v = arena + (off / 64 + 1 + (r >> 16) % 4 / 3 * (r >> 20) % 64) * 64;
+				v = arena +
+				    (off / 64 + 1 + (r >> 16) % 4 / 3 * (r >> 20) % 64) * 64;
 				break;
 			case 3:
 				v = counter++;
 				break;
 			case 4:
-				memcpy(&v, strs[(off / 8 % 8 + (r >> 16) % 8 / 7) % ARRAY_SIZE(strs)], 8);
+				memcpy(&v,
+				       strs[(off / 8 % 8 + (r >> 16) % 8 / 7) % ARRAY_SIZE(strs)],
+				       8);
 				break;
 			default:
 				v = (r >> 16) % 4;
@@ -156,7 +160,8 @@ static enum page_kind make_page(uint64_t seed, size_t i, unsigned char *p)
 		return PAGE_RANDOM;
 	default:
 		make_heap_page(&s, (unsigned)(r >> 40) % (HEAP_NOISE_MAX_PCT + 1),
-			       HEAP_USED_MIN_PCT + (unsigned)(r >> 48) % (101 - HEAP_USED_MIN_PCT), p);
+			       HEAP_USED_MIN_PCT + (unsigned)(r >> 48) % (101 - HEAP_USED_MIN_PCT),
+			       p);
 		return PAGE_HEAP;
 	}
 }
@@ -309,7 +314,8 @@ static int zram_run(const struct options *o, const unsigned char *pages, const s
 	char size[32];
 	int fd, r;
 
-	if (sys_write("reset", "1") < 0)
+	/* Checked again right before the reset: another user may have taken it meanwhile. */
+	if (zram_busy() || sys_write("reset", "1") < 0)
 		return -EBUSY;
 	zram_touched = 1;
 	r = sys_write("comp_algorithm", algo);
@@ -323,8 +329,8 @@ static int zram_run(const struct options *o, const unsigned char *pages, const s
 	fd = open(ZRAM_DEV, O_RDWR | O_DIRECT | O_EXCL | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	buf = mmap(NULL, batch * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		   -1, 0);
+	buf = mmap(NULL, batch * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		   0);
 	if (buf == MAP_FAILED) {
 		close(fd);
 		return -ENOMEM;
@@ -441,118 +447,145 @@ out_free:
 
 /* ---- cost ---- */
 
+#define COST_BLOCK 1024 /* pages timed at a stretch, store and library in turn */
+
 struct cost {
-	double save_ns, load_ns; /* per page, through the store */
+	double save_ns, load_ns;   /* per page, through the store */
 	double comp_ns, decomp_ns; /* per page, the library alone */
 	uint64_t bad;
 };
 
-/* The library alone: every page that is neither same-filled nor huge. */
-static int lib_cost(const char *codec, const unsigned char *pages, const size_t *idx, size_t n,
-		    const size_t *load_order, struct cost *c)
+/* Per block of COST_BLOCK pages, the least CPU time seen over the runs. */
+struct cost_blocks {
+	size_t nr;
+	uint64_t *save, *load, *comp, *decomp;
+};
+
+static void keep_min(uint64_t *best, uint64_t t)
+{
+	if (!*best || t < *best)
+		*best = t;
+}
+
+/*
+ * One run on the pages idx[0..n): per block, the library compresses it and the store saves it;
+ * then per block of load_order, the library decompresses it and the store loads it. Store and
+ * library take turns a block at a time, so both see the same machine (caches, other load).
+ */
+static int cost_once(const char *codec, const unsigned char *pages, const size_t *idx, size_t n,
+		     const size_t *load_order, struct cost_blocks *b, uint64_t *bad)
 {
 	const size_t cap = LZ4_COMPRESSBOUND(PAGE_SIZE);
+	struct store_config cfg = {.compressor = codec, .zstd_level = 1};
+	bool zstd = strcmp(codec, "zstd") == 0;
 	unsigned char *comp = malloc(n * cap), out[PAGE_SIZE];
+	uint64_t *h = calloc(n, sizeof(*h));
 	int *len = calloc(n, sizeof(*len));
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
-	bool zstd = strcmp(codec, "zstd") == 0;
-	uint64_t t;
-	int r = 0;
+	struct store *s = NULL;
+	int r = -ENOMEM;
 
-	if (!comp || !len || !cctx || !dctx) {
-		r = -ENOMEM;
+	if (!comp || !h || !len || !cctx || !dctx)
 		goto out;
-	}
-	t = cpu_ns();
-	for (size_t k = 0; k < n; k++) {
-		const void *src = pages + idx[k] * PAGE_SIZE;
+	r = store_new(&cfg, &s);
+	if (r < 0)
+		goto out;
 
-		if (zstd)
-			len[k] = (int)ZSTD_compressCCtx(cctx, comp + k * cap, cap, src, PAGE_SIZE, 1);
-		else
-			len[k] = LZ4_compress_default(src, (char *)comp + k * cap, PAGE_SIZE,
-						      (int)cap);
-	}
-	c->comp_ns = (double)(cpu_ns() - t) / (double)n;
-	t = cpu_ns();
-	for (size_t k = 0; k < n; k++) {
-		size_t j = load_order[k];
+	for (size_t blk = 0; blk < b->nr; blk++) {
+		size_t lo = blk * COST_BLOCK, hi = MIN(n, lo + COST_BLOCK);
+		uint64_t t = cpu_ns();
 
-		if (zstd)
-			c->bad += ZSTD_decompressDCtx(dctx, out, PAGE_SIZE, comp + j * cap,
-						      (size_t)len[j]) != PAGE_SIZE;
-		else
-			c->bad += LZ4_decompress_safe((const char *)comp + j * cap, (char *)out,
-						      len[j], PAGE_SIZE) != PAGE_SIZE;
+		for (size_t k = lo; k < hi; k++) {
+			const void *src = pages + idx[k] * PAGE_SIZE;
+
+			if (zstd)
+				len[k] = (int)ZSTD_compressCCtx(cctx, comp + k * cap, cap, src,
+								PAGE_SIZE, 1);
+			else
+				len[k] = LZ4_compress_default(src, (char *)comp + k * cap,
+							      PAGE_SIZE, (int)cap);
+		}
+		keep_min(&b->comp[blk], cpu_ns() - t);
+		t = cpu_ns();
+		for (size_t k = lo; k < hi; k++) {
+			r = store_save(s, pages + idx[k] * PAGE_SIZE, &h[k]);
+			if (r < 0)
+				goto out;
+		}
+		keep_min(&b->save[blk], cpu_ns() - t);
 	}
-	c->decomp_ns = (double)(cpu_ns() - t) / (double)n;
+
+	for (size_t blk = 0; blk < b->nr; blk++) {
+		size_t lo = blk * COST_BLOCK, hi = MIN(n, lo + COST_BLOCK);
+		uint64_t t = cpu_ns();
+
+		for (size_t k = lo; k < hi; k++) {
+			size_t j = load_order[k];
+
+			if (zstd)
+				*bad += ZSTD_decompressDCtx(dctx, out, PAGE_SIZE, comp + j * cap,
+							    (size_t)len[j]) != PAGE_SIZE;
+			else
+				*bad += LZ4_decompress_safe((const char *)comp + j * cap,
+							    (char *)out, len[j],
+							    PAGE_SIZE) != PAGE_SIZE;
+		}
+		keep_min(&b->decomp[blk], cpu_ns() - t);
+		t = cpu_ns();
+		for (size_t k = lo; k < hi; k++)
+			*bad += store_load(s, h[load_order[k]], out) != 0;
+		keep_min(&b->load[blk], cpu_ns() - t);
+	}
+	for (size_t k = 0; k < n; k++)
+		*bad += store_load(s, h[k], out) != 0 ||
+			memcmp(out, pages + idx[k] * PAGE_SIZE, PAGE_SIZE) != 0;
+	r = 0;
 out:
+	store_free(s);
 	ZSTD_freeCCtx(cctx);
 	ZSTD_freeDCtx(dctx);
 	free(len);
+	free(h);
 	free(comp);
 	return r;
 }
 
-/* The store on the same pages: save all, then load them in load_order. */
-static int store_cost(const char *codec, const unsigned char *pages, const size_t *idx, size_t n,
-		      const size_t *load_order, struct cost *c)
-{
-	struct store_config cfg = {.compressor = codec, .zstd_level = 1};
-	uint64_t *h = calloc(n, sizeof(*h)), t;
-	unsigned char out[PAGE_SIZE];
-	struct store *s;
-	int r;
-
-	if (!h)
-		return -ENOMEM;
-	r = store_new(&cfg, &s);
-	if (r < 0)
-		goto out_free;
-	t = cpu_ns();
-	for (size_t k = 0; k < n; k++) {
-		r = store_save(s, pages + idx[k] * PAGE_SIZE, &h[k]);
-		if (r < 0)
-			goto out_store;
-	}
-	c->save_ns = (double)(cpu_ns() - t) / (double)n;
-	t = cpu_ns();
-	for (size_t k = 0; k < n; k++)
-		c->bad += store_load(s, h[load_order[k]], out) != 0;
-	c->load_ns = (double)(cpu_ns() - t) / (double)n;
-	for (size_t k = 0; k < n; k++)
-		c->bad += store_load(s, h[k], out) != 0 ||
-			  memcmp(out, pages + idx[k] * PAGE_SIZE, PAGE_SIZE) != 0;
-	r = 0;
-out_store:
-	store_free(s);
-out_free:
-	free(h);
-	return r;
-}
-
 static int cost_run(const struct options *o, const char *codec, const unsigned char *pages,
-		    const size_t *idx, size_t n, const size_t *load_order, struct cost *best)
+		    const size_t *idx, size_t n, const size_t *load_order, struct cost *ret)
 {
-	*best = (struct cost){1e18, 1e18, 1e18, 1e18, 0};
-	for (unsigned rep = 0; rep < o->reps; rep++) {
-		struct cost c = {};
-		int r;
+	struct cost_blocks b = {.nr = (n + COST_BLOCK - 1) / COST_BLOCK};
+	uint64_t sum[4] = {};
+	int r = -ENOMEM;
 
-		r = lib_cost(codec, pages, idx, n, load_order, &c);
+	b.save = calloc(b.nr, sizeof(uint64_t));
+	b.load = calloc(b.nr, sizeof(uint64_t));
+	b.comp = calloc(b.nr, sizeof(uint64_t));
+	b.decomp = calloc(b.nr, sizeof(uint64_t));
+	*ret = (struct cost){};
+	if (!b.save || !b.load || !b.comp || !b.decomp)
+		goto out;
+	for (unsigned rep = 0; rep < o->reps; rep++) {
+		r = cost_once(codec, pages, idx, n, load_order, &b, &ret->bad);
 		if (r < 0)
-			return r;
-		r = store_cost(codec, pages, idx, n, load_order, &c);
-		if (r < 0)
-			return r;
-		best->save_ns = MIN(best->save_ns, c.save_ns);
-		best->load_ns = MIN(best->load_ns, c.load_ns);
-		best->comp_ns = MIN(best->comp_ns, c.comp_ns);
-		best->decomp_ns = MIN(best->decomp_ns, c.decomp_ns);
-		best->bad += c.bad;
+			goto out;
 	}
-	return 0;
+	for (size_t blk = 0; blk < b.nr; blk++) {
+		sum[0] += b.save[blk];
+		sum[1] += b.load[blk];
+		sum[2] += b.comp[blk];
+		sum[3] += b.decomp[blk];
+	}
+	ret->save_ns = (double)sum[0] / (double)n;
+	ret->load_ns = (double)sum[1] / (double)n;
+	ret->comp_ns = (double)sum[2] / (double)n;
+	ret->decomp_ns = (double)sum[3] / (double)n;
+out:
+	free(b.save);
+	free(b.load);
+	free(b.comp);
+	free(b.decomp);
+	return r;
 }
 
 /* ---- report ---- */
@@ -592,8 +625,7 @@ static void report_memory(const char *algo, const struct mem_result *m, const st
 	R("huge_pages", 0, (double)mf->huge_pages, (double)zf->huge_pages);
 	R("mem_used_total (MiB)", 1, mib(mf->mem_used_total), mib(zf->mem_used_total));
 	R("  of which metadata (MiB; zram: not counted)", 2, mib(m->metadata_full), 0.0);
-	R("mem_used_total per stored page (bytes)", 1,
-	  (double)mf->mem_used_total / m_stored,
+	R("mem_used_total per stored page (bytes)", 1, (double)mf->mem_used_total / m_stored,
 	  v ? (double)zf->mem_used_total / z_stored : 0);
 	R("  same, without metadata (bytes)", 1,
 	  (double)(mf->mem_used_total - m->metadata_full) / m_stored,
@@ -602,8 +634,7 @@ static void report_memory(const char *algo, const struct mem_result *m, const st
 	  v ? (double)zf->orig_data_size / (double)zf->mem_used_total : 0);
 	R("75% dropped + compact: pages stored", 0, (double)(mt->orig_data_size / PAGE_SIZE),
 	  (double)(zt->orig_data_size / PAGE_SIZE));
-	R("  live compressed bytes (MiB)", 2, mib(mt->compr_data_size),
-	  mib(zt->compr_data_size));
+	R("  live compressed bytes (MiB)", 2, mib(mt->compr_data_size), mib(zt->compr_data_size));
 	R("  mem_used_total (MiB)", 2, mib(mt->mem_used_total), mib(zt->mem_used_total));
 	R("  mem_used_total / live compressed", 3,
 	  (double)mt->mem_used_total / (double)mt->compr_data_size,
@@ -647,8 +678,8 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"pages", required_argument, NULL, 'n'}, {"seed", required_argument, NULL, 's'},
-		{"reps", required_argument, NULL, 'r'},  {"no-zram", no_argument, NULL, 'Z'},
-		{"help", no_argument, NULL, 'h'},        {}};
+		{"reps", required_argument, NULL, 'r'},	 {"no-zram", no_argument, NULL, 'Z'},
+		{"help", no_argument, NULL, 'h'},	 {}};
 	struct options o = {.nr_pages = 131072, .seed = 1, .reps = 3, .zram = true};
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct mem_result m_lz4 = {}, z_lz4 = {}, m_zstd = {}, z_zstd = {};

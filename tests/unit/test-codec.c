@@ -15,12 +15,12 @@
 #include "daemon/codec.h"
 #include "macro.h"
 
-#define check(expr)                                                                                \
-	do {                                                                                       \
-		if (!(expr)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);   \
-			abort();                                                                   \
-		}                                                                                  \
+#define check(expr)                                                                              \
+	do {                                                                                     \
+		if (!(expr)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+			abort();                                                                 \
+		}                                                                                \
 	} while (0)
 
 static uint64_t rng_next(uint64_t *s)
@@ -36,8 +36,8 @@ static uint64_t rng_next(uint64_t *s)
 /* A page that compresses by a factor depending on noise (0: text only .. 100: random). */
 static void make_page(uint64_t seed, unsigned noise, unsigned char *p)
 {
-	static const char *const words[] = {"memory", "page", "fault ", "zspage", "class", " ",
-					    "handle", "\n", "swap", "0x00", "{\"k\":", "lru"};
+	static const char *const words[] = {"memory", "page", "fault ", "zspage", "class",   " ",
+					    "handle", "\n",   "swap",	"0x00",	  "{\"k\":", "lru"};
 	uint64_t s = seed;
 	size_t i = 0;
 

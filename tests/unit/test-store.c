@@ -14,12 +14,12 @@
 #include <stdio.h>
 #include <time.h>
 
-#define check(expr)                                                                                \
-	do {                                                                                       \
-		if (!(expr)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);   \
-			abort();                                                                   \
-		}                                                                                  \
+#define check(expr)                                                                              \
+	do {                                                                                     \
+		if (!(expr)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+			abort();                                                                 \
+		}                                                                                \
 	} while (0)
 
 static uint64_t rng_next(uint64_t *s)
@@ -45,8 +45,8 @@ static double now_sec(void)
  */
 static void make_page(uint64_t seed, unsigned char *p)
 {
-	static const char *const words[] = {"memory", "page", "fault ", "zspage", "class", " ",
-					    "handle", "\n", "swap", "0x00", "{\"k\":", "lru"};
+	static const char *const words[] = {"memory", "page", "fault ", "zspage", "class",   " ",
+					    "handle", "\n",   "swap",	"0x00",	  "{\"k\":", "lru"};
 	uint64_t s = seed, r = rng_next(&s), noise;
 	size_t i = 0;
 
@@ -159,8 +159,8 @@ static void test_same_filled(const char *codec)
 		UINT64_C(0x7fff00007fff0000),
 		UINT64_C(0xdeadbeefcafebabe),
 		UINT64_C(1) << 52,
-		(uint64_t)-(INT64_C(1) << 53),
-		(uint64_t)-(INT64_C(1) << 53) - 1,
+		(uint64_t) - (INT64_C(1) << 53),
+		(uint64_t) - (INT64_C(1) << 53) - 1,
 		UINT64_C(1) << 53,
 	};
 	unsigned char page[PAGE_SIZE], got[PAGE_SIZE];
@@ -230,8 +230,8 @@ static void test_same_filled(const char *codec)
 		store_get_stats(s, &st);
 		check(st.same_pages == 0 && st.stored_pages == 0);
 	}
-	printf("%s same-filled: %zu of %zu distinct words compressed, table full\n", codec,
-	       in_pool, nr_many);
+	printf("%s same-filled: %zu of %zu distinct words compressed, table full\n", codec, in_pool,
+	       nr_many);
 	free(many);
 	store_free(s);
 }
@@ -282,7 +282,7 @@ static void test_huge(const char *codec)
 
 static void test_round_trip(const char *codec, int level)
 {
-	const size_t n = 10000;
+	const size_t n = 6000;
 	unsigned char page[PAGE_SIZE];
 	struct store *s = new_store(codec, level, 0, false);
 	struct store_stats st;
@@ -431,7 +431,7 @@ static void test_corrupt(const char *codec)
 
 static void test_compaction(bool automatic)
 {
-	const size_t n = 30000;
+	const size_t n = 24000;
 	unsigned char page[PAGE_SIZE];
 	struct store *s = new_store("lz4", 0, 0, automatic);
 	struct store_stats full, packed;
@@ -555,7 +555,7 @@ static void *loader_main(void *p)
 
 static void test_concurrent_loads(const char *codec)
 {
-	const size_t n_stable = 5000, n_churn = 15000;
+	const size_t n_stable = 3000, n_churn = 9000;
 	unsigned char page[PAGE_SIZE];
 	struct loader l = {.s = new_store(codec, 0, 0, false), .n = n_stable};
 	uint64_t *stable = calloc(n_stable, sizeof(*stable)), *churn = calloc(n_churn, 8);
@@ -576,7 +576,7 @@ static void test_concurrent_loads(const char *codec)
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++)
 		check(pthread_create(&t[i], NULL, loader_main, &l) == 0);
 	t0 = now_sec();
-	for (unsigned round = 0; round < 2 || now_sec() - t0 < 2; round++) {
+	for (unsigned round = 0; round < 2 || now_sec() - t0 < 1.5; round++) {
 		for (size_t i = 0; i < n_churn; i++)
 			if (churn[i] && rng_next(&rs) % 4) {
 				store_drop(l.s, churn[i]);
@@ -602,11 +602,11 @@ static void test_concurrent_loads(const char *codec)
 	store_free(l.s);
 }
 
-#define run(call)                                                                                  \
-	do {                                                                                       \
-		double _t = now_sec();                                                             \
-		call;                                                                              \
-		printf("  %s: %.1f s\n", #call, now_sec() - _t);                                   \
+#define run(call)                                                \
+	do {                                                     \
+		double _t = now_sec();                           \
+		call;                                            \
+		printf("  %s: %.1f s\n", #call, now_sec() - _t); \
 	} while (0)
 
 int main(void)
