@@ -64,6 +64,8 @@ struct options {
 	const char *stats_socket_path;
 	const char *default_budget;
 	const char *store_limit;
+	const char *compressor;
+	const char *zstd_level;
 	const char *fault_threads;
 	const char *batch_pages;
 	const char *faultaround_pages;
@@ -616,6 +618,8 @@ static void help(void)
 	       "  --stats-socket PATH     statistics socket (default %s/stats.sock)\n"
 	       "  --default-budget SIZE   budget for clients that set no MEMEXT_BUDGET\n"
 	       "  --store-limit SIZE      memory the store may use (0: no limit)\n"
+	       "  --compressor NAME       lz4 or zstd\n"
+	       "  --zstd-level N          1-19\n"
 	       "  --fault-threads N       fault threads (0: one per CPU)\n"
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
@@ -637,6 +641,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_STATS_SOCKET,
 		OPT_DEFAULT_BUDGET,
 		OPT_STORE_LIMIT,
+		OPT_COMPRESSOR,
+		OPT_ZSTD_LEVEL,
 		OPT_FAULT_THREADS,
 		OPT_BATCH_PAGES,
 		OPT_FAULTAROUND,
@@ -651,6 +657,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"default-budget", required_argument, NULL, OPT_DEFAULT_BUDGET},
 		{"store-limit", required_argument, NULL, OPT_STORE_LIMIT},
+		{"compressor", required_argument, NULL, OPT_COMPRESSOR},
+		{"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
 		{"fault-threads", required_argument, NULL, OPT_FAULT_THREADS},
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
@@ -670,6 +678,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_STATS_SOCKET: o->stats_socket_path = optarg; break;
 		case OPT_DEFAULT_BUDGET: o->default_budget = optarg; break;
 		case OPT_STORE_LIMIT: o->store_limit = optarg; break;
+		case OPT_COMPRESSOR: o->compressor = optarg; break;
+		case OPT_ZSTD_LEVEL: o->zstd_level = optarg; break;
 		case OPT_FAULT_THREADS: o->fault_threads = optarg; break;
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
@@ -706,6 +716,8 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 		{"reclaim", "default-budget", o->default_budget},
 		{"reclaim", "batch-pages", o->batch_pages},
 		{"store", "memory-limit", o->store_limit},
+		{"store", "compressor", o->compressor},
+		{"store", "zstd-level", o->zstd_level},
 	};
 	char err[1024];
 

@@ -118,12 +118,14 @@ class Daemon:
         self.log_path = os.path.join(tmp, "memextd.log")
         self.memextctl = args.memextctl
         self.memextd = args.memextd
+        self.extra_args = args.daemon_arg or []
         self.proc = None
         self.stop_status = None
 
     def start(self, timeout):
         self.log_file = open(self.log_path, "wb")
         cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
+        cmd += self.extra_args
         log("starting: " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -417,6 +419,8 @@ def test_managed(args, tmp):
     footprint = parse_size(args.footprint)
     bound = int(budget * 1.25) + 16 * MiB
     auto_out = max(1, (footprint - bound) // PAGE)
+    if args.rss_bound:
+        bound = parse_size(args.rss_bound)
     min_out = (args.min_pswpout if args.min_pswpout is not None else auto_out) * args.clients
     min_in = int(min_out * args.min_pswpin_frac)
 
@@ -621,6 +625,11 @@ def main():
                     help="preload jemalloc after the shim (skip if it is not installed)")
     ap.add_argument("--mem-used-slack", type=int, default=0,
                     help="bytes store.mem_used_total may stay above its value before the test")
+    ap.add_argument("--daemon-arg", action="append", default=[],
+                    help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
+    ap.add_argument("--rss-bound", default=None,
+                    help="peak RssAnon allowed (size), instead of budget * 1.25 + 16 MiB: for runs "
+                         "where eviction is meant to stop, e.g. at the store's limit")
     ap.add_argument("cmd", nargs="+")
     args = ap.parse_args()
     args.preload_also = []
