@@ -40,6 +40,7 @@ struct client_counters {
 	_Atomic uint64_t zero_faults; /* ... with zero pages (never evicted) */
 	_Atomic uint64_t parked;      /* faults that waited for a batch or for reclaim */
 	_Atomic uint64_t move_failed; /* pages the kernel refused to move */
+	_Atomic uint64_t readahead;   /* of pswpin: pages brought back ahead of a fault */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time, for the mean */
 	struct histogram fault_usec;       /* fault service time, read to answer, µs */
 };
@@ -72,6 +73,8 @@ struct client {
 	uint64_t nr_present; /* PRESENT and MOVING entries */
 	uint64_t nr_stored;  /* STORED and LOADING entries */
 	uint64_t clock_hand; /* vpn where the next victim search starts */
+	uint64_t ra_next_vpn; /* a fault here continues a sequential run */
+	unsigned ra_window;   /* pages read ahead on the next sequential fault */
 	bool batch_in_flight;
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;

@@ -18,6 +18,7 @@
 #include "uffd-compat.h"
 
 #define READ_BATCH 32      /* uffd messages per read() */
+#define RA_MAX_PAGES 32    /* swap-in readahead window, at most */
 #define PENDING_MAX 256    /* faults a thread holds between reading and answering */
 
 struct fault_thread {
@@ -362,6 +363,71 @@ static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
 }
 
 /*
+ * Swap-in readahead, as the kernel's swap_vma_readahead: a fault right after the pages the
+ * previous one brought in is sequential, and the window doubles (up to RA_MAX_PAGES); any
+ * other fault halves it, so random access quickly reads nothing ahead. Picks the run of
+ * STORED pages after vpn, marks them LOADING and returns how many (lock held).
+ */
+static unsigned readahead_plan(struct client *c, uint64_t vpn, uint64_t *ret_vpn)
+{
+	unsigned n = 0;
+
+	if (vpn == c->ra_next_vpn)
+		c->ra_window = c->ra_window ? MIN(c->ra_window * 2, (unsigned)RA_MAX_PAGES) : 2;
+	else
+		c->ra_window /= 2;
+	for (unsigned i = 1; i <= c->ra_window; i++) {
+		pte_t *pte = pagetable_lookup(c->pt, vpn + i);
+
+		if (!pte || pte_type(*pte) != PTE_STORED)
+			break;
+		*pte = pte_make(PTE_LOADING, 0, pte_payload(*pte));
+		ret_vpn[n++] = vpn + i;
+	}
+	c->ra_next_vpn = vpn + n + 1;
+	return n;
+}
+
+/* Brings the pages readahead_plan() picked back in; those it cannot go back to STORED. */
+static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n, void *buf)
+{
+	bool stop = false;
+
+	for (unsigned i = 0; i < n; i++) {
+		pte_t *pte;
+		uint64_t handle;
+		int r = -EAGAIN;
+
+		pthread_mutex_lock(&c->lock);
+		pte = pagetable_lookup(c->pt, vpn[i]);
+		handle = pte_payload(*pte);
+		pthread_mutex_unlock(&c->lock);
+		if (!stop && store_load(c->m->store, handle, buf) == 0)
+			r = uffd_copy(c->uffd, vpn[i] * PAGE_SIZE, buf);
+		/* EAGAIN (events pending) or anything else: leave the rest for their faults. */
+		stop |= r != 0 && r != -EEXIST;
+		pthread_mutex_lock(&c->lock);
+		if (r == 0 || r == -EEXIST) {
+			*pte = pte_make(PTE_PRESENT, 0, 0);
+			c->nr_stored--;
+			c->nr_present++;
+		} else {
+			*pte = pte_make(PTE_STORED, 0, handle);
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (r == 0 || r == -EEXIST) {
+			if (r == -EEXIST)
+				uffd_wake(c->uffd, vpn[i] * PAGE_SIZE, PAGE_SIZE);
+			store_drop(c->m->store, handle);
+			atomic_fetch_add(&c->stats.pswpin, 1);
+			atomic_fetch_add(&c->stats.readahead, 1);
+			atomic_fetch_add(&c->m->totals.pswpin, 1);
+			atomic_fetch_add(&c->m->totals.readahead, 1);
+		}
+	}
+}
+
+/*
  * A fault on a page of a batch that cannot land normally: the agent itself touched it (glibc
  * internals it calls may read application memory), or the agent failed and its batch is
  * orphaned. A fault means the page is not in the application, so it is in staging (moved) or
@@ -443,10 +509,20 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		/* Another thread is installing it; its UFFDIO_COPY wakes this one too. */
 		pthread_mutex_unlock(&c->lock);
 		return 0;
-	case PTE_STORED:
+	case PTE_STORED: {
+		uint64_t ra[RA_MAX_PAGES];
+		unsigned nr_ra;
+		int r;
+
 		if (!from_reclaim && !is_agent && should_throttle(c))
 			goto park;
-		return swap_in(c, vpn, pte, buf);
+		nr_ra = is_agent ? 0 : readahead_plan(c, vpn, ra);
+		/* The faulting page first: its thread runs on while the rest comes in. */
+		r = swap_in(c, vpn, pte, buf);
+		if (nr_ra)
+			readahead_install(c, ra, nr_ra, buf);
+		return r;
+	}
 	case PTE_PRESENT: {
 		uint64_t done;
 		int r;

@@ -39,6 +39,7 @@ struct manager_config {
 struct manager_totals {
 	_Atomic uint64_t pswpin;       /* pages brought back from the store */
 	_Atomic uint64_t pswpout;      /* pages evicted into the store */
+	_Atomic uint64_t readahead;    /* of pswpin: pages brought back ahead of a fault */
 	_Atomic uint64_t faults;       /* page faults answered */
 	_Atomic uint64_t zero_faults;  /* ... of which with zero pages */
 	_Atomic uint64_t clients_seen; /* clients ever accepted */

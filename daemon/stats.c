@@ -121,14 +121,15 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 	}
 	fprintf(f,
 		"],\"totals\":{\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64 ",\"faults\":%" PRIu64
-		",\"zero_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
+		",\"zero_faults\":%" PRIu64 ",\"readahead\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
-		atomic_load(&m->totals.clients_seen), atomic_load(&m->totals.reclaim_scanned),
-		atomic_load(&m->totals.pswpout), atomic_load(&m->totals.reclaim_failed),
+		atomic_load(&m->totals.readahead), atomic_load(&m->totals.clients_seen),
+		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
+		atomic_load(&m->totals.reclaim_failed),
 		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -269,6 +270,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   atomic_load(&m->totals.pswpin));
 	prom_value(f, "memext_pswpout_total", "counter", "Pages evicted into the store.",
 		   atomic_load(&m->totals.pswpout));
+	prom_value(f, "memext_readahead_pages_total", "counter",
+		   "Pages brought back ahead of a fault (swap-in readahead).",
+		   atomic_load(&m->totals.readahead));
 	prom_value(f, "memext_zero_faults_total", "counter",
 		   "Faults answered with zero pages (memory never evicted).",
 		   atomic_load(&m->totals.zero_faults));
