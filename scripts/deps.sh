@@ -7,7 +7,7 @@ packages=(build-essential meson ninja-build pkg-config python3
 	liblz4-dev libzstd-dev libsystemd-dev libcap-dev libinih-dev)
 if [[ "${1:-}" == "--test" ]]; then
 	# The test suite also runs util-linux's mkswap/blkid and systemd's tools.
-	packages+=(util-linux systemd systemd-container)
+	packages+=(util-linux systemd systemd-container libjemalloc2)
 fi
 
 missing=()
