@@ -408,7 +408,8 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		stop |= r != 0 && r != -EEXIST;
 		pthread_mutex_lock(&c->lock);
 		if (r == 0 || r == -EEXIST) {
-			*pte = pte_make(PTE_PRESENT, 0, 0);
+			/* Referenced, as the faulting page: a sequential reader is about to use it. */
+			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
 			c->nr_stored--;
 			c->nr_present++;
 		} else {

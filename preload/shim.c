@@ -55,6 +55,10 @@ static struct {
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 	int uffd;       /* our own copy, kept for the life of the process */
+	/* A second uffd that only staging is registered with, asking for no events: the
+	 * agent moves pages into staging through it (a move checks only the destination's
+	 * registration), so dropping staging raises no REMOVE event for anyone to read. */
+	int staging_uffd;
 	int control_fd; /* to the daemon */
 	int agent_fd;   /* the agent's end of the agent socketpair */
 	uint64_t features;
@@ -68,6 +72,7 @@ static struct {
 	pthread_mutex_t fork_lock;
 } S = {
 	.uffd = -1,
+	.staging_uffd = -1,
 	.control_fd = -1,
 	.agent_fd = -1,
 	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -128,15 +133,19 @@ static void set_moved(struct msg_agent_move_done *reply, uint64_t staging_addr)
 		reply->moved[slot / 64] |= 1ULL << (slot % 64);
 }
 
-/* Moves one contiguous run; returns bytes moved from its start, and the error that stopped it. */
-static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, int *ret_err)
+/*
+ * Moves one contiguous run; returns bytes moved from its start, and the error that stopped it.
+ * Into staging through staging_uffd, back into the application through the main uffd: a
+ * move needs its destination registered with the uffd it is issued on.
+ */
+static uint64_t move_once(int uffd, uint64_t dst, uint64_t src, uint64_t len, int *ret_err)
 {
 	struct uffdio_move mv = {.dst = dst, .src = src, .len = len};
 	int retries = 0;
 
 	for (;;) {
 		mv.move = 0;
-		if (ioctl(S.uffd, UFFDIO_MOVE, &mv) == 0) {
+		if (ioctl(uffd, UFFDIO_MOVE, &mv) == 0) {
 			*ret_err = 0;
 			return len;
 		}
@@ -152,23 +161,24 @@ static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, int *ret_err
 
 static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
 {
+	int uffd = back ? S.uffd : S.staging_uffd;
 	uint64_t done = 0;
 
 	while (done < r->len) {
 		uint64_t len = r->len - done, moved;
 		int err;
 
-		moved = move_once(r->dst + done, r->src + done, len, &err);
+		moved = move_once(uffd, r->dst + done, r->src + done, len, &err);
 		if (err && moved == 0 && len > PAGE_SIZE) {
 			/* A run may cross two mappings (EINVAL) or hold one page the kernel refuses:
 			 * find out page by page. */
-			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, &err);
+			moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
 		}
 		if (err == EINVAL && moved == 0 && !back && (S.flags & HELLO_IGNORE_MLOCK)) {
 			/* Mlocked memory moves only into locked memory: the locked half. */
 			uint64_t dst = r->dst + done + MEMEXT_STAGING_PAGES * PAGE_SIZE;
 
-			moved = move_once(dst, r->src + done, PAGE_SIZE, &err);
+			moved = move_once(uffd, dst, r->src + done, PAGE_SIZE, &err);
 			if (moved) {
 				set_moved(reply, dst);
 				done += moved;
@@ -457,12 +467,28 @@ static void memext_start(pid_t parent)
 			S.flags &= ~HELLO_IGNORE_MLOCK;
 		}
 	}
-	/* UFFDIO_MOVE only moves into memory registered with the same uffd. */
+	/* UFFDIO_MOVE only moves into memory registered with the uffd it is issued on. */
+	S.staging_uffd = open_uffd();
+	if (S.staging_uffd >= 0) {
+		uint64_t f;
+
+		r = uffd_api(S.staging_uffd, UFFD_FEATURE_MOVE, &f);
+		if (r < 0) {
+			close(S.staging_uffd);
+			S.staging_uffd = r;
+		}
+	}
+	if (S.staging_uffd < 0) {
+		shim_log("no second userfaultfd for staging (%s); running without memext",
+			 errstr(S.staging_uffd));
+		S.staging_uffd = -1;
+		goto fail;
+	}
 	reg = (struct uffdio_register){
 		.range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()},
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	if (ioctl(S.uffd, UFFDIO_REGISTER, &reg) < 0) {
+	if (ioctl(S.staging_uffd, UFFDIO_REGISTER, &reg) < 0) {
 		shim_log("cannot register the staging area: %s; running without memext",
 			 errstr(errno));
 		goto fail;
@@ -501,6 +527,7 @@ fail_agent:
 	close_fd(&S.control_fd);
 	/* Unregister whatever we registered: an uffd nobody serves would hang the process. */
 	close_fd(&S.uffd);
+	close_fd(&S.staging_uffd);
 }
 
 /* fork(): the child does not inherit the registrations (no UFFD_FEATURE_EVENT_FORK without
@@ -552,6 +579,7 @@ static void fork_child(void)
 	close_fd(&S.control_fd);
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);
+	close_fd(&S.staging_uffd);
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
 	if (S.staging) {
