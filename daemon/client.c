@@ -40,6 +40,7 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 	c->control_fd = control_fd;
 	c->budget_pages = budget_bytes / PAGE_SIZE;
 	c->features = hello->uffd_features;
+	c->track_writes = c->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 	c->agent_tid = hello->agent_tid;
 	c->flags = hello->flags;
 	c->staging = hello->staging;
@@ -68,7 +69,8 @@ static int drop_stored(uint64_t vpn, pte_t *pte, void *userdata)
 	struct client *c = userdata;
 
 	(void)vpn;
-	if (pte_type(*pte) == PTE_STORED || pte_type(*pte) == PTE_LOADING)
+	if (pte_type(*pte) == PTE_STORED || pte_type(*pte) == PTE_LOADING ||
+	    (pte_type(*pte) == PTE_PRESENT && (*pte & PTE_CLEAN)))
 		store_drop(c->m->store, pte_payload(*pte));
 	*pte = 0;
 	return 0;
@@ -80,6 +82,7 @@ void client_release_pages(struct client *c)
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, drop_stored, c);
 	c->nr_present = 0;
 	c->nr_stored = 0;
+	c->nr_cached = 0;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -161,7 +164,8 @@ static int register_gap(uint64_t start, uint64_t end, void *userdata)
 	struct client *c = userdata;
 	struct uffdio_register reg = {
 		.range = {.start = start, .len = end - start},
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(c->track_writes ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
 	int r;
 

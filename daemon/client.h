@@ -41,6 +41,8 @@ struct client_counters {
 	_Atomic uint64_t parked;      /* faults that waited for a batch or for reclaim */
 	_Atomic uint64_t move_failed; /* pages the kernel refused to move */
 	_Atomic uint64_t readahead;   /* of pswpin: pages brought back ahead of a fault */
+	_Atomic uint64_t pswpout_clean; /* of pswpout: evicted clean, their copy reused */
+	_Atomic uint64_t wp_faults;   /* first writes to pages brought back clean */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time, for the mean */
 	struct histogram fault_usec;       /* fault service time, read to answer, µs */
 };
@@ -59,6 +61,7 @@ struct client {
 	uint64_t features;     /* granted by UFFDIO_API in the shim */
 	pid_t agent_tid;
 	uint32_t flags; /* HELLO_* */
+	bool track_writes; /* the uffd reports write-protect faults: keep clean copies */
 	struct mem_range staging;
 	struct mem_range exclude[MEMEXT_MAX_EXCLUDE];
 	unsigned nr_exclude;
@@ -72,6 +75,7 @@ struct client {
 	struct rangeset registered;
 	uint64_t nr_present; /* PRESENT and MOVING entries */
 	uint64_t nr_stored;  /* STORED and LOADING entries */
+	uint64_t nr_cached;  /* PRESENT|CLEAN entries: resident pages whose stored copy is kept */
 	uint64_t clock_hand; /* vpn where the next victim search starts */
 	uint64_t ra_next_vpn; /* a fault here continues a sequential run */
 	unsigned ra_window;   /* pages read ahead on the next sequential fault */

@@ -1065,8 +1065,18 @@ int config_set(struct memextd_config *cfg, const char *section, const char *key,
 	if (err && err_len)
 		err[0] = '\0';
 	r = handle_key(&ctx, section, key, value);
-	if (r < 0)
-		return r;
+	return r < 0 ? r : 0;
+}
+
+int config_validate(struct memextd_config *cfg, char *err, size_t err_len)
+{
+	struct parse_ctx ctx = {
+		.path = cfg->path ? cfg->path : "command line", .cfg = cfg, .err = err,
+		.err_len = err_len,
+	};
+
+	if (err && err_len)
+		err[0] = '\0';
 	return validate(&ctx);
 }
 

@@ -162,11 +162,15 @@ int config_reload(struct memextd_config **cfg, const char *path, char *err, size
 
 /*
  * Sets one key as if "[section] key = value" were a line of a file: how the command line
- * overrides the file. The value is checked as the file's would be, and so are the keys that
- * depend on each other. Returns 0, or -errno with the message in err ("command line: ...").
+ * overrides the file. The value is checked as the file's would be; the keys that depend on
+ * each other are checked by config_validate() once all are set. Returns 0, or -errno with the
+ * message in err ("command line: ...").
  */
 int config_set(struct memextd_config *cfg, const char *section, const char *key,
 	       const char *value, char *err, size_t err_len);
+
+/* Checks the keys that depend on each other (watermarks, backend and swap files, sockets). */
+int config_validate(struct memextd_config *cfg, char *err, size_t err_len);
 
 void config_free(struct memextd_config *cfg);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -46,11 +47,26 @@ static int uffd_zeropage(int uffd, uint64_t start, uint64_t len, uint64_t *ret_d
 	return r;
 }
 
-static int uffd_copy(int uffd, uint64_t dst, const void *src)
+static int uffd_copy_mode(int uffd, uint64_t dst, const void *src, uint64_t mode)
 {
-	struct uffdio_copy cp = {.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = PAGE_SIZE};
+	struct uffdio_copy cp = {
+		.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = PAGE_SIZE, .mode = mode,
+	};
 
 	return ioctl(uffd, UFFDIO_COPY, &cp) < 0 ? -errno : 0;
+}
+
+static int uffd_copy(int uffd, uint64_t dst, const void *src)
+{
+	return uffd_copy_mode(uffd, dst, src, 0);
+}
+
+/* Lifts write protection from one page, which wakes the thread waiting on it. */
+static int uffd_unprotect(int uffd, uint64_t start)
+{
+	struct uffdio_writeprotect wp = {.range = {.start = start, .len = PAGE_SIZE}, .mode = 0};
+
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
 }
 
 static void uffd_wake(int uffd, uint64_t start, uint64_t len)
@@ -80,6 +96,10 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 	(void)vpn;
 	switch (pte_type(*pte)) {
 	case PTE_PRESENT:
+		if (*pte & PTE_CLEAN) {
+			store_drop(c->m->store, pte_payload(*pte));
+			c->nr_cached--;
+		}
 		c->nr_present--;
 		*pte = 0;
 		break;
@@ -233,6 +253,9 @@ static int read_uffd(struct client *c, struct pending *p)
 				handle_event(c, &msgs[i]);
 			total++;
 		}
+		/* A short read emptied the queue: spare the read that would say EAGAIN. */
+		if (n < (ssize_t)sizeof(msgs))
+			break;
 	}
 	pthread_rwlock_unlock(&c->resolve_lock);
 	return total;
@@ -321,36 +344,60 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 	return r == -EAGAIN ? -EAGAIN : 0;
 }
 
-/* Brings a stored page back (lock held on entry, dropped). Returns 0 or -EAGAIN. */
-static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
+static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void *buf, bool keep,
+			  int load_r);
+
+/*
+ * Brings a stored page back (lock held on entry, dropped). keep: map it write-protected and
+ * keep the stored copy (PTE_CLEAN), which stays valid until the first write, as the kernel's
+ * swap cache; else the copy is freed. Returns 0 or -EAGAIN.
+ */
+static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool keep)
 {
 	uint64_t handle = pte_payload(*pte);
-	int r;
 
 	*pte = pte_make(PTE_LOADING, 0, handle);
 	pthread_mutex_unlock(&c->lock);
+	return swap_in_loaded(c, vpn, handle, buf, keep, store_load(c->m->store, handle, buf));
+}
 
-	r = store_load(c->m->store, handle, buf);
+/*
+ * The rest of a swap-in once the page is loaded (load_r: what the load returned): install it
+ * and settle the entry, which is LOADING. Resolve lock held shared. Returns 0 or -EAGAIN.
+ */
+static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void *buf, bool keep,
+			  int load_r)
+{
+	pte_t *pte;
+	int r = load_r;
+
 	if (r < 0) {
 		log_error("client %d: stored page %#lx is corrupt, poisoning it", c->pid,
 			  (unsigned long)(vpn * PAGE_SIZE));
+		keep = false;
 		r = uffd_poison(c->uffd, vpn * PAGE_SIZE);
 		if (r < 0 && r != -EAGAIN)
 			r = uffd_copy(c->uffd, vpn * PAGE_SIZE, memset(buf, 0, PAGE_SIZE));
 	} else {
-		r = uffd_copy(c->uffd, vpn * PAGE_SIZE, buf);
+		r = uffd_copy_mode(c->uffd, vpn * PAGE_SIZE, buf, keep ? UFFDIO_COPY_MODE_WP : 0);
 	}
-	if (r == -EEXIST)
+	if (r == -EEXIST) {
+		/* Someone else's page is there: ours is not the content, do not keep it. */
+		keep = false;
 		uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+	}
 
 	pthread_mutex_lock(&c->lock);
 	pte = pagetable_lookup(c->pt, vpn);
 	if (r == 0 || r == -EEXIST) {
-		*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+		*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, handle)
+			    : pte_make(PTE_PRESENT, PTE_REF, 0);
 		c->nr_stored--;
 		c->nr_present++;
+		c->nr_cached += keep;
 		pthread_mutex_unlock(&c->lock);
-		store_drop(c->m->store, handle);
+		if (!keep)
+			store_drop(c->m->store, handle);
 		atomic_fetch_add(&c->stats.pswpin, 1);
 		atomic_fetch_add(&c->m->totals.pswpin, 1);
 		return 0;
@@ -360,6 +407,77 @@ static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf)
 	*pte = pte_make(PTE_STORED, 0, handle);
 	pthread_mutex_unlock(&c->lock);
 	return r == -EAGAIN ? -EAGAIN : 0;
+}
+
+/*
+ * A write to a page brought back clean: its stored copy is stale from now on. Drop it, then
+ * lift the write protection (which wakes the writer) — in that order, so the page is never
+ * writable while we still count its copy as valid. Returns 0, 1 (parked) or -EAGAIN.
+ */
+static int handle_wp_fault(struct client *c, const struct fault_req *req)
+{
+	uint64_t vpn = req->msg.arg.pagefault.address / PAGE_SIZE, handle = 0;
+	pte_t *pte;
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		pte = pagetable_lookup(c->pt, vpn);
+		if (!pte || pte_type(*pte) != PTE_LOADING)
+			break;
+		/* Its loader is about to settle it (it holds the resolve lock as we do). */
+		pthread_mutex_unlock(&c->lock);
+		sched_yield();
+		pthread_mutex_lock(&c->lock);
+	}
+	switch (pte ? pte_type(*pte) : PTE_NONE) {
+	case PTE_PRESENT:
+		if (*pte & PTE_CLEAN) {
+			handle = pte_payload(*pte);
+			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			c->nr_cached--;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (handle) {
+			store_drop(c->m->store, handle);
+			atomic_fetch_add(&c->stats.wp_faults, 1);
+			atomic_fetch_add(&c->m->totals.wp_faults, 1);
+		}
+		r = uffd_unprotect(c->uffd, vpn * PAGE_SIZE);
+		if (r == -EAGAIN)
+			return -EAGAIN;
+		if (r < 0)
+			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+		return 0;
+	case PTE_MOVING:
+		/* Being evicted: answered once the batch lands (the page is gone by then). */
+		client_park_locked(c, req);
+		pthread_mutex_unlock(&c->lock);
+		return 1;
+	case PTE_NONE:
+		/*
+		 * A write-protect fault means the page is mapped: after MADV_FREE (whose REMOVE
+		 * event made the entry NONE) the kernel may not have freed it yet. Track it
+		 * again and let the write through, or the writer would fault forever.
+		 */
+		pte = pagetable_ensure(c->pt, vpn);
+		if (pte && *pte == 0) {
+			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			c->nr_present++;
+		}
+		pthread_mutex_unlock(&c->lock);
+		break;
+	default:
+		pthread_mutex_unlock(&c->lock);
+		break;
+	}
+	/* Lifting the protection of a page that is gone does nothing; the wake makes the
+	 * writer fault again as a missing page. */
+	r = uffd_unprotect(c->uffd, vpn * PAGE_SIZE);
+	if (r == -EAGAIN)
+		return -EAGAIN;
+	uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
+	return 0;
 }
 
 /*
@@ -403,15 +521,20 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		handle = pte_payload(*pte);
 		pthread_mutex_unlock(&c->lock);
 		if (!stop && store_load(c->m->store, handle, buf) == 0)
-			r = uffd_copy(c->uffd, vpn[i] * PAGE_SIZE, buf);
+			r = uffd_copy_mode(c->uffd, vpn[i] * PAGE_SIZE, buf,
+					   c->track_writes ? UFFDIO_COPY_MODE_WP : 0);
 		/* EAGAIN (events pending) or anything else: leave the rest for their faults. */
 		stop |= r != 0 && r != -EEXIST;
 		pthread_mutex_lock(&c->lock);
+		bool keep = r == 0 && c->track_writes;
+
 		if (r == 0 || r == -EEXIST) {
 			/* Referenced, as the faulting page: a sequential reader is about to use it. */
-			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, handle)
+				    : pte_make(PTE_PRESENT, PTE_REF, 0);
 			c->nr_stored--;
 			c->nr_present++;
+			c->nr_cached += keep;
 		} else {
 			*pte = pte_make(PTE_STORED, 0, handle);
 		}
@@ -419,7 +542,8 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		if (r == 0 || r == -EEXIST) {
 			if (r == -EEXIST)
 				uffd_wake(c->uffd, vpn[i] * PAGE_SIZE, PAGE_SIZE);
-			store_drop(c->m->store, handle);
+			if (!keep)
+				store_drop(c->m->store, handle);
 			atomic_fetch_add(&c->stats.pswpin, 1);
 			atomic_fetch_add(&c->stats.readahead, 1);
 			atomic_fetch_add(&c->m->totals.pswpin, 1);
@@ -495,6 +619,8 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 	bool is_agent = (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid;
 	pte_t *pte;
 
+	if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+		return handle_wp_fault(c, req);
 	pthread_mutex_lock(&c->lock);
 	pte = pagetable_lookup(c->pt, vpn);
 	switch (pte ? pte_type(*pte) : PTE_NONE) {
@@ -518,8 +644,10 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		if (!from_reclaim && !is_agent && should_throttle(c))
 			goto park;
 		nr_ra = is_agent ? 0 : readahead_plan(c, vpn, ra);
-		/* The faulting page first: its thread runs on while the rest comes in. */
-		r = swap_in(c, vpn, pte, buf);
+		/* The faulting page first: its thread runs on while the rest comes in. A read
+		 * keeps the stored copy until the first write; a write makes it stale at once. */
+		r = swap_in(c, vpn, pte, buf,
+			    c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE));
 		if (nr_ra)
 			readahead_install(c, ra, nr_ra, buf);
 		return r;
@@ -613,7 +741,7 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_mutex_lock(&c->lock);
 		pte = pagetable_lookup(c->pt, vpn);
 		if (pte && pte_type(*pte) == PTE_STORED)
-			r = swap_in(c, vpn, pte, buf);
+			r = swap_in(c, vpn, pte, buf, false);
 		else
 			pthread_mutex_unlock(&c->lock);
 		pthread_rwlock_unlock(&c->resolve_lock);
@@ -655,6 +783,12 @@ static void *fault_thread_main(void *arg)
 	}
 	p->nr = 0;
 	pin_to_cpu(t->cpu);
+	{
+		char name[16];
+
+		snprintf(name, sizeof(name), "fault/%u", t->cpu);
+		pthread_setname_np(pthread_self(), name);
+	}
 	for (;;) {
 		struct epoll_event ev[16];
 		int n;

@@ -66,6 +66,9 @@ struct options {
 	const char *store_limit;
 	const char *compressor;
 	const char *zstd_level;
+	const char *store_backend;
+	const char *swap_files[CONFIG_MAX_SWAPFILES]; /* "PATH[:PRIO]" */
+	unsigned nr_swap_files;
 	const char *fault_threads;
 	const char *batch_pages;
 	const char *faultaround_pages;
@@ -620,6 +623,8 @@ static void help(void)
 	       "  --store-limit SIZE      memory the store may use (0: no limit)\n"
 	       "  --compressor NAME       lz4 or zstd\n"
 	       "  --zstd-level N          1-19\n"
+	       "  --store-backend B       pool, swapfile or pool+swapfile\n"
+	       "  --swap-file PATH[:PRIO] a swap area (repeatable; see memextctl mkswap)\n"
 	       "  --fault-threads N       fault threads (0: one per CPU)\n"
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
@@ -643,6 +648,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_STORE_LIMIT,
 		OPT_COMPRESSOR,
 		OPT_ZSTD_LEVEL,
+		OPT_STORE_BACKEND,
+		OPT_SWAP_FILE,
 		OPT_FAULT_THREADS,
 		OPT_BATCH_PAGES,
 		OPT_FAULTAROUND,
@@ -659,6 +666,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"store-limit", required_argument, NULL, OPT_STORE_LIMIT},
 		{"compressor", required_argument, NULL, OPT_COMPRESSOR},
 		{"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
+		{"store-backend", required_argument, NULL, OPT_STORE_BACKEND},
+		{"swap-file", required_argument, NULL, OPT_SWAP_FILE},
 		{"fault-threads", required_argument, NULL, OPT_FAULT_THREADS},
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
@@ -680,6 +689,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_STORE_LIMIT: o->store_limit = optarg; break;
 		case OPT_COMPRESSOR: o->compressor = optarg; break;
 		case OPT_ZSTD_LEVEL: o->zstd_level = optarg; break;
+		case OPT_STORE_BACKEND: o->store_backend = optarg; break;
+		case OPT_SWAP_FILE:
+			if (o->nr_swap_files == CONFIG_MAX_SWAPFILES) {
+				fprintf(stderr, "memextd: at most %d --swap-file\n",
+					CONFIG_MAX_SWAPFILES);
+				return -EINVAL;
+			}
+			o->swap_files[o->nr_swap_files++] = optarg;
+			break;
 		case OPT_FAULT_THREADS: o->fault_threads = optarg; break;
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
@@ -718,12 +736,12 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 		{"store", "memory-limit", o->store_limit},
 		{"store", "compressor", o->compressor},
 		{"store", "zstd-level", o->zstd_level},
+		{"store", "backend", o->store_backend},
 	};
 	char err[1024];
+	int r;
 
 	for (size_t i = 0; i < ARRAY_SIZE(overrides); i++) {
-		int r;
-
 		if (!overrides[i].value)
 			continue;
 		r = config_set(cfg, overrides[i].section, overrides[i].key, overrides[i].value, err,
@@ -733,7 +751,24 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 			return r;
 		}
 	}
-	return 0;
+	for (unsigned i = 0; i < o->nr_swap_files; i++) {
+		char v[PATH_MAX + 16], *colon;
+
+		/* --swap-file PATH[:PRIO] is the key's "PATH [PRIO]". */
+		snprintf(v, sizeof(v), "%s", o->swap_files[i]);
+		colon = strrchr(v, ':');
+		if (colon)
+			*colon = ' ';
+		r = config_set(cfg, "swap", "file", v, err, sizeof(err));
+		if (r < 0) {
+			log_error("%s", err);
+			return r;
+		}
+	}
+	r = config_validate(cfg, err, sizeof(err));
+	if (r < 0)
+		log_error("%s", err);
+	return r;
 }
 
 /*
@@ -839,12 +874,20 @@ static void take_listen_fds(struct daemon *d)
 static int setup(struct daemon *d)
 {
 	const struct memextd_config *cfg = d->cfg;
+	struct store_swap_area areas[CONFIG_MAX_SWAPFILES];
 	struct store_config scfg = {
 		.compressor = config_compressor_to_string(cfg->compressor),
 		.zstd_level = cfg->zstd_level,
 		.mem_limit_bytes = cfg->store_mem_limit_bytes,
 		.compaction = cfg->compaction,
+		.backend = cfg->store_backend == CONFIG_STORE_SWAPFILE ? STORE_BACKEND_SWAPFILE
+			   : cfg->store_backend == CONFIG_STORE_POOL_SWAPFILE
+				   ? STORE_BACKEND_POOL_SWAPFILE
+				   : STORE_BACKEND_POOL,
+		.swap_areas = areas,
+		.nr_swap_areas = cfg->n_swapfiles,
 	};
+	char serr[1024];
 	struct itimerspec its = {
 		.it_interval = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
 		.it_value = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
@@ -867,9 +910,14 @@ static int setup(struct daemon *d)
 	pthread_mutex_init(&d->m.clients_lock, NULL);
 	pthread_mutex_init(&d->m.reclaim_lock, NULL);
 	pthread_cond_init(&d->m.reclaim_cond, NULL);
-	r = store_new(&scfg, &d->m.store);
+	for (size_t i = 0; i < cfg->n_swapfiles; i++)
+		areas[i] = (struct store_swap_area){
+			.path = cfg->swapfiles[i].path,
+			.prio = cfg->swapfiles[i].priority,
+		};
+	r = store_new_err(&scfg, &d->m.store, serr, sizeof(serr));
 	if (r < 0) {
-		log_error_errno(r, "cannot set up the store: %m");
+		log_error("cannot set up the store: %s", serr);
 		return EXIT_RUNTIME;
 	}
 

@@ -40,6 +40,8 @@ struct manager_totals {
 	_Atomic uint64_t pswpin;       /* pages brought back from the store */
 	_Atomic uint64_t pswpout;      /* pages evicted into the store */
 	_Atomic uint64_t readahead;    /* of pswpin: pages brought back ahead of a fault */
+	_Atomic uint64_t pswpout_clean; /* of pswpout: evicted clean, no compression needed */
+	_Atomic uint64_t wp_faults;    /* first writes to pages brought back clean */
 	_Atomic uint64_t faults;       /* page faults answered */
 	_Atomic uint64_t zero_faults;  /* ... of which with zero pages */
 	_Atomic uint64_t clients_seen; /* clients ever accepted */

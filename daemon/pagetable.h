@@ -9,6 +9,8 @@
  *
  *   NONE     nothing known: never touched, or dropped by the application. A fault maps zeroes.
  *   PRESENT  the page is mapped in the process. REF: faulted in since the clock hand passed.
+ *            CLEAN: brought back write-protected and not written since; payload = the stored
+ *            copy, which evicting it again reuses (no compression).
  *   MOVING   in a reclaim batch: the agent may have moved it to staging; payload = its
  *            staging slot. Faults wait for the batch; DEAD: the application removed the
  *            range meanwhile, discard the content; CANCEL: copied back for the agent itself.
@@ -36,6 +38,8 @@ enum pte_type {
 #define PTE_REF (1ULL << 3)
 #define PTE_DEAD (1ULL << 4)
 #define PTE_CANCEL (1ULL << 5) /* MOVING: the page is back in the process; the batch drops it */
+#define PTE_CLEAN (1ULL << 6)  /* PRESENT: write-protected since it came back; payload = its
+				* still valid stored copy (the swap cache) */
 #define PTE_PAYLOAD_SHIFT 8
 
 static inline enum pte_type pte_type(pte_t e)

@@ -26,6 +26,7 @@ struct batch {
 	uint64_t handle[MEMEXT_STAGING_PAGES];
 	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
 	uint64_t locked[MEMEXT_STAGING_PAGES / 64]; /* moved into the mlocked half of staging */
+	uint64_t clean[MEMEXT_STAGING_PAGES / 64];  /* handle[i] is its kept copy: no compression */
 	uint64_t saved[MEMEXT_STAGING_PAGES / 64];
 	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
 };
@@ -77,6 +78,11 @@ static int select_one(uint64_t vpn, pte_t *pte, void *userdata)
 		*pte &= ~PTE_REF;
 		return 0;
 	}
+	if (*pte & PTE_CLEAN) {
+		/* Not written since it came back: its stored copy is still its content. */
+		set_bit(s->b->clean, s->b->nr);
+		s->b->handle[s->b->nr] = pte_payload(*pte);
+	}
 	*pte = pte_make(PTE_MOVING, 0, s->b->nr); /* payload: its staging slot */
 	s->b->vpn[s->b->nr++] = vpn;
 	return s->b->nr == s->want;
@@ -89,6 +95,7 @@ static void select_victims(struct client *c, struct batch *b, unsigned want)
 	const uint64_t end = UINT64_MAX / PAGE_SIZE;
 
 	b->nr = 0;
+	memset(b->clean, 0, sizeof(b->clean));
 	/* Three half-turns at most: the first may only clear reference bits. */
 	for (int pass = 0; pass < 3 && b->nr < want; pass++) {
 		uint64_t from = pass % 2 == 0 ? c->clock_hand : 0;
@@ -226,12 +233,12 @@ static void read_staging(struct client *c, struct batch *b)
 		unsigned j = i;
 		ssize_t n;
 
-		if (!test_bit(b->moved, i)) {
+		if (!test_bit(b->moved, i) || test_bit(b->clean, i)) {
 			i++;
 			continue;
 		}
-		/* A run of moved pages in the same half of staging. */
-		while (j < b->nr && test_bit(b->moved, j) &&
+		/* A run of moved dirty pages in the same half of staging. */
+		while (j < b->nr && test_bit(b->moved, j) && !test_bit(b->clean, j) &&
 		       test_bit(b->locked, j) == test_bit(b->locked, i))
 			j++;
 		local = (struct iovec){b->data + (size_t)i * PAGE_SIZE, (size_t)(j - i) * PAGE_SIZE};
@@ -270,9 +277,14 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 			continue;
 		}
 		dead = *pte & PTE_DEAD;
+		if (test_bit(b->clean, i))
+			c->nr_cached--; /* the kept copy goes to STORED, or is dropped below */
 		if (*pte & PTE_CANCEL) {
-			/* The agent needed it: it is back in the process, the copy is stale. */
+			/* The agent needed it: it is back in the process (not write-protected), its
+			 * copy is stale. */
 			if (test_bit(b->moved, i) && test_bit(b->saved, i))
+				store_drop(s, b->handle[i]);
+			else if (test_bit(b->clean, i))
 				store_drop(s, b->handle[i]);
 			if (dead) {
 				*pte = 0;
@@ -289,6 +301,10 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 				c->nr_stored++;
 				atomic_fetch_add(&c->stats.pswpout, 1);
 				atomic_fetch_add(&c->m->totals.pswpout, 1);
+				if (test_bit(b->clean, i)) {
+					atomic_fetch_add(&c->stats.pswpout_clean, 1);
+					atomic_fetch_add(&c->m->totals.pswpout_clean, 1);
+				}
 			}
 			c->nr_present--;
 		} else if (test_bit(b->moved, i) && !test_bit(back, i)) {
@@ -299,8 +315,14 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 			*pte = 0;
 			c->nr_present--;
 		} else if (dead) {
+			if (test_bit(b->clean, i))
+				store_drop(s, b->handle[i]);
 			*pte = 0;
 			c->nr_present--;
+		} else if (test_bit(b->clean, i)) {
+			/* Not moved: still resident and still write-protected, the copy holds. */
+			*pte = pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, b->handle[i]);
+			c->nr_cached++;
 		} else {
 			/* Still (or again) resident: skip it on the next turn of the hand. */
 			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
@@ -326,12 +348,7 @@ static void resolve_parked(struct reclaimer *rc, struct client *c)
 
 static bool store_has_room(struct manager *m, unsigned nr_pages)
 {
-	struct store_stats st;
-
-	store_get_stats(m->store, &st);
-	/* Worst case every page is stored raw, plus a page of metadata per 64 pages. */
-	return !st.mem_limit ||
-	       st.mem_used_total + (uint64_t)nr_pages * (PAGE_SIZE + PAGE_SIZE / 64) <= st.mem_limit;
+	return store_has_room_for(m->store, nr_pages);
 }
 
 /* Evicts one batch. Returns the number of pages evicted, or -errno when the agent is gone. */
@@ -381,6 +398,12 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 					  "this process: %m",
 					  c->pid);
 		pthread_mutex_lock(&c->lock);
+		/* Faults on these pages are served from staging, never from their copies. */
+		for (unsigned i = 0; i < b->nr; i++)
+			if (test_bit(b->clean, i)) {
+				store_drop(c->m->store, b->handle[i]);
+				c->nr_cached--;
+			}
 		c->agent_gone = true;
 		c->batch_in_flight = false;
 		pthread_cond_broadcast(&c->batch_done);
@@ -388,9 +411,13 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 		resolve_parked(rc, c);
 		return r;
 	}
+	/* Clean pages need neither reading nor compressing: their copy is kept. */
+	for (unsigned i = 0; i < b->nr; i++)
+		if (test_bit(b->moved, i) && test_bit(b->clean, i))
+			set_bit(b->saved, i);
 	read_staging(c, b);
 	for (unsigned i = 0; i < b->nr; i++) {
-		if (!test_bit(b->saved, i))
+		if (!test_bit(b->saved, i) || test_bit(b->clean, i))
 			continue;
 		r = store_save(c->m->store, b->data + (size_t)i * PAGE_SIZE, &b->handle[i]);
 		if (r < 0) {
@@ -579,6 +606,7 @@ static void *reclaim_main(void *arg)
 	struct reclaimer *rc = arg;
 	struct manager *m = rc->m;
 
+	pthread_setname_np(pthread_self(), "reclaim");
 	for (;;) {
 		struct client **v;
 		unsigned n;

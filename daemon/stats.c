@@ -18,7 +18,7 @@
 struct client_figures {
 	int pid;
 	char comm[16];
-	uint64_t budget_bytes, resident_pages, evicted_pages;
+	uint64_t budget_bytes, resident_pages, evicted_pages, cached_pages;
 	uint64_t pswpin, pswpout, faults, zero_faults, parked, move_failed, fault_usec_total;
 	uint64_t p50_usec, p99_usec;
 	const char *state; /* "active", "draining", "drained", "forking", "no-agent" */
@@ -42,6 +42,7 @@ static void figures_of(struct client *c, struct client_figures *f)
 	pthread_mutex_lock(&c->lock);
 	f->resident_pages = c->nr_present;
 	f->evicted_pages = c->nr_stored;
+	f->cached_pages = c->nr_cached;
 	f->state = client_state(c);
 	pthread_mutex_unlock(&c->lock);
 	f->pid = c->pid;
@@ -111,23 +112,27 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		json_string(f, c->comm);
 		fprintf(f,
 			",\"state\":\"%s\",\"budget_bytes\":%" PRIu64 ",\"resident_pages\":%" PRIu64
-			",\"evicted_pages\":%" PRIu64 ",\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64
+			",\"evicted_pages\":%" PRIu64 ",\"swapcache_pages\":%" PRIu64
+			",\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64
 			",\"faults\":%" PRIu64 ",\"zero_faults\":%" PRIu64 ",\"parked_faults\":%" PRIu64
 			",\"move_failed\":%" PRIu64 ",\"fault_usec_mean\":%.1f,\"fault_usec_p50\":%" PRIu64
 			",\"fault_usec_p99\":%" PRIu64 "}",
-			c->state, c->budget_bytes, c->resident_pages, c->evicted_pages, c->pswpin,
+			c->state, c->budget_bytes, c->resident_pages, c->evicted_pages,
+			c->cached_pages, c->pswpin,
 			c->pswpout, c->faults, c->zero_faults, c->parked, c->move_failed,
 			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec);
 	}
 	fprintf(f,
 		"],\"totals\":{\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64 ",\"faults\":%" PRIu64
-		",\"zero_faults\":%" PRIu64 ",\"readahead\":%" PRIu64 ",\"clients_seen\":%" PRIu64
+		",\"zero_faults\":%" PRIu64 ",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
+		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
-		atomic_load(&m->totals.readahead), atomic_load(&m->totals.clients_seen),
+		atomic_load(&m->totals.readahead), atomic_load(&m->totals.pswpout_clean),
+		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed),
 		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99));
@@ -143,10 +148,13 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"mem_used_total\":%" PRIu64 ",\"mem_limit\":%" PRIu64 ",\"mem_used_max\":%" PRIu64
 		",\"same_pages\":%" PRIu64 ",\"pages_compacted\":%" PRIu64 ",\"huge_pages\":%" PRIu64
 		",\"stored_pages\":%" PRIu64 ",\"limit_rejects\":%" PRIu64 ",\"failed_loads\":%" PRIu64
-		"}}\n",
+		",\"bd_count\":%" PRIu64 ",\"bd_reads\":%" PRIu64 ",\"bd_writes\":%" PRIu64
+		",\"bd_read_errors\":%" PRIu64 ",\"bd_write_errors\":%" PRIu64
+		",\"written_back\":%" PRIu64 "}}\n",
 		st->orig_data_size, st->compr_data_size, st->mem_used_total, st->mem_limit,
 		st->mem_used_max, st->same_pages, st->pages_compacted, st->huge_pages, st->stored_pages,
-		st->limit_rejects, st->failed_loads);
+		st->limit_rejects, st->failed_loads, st->bd_count, st->bd_reads, st->bd_writes,
+		st->bd_read_errors, st->bd_write_errors, st->written_back);
 }
 
 static void write_client_table(FILE *f, const struct client_figures *v, unsigned n)
@@ -185,6 +193,12 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		format_size(st->mem_used_max, b, sizeof(b)));
 	if (st->mem_limit)
 		fprintf(f, "  mem_limit        %s\n", format_size(st->mem_limit, a, sizeof(a)));
+	if (st->bd_total_slots)
+		fprintf(f, "  swap files       %" PRIu64 " of %" PRIu64 " pages used, %" PRIu64
+			   " reads, %" PRIu64 " writes (%" PRIu64 " written back), %" PRIu64
+			   " I/O errors\n",
+			st->bd_count, st->bd_total_slots, st->bd_reads, st->bd_writes, st->written_back,
+			st->bd_read_errors + st->bd_write_errors);
 	if (st->stored_pages && st->mem_used_total)
 		fprintf(f, "  saved            %s (ratio %.2f)\n",
 			format_size(st->orig_data_size > st->mem_used_total
@@ -197,10 +211,13 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
 		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99),
 		mean(atomic_load(&m->totals.fault_usec_total), atomic_load(&m->totals.faults)));
-	fprintf(f, "reclaim: %" PRIu64 " scanned, %" PRIu64 " stolen, %" PRIu64
-		   " refused by the kernel\n",
+	fprintf(f, "reclaim: %" PRIu64 " scanned, %" PRIu64 " stolen (%" PRIu64
+		   " clean: no compression), %" PRIu64 " refused by the kernel\n",
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
-		atomic_load(&m->totals.reclaim_failed));
+		atomic_load(&m->totals.pswpout_clean), atomic_load(&m->totals.reclaim_failed));
+	fprintf(f, "swap-in: %" PRIu64 " read ahead, %" PRIu64
+		   " first writes to clean pages\n",
+		atomic_load(&m->totals.readahead), atomic_load(&m->totals.wp_faults));
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.clients_seen));
@@ -273,6 +290,12 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_readahead_pages_total", "counter",
 		   "Pages brought back ahead of a fault (swap-in readahead).",
 		   atomic_load(&m->totals.readahead));
+	prom_value(f, "memext_pswpout_clean_total", "counter",
+		   "Pages evicted clean: their kept copy reused, no compression.",
+		   atomic_load(&m->totals.pswpout_clean));
+	prom_value(f, "memext_wp_faults_total", "counter",
+		   "First writes to pages brought back clean (their copy dropped).",
+		   atomic_load(&m->totals.wp_faults));
 	prom_value(f, "memext_zero_faults_total", "counter",
 		   "Faults answered with zero pages (memory never evicted).",
 		   atomic_load(&m->totals.zero_faults));
@@ -320,6 +343,12 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   st->stored_pages);
 	prom_value(f, "memext_store_pages_compacted_total", "counter",
 		   "Pages given back by compaction.", st->pages_compacted);
+	prom_value(f, "memext_store_bd_count_pages", "gauge",
+		   "Pages in swap files now (zram bd_count).", st->bd_count);
+	prom_value(f, "memext_store_bd_reads_total", "counter", "Pages read from swap files.",
+		   st->bd_reads);
+	prom_value(f, "memext_store_bd_writes_total", "counter", "Pages written to swap files.",
+		   st->bd_writes);
 }
 
 static void write_classes(struct manager *m, FILE *f)

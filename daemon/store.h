@@ -4,10 +4,23 @@
 /*
  * The store: where evicted pages live. One page in, one integer handle out; the handle is
  * what a page-table entry keeps (STORE_HANDLE_BITS wide). The store owns compression, the
- * same-filled and incompressible ("huge") cases and the memory limit. Thread-safe: fault
- * threads call store_load() concurrently with reclaim's store_save().
+ * same-filled and incompressible ("huge") cases, the memory limit and the swap areas.
+ * Thread-safe: fault threads call store_load() concurrently with reclaim's store_save().
+ *
+ * Backends (docs/swapfile.md):
+ *   pool           compressed in memory (zram)
+ *   swapfile       written as they are to swap areas (the kernel's swap)
+ *   pool+swapfile  compressed in memory; when the pool reaches its limit, its coldest objects
+ *                  are written back to the areas (zswap). A handle stays the same when its
+ *                  page moves: the store keeps the indirection.
+ * Same-filled pages never go to an area: they are kept as their word.
+ *
+ * A page in a swap area costs disk I/O to load. store_load_may_block() tells which; a fault
+ * thread that must not wait for the disk uses store_try_load() and hands what it refuses to a
+ * thread that may (invariant 3).
  */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,13 +29,46 @@
 
 struct store;
 
+enum store_backend {
+	STORE_BACKEND_POOL,	     /* compressed pool in memory only (zram) */
+	STORE_BACKEND_SWAPFILE,	     /* swap areas only, pages written uncompressed */
+	STORE_BACKEND_POOL_SWAPFILE, /* pool, coldest objects written back to the areas (zswap) */
+};
+
+/* struct store_swap_area.prio: below every priority given so far, as swapon without -p. */
+#define STORE_SWAP_PRIO_DEFAULT INT_MIN
+
+struct store_swap_area {
+	const char *path; /* a file or block device with a swap header (memextctl mkswap) */
+	int prio;	  /* higher first, equal ones take turns; or STORE_SWAP_PRIO_DEFAULT */
+	bool direct_io;	  /* O_DIRECT: no second copy of swapped pages in the page cache */
+};
+
 struct store_config {
 	const char *compressor;	       /* "lz4" (default) or "zstd" */
 	int zstd_level;		       /* 1..19 */
-	uint64_t mem_limit_bytes;      /* 0: no limit */
+	uint64_t mem_limit_bytes;      /* the pool's limit, 0: none; pool+swapfile: the tier
+					* table counts too, and 0 is 20% of physical memory, as
+					* zswap's max_pool_percent */
 	bool compaction;	       /* compact the pool when it gets sparse */
 	uint32_t huge_threshold_bytes; /* pages compressing to more are kept raw (< PAGE_SIZE);
 					* 0: the pool's huge class size - 1, as zram does */
+
+	enum store_backend backend;		  /* 0: pool */
+	const struct store_swap_area *swap_areas; /* nr_swap_areas of them: at least one unless
+						   * backend is pool, none for pool; the strings
+						   * need not outlive store_new() */
+	size_t nr_swap_areas;
+
+	/* pool+swapfile only. Percentages of mem_limit_bytes; 0 takes the default. */
+	unsigned writeback_high_pct; /* writeback starts when the pool passes it; default 95 */
+	unsigned writeback_low_pct;  /* ... and stops below it (default 90). A pool that hit its
+				      * limit takes no new page either until it is below this
+				      * (zswap's accept_threshold_percent): the hysteresis */
+	bool writeback_on_save;	     /* write back in store_save() (the caller's thread) instead
+				      * of the store's own thread */
+	bool huge_in_pool;	     /* keep incompressible pages in the pool; default: they go
+				      * straight to an area, where they cost no memory */
 };
 
 /* Figures named and defined as zram's mm_stat, all in bytes unless the name says pages. */
@@ -41,6 +87,36 @@ struct store_stats {
 	uint64_t mem_used_metadata; /* of mem_used_total: handle table, zspage descriptors and the
 				     * like, which zram leaves out of its mem_used_total */
 	uint64_t pages_freeable;    /* pages compaction could give back now */
+
+	/* Swap areas, as zram's bd_stat, in 4 KiB pages. At rest,
+	 * stored_pages == same_pages + pool_pages + bd_count. */
+	uint64_t pool_pages;	     /* pages held in the pool now (compressed or huge) */
+	uint64_t bd_count;	     /* pages held in swap areas now */
+	uint64_t bd_reads;	     /* pages read from the areas, cumulative */
+	uint64_t bd_writes;	     /* pages written to the areas, cumulative */
+	uint64_t bd_read_errors;     /* pages whose read failed (EIO), cumulative */
+	uint64_t bd_write_errors;    /* pages whose write failed (EIO, ENOSPC), cumulative */
+	uint64_t bd_total_slots;     /* slots of the areas on now */
+	uint64_t written_back;	     /* pages moved from the pool to an area, cumulative */
+	uint64_t writeback_failures; /* pages writeback could not move (no free slot, a disk
+				      * error): they stayed in the pool, cumulative */
+	uint64_t pool_limit_hit;     /* saves that found the pool full and went to an area (zswap's
+				      * pool_limit_hit), cumulative */
+};
+
+/* One swap area, for `memextctl stats`: figures in 4 KiB pages. */
+struct store_swap_stats {
+	char path[PATH_MAX];
+	int prio;
+	bool bdev;	      /* a block device, not a regular file */
+	bool direct_io;	      /* opened O_DIRECT */
+	bool has_holes;	      /* a sparse file: a write may meet a full file system */
+	uint64_t total_slots; /* slots that can hold a page */
+	uint64_t used_slots;  /* slots holding a page now */
+	uint64_t bd_reads;    /* cumulative */
+	uint64_t bd_writes;
+	uint64_t read_errors;
+	uint64_t write_errors;
 };
 
 #define STORE_NR_FULLNESS 11
@@ -62,21 +138,67 @@ struct store_class_stats {
 
 /* Returns 0 and the new store in *ret, or -EINVAL (bad config), -ENOMEM. */
 int store_new(const struct store_config *cfg, struct store **ret);
+/*
+ * The same, with one line naming the problem in err (may be NULL) on failure, for the daemon
+ * to log: a bad setting, or a swap area that cannot be used (swapfile_swapon()'s errors:
+ * -ENOENT, -EACCES, -EPERM, -EROFS, -EINVAL, -EFBIG, -EBUSY, -ENOSPC; the message names the
+ * file). No area is left open on failure.
+ */
+int store_new_err(const struct store_config *cfg, struct store **ret, char *err, size_t errlen);
+/* Stops the writeback thread and closes the areas; pages still stored are lost. */
 void store_free(struct store *s);
 
 /*
- * Compresses one 4 KiB page and keeps it. Returns 0 and the handle, -ENOSPC when mem_limit
- * would be passed (nothing is stored), -ENOMEM.
+ * Keeps one 4 KiB page. Returns 0 and the handle, or, with nothing stored (the caller keeps the
+ * page where it was): -ENOSPC when the pool is at its limit and no area has a free slot (or
+ * the disk is full), -EIO or another disk error from writing an area, -ENOMEM. May write to an
+ * area (the caller's thread waits for the disk): never call it from a fault thread.
  */
 int store_save(struct store *s, const void *page, uint64_t *ret_handle);
 
 /* Decompresses the page behind handle into page (4 KiB). The handle stays valid. Returns 0, or
- * -EBADMSG when the stored data is corrupt (the bytes in page are then undefined), -ENOENT for a
- * handle that holds no page. Takes no lock: fault threads never wait for reclaim or compaction. */
+ * -EBADMSG when the stored data is corrupt (the bytes in page are then undefined), -EIO when a
+ * swap area could not be read, -ENOENT for a handle that holds no page. A page in the pool
+ * takes no lock: fault threads never wait for reclaim or compaction; a page in an area is
+ * read with pread() (see store_load_may_block()). */
 int store_load(struct store *s, uint64_t handle, void *page);
 
-/* Frees the page behind handle. Must not race with a load of the same handle. */
+/*
+ * Whether store_load() of handle would read a swap area now. A pool page can be written back
+ * between this answer and the load: a caller that must never wait on the disk calls
+ * store_try_load() instead, which refuses such a page.
+ */
+bool store_load_may_block(struct store *s, uint64_t handle);
+
+/* store_load() that never reads a swap area: -EWOULDBLOCK (== -EAGAIN) when the page is in
+ * one, nothing done. */
+int store_try_load(struct store *s, uint64_t handle, void *page);
+
+/*
+ * Loads nr pages (swap-in readahead): the ones in swap areas are read together, runs of
+ * consecutive slots in one preadv. ret_results[i] gets what store_load() would return for
+ * handles[i]. Returns the number loaded (results 0). May block on the disk.
+ */
+unsigned store_load_batch(struct store *s, const uint64_t *handles, void *const *pages, unsigned nr,
+			  int *ret_results);
+
+/* Frees the page behind handle. Must not race with a load of the same handle. Takes a mutex
+ * for a page that may be written back, never waits for the disk. */
 void store_drop(struct store *s, uint64_t handle);
+
+/*
+ * Whether nr_pages more pages would find room now, counting every page as raw (worst case):
+ * below the pool's limit, or free slots in the areas. Reclaim asks before it takes a batch.
+ */
+bool store_has_room_for(struct store *s, unsigned nr_pages);
+
+/*
+ * pool+swapfile: writes up to nr_pages of the pool's coldest pages back to the areas now, in
+ * the caller's thread, whatever the watermarks say (zram's writeback). Returns the number
+ * moved, -EOPNOTSUPP for another backend, or the error that stopped it before it moved any
+ * (-ENOSPC: no free slot; -EIO). Pages that could not move stay in the pool.
+ */
+int64_t store_writeback(struct store *s, uint64_t nr_pages);
 
 /* Compacts the pool, giving whole pages back to the system; returns the number of pages freed.
  * Always compacts, whatever cfg.compaction says (that only governs compaction on its own). */
@@ -89,3 +211,7 @@ void store_get_stats(struct store *s, struct store_stats *ret);
  * and returns count, the number of classes; for `memextctl stats --classes`.
  */
 int store_get_class_stats(struct store *s, struct store_class_stats *ret, size_t n);
+
+/* Copies the figures of the swap areas on now into ret[0 .. min(n, count)) (in the order of
+ * their type, as /proc/swaps), and returns count. */
+int store_get_swap_stats(struct store *s, struct store_swap_stats *ret, size_t n);

@@ -76,7 +76,10 @@ struct pm_scan_arg {
 #define MEMEXT_UFFD_REQUIRED                                                                       \
 	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |         \
 	 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MOVE)
-#define MEMEXT_UFFD_WANTED (MEMEXT_UFFD_REQUIRED | UFFD_FEATURE_EXACT_ADDRESS)
+/* PAGEFAULT_FLAG_WP: write tracking, so a page brought back and not written since keeps its
+ * stored copy (the kernel's swap cache). */
+#define MEMEXT_UFFD_WANTED                                                                         \
+	(MEMEXT_UFFD_REQUIRED | UFFD_FEATURE_EXACT_ADDRESS | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
 
 #ifndef _UFFDIO_POISON
 #define _UFFDIO_POISON (0x08)

@@ -16,6 +16,8 @@ One invocation is one test. In the default mode ("managed") it
      a stats sample caught it); after it exited it left "clients", store.stored_pages is 0
      and store.mem_used_total is back to its value before the test; the daemon is still
      alive and exits 0 on SIGTERM.
+With --make-swapfile SIZE, a swap area is made in the temp dir before memextd starts and
+passed to it with --swap-file (removed with the temp dir).
 The fail-open modes run the workload against no daemon ("no-daemon") or with a bad budget
 ("bad-budget") and assert that it runs unchanged and that MEMEXT_DEBUG=1 makes the shim say
 why in a line starting with "memext:".
@@ -118,13 +120,24 @@ class Daemon:
         self.log_path = os.path.join(tmp, "memextd.log")
         self.memextctl = args.memextctl
         self.memextd = args.memextd
-        self.extra_args = args.daemon_arg or []
+        self.extra_args = list(args.daemon_arg or [])
+        self.make_swapfile = args.make_swapfile
+        self.swap_path = os.path.join(tmp, "swap")
         self.proc = None
         self.stop_status = None
 
     def start(self, timeout):
+        if self.make_swapfile:
+            mk = [self.memextctl, "mkswap", self.swap_path, "--size", self.make_swapfile]
+            r = subprocess.run(mk, capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                raise TestFailure(f"'{' '.join(mk)}' exited {r.returncode}: "
+                                  f"{(r.stdout + r.stderr).strip()}")
+            log(f"{' '.join(mk)}: {r.stdout.strip()}")
         self.log_file = open(self.log_path, "wb")
         cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
+        if self.make_swapfile:
+            cmd += ["--swap-file", self.swap_path]
         cmd += self.extra_args
         log("starting: " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
@@ -630,6 +643,10 @@ def main():
     ap.add_argument("--rss-bound", default=None,
                     help="peak RssAnon allowed (size), instead of budget * 1.25 + 16 MiB: for runs "
                          "where eviction is meant to stop, e.g. at the store's limit")
+    ap.add_argument("--make-swapfile", default=None, metavar="SIZE",
+                    help="make a swap area of SIZE in the temp dir (memextctl mkswap) and hand "
+                         "it to memextd with --swap-file; pick the store with "
+                         "--daemon-arg=--store-backend=...")
     ap.add_argument("cmd", nargs="+")
     args = ap.parse_args()
     args.preload_also = []

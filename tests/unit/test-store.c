@@ -132,7 +132,7 @@ static struct store *new_store(const char *codec, int level, uint64_t limit, boo
 
 static void test_config(void)
 {
-	struct store *s;
+	struct store *s = NULL;
 
 	check(store_new(&(struct store_config){.compressor = "gzip"}, &s) == -EINVAL);
 	check(store_new(&(struct store_config){.compressor = "zstd", .zstd_level = 20}, &s) ==
