@@ -33,6 +33,8 @@ struct mem_remap {
 	uint64_t from, to, len; /* bytes */
 };
 
+#define CLIENT_MAX_IO 16 /* disk reads in flight per client */
+
 struct client_counters {
 	_Atomic uint64_t pswpin;      /* pages brought back */
 	_Atomic uint64_t pswpout;     /* pages evicted */
@@ -84,6 +86,10 @@ struct client {
 	unsigned nr_remaps, cap_remaps;
 	struct fault_req *parked;
 	unsigned nr_parked, cap_parked;
+	/* Pages an I/O worker is reading from a swap file: their LOADING entries are not
+	 * covered by the resolve lock, so an mremap moves the address here too. */
+	uint64_t io_vpn[CLIENT_MAX_IO];
+	bool io_busy[CLIENT_MAX_IO];
 	bool evict_paused;   /* a fork is under way */
 	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
 	bool drain_requested; /* memextctl drain: bring everything back, evict no more */

@@ -112,8 +112,12 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 		/* The batch discards what it moved; the application expects zeroes now. */
 		*pte |= PTE_DEAD;
 		break;
+	case PTE_LOADING:
+		/* An I/O worker is reading it from a swap file (a fault thread's LOADING never
+		 * meets an event): it frees the copy instead of installing it. */
+		*pte |= PTE_DEAD;
+		break;
 	default:
-		/* LOADING entries exist only while the resolve lock is held shared. */
 		break;
 	}
 	return 0;
@@ -169,6 +173,10 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
 			log_error("client %d: out of memory logging an mremap during eviction",
 				  c->pid);
 	}
+	for (unsigned i = 0; i < CLIENT_MAX_IO; i++)
+		if (c->io_busy[i] && c->io_vpn[i] >= from / PAGE_SIZE &&
+		    c->io_vpn[i] < from / PAGE_SIZE + nr)
+			c->io_vpn[i] = to / PAGE_SIZE + (c->io_vpn[i] - from / PAGE_SIZE);
 	r.saved = calloc(nr, sizeof(pte_t));
 	if (!r.saved) {
 		/* Cannot move the entries: the stored pages of this range are lost to the
@@ -417,6 +425,7 @@ static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void 
 static int handle_wp_fault(struct client *c, const struct fault_req *req)
 {
 	uint64_t vpn = req->msg.arg.pagefault.address / PAGE_SIZE, handle = 0;
+	bool is_agent = (pid_t)req->msg.arg.pagefault.feat.ptid == c->agent_tid;
 	pte_t *pte;
 	int r;
 
@@ -450,6 +459,13 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
 		return 0;
 	case PTE_MOVING:
+		if (is_agent) {
+			/* The agent's MADV_POPULATE_WRITE on a page it is about to move (to make
+			 * it exclusive after a fork): no data is written, the batch's copy of a
+			 * clean page stays valid, and the agent must not wait for its own batch. */
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
 		/* Being evicted: answered once the batch lands (the page is gone by then). */
 		client_park_locked(c, req);
 		pthread_mutex_unlock(&c->lock);
@@ -520,7 +536,8 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		pte = pagetable_lookup(c->pt, vpn[i]);
 		handle = pte_payload(*pte);
 		pthread_mutex_unlock(&c->lock);
-		if (!stop && store_load(c->m->store, handle, buf) == 0)
+		/* Readahead never waits for a disk: a page in a swap file stops it. */
+		if (!stop && store_try_load(c->m->store, handle, buf) == 0)
 			r = uffd_copy_mode(c->uffd, vpn[i] * PAGE_SIZE, buf,
 					   c->track_writes ? UFFDIO_COPY_MODE_WP : 0);
 		/* EAGAIN (events pending) or anything else: leave the rest for their faults. */
@@ -606,6 +623,145 @@ static int serve_from_staging(struct client *c, uint64_t vpn, pte_t *pte, void *
 }
 
 /*
+ * I/O workers: a page in a swap file costs a disk read, which must not hold up a fault thread
+ * (it serves every client). The fault thread marks the entry LOADING, records the page in the
+ * client's io slots and hands the fault over; the worker reads, then installs and settles it
+ * as swap_in() would, under the resolve lock.
+ */
+#define NR_IO_WORKERS 2
+
+struct io_job {
+	struct io_job *next;
+	struct client *c; /* a reference */
+	struct fault_req req;
+	unsigned slot;
+	uint64_t handle;
+	bool keep;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct io_job *head, *tail;
+	bool stop;
+	unsigned nr_threads;
+	pthread_t threads[NR_IO_WORKERS];
+} io = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void count_answered(struct client *c, const struct fault_req *req)
+{
+	uint64_t usec = now_usec() - req->read_usec;
+
+	atomic_fetch_add(&c->stats.faults, 1);
+	atomic_fetch_add(&c->m->totals.faults, 1);
+	atomic_fetch_add(&c->stats.fault_usec_total, usec);
+	atomic_fetch_add(&c->m->totals.fault_usec_total, usec);
+	hist_add(&c->stats.fault_usec, usec);
+	hist_add(&c->m->totals.fault_usec, usec);
+}
+
+/* Hands a fault on a page in a swap file to a worker (lock held on entry, dropped).
+ * Returns 1 (handed over) or -EBUSY (no slot: the caller reads it itself). */
+static int io_submit(struct client *c, const struct fault_req *req, uint64_t vpn, pte_t *pte,
+		     bool keep)
+{
+	struct io_job *job;
+	unsigned slot;
+
+	if (!io.nr_threads)
+		return -EBUSY;
+	for (slot = 0; slot < CLIENT_MAX_IO && c->io_busy[slot]; slot++)
+		;
+	if (slot == CLIENT_MAX_IO || !(job = calloc(1, sizeof(*job))))
+		return -EBUSY;
+	*job = (struct io_job){.c = client_ref(c), .req = *req, .slot = slot,
+			       .handle = pte_payload(*pte), .keep = keep};
+	c->io_busy[slot] = true;
+	c->io_vpn[slot] = vpn;
+	*pte = pte_make(PTE_LOADING, 0, job->handle);
+	pthread_mutex_unlock(&c->lock);
+
+	pthread_mutex_lock(&io.lock);
+	if (io.tail)
+		io.tail->next = job;
+	else
+		io.head = job;
+	io.tail = job;
+	pthread_cond_signal(&io.cond);
+	pthread_mutex_unlock(&io.lock);
+	return 1;
+}
+
+static void io_run(struct io_job *job, void *buf)
+{
+	struct client *c = job->c;
+	int load_r = store_load(c->m->store, job->handle, buf), r;
+	uint64_t vpn;
+	pte_t *pte;
+
+	pthread_rwlock_rdlock(&c->resolve_lock);
+	pthread_mutex_lock(&c->lock);
+	vpn = c->io_vpn[job->slot]; /* where an mremap may have moved it */
+	c->io_busy[job->slot] = false;
+	pte = pagetable_lookup(c->pt, vpn);
+	if (!pte || pte_type(*pte) != PTE_LOADING || pte_payload(*pte) != job->handle) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		log_error("client %d: lost track of page %#lx read from a swap file", c->pid,
+			  (unsigned long)(vpn * PAGE_SIZE));
+		return;
+	}
+	if (*pte & PTE_DEAD) {
+		/* Dropped by the application while we read it: zeroes, not this copy. */
+		*pte = 0;
+		c->nr_stored--;
+		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		store_drop(c->m->store, job->handle);
+		uffd_wake(c->uffd, job->req.msg.arg.pagefault.address & PAGE_MASK, PAGE_SIZE);
+		count_answered(c, &job->req);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
+	r = swap_in_loaded(c, vpn, job->handle, buf, job->keep, load_r);
+	pthread_rwlock_unlock(&c->resolve_lock);
+	if (r == -EAGAIN)
+		fault_resolve(c, &job->req, 1, buf, false); /* events first, then again */
+	else
+		count_answered(c, &job->req);
+}
+
+static void *io_worker_main(void *arg)
+{
+	void *buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+
+	(void)arg;
+	pthread_setname_np(pthread_self(), "swap-io");
+	for (;;) {
+		struct io_job *job;
+
+		pthread_mutex_lock(&io.lock);
+		while (!io.head && !io.stop)
+			pthread_cond_wait(&io.cond, &io.lock);
+		job = io.head;
+		if (job) {
+			io.head = job->next;
+			if (!io.head)
+				io.tail = NULL;
+		}
+		pthread_mutex_unlock(&io.lock);
+		if (!job)
+			break; /* stopping, and nothing left */
+		if (buf)
+			io_run(job, buf);
+		client_unref(job->c);
+		free(job);
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
  * Answers one fault. Returns 0 (answered), 1 (parked: answered later by reclaim) or -EAGAIN
  * (read the uffd and retry).
  * Resolve lock held shared.
@@ -641,13 +797,18 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		unsigned nr_ra;
 		int r;
 
+		bool keep = c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+
 		if (!from_reclaim && !is_agent && should_throttle(c))
 			goto park;
+		/* A page in a swap file: a worker reads it; this thread serves others. */
+		if (store_load_may_block(c->m->store, pte_payload(*pte)) &&
+		    io_submit(c, req, vpn, pte, keep) > 0)
+			return 1;
 		nr_ra = is_agent ? 0 : readahead_plan(c, vpn, ra);
 		/* The faulting page first: its thread runs on while the rest comes in. A read
 		 * keeps the stored copy until the first write; a write makes it stale at once. */
-		r = swap_in(c, vpn, pte, buf,
-			    c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE));
+		r = swap_in(c, vpn, pte, buf, keep);
 		if (nr_ra)
 			readahead_install(c, ra, nr_ra, buf);
 		return r;
@@ -683,7 +844,6 @@ park:
 static void resolve_pending(struct client *c, struct pending *p, void *buf, bool from_reclaim)
 {
 	for (unsigned i = 0; i < p->nr;) {
-		uint64_t usec;
 		int r;
 
 		pthread_rwlock_rdlock(&c->resolve_lock);
@@ -696,15 +856,9 @@ static void resolve_pending(struct client *c, struct pending *p, void *buf, bool
 			continue;
 		}
 		i++;
-		if (r > 0)
-			continue; /* parked: counted when reclaim answers it */
-		usec = now_usec() - p->req[i - 1].read_usec;
-		atomic_fetch_add(&c->stats.faults, 1);
-		atomic_fetch_add(&c->m->totals.faults, 1);
-		atomic_fetch_add(&c->stats.fault_usec_total, usec);
-		atomic_fetch_add(&c->m->totals.fault_usec_total, usec);
-		hist_add(&c->stats.fault_usec, usec);
-		hist_add(&c->m->totals.fault_usec, usec);
+		if (r == 0)
+			count_answered(c, &p->req[i - 1]);
+		/* r > 0: parked or handed to an I/O worker, counted when answered. */
 	}
 	p->nr = 0;
 }
@@ -817,6 +971,27 @@ static void *fault_thread_main(void *arg)
 	return NULL;
 }
 
+static void io_workers_start(void)
+{
+	io.stop = false;
+	for (unsigned i = 0; i < NR_IO_WORKERS; i++) {
+		if (pthread_create(&io.threads[i], NULL, io_worker_main, NULL) != 0)
+			break;
+		io.nr_threads = i + 1;
+	}
+}
+
+static void io_workers_stop(void)
+{
+	pthread_mutex_lock(&io.lock);
+	io.stop = true;
+	pthread_cond_broadcast(&io.cond);
+	pthread_mutex_unlock(&io.lock);
+	for (unsigned i = 0; i < io.nr_threads; i++)
+		pthread_join(io.threads[i], NULL);
+	io.nr_threads = 0;
+}
+
 int fault_threads_start(struct manager *m)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -825,6 +1000,7 @@ int fault_threads_start(struct manager *m)
 	m->fault_threads = calloc(n, sizeof(struct fault_thread));
 	if (!m->fault_threads)
 		return -ENOMEM;
+	io_workers_start();
 	for (unsigned i = 0; i < n; i++) {
 		struct fault_thread *t = &m->fault_threads[i];
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -856,6 +1032,7 @@ static void kick(struct fault_thread *t)
 
 void fault_threads_stop(struct manager *m)
 {
+	io_workers_stop();
 	atomic_store(&m->stopping, true);
 	for (unsigned i = 0; i < m->nr_fault_threads; i++)
 		kick(&m->fault_threads[i]);

@@ -15,8 +15,9 @@
  *            staging slot. Faults wait for the batch; DEAD: the application removed the
  *            range meanwhile, discard the content; CANCEL: copied back for the agent itself.
  *   STORED   evicted; payload = store handle.
- *   LOADING  a fault thread is bringing it back; payload = store handle, owned by that thread.
- *            DEAD: removed meanwhile, the loader frees the handle instead of installing it.
+ *   LOADING  a fault thread (or an I/O worker, for a page in a swap file) is bringing it
+ *            back; payload = store handle, owned by that thread. DEAD: removed while an
+ *            I/O worker read it; the worker frees the handle instead of installing it.
  *
  * Not thread-safe: the owning client's lock protects it.
  */

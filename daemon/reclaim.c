@@ -506,24 +506,34 @@ static int collect_stored(uint64_t vpn, pte_t *pte, void *userdata)
 	return 0;
 }
 
-/* Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. */
+/*
+ * Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. Pages
+ * an I/O worker is reading from a swap file are LOADING: wait for them (at most 10 s).
+ */
 static int drain_client(struct reclaimer *rc, struct client *c)
 {
-	struct collect_ctx cc = {0};
-	int r;
+	for (int round = 0;; round++) {
+		struct collect_ctx cc = {0};
+		uint64_t left;
+		int r;
 
-	pthread_mutex_lock(&c->lock);
-	r = pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, collect_stored, &cc);
-	pthread_mutex_unlock(&c->lock);
-	for (size_t i = 0; r == 0 && i < cc.nr; i++)
-		r = fault_swapin_vpn(c, cc.vpn[i], rc->page_buf);
-	free(cc.vpn);
-	if (r == 0) {
 		pthread_mutex_lock(&c->lock);
-		r = c->nr_stored ? -EAGAIN : 0;
+		r = pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, collect_stored, &cc);
 		pthread_mutex_unlock(&c->lock);
+		for (size_t i = 0; r == 0 && i < cc.nr; i++)
+			r = fault_swapin_vpn(c, cc.vpn[i], rc->page_buf);
+		free(cc.vpn);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&c->lock);
+		left = c->nr_stored;
+		pthread_mutex_unlock(&c->lock);
+		if (!left)
+			return 0;
+		if (round == 10000)
+			return -EAGAIN;
+		usleep(1000);
 	}
-	return r;
 }
 
 static void prepare_fork(struct reclaimer *rc, struct client *c)

@@ -35,6 +35,9 @@
 #include "size.h"
 #include "uffd-compat.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* 5.14 */
+#endif
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24 /* 5.18 */
 #endif
@@ -173,6 +176,17 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			/* A run may cross two mappings (EINVAL) or hold one page the kernel refuses:
 			 * find out page by page. */
 			moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
+		}
+		if (err == EBUSY && moved == 0 && !back) {
+			/*
+			 * Still shared with a fork child (or the child has exited and the page was
+			 * not written since): the kernel moves only pages exclusive to us. A write
+			 * fault without a write (MADV_POPULATE_WRITE) makes it ours again, content
+			 * unchanged; on a mapping that is not writable it fails, no signal.
+			 */
+			if (madvise((void *)(uintptr_t)(r->src + done), PAGE_SIZE,
+				    MADV_POPULATE_WRITE) == 0)
+				moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
 		}
 		if (err == EINVAL && moved == 0 && !back && (S.flags & HELLO_IGNORE_MLOCK)) {
 			/* Mlocked memory moves only into locked memory: the locked half. */
@@ -591,6 +605,67 @@ static void fork_child(void)
 	if (was_active)
 		memext_start(parent);
 	pthread_mutex_unlock(&S.fork_lock);
+}
+
+/*
+ * Early registration. The daemon finds new memory by rescanning the process's maps, which lets
+ * a program that maps and fills a large buffer in a few milliseconds run past its budget
+ * before the daemon sees it. mmap() and mlock() calls that go through the PLT (direct callers:
+ * stress-ng, memtester's mlock; not glibc's malloc, which calls the kernel itself) register
+ * the memory at once, so its first touches already fault to the daemon. The daemon's next scan
+ * finds the range registered and takes it over. Failure changes nothing: the scan still comes.
+ */
+#define EARLY_REGISTER_MIN_BYTES (256 * 1024)
+
+static void early_register(uint64_t start, uint64_t len)
+{
+	struct uffdio_register reg = {
+		.range = {PAGE_ALIGN_DOWN(start), PAGE_ALIGN_UP(start + len) - PAGE_ALIGN_DOWN(start)},
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(S.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
+	int saved = errno;
+
+	if (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) && len >= EARLY_REGISTER_MIN_BYTES &&
+	    S.uffd >= 0)
+		(void)ioctl(S.uffd, UFFDIO_REGISTER, &reg);
+	errno = saved;
+}
+
+static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+
+	if (r == -1)
+		return MAP_FAILED;
+	if ((flags & MAP_ANONYMOUS) && (flags & MAP_PRIVATE) && (prot & PROT_READ) &&
+	    (prot & PROT_WRITE))
+		early_register((uint64_t)r, len);
+	return (void *)r;
+}
+
+/* Both names (the headers turn mmap into mmap64 with 64-bit offsets); off_t is 64-bit here. */
+_public_ void *memext_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__asm__("mmap");
+_public_ void *memext_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__asm__("mmap64");
+
+void *memext_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return do_mmap(addr, len, prot, flags, fd, off);
+}
+
+void *memext_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return do_mmap(addr, len, prot, flags, fd, off);
+}
+
+_public_ int mlock(const void *addr, size_t len)
+{
+	/* Locking populates every page: registered first, they fault to the daemon. A range
+	 * that is not anonymous memory fails to register and is locked all the same. */
+	early_register((uint64_t)(uintptr_t)addr, len);
+	return (int)syscall(SYS_mlock, addr, len);
 }
 
 __attribute__((constructor)) static void memext_init(void)
