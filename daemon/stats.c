@@ -96,6 +96,40 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* Per swap area: what bd_stat says for the whole store, area by area. */
+static void write_json_swap_areas(struct manager *m, FILE *f)
+{
+	struct store_swap_stats a[8];
+	int n = store_get_swap_stats(m->store, a, ARRAY_SIZE(a));
+
+	fputs(",\"swap_areas\":[", f);
+	for (int i = 0; i < n && i < (int)ARRAY_SIZE(a); i++) {
+		fprintf(f, "%s{\"path\":", i ? "," : "");
+		json_string(f, a[i].path);
+		fprintf(f,
+			",\"priority\":%d,\"block_device\":%s,\"total_slots\":%" PRIu64
+			",\"used_slots\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
+			",\"read_errors\":%" PRIu64 ",\"write_errors\":%" PRIu64 "}",
+			a[i].prio, a[i].bdev ? "true" : "false", a[i].total_slots, a[i].used_slots,
+			a[i].bd_reads, a[i].bd_writes, a[i].read_errors, a[i].write_errors);
+	}
+	fputc(']', f);
+}
+
+static void write_text_swap_areas(struct manager *m, FILE *f)
+{
+	struct store_swap_stats a[8];
+	int n = store_get_swap_stats(m->store, a, ARRAY_SIZE(a));
+	char b[32];
+
+	for (int i = 0; i < n && i < (int)ARRAY_SIZE(a); i++)
+		fprintf(f, "    %s (priority %d): %" PRIu64 " of %" PRIu64 " pages used (%s), %" PRIu64
+			   " reads, %" PRIu64 " writes, %" PRIu64 " errors\n",
+			a[i].path, a[i].prio, a[i].used_slots, a[i].total_slots,
+			format_size(a[i].used_slots * PAGE_SIZE, b, sizeof(b)), a[i].bd_reads,
+			a[i].bd_writes, a[i].read_errors + a[i].write_errors);
+}
+
 static void write_json(struct manager *m, FILE *f, const struct client_figures *v, unsigned n,
 		       const struct store_stats *st)
 {
@@ -150,11 +184,13 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"stored_pages\":%" PRIu64 ",\"limit_rejects\":%" PRIu64 ",\"failed_loads\":%" PRIu64
 		",\"bd_count\":%" PRIu64 ",\"bd_reads\":%" PRIu64 ",\"bd_writes\":%" PRIu64
 		",\"bd_read_errors\":%" PRIu64 ",\"bd_write_errors\":%" PRIu64
-		",\"written_back\":%" PRIu64 "}}\n",
+		",\"written_back\":%" PRIu64 "}",
 		st->orig_data_size, st->compr_data_size, st->mem_used_total, st->mem_limit,
 		st->mem_used_max, st->same_pages, st->pages_compacted, st->huge_pages, st->stored_pages,
 		st->limit_rejects, st->failed_loads, st->bd_count, st->bd_reads, st->bd_writes,
 		st->bd_read_errors, st->bd_write_errors, st->written_back);
+	write_json_swap_areas(m, f);
+	fputs("}\n", f);
 }
 
 static void write_client_table(FILE *f, const struct client_figures *v, unsigned n)
@@ -199,6 +235,7 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 			   " I/O errors\n",
 			st->bd_count, st->bd_total_slots, st->bd_reads, st->bd_writes, st->written_back,
 			st->bd_read_errors + st->bd_write_errors);
+	write_text_swap_areas(m, f);
 	if (st->stored_pages && st->mem_used_total)
 		fprintf(f, "  saved            %s (ratio %.2f)\n",
 			format_size(st->orig_data_size > st->mem_used_total
