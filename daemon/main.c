@@ -90,6 +90,11 @@ struct daemon {
 	const char *config_path; /* what SIGHUP re-reads; NULL: built-in defaults */
 	struct options opts;
 	uint64_t watchdog_usec, last_watchdog_usec, last_status_usec;
+	/* Clients to destroy once the current round of events is handled: later events of the
+	 * round may still point at their watches. */
+	struct client *doomed[64];
+	const char *doomed_why[64];
+	unsigned nr_doomed;
 	int epfd;
 	int client_listen_fd, stats_listen_fd, timer_fd, signal_fd;
 	struct watch client_listen_watch, stats_listen_watch, timer_watch, signal_watch;
@@ -237,6 +242,28 @@ static void client_destroy(struct daemon *d, struct client *c, const char *why)
 	client_unref(c);
 }
 
+static bool is_doomed(struct daemon *d, struct client *c)
+{
+	for (unsigned i = 0; i < d->nr_doomed; i++)
+		if (d->doomed[i] == c)
+			return true;
+	return false;
+}
+
+/* Destroys c at the end of this round of events (at once if the list is full, which cannot
+ * happen with 32 events a round). */
+static void doom_client(struct daemon *d, struct client *c, const char *why)
+{
+	if (is_doomed(d, c))
+		return;
+	if (d->nr_doomed == ARRAY_SIZE(d->doomed)) {
+		client_destroy(d, c, why);
+		return;
+	}
+	d->doomed_why[d->nr_doomed] = why;
+	d->doomed[d->nr_doomed++] = c;
+}
+
 struct client_watches {
 	struct watch control, pidfd;
 };
@@ -297,7 +324,7 @@ static int accept_client(struct daemon *d)
 			c = o;
 	pthread_mutex_unlock(&m->clients_lock);
 	if (c)
-		client_destroy(d, c, "was replaced (exec)");
+		doom_client(d, c, "was replaced (exec)");
 	c = NULL;
 
 	budget = client_budget(d, &hello);
@@ -588,14 +615,11 @@ static int run(struct daemon *d)
 				serve_stats(d);
 				break;
 			case WATCH_CONTROL:
-				handle_control(d, w->client);
+				if (!is_doomed(d, w->client))
+					handle_control(d, w->client);
 				break;
 			case WATCH_PIDFD:
-				client_destroy(d, w->client, "exited");
-				/* Its watches are gone: skip any later event of this round. */
-				for (int j = i + 1; j < n; j++)
-					if (((struct watch *)ev[j].data.ptr)->client == w->client)
-						ev[j].data.ptr = &d->timer_watch;
+				doom_client(d, w->client, "exited");
 				break;
 			case WATCH_TIMER:
 				on_timer(d);
@@ -604,6 +628,10 @@ static int run(struct daemon *d)
 				on_signal(d);
 				break;
 			}
+		}
+		while (d->nr_doomed) {
+			d->nr_doomed--;
+			client_destroy(d, d->doomed[d->nr_doomed], d->doomed_why[d->nr_doomed]);
 		}
 		if (d->quit)
 			return 0;
