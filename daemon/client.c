@@ -137,11 +137,6 @@ int client_park_locked(struct client *c, const struct fault_req *req)
 	return 0;
 }
 
-struct scan_ctx {
-	struct client *c;
-	int error;
-};
-
 static int mark_present(uint64_t start, uint64_t end, void *userdata)
 {
 	struct client *c = userdata;
@@ -186,8 +181,7 @@ static int register_gap(uint64_t start, uint64_t end, void *userdata)
 
 static int scan_one(const struct maps_entry *e, void *userdata)
 {
-	struct scan_ctx *s = userdata;
-	struct client *c = s->c;
+	struct client *c = userdata;
 	struct rangeset snapshot = {0};
 	int r;
 
@@ -227,8 +221,7 @@ int64_t client_untracked_pages(struct client *c)
 
 int client_scan(struct client *c)
 {
-	struct scan_ctx s = {.c = c};
-	int r = maps_for_each_eligible(c->pid, scan_one, &s);
+	int r = maps_for_each_eligible(c->pid, scan_one, c);
 
 	c->scan_untracked_pages = client_untracked_pages(c);
 	c->scan_usec = now_usec();

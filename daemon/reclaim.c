@@ -346,11 +346,6 @@ static void resolve_parked(struct reclaimer *rc, struct client *c)
 	free(parked);
 }
 
-static bool store_has_room(struct manager *m, unsigned nr_pages)
-{
-	return store_has_room_for(m->store, nr_pages);
-}
-
 /* Evicts one batch. Returns the number of pages evicted, or -errno when the agent is gone. */
 static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 {
@@ -360,7 +355,7 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	unsigned evicted = 0;
 	int r;
 
-	if (!store_has_room(c->m, want)) {
+	if (!store_has_room_for(c->m->store, want)) {
 		static _Atomic bool said;
 
 		if (!atomic_exchange(&said, true))
