@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "log.h"
 #include "maps.h"
 #include "store.h"
@@ -93,6 +94,7 @@ void client_unref(struct client *c)
 	client_release_pages(c);
 	/* Give the freed pool pages (and an empty pool's metadata) back to the system now. */
 	store_compact(c->m->store);
+	client_record_detach(c);
 	pagetable_free(c->pt);
 	rangeset_done(&c->registered);
 	free(c->parked);

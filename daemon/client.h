@@ -99,6 +99,7 @@ struct client {
 	unsigned fruitless_batches; /* in a row; stops throttling while reclaim cannot help */
 
 	struct client_counters stats;
+	struct client_record *record; /* in pmem, for a successor after a crash (adopt.h) */
 
 	/* Main thread only. */
 	void *user; /* main's event-loop watches; freed with the client */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "fault.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "client.h"
 #include "log.h"
 #include "manager.h"
@@ -94,19 +96,23 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 	struct client *c = userdata;
 
 	(void)vpn;
-	switch (pte_type(*pte)) {
+	/* Entries stop naming a handle before it is freed: a successor adopting this table
+	 * after a crash never follows a freed handle (pmem.h). */
+	pte_t old = *pte;
+
+	switch (pte_type(old)) {
 	case PTE_PRESENT:
-		if (*pte & PTE_CLEAN) {
-			store_drop(c->m->store, pte_payload(*pte));
+		*pte = 0;
+		if (old & PTE_CLEAN) {
+			store_drop(c->m->store, pte_payload(old));
 			c->nr_cached--;
 		}
 		c->nr_present--;
-		*pte = 0;
 		break;
 	case PTE_STORED:
-		store_drop(c->m->store, pte_payload(*pte));
-		c->nr_stored--;
 		*pte = 0;
+		store_drop(c->m->store, pte_payload(old));
+		c->nr_stored--;
 		break;
 	case PTE_MOVING:
 		/* The batch discards what it moved; the application expects zeroes now. */
@@ -132,24 +138,25 @@ static void handle_remove(struct client *c, uint64_t start, uint64_t end, bool u
 	pthread_mutex_unlock(&c->lock);
 }
 
-struct remap_ctx {
-	uint64_t from_vpn;
-	pte_t *saved; /* indexed by vpn - from_vpn */
-};
-
-static int remap_take(uint64_t vpn, pte_t *pte, void *userdata)
+static int visit_nothing(uint64_t vpn, pte_t *pte, void *userdata)
 {
-	struct remap_ctx *r = userdata;
-
-	r->saved[vpn - r->from_vpn] = *pte;
-	*pte = 0;
+	(void)vpn, (void)pte, (void)userdata;
 	return 0;
 }
 
-static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+/*
+ * Moves the entries of an mremap, page by page, recording its progress in the event itself
+ * (which is in the client's pmem journal): a successor that finds the event unfinished after
+ * a crash replays it from there (adopt.c). Per page: the destination takes the entry, the
+ * source lets go, then the event advances. Replayed from any point this gives the same table:
+ * a source entry already gone means the destination has it. The kernel reported whatever was
+ * at the destination with an UNMAP before, so a destination entry met here is a copy left by
+ * an interrupted run, or stale: it is dropped.
+ */
+static void handle_remap(struct client *c, struct uffd_msg *msg)
 {
-	uint64_t nr = PAGE_ALIGN_UP(len) / PAGE_SIZE;
-	struct remap_ctx r = {.from_vpn = from / PAGE_SIZE};
+	uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to;
+	uint64_t nr = PAGE_ALIGN_UP(msg->arg.remap.len) / PAGE_SIZE;
 
 	pthread_mutex_lock(&c->lock);
 	/*
@@ -177,39 +184,35 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
 		if (c->io_busy[i] && c->io_vpn[i] >= from / PAGE_SIZE &&
 		    c->io_vpn[i] < from / PAGE_SIZE + nr)
 			c->io_vpn[i] = to / PAGE_SIZE + (c->io_vpn[i] - from / PAGE_SIZE);
-	r.saved = calloc(nr, sizeof(pte_t));
-	if (!r.saved) {
-		/* Cannot move the entries: the stored pages of this range are lost to the
-		 * application. Say so loudly rather than serve stale data later. */
-		log_error("client %d: out of memory moving %lu pages for mremap", c->pid,
-			  (unsigned long)nr);
-		pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, remove_one, c);
-		goto out;
-	}
-	pagetable_walk(c->pt, r.from_vpn, r.from_vpn + nr, remap_take, &r);
-	/* Whatever the kernel unmapped at the destination was reported by an UNMAP before. */
-	pagetable_walk(c->pt, to / PAGE_SIZE, to / PAGE_SIZE + nr, remove_one, c);
 	for (uint64_t i = 0; i < nr; i++) {
-		pte_t *pte;
+		pte_t *src = pagetable_lookup(c->pt, from / PAGE_SIZE + i), *dst;
 
-		if (!r.saved[i])
-			continue;
-		pte = pagetable_ensure(c->pt, to / PAGE_SIZE + i);
-		if (!pte) {
-			log_error("client %d: out of memory in mremap, page %#lx lost", c->pid,
-				  (unsigned long)(to + i * PAGE_SIZE));
-			continue;
+		if (src && *src) {
+			dst = pagetable_ensure(c->pt, to / PAGE_SIZE + i);
+			if (!dst) {
+				/* Say so loudly rather than serve stale data later. */
+				log_error("client %d: out of memory in mremap, page %#lx lost",
+					  c->pid, (unsigned long)(to + i * PAGE_SIZE));
+				remove_one(from / PAGE_SIZE + i, src, c);
+			} else {
+				if (*dst)
+					remove_one(to / PAGE_SIZE + i, dst, c);
+				*dst = *src;
+				*src = 0;
+			}
 		}
-		*pte = r.saved[i];
+		__atomic_store_n(&msg->arg.remap.from, from + (i + 1) * PAGE_SIZE, __ATOMIC_RELAXED);
+		__atomic_store_n(&msg->arg.remap.to, to + (i + 1) * PAGE_SIZE, __ATOMIC_RELAXED);
+		__atomic_store_n(&msg->arg.remap.len, (nr - i - 1) * PAGE_SIZE, __ATOMIC_RELAXED);
 	}
-	free(r.saved);
+	/* Frees the source's leaves that are empty now. */
+	pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, visit_nothing, NULL);
 	rangeset_remove(&c->registered, from, from + nr * PAGE_SIZE);
 	rangeset_add(&c->registered, to, to + nr * PAGE_SIZE);
-out:
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void handle_event(struct client *c, const struct uffd_msg *msg)
+void fault_apply_event(struct client *c, struct uffd_msg *msg)
 {
 	switch (msg->event) {
 	case UFFD_EVENT_REMOVE:
@@ -223,7 +226,7 @@ static void handle_event(struct client *c, const struct uffd_msg *msg)
 		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, true);
 		break;
 	case UFFD_EVENT_REMAP:
-		handle_remap(c, msg->arg.remap.from, msg->arg.remap.to, msg->arg.remap.len);
+		handle_remap(c, msg);
 		break;
 	default:
 		log_debug("client %d: ignoring uffd event %u", c->pid, msg->event);
@@ -237,13 +240,17 @@ static void handle_event(struct client *c, const struct uffd_msg *msg)
  */
 static int read_uffd(struct client *c, struct pending *p)
 {
-	struct uffd_msg msgs[READ_BATCH];
+	struct uffd_msg local[READ_BATCH];
+	/* Read into the client's pmem journal: a message read is gone from the kernel, so
+	 * an event must be where a successor finds it until it is applied (adopt.c). */
+	struct uffd_msg *msgs = c->record ? c->record->journal : local;
 	uint64_t now = now_usec();
 	int total = 0;
 
+	static_assert(READ_BATCH == CLIENT_JOURNAL_MSGS, "one read fills the journal");
 	pthread_rwlock_wrlock(&c->resolve_lock);
 	while (p->nr + READ_BATCH <= PENDING_MAX) {
-		ssize_t n = read(c->uffd, msgs, sizeof(msgs));
+		ssize_t n = read(c->uffd, msgs, READ_BATCH * sizeof(*msgs));
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -258,11 +265,14 @@ static int read_uffd(struct client *c, struct pending *p)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				p->req[p->nr++] = (struct fault_req){msgs[i], now};
 			else
-				handle_event(c, &msgs[i]);
+				fault_apply_event(c, &msgs[i]);
+			/* Applied (or queued: a lost fault is raised again by the successor's
+			 * wake-up); the journal slot is free. */
+			__atomic_store_n(&msgs[i].event, 0, __ATOMIC_RELEASE);
 			total++;
 		}
 		/* A short read emptied the queue: spare the read that would say EAGAIN. */
-		if (n < (ssize_t)sizeof(msgs))
+		if (n < (ssize_t)(READ_BATCH * sizeof(*msgs)))
 			break;
 	}
 	pthread_rwlock_unlock(&c->resolve_lock);

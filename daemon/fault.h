@@ -44,3 +44,10 @@ void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, v
  * was nothing to bring back), or -errno (-ESRCH: process gone).
  */
 int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf);
+
+/*
+ * Applies a REMOVE, UNMAP or REMAP event to the client's table (resolve lock held exclusively,
+ * or the client not served yet). A REMAP records its progress in msg, so applying an
+ * interrupted one again finishes it (adopt.c).
+ */
+void fault_apply_event(struct client *c, struct uffd_msg *msg);

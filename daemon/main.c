@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
@@ -24,11 +25,13 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "adopt.h"
 #include "client.h"
 #include "config.h"
 #include "fault.h"
 #include "log.h"
 #include "manager.h"
+#include "pmem.h"
 #include "maps.h"
 #include "memext-build.h"
 #include "protocol.h"
@@ -39,6 +42,8 @@
 
 #define SCAN_INTERVAL_USEC 10000   /* how often clients' resident size is checked */
 #define SCAN_MAX_AGE_USEC 1000000  /* a client's maps are rescanned at least this often */
+/* Address space for pmem: the pool's arena chunks reserve up to 1 GiB each. */
+#define PMEM_WINDOW_BYTES (UINT64_C(4) << 40)
 #define SCAN_GROWTH_PAGES 256      /* ... or when its untracked memory grew this much */
 #define HELLO_TIMEOUT_MSEC 2000
 
@@ -273,6 +278,45 @@ static struct client_watches *watches_of(struct client *c)
 	return (struct client_watches *)c->user;
 }
 
+/*
+ * A client back after its daemon died: adopt its evicted pages from the dead daemon's pmem
+ * before it is served (adopt.h). Its agent is idle: it is the thread that reconnected.
+ */
+static void resume_client(struct client *c, int old_pmem_fd)
+{
+	uint64_t t0 = now_usec();
+	int64_t n = adopt_client(c, old_pmem_fd);
+	struct msg_agent_free f = {.range = c->staging};
+
+	if (n == -ENOENT)
+		log_info("client %d (%s) reconnected; nothing of it was evicted", c->pid, c->comm);
+	else if (n < 0)
+		log_error_errno((int)n, "client %d (%s): adopting its evicted pages failed: %m",
+				c->pid, c->comm);
+	else
+		log_info("client %d (%s) adopted: %" PRId64 " evicted pages restored in %.1f ms",
+			 c->pid, c->comm, n, (double)(now_usec() - t0) / 1000.0);
+	/* What the dead daemon's last batch left in staging is in our store now. */
+	proto_init_header(&f.h, MSG_AGENT_FREE, sizeof(f), 0);
+	(void)proto_send(c->agent_fd, &f, sizeof(f), NULL, 0);
+}
+
+/* Wakes every thread of a resumed client that waits on a fault the dead daemon read and never
+ * answered: each faults again, and we see it. */
+static void wake_all(struct client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < c->registered.nr; i++) {
+		struct uffdio_range r = {
+			.start = c->registered.r[i].start,
+			.len = c->registered.r[i].end - c->registered.r[i].start,
+		};
+
+		(void)ioctl(c->uffd, UFFDIO_WAKE, &r);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 static int accept_client(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -280,7 +324,7 @@ static int accept_client(struct daemon *d)
 	struct msg_hello_ack ack = {0};
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1};
+	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1, -1};
 	uint64_t budget;
 	unsigned nr_fds = MEMEXT_MAX_FDS;
 	_cleanup_close_ int fd = -1;
@@ -299,7 +343,7 @@ static int accept_client(struct daemon *d)
 	if (n <= 0)
 		return log_warning_errno(n < 0 ? (int)n : -ECONNRESET, "bad hello from a client: %m");
 	r = -EBADMSG;
-	if (hello.h.type != MSG_HELLO || nr_fds != 4) {
+	if (hello.h.type != MSG_HELLO || nr_fds != ((hello.flags & HELLO_RESUME) ? 5u : 4u)) {
 		log_warning("client hello malformed (type %u, %u fds): dropped", hello.h.type, nr_fds);
 		goto fail;
 	}
@@ -323,6 +367,11 @@ static int accept_client(struct daemon *d)
 		if (o->pid == hello.pid)
 			c = o;
 	pthread_mutex_unlock(&m->clients_lock);
+	if (c && (hello.flags & HELLO_RESUME)) {
+		/* Resuming is for a daemon that died; this one serves the process. */
+		log_warning("client %d asks to resume but is connected: dropped", hello.pid);
+		goto fail;
+	}
 	if (c)
 		doom_client(d, c, "was replaced (exec)");
 	c = NULL;
@@ -334,6 +383,15 @@ static int accept_client(struct daemon *d)
 		goto fail;
 	}
 	fd = -1;
+	for (unsigned i = 0; i < 4; i++)
+		fds[i] = -1; /* the client's now */
+	r = client_record_attach(c);
+	if (r < 0)
+		log_warning_errno(r, "client %d: no pmem record, a crash of this daemon would lose "
+				     "its evicted pages: %m",
+				  c->pid);
+	if (hello.flags & HELLO_RESUME)
+		resume_client(c, TAKE_FD(fds[4]));
 	c->user = calloc(1, sizeof(struct client_watches));
 	if (!c->user)
 		goto fail_client;
@@ -357,10 +415,16 @@ static int accept_client(struct daemon *d)
 
 	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
 	ack.client_id = c->id;
-	(void)proto_send(c->control_fd, &ack, sizeof(ack), NULL, 0);
+	{
+		int pfd = pmem_fd();
+
+		(void)proto_send(c->control_fd, &ack, sizeof(ack), &pfd, pfd >= 0);
+	}
 	r = client_scan(c);
 	if (r < 0 && r != -ESRCH)
 		log_warning_errno(r, "client %d: scanning its memory: %m", c->pid);
+	if (hello.flags & HELLO_RESUME)
+		wake_all(c);
 	{
 		char b[32];
 		log_info("client %d (%s) connected%s, budget %s", c->pid, c->comm,
@@ -540,6 +604,7 @@ static void on_timer(struct daemon *d)
 	bool kick = false;
 
 	(void)!read(d->timer_fd, &expirations, sizeof(expirations));
+	adopt_reap();
 	pthread_mutex_lock(&m->clients_lock);
 	for (struct client *c = m->clients; c && n < ARRAY_SIZE(v); c = c->next)
 		v[n++] = client_ref(c);
@@ -943,11 +1008,21 @@ static int setup(struct daemon *d)
 			.path = cfg->swapfiles[i].path,
 			.prio = cfg->swapfiles[i].priority,
 		};
+	/* Before the store, whose memory comes from it (pmem.h). */
+	r = pmem_init(PMEM_WINDOW_BYTES);
+	if (r == 0)
+		r = adopt_init();
+	if (r < 0) {
+		log_warning_errno(r, "no persistent memory (%m): a crash of this daemon would lose "
+				     "the evicted pages of its clients");
+		pmem_exit();
+	}
 	r = store_new_err(&scfg, &d->m.store, serr, sizeof(serr));
 	if (r < 0) {
 		log_error("cannot set up the store: %s", serr);
 		return EXIT_RUNTIME;
 	}
+	pmem_set_root(PMEM_ROOT_STORE, d->m.store);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "pagetable.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "macro.h"
+#include "pmem.h"
 
 #define LEVEL_BITS 9
 #define LEVEL_SIZE (1U << LEVEL_BITS)
@@ -21,6 +26,23 @@ struct pagetable {
 	uint64_t nr_nodes, nr_leaves;
 };
 
+static_assert(sizeof(struct node) == PAGE_SIZE && sizeof(struct leaf) == PAGE_SIZE,
+	      "nodes and leaves are pages");
+
+/* Nodes live in pmem when the daemon has it: a restarted daemon walks the tree (pmem.h). */
+static void *node_alloc(void)
+{
+	return pmem_enabled() ? pmem_alloc(PAGE_SIZE) : calloc(1, PAGE_SIZE);
+}
+
+static void node_free(void *p)
+{
+	if (pmem_contains(p))
+		pmem_free(p, PAGE_SIZE);
+	else
+		free(p);
+}
+
 static unsigned index_at(uint64_t vpn, int level)
 {
 	return (unsigned)(vpn >> (LEVEL_BITS * (LEVELS - 1 - level))) & (LEVEL_SIZE - 1);
@@ -32,7 +54,7 @@ struct pagetable *pagetable_new(void)
 
 	if (!pt)
 		return NULL;
-	pt->root = calloc(1, sizeof(struct node));
+	pt->root = node_alloc();
 	if (!pt->root) {
 		free(pt);
 		return NULL;
@@ -51,7 +73,7 @@ static void free_level(void *p, int level)
 		for (unsigned i = 0; i < LEVEL_SIZE; i++)
 			free_level(n->slot[i], level + 1);
 	}
-	free(p);
+	node_free(p);
 }
 
 void pagetable_free(struct pagetable *pt)
@@ -83,7 +105,7 @@ pte_t *pagetable_ensure(struct pagetable *pt, uint64_t vpn)
 		if (!*slot) {
 			bool last = level == LEVELS - 2;
 
-			*slot = calloc(1, last ? sizeof(struct leaf) : sizeof(struct node));
+			*slot = node_alloc(); /* zeroed before it is linked */
 			if (!*slot)
 				return NULL;
 			if (last)
@@ -135,8 +157,9 @@ static int walk_level(struct walk *w, void **pp, int level, uint64_t base)
 			if (l->pte[i] != 0)
 				r = w->fn(base + i, &l->pte[i], w->userdata);
 		if (leaf_empty(l)) {
-			free(l);
+			/* Unlinked before it is freed (and perhaps reused by another tree). */
 			*pp = NULL;
+			node_free(l);
 			w->pt->nr_leaves--;
 		}
 		return r;
@@ -154,8 +177,8 @@ static int walk_level(struct walk *w, void **pp, int level, uint64_t base)
 			r = walk_level(w, &n->slot[i], level + 1, child_base);
 	}
 	if (level > 0 && node_empty(n)) {
-		free(n);
 		*pp = NULL;
+		node_free(n);
 		w->pt->nr_nodes--;
 	}
 	return r;
@@ -175,4 +198,42 @@ int pagetable_walk(struct pagetable *pt, uint64_t start_vpn, uint64_t end_vpn, p
 uint64_t pagetable_mem_bytes(const struct pagetable *pt)
 {
 	return pt->nr_nodes * sizeof(struct node) + pt->nr_leaves * sizeof(struct leaf);
+}
+
+uint64_t pagetable_root_addr(const struct pagetable *pt)
+{
+	return (uint64_t)(uintptr_t)pt->root;
+}
+
+/* Recovery: the dead daemon's tree under old_root, read through the view. */
+static int view_walk_level(const struct pmem_view *v, uint64_t old, int level, uint64_t base,
+			   pte_view_fn fn, void *userdata)
+{
+	uint64_t child_span = 1ULL << (LEVEL_BITS * (LEVELS - 1 - level));
+	const void *p = pmem_view_ptr(v, old, PAGE_SIZE);
+	int r = 0;
+
+	if (!p)
+		return -EBADMSG;
+	if (level == LEVELS - 1) {
+		const struct leaf *l = p;
+
+		for (unsigned i = 0; i < LEVEL_SIZE && r == 0; i++)
+			if (l->pte[i] != 0)
+				r = fn(base + i, l->pte[i], userdata);
+		return r;
+	}
+	const struct node *n = p;
+
+	for (unsigned i = 0; i < LEVEL_SIZE && r == 0; i++)
+		if (n->slot[i])
+			r = view_walk_level(v, (uint64_t)(uintptr_t)n->slot[i], level + 1,
+					    base + i * child_span, fn, userdata);
+	return r;
+}
+
+int pagetable_view_walk(const struct pmem_view *v, uint64_t old_root, pte_view_fn fn,
+			void *userdata)
+{
+	return view_walk_level(v, old_root, 0, 0, fn, userdata);
 }

@@ -78,5 +78,18 @@ typedef int (*pte_visit_fn)(uint64_t vpn, pte_t *pte, void *userdata);
 int pagetable_walk(struct pagetable *pt, uint64_t start_vpn, uint64_t end_vpn, pte_visit_fn fn,
 		   void *userdata);
 
+/* The root node's address: what a client's pmem record keeps. */
+uint64_t pagetable_root_addr(const struct pagetable *pt);
+
+/*
+ * Recovery: calls fn for every entry that is not NONE in the tree a dead daemon kept at
+ * old_root, read through a pmem view. Returns the first non-zero return of fn, or -EBADMSG
+ * when a node is not in the view.
+ */
+struct pmem_view;
+typedef int (*pte_view_fn)(uint64_t vpn, pte_t pte, void *userdata);
+int pagetable_view_walk(const struct pmem_view *v, uint64_t old_root, pte_view_fn fn,
+			void *userdata);
+
 /* Bytes of memory the tree itself takes. */
 uint64_t pagetable_mem_bytes(const struct pagetable *pt);

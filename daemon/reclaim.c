@@ -589,6 +589,13 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	rangeset_done(&c->registered);
 	pthread_mutex_unlock(&c->lock);
 	pthread_rwlock_unlock(&c->resolve_lock);
+	/* Tells the shim not to wait for a next daemon: there is nothing left to adopt. */
+	{
+		struct msg_agent_release rel;
+
+		proto_init_header(&rel.h, MSG_AGENT_RELEASE, sizeof(rel), ++rc->seq);
+		(void)proto_send(c->agent_fd, &rel, sizeof(rel), NULL, 0);
+	}
 }
 
 static struct client **snapshot_clients(struct manager *m, unsigned *ret_nr)

@@ -60,7 +60,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -74,6 +73,7 @@
 
 #include "codec.h"
 #include "macro.h"
+#include "pmem.h"
 #include "swapfile.h"
 #include "zpool.h"
 
@@ -304,7 +304,8 @@ int store_new_err(const struct store_config *cfg, struct store **ret, char *err,
 			    "huge threshold %u bytes: accepted: less than a page (%lu)",
 			    cfg->huge_threshold_bytes, PAGE_SIZE);
 
-	s = calloc(1, sizeof(*s));
+	/* In pmem, with the tables it points to: a restarted daemon reads them (pmem.h). */
+	s = pmem_alloc(sizeof(*s));
 	if (!s)
 		return fail(err, errlen, -ENOMEM, "cannot set up the store: out of memory");
 	s->cfg = *cfg;
@@ -371,11 +372,9 @@ int store_new_err(const struct store_config *cfg, struct store **ret, char *err,
 						      : (huge > 1 ? huge - 1 : PAGE_SIZE - 1);
 
 	if (s->tiered) {
-		void *dir =
-			mmap(NULL, TIER_MAX_CHUNKS * sizeof(*s->tier_dir), PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		void *dir = pmem_alloc(TIER_MAX_CHUNKS * sizeof(*s->tier_dir));
 
-		if (dir == MAP_FAILED) {
+		if (!dir) {
 			r = fail(err, errlen, -ENOMEM, "cannot set up the tier table: %m");
 			goto out_free_pool;
 		}
@@ -412,7 +411,7 @@ out_free_areas:
 	pthread_rwlock_destroy(&s->trim_lock);
 	pthread_mutex_destroy(&s->same_lock);
 out_free_store:
-	free(s);
+	pmem_free(s, sizeof(*s));
 	return r;
 }
 
@@ -424,7 +423,7 @@ int store_new(const struct store_config *cfg, struct store **ret)
 static void tier_free_chunks(struct store *s)
 {
 	for (uint32_t c = 0; c < s->tier_chunks; c++) {
-		free(atomic_load(&s->tier_dir[c]));
+		pmem_free(atomic_load(&s->tier_dir[c]), TIER_CHUNK * sizeof(struct tier_entry));
 		atomic_store(&s->tier_dir[c], NULL);
 	}
 	s->tier_chunks = 0;
@@ -443,19 +442,19 @@ void store_free(struct store *s)
 	}
 	if (s->tier_dir) {
 		tier_free_chunks(s);
-		munmap(s->tier_dir, TIER_MAX_CHUNKS * sizeof(*s->tier_dir));
+		pmem_free(s->tier_dir, TIER_MAX_CHUNKS * sizeof(*s->tier_dir));
 	}
 	free(s->wb_buf);
 	zpool_free(s->pool);
 	swapfile_free(s->sf);
-	free(s->same_words);
+	pmem_free(s->same_words, SAME_WORDS * sizeof(*s->same_words));
 	pthread_cond_destroy(&s->wb_cond);
 	pthread_mutex_destroy(&s->wb_lock);
 	pthread_mutex_destroy(&s->wb_run_lock);
 	pthread_mutex_destroy(&s->lru_lock);
 	pthread_rwlock_destroy(&s->trim_lock);
 	pthread_mutex_destroy(&s->same_lock);
-	free(s);
+	pmem_free(s, sizeof(*s));
 }
 
 /* ---- the tier table ---- */
@@ -541,7 +540,7 @@ static int tier_new(struct store *s, uint64_t payload, uint32_t *ret_idx)
 			struct tier_entry *chunk;
 
 			if (s->tier_chunks == TIER_MAX_CHUNKS ||
-			    !(chunk = calloc(TIER_CHUNK, sizeof(*chunk)))) {
+			    !(chunk = pmem_alloc(TIER_CHUNK * sizeof(*chunk)))) {
 				pthread_mutex_unlock(&s->lru_lock);
 				return -ENOMEM;
 			}
@@ -569,7 +568,7 @@ static void tier_trim(struct store *s)
 		return;
 	pthread_mutex_lock(&s->lru_lock);
 	tier_free_chunks(s);
-	madvise(s->tier_dir, TIER_MAX_CHUNKS * sizeof(*s->tier_dir), MADV_DONTNEED);
+	pmem_discard(s->tier_dir, TIER_MAX_CHUNKS * sizeof(*s->tier_dir));
 	s->tier_next = 1;
 	s->free_head = s->lru_first = s->lru_last = s->lru_len = 0;
 	atomic_store(&s->tier_bytes, 0);
@@ -619,12 +618,12 @@ static int same_get(struct store *s, uint64_t word, uint64_t *ret_handle)
 
 	pthread_mutex_lock(&s->same_lock);
 	if (!s->same_words) {
-		s->same_words = calloc(SAME_WORDS, sizeof(*s->same_words));
+		s->same_words = pmem_alloc(SAME_WORDS * sizeof(*s->same_words));
 		if (!s->same_words) {
 			r = -ENOMEM;
 			goto out;
 		}
-		atomic_store(&s->same_bytes, malloc_usable_size(s->same_words));
+		atomic_store(&s->same_bytes, SAME_WORDS * sizeof(*s->same_words));
 	}
 	for (size_t i = 0; i < SAME_PROBES; i++) {
 		size_t k = (h + i) & (SAME_WORDS - 1);
@@ -1472,7 +1471,7 @@ static void trim_if_empty(struct store *s)
 		return;
 	if (atomic_load(&s->stored_pages) == 0 && zpool_trim(s->pool) == 0) {
 		pthread_mutex_lock(&s->same_lock);
-		free(s->same_words);
+		pmem_free(s->same_words, SAME_WORDS * sizeof(*s->same_words));
 		s->same_words = NULL;
 		atomic_store(&s->same_bytes, 0);
 		pthread_mutex_unlock(&s->same_lock);
@@ -1586,4 +1585,97 @@ int store_get_swap_stats(struct store *s, struct store_swap_stats *ret, size_t n
 	}
 	free(a);
 	return (int)count;
+}
+
+/*
+ * Recovery (pmem.h): loading a page from the store a dead daemon kept at old_store. Follows
+ * only what names data: the pool's handle table and arena, same_words[] and the tier table.
+ * Pages in swap areas are not read here (their slots would first have to be kept from the new
+ * store's allocator): -EOPNOTSUPP.
+ */
+static int view_pool_load(const struct pmem_view *v, const struct store *old, uint64_t payload,
+			  void *page)
+{
+	uint64_t id = (payload >> H_CODEC_SHIFT) & H_CODEC_MASK;
+	uint32_t ph = (uint32_t)(payload & H_POOL_MASK);
+	_Alignas(8) unsigned char obj[PAGE_SIZE];
+	int len;
+
+	if (id >= ARRAY_SIZE(store_codecs) ||
+	    (payload & ~(H_POOL_MASK | H_CODEC_MASK << H_CODEC_SHIFT)))
+		return -ENOENT;
+	len = zpool_view_read(v, (uint64_t)(uintptr_t)old->pool, ph, obj, sizeof(obj));
+	if (len < 0)
+		return len;
+	if (len == PAGE_SIZE) {
+		memcpy(page, obj, PAGE_SIZE);
+		return 0;
+	}
+	return store_codecs[id]->decompress(obj, (size_t)len, page, PAGE_SIZE);
+}
+
+static int view_same_load(const struct pmem_view *v, const struct store *old, uint64_t handle,
+			  void *page)
+{
+	uint64_t idx = handle & ((UINT64_C(1) << H_SAME_WORD_BITS) - 1);
+	const struct same_word *words;
+
+	if ((handle & H_SAME_KIND_MASK) != H_SAME_TABLE) {
+		uint64_t word;
+		int r = same_word_of(NULL, handle, &word); /* needs no table */
+
+		if (r == 0)
+			fill_words(page, word);
+		return r;
+	}
+	words = pmem_view_ptr(v, (uint64_t)(uintptr_t)old->same_words,
+			      SAME_WORDS * sizeof(*words));
+	if (!words || idx >= SAME_WORDS || !words[idx].refs)
+		return -EBADMSG;
+	fill_words(page, words[idx].word);
+	return 0;
+}
+
+static int view_tier_load(const struct pmem_view *v, const struct store *old, uint64_t handle,
+			  void *page)
+{
+	uint64_t idx = handle & H_TIER_INDEX_MASK, st;
+	const struct tier_entry *const *dir;
+	const struct tier_entry *chunk;
+
+	if (idx == 0 || (handle & ~(H_TIER | H_TIER_INDEX_MASK)))
+		return -ENOENT;
+	dir = pmem_view_ptr(v, (uint64_t)(uintptr_t)old->tier_dir,
+			    TIER_MAX_CHUNKS * sizeof(*dir));
+	if (!dir)
+		return -EBADMSG;
+	chunk = pmem_view_ptr(v, (uint64_t)(uintptr_t)dir[idx >> TIER_CHUNK_SHIFT],
+			      TIER_CHUNK * sizeof(*chunk));
+	if (!chunk)
+		return -EBADMSG;
+	st = atomic_load_explicit(&chunk[idx & TIER_CHUNK_MASK].state, memory_order_relaxed);
+	switch (st & TS_KIND_MASK) {
+	case TS_POOL:
+	case TS_WB:
+		return view_pool_load(v, old, st & TS_PAYLOAD_MASK, page);
+	case TS_SWAP:
+		return -EOPNOTSUPP;
+	default:
+		return -ENOENT;
+	}
+}
+
+int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t handle, void *page)
+{
+	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
+
+	if (!old)
+		return -EBADMSG;
+	if (handle & H_SAME)
+		return view_same_load(v, old, handle, page);
+	if (handle & H_SWAP)
+		return -EOPNOTSUPP;
+	if (handle & H_TIER)
+		return view_tier_load(v, old, handle, page);
+	return view_pool_load(v, old, handle, page);
 }

@@ -212,6 +212,15 @@ void store_get_stats(struct store *s, struct store_stats *ret);
  */
 int store_get_class_stats(struct store *s, struct store_class_stats *ret, size_t n);
 
+struct pmem_view;
+/*
+ * Loads the page behind handle from the store a dead daemon kept at old_store (an address in
+ * the view), for a restarted daemon adopting its clients. Returns 0, -ENOENT (no such page),
+ * -EBADMSG (the view does not hold what the handle says, or the data is corrupt),
+ * -EOPNOTSUPP (a page in a swap area: not recovered yet).
+ */
+int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t handle, void *page);
+
 /* Copies the figures of the swap areas on now into ret[0 .. min(n, count)) (in the order of
  * their type, as /proc/swaps), and returns count. */
 int store_get_swap_stats(struct store *s, struct store_swap_stats *ret, size_t n);

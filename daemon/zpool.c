@@ -61,6 +61,7 @@
 #include <sys/mman.h>
 
 #include "macro.h"
+#include "pmem.h"
 
 #define ENT_LEN_BITS 12
 #define ENT_OFF_SHIFT 12
@@ -267,7 +268,8 @@ static int htab_grow(struct zpool *pool, unsigned idx)
 
 	pthread_mutex_lock(&pool->grow_lock);
 	if (!atomic_load_explicit(&pool->htab[idx], memory_order_relaxed)) {
-		chunk = map_reserve(HTAB_CHUNK_ENTRIES * sizeof(uint64_t));
+		/* In pmem: a restarted daemon finds the objects through it. */
+		chunk = pmem_alloc(HTAB_CHUNK_ENTRIES * sizeof(uint64_t));
 		if (chunk)
 			atomic_store_explicit(&pool->htab[idx], chunk, memory_order_release);
 		else
@@ -358,14 +360,16 @@ static int arena_chunk_new(struct zpool *pool, unsigned pages, int *ret)
 
 	if (nr >= MAX_CHUNKS)
 		return -ENOSPC;
-	c = calloc(1, sizeof(*c));
+	c = pmem_alloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->pages_per_zspage = pages;
 	c->zspage_bytes = (size_t)pages * PAGE_SIZE;
-	c->base = map_reserve(CHUNK_ZSPAGES * c->zspage_bytes);
+	c->base = pmem_alloc(CHUNK_ZSPAGES * c->zspage_bytes);
 	if (!c->base)
 		goto out_free_chunk;
+	/* A huge page would make one small zspage cost 2 MiB and defeat the discard. */
+	(void)madvise(c->base, CHUNK_ZSPAGES * c->zspage_bytes, MADV_NOHUGEPAGE);
 	c->desc = map_reserve(CHUNK_ZSPAGES * sizeof(*c->desc));
 	if (!c->desc)
 		goto out_unmap_base;
@@ -376,9 +380,9 @@ static int arena_chunk_new(struct zpool *pool, unsigned pages, int *ret)
 	return 0;
 
 out_unmap_base:
-	munmap(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
+	pmem_free(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
 out_free_chunk:
-	free(c);
+	pmem_free(c, sizeof(*c));
 	return -ENOMEM;
 }
 
@@ -415,7 +419,7 @@ static void arena_id_free(struct zpool *pool, unsigned pages, uint32_t id)
 	struct arena_chunk *c = arena_chunk(pool, id);
 
 	/* The pages go back now; the address range stays ours for the next zspage. */
-	(void)madvise(zspage_addr(pool, id), c->zspage_bytes, MADV_DONTNEED);
+	pmem_discard(zspage_addr(pool, id), c->zspage_bytes);
 
 	pthread_mutex_lock(&pool->arena_lock);
 	if (g->nr_free == g->cap_free) {
@@ -1026,11 +1030,10 @@ int zpool_new(const struct zpool_config *cfg, struct zpool **ret)
 	     c.class_delta_bytes != 64))
 		return -EINVAL;
 
-	/* aligned_alloc() wants a multiple of the alignment */
-	pool = aligned_alloc(64, (sizeof(*pool) + 63) & ~(size_t)63);
+	/* Page aligned, zeroed; in pmem, where a restarted daemon finds the objects. */
+	pool = pmem_alloc(sizeof(*pool));
 	if (!pool)
 		return -ENOMEM;
-	memset(pool, 0, sizeof(*pool));
 	pool->cfg = c;
 	pool->delta = c.class_delta_bytes;
 	pthread_mutex_init(&pool->grow_lock, NULL);
@@ -1065,14 +1068,14 @@ void zpool_free(struct zpool *pool)
 		struct arena_chunk *c = atomic_load(&pool->chunks[i]);
 
 		munmap(c->desc, CHUNK_ZSPAGES * sizeof(*c->desc));
-		munmap(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
-		free(c);
+		pmem_free(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
+		pmem_free(c, sizeof(*c));
 	}
 	for (unsigned i = 0; i < HTAB_MAX_CHUNKS; i++) {
 		_Atomic uint64_t *chunk = atomic_load(&pool->htab[i]);
 
 		if (chunk)
-			munmap(chunk, HTAB_CHUNK_ENTRIES * sizeof(uint64_t));
+			pmem_free((void *)chunk, HTAB_CHUNK_ENTRIES * sizeof(uint64_t));
 	}
 	for (unsigned p = 0; p <= ZPOOL_MAX_ZSPAGE_PAGES; p++)
 		free(pool->arena[p].free_ids);
@@ -1083,7 +1086,7 @@ void zpool_free(struct zpool *pool)
 	pthread_mutex_destroy(&pool->grow_lock);
 	pthread_mutex_destroy(&pool->compact_lock);
 	pthread_mutex_destroy(&pool->arena_lock);
-	free(pool);
+	pmem_free(pool, sizeof(*pool));
 }
 
 int zpool_trim(struct zpool *pool)
@@ -1100,8 +1103,7 @@ int zpool_trim(struct zpool *pool)
 		_Atomic uint64_t *chunk = atomic_load(&pool->htab[i]);
 
 		if (chunk)
-			(void)madvise((void *)chunk, HTAB_CHUNK_ENTRIES * sizeof(uint64_t),
-				      MADV_DONTNEED);
+			pmem_discard((void *)chunk, HTAB_CHUNK_ENTRIES * sizeof(uint64_t));
 	}
 	atomic_store(&pool->handle_next, 1);
 	atomic_store(&pool->handle_free, ((atomic_load(&pool->handle_free) >> 32) + 1) << 32);
@@ -1110,8 +1112,8 @@ int zpool_trim(struct zpool *pool)
 		struct arena_chunk *c = atomic_load(&pool->chunks[i]);
 
 		munmap(c->desc, CHUNK_ZSPAGES * sizeof(*c->desc));
-		munmap(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
-		free(c);
+		pmem_free(c->base, CHUNK_ZSPAGES * c->zspage_bytes);
+		pmem_free(c, sizeof(*c));
 		atomic_store(&pool->chunks[i], NULL);
 		mem_charge_metadata(pool, -(int64_t)sizeof(*c));
 	}
@@ -1185,4 +1187,55 @@ int zpool_get_class_stats(struct zpool *pool, unsigned idx, struct zpool_class_s
 	memcpy(ret->fullness, class->nr_in_group, sizeof(ret->fullness));
 	pthread_mutex_unlock(&class->lock);
 	return 0;
+}
+
+/*
+ * Recovery: reading a dead daemon's pool (pmem.h). Only the handle table and the arena are
+ * followed, never the class lists or descriptors: an entry names its object's place and size
+ * by itself. Entries are published with one store after the object is in place and freed
+ * only after their entry stopped naming it (compaction: the CAS), so any entry read here that
+ * is not FREE names whole bytes.
+ */
+int zpool_view_read(const struct pmem_view *v, uint64_t old_pool, uint32_t handle, void *buf,
+		    size_t buf_len)
+{
+	const struct zpool *pool = pmem_view_ptr(v, old_pool, sizeof(*pool));
+	const struct arena_chunk *c;
+	const uint64_t *chunk;
+	const void *obj;
+	uint64_t e;
+	size_t len;
+
+	if (!pool)
+		return -EBADMSG;
+	if (handle == 0 || handle >= HANDLE_LIMIT ||
+	    handle >= atomic_load_explicit(&pool->handle_next, memory_order_relaxed))
+		return -ENOENT;
+	chunk = pmem_view_ptr(v, (uint64_t)(uintptr_t)atomic_load_explicit(
+					 &pool->htab[handle >> HTAB_CHUNK_SHIFT], memory_order_relaxed),
+			      HTAB_CHUNK_ENTRIES * sizeof(uint64_t));
+	if (!chunk)
+		return -EBADMSG;
+	e = chunk[handle & (HTAB_CHUNK_ENTRIES - 1)];
+	if (e & ENT_FREE)
+		return -ENOENT;
+	c = pmem_view_ptr(v,
+			  (uint64_t)(uintptr_t)atomic_load_explicit(
+				  &pool->chunks[ent_id(e) >> CHUNK_ZSPAGES_SHIFT], memory_order_relaxed),
+			  sizeof(*c));
+	len = (size_t)(e & (PAGE_SIZE - 1)) + 1;
+	if (!c || c->zspage_bytes == 0 || c->zspage_bytes > ZPOOL_MAX_ZSPAGE_PAGES * PAGE_SIZE ||
+	    ent_off(e) + len > c->zspage_bytes)
+		return -EBADMSG;
+	obj = pmem_view_ptr(v,
+			    (uint64_t)(uintptr_t)c->base +
+				    (uint64_t)(ent_id(e) & (CHUNK_ZSPAGES - 1)) * c->zspage_bytes +
+				    ent_off(e),
+			    len);
+	if (!obj)
+		return -EBADMSG;
+	if (len > buf_len)
+		return -ENOBUFS;
+	memcpy(buf, obj, len);
+	return (int)len;
 }

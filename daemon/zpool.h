@@ -103,6 +103,15 @@ size_t zpool_huge_class_size(const struct zpool *pool);
 
 void zpool_get_stats(struct zpool *pool, struct zpool_stats *ret);
 
+struct pmem_view;
+/*
+ * Copies the object behind handle in the pool a dead daemon kept at old_pool (an address in
+ * the view) into buf. Returns its size, -ENOENT (no such object), -EBADMSG (the view does not
+ * hold what the handle says), -ENOBUFS.
+ */
+int zpool_view_read(const struct pmem_view *v, uint64_t old_pool, uint32_t handle, void *buf,
+		    size_t buf_len);
+
 /* Number of distinct size classes (classes of equal geometry are merged, as in zsmalloc). */
 unsigned zpool_nr_classes(const struct zpool *pool);
 /* Returns 0 and the figures of class idx (ascending sizes), or -ENOENT. */

@@ -62,8 +62,14 @@ static struct {
 	 * agent moves pages into staging through it (a move checks only the destination's
 	 * registration), so dropping staging raises no REMOVE event for anyone to read. */
 	int staging_uffd;
-	int control_fd; /* to the daemon */
+	int control_fd; /* to the daemon; a reconnection puts the new socket at the same number */
 	int agent_fd;   /* the agent's end of the agent socketpair */
+	/* The daemon's pmem memfd (daemon/pmem.h), held, never mapped: after a daemon crash it
+	 * holds our evicted pages, and the next daemon adopts them from it. */
+	int pmem_fd;
+	unsigned generation; /* connections made; a reconnection bumps it */
+	char comm[16];	     /* the main thread's name, for hellos sent by the agent */
+	bool released;	     /* the daemon let go of us for good (it stopped cleanly) */
 	uint64_t features;
 
 	void *staging;
@@ -78,6 +84,7 @@ static struct {
 	.staging_uffd = -1,
 	.control_fd = -1,
 	.agent_fd = -1,
+	.pmem_fd = -1,
 	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
@@ -238,6 +245,8 @@ static void agent_move(const struct msg_agent_move *m)
 	(void)proto_send(S.agent_fd, &reply, sizeof(reply), NULL, 0);
 }
 
+static void reconnect(void);
+
 static void *agent_main(void *arg)
 {
 	/* Aligned for the largest message; lives on the agent's own (unregistered) stack. */
@@ -252,8 +261,14 @@ static void *agent_main(void *arg)
 
 		if (n == -EINTR)
 			continue;
-		if (n <= 0)
-			break; /* the daemon is gone: nothing more to move */
+		if (n <= 0) {
+			/* The daemon died: our uffd still holds the registrations and threads
+			 * that fault wait in the kernel until the next daemon serves them. */
+			if (__atomic_load_n(&S.released, __ATOMIC_ACQUIRE))
+				break;
+			reconnect();
+			continue;
+		}
 		switch (h->type) {
 		case MSG_AGENT_MOVE:
 			agent_move((const struct msg_agent_move *)buf);
@@ -265,6 +280,11 @@ static void *agent_main(void *arg)
 				(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
 					      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
 			break;
+		case MSG_AGENT_RELEASE:
+			/* Every page is back and nothing is registered: run on without memext. */
+			__atomic_store_n(&S.released, true, __ATOMIC_RELEASE);
+			__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
+			return NULL;
 		default:
 			break;
 		}
@@ -273,6 +293,13 @@ static void *agent_main(void *arg)
 }
 
 /* Set-up. */
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
 
 static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -389,22 +416,31 @@ static int start_agent(void)
 	return r;
 }
 
-static int send_hello(int pidfd, int daemon_end, pid_t parent)
+/*
+ * Says hello on the control socket ctl and waits for the answer. Also run by the agent when
+ * no daemon serves faults (reconnect()): it makes only system calls and touches only its
+ * stack and the shim's data, never memory of the application's a fault could stop it on.
+ */
+static int send_hello(int ctl, int pidfd, int daemon_end, pid_t parent, bool resume)
 {
 	struct msg_hello hello;
 	struct msg_hello_ack ack;
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int fds[4] = {S.uffd, pidfd, daemon_end, pagemap};
-	struct pollfd p = {.fd = S.control_fd, .events = POLLIN};
+	int pagemap = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int fds[5] = {S.uffd, pidfd, daemon_end, pagemap, S.pmem_fd};
+	int got[MEMEXT_MAX_FDS];
+	unsigned nr_got = MEMEXT_MAX_FDS;
+	struct pollfd p = {.fd = ctl, .events = POLLIN};
 	ssize_t n;
 	int r;
 
+	resume = resume && S.pmem_fd >= 0;
+
 	memset(&hello, 0, sizeof(hello));
 	proto_init_header(&hello.h, MSG_HELLO, sizeof(hello), 1);
-	hello.pid = getpid();
+	hello.pid = (pid_t)syscall(SYS_getpid);
 	hello.parent_pid = parent;
 	hello.agent_tid = S.agent_tid;
-	hello.flags = S.flags | (parent ? HELLO_FORK_CHILD : 0);
+	hello.flags = S.flags | (parent ? HELLO_FORK_CHILD : 0) | (resume ? HELLO_RESUME : 0);
 	hello.budget_bytes = S.budget_bytes;
 	hello.uffd_features = S.features;
 	hello.staging = (struct mem_range){(uint64_t)(uintptr_t)S.staging,
@@ -413,36 +449,89 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 	hello.exclude[hello.nr_exclude++] = (struct mem_range){
 		(uint64_t)(uintptr_t)S.agent_stack,
 		(uint64_t)(uintptr_t)S.agent_stack + AGENT_STACK_BYTES};
-	(void)prctl(PR_GET_NAME, hello.comm);
-	hello.comm[sizeof(hello.comm) - 1] = 0;
+	memcpy(hello.comm, S.comm, sizeof(hello.comm));
 
 	if (pagemap < 0)
 		return -errno;
-	r = proto_send(S.control_fd, &hello, sizeof(hello), fds, 4);
-	close(pagemap);
+	r = proto_send(ctl, &hello, sizeof(hello), fds, resume ? 5 : 4);
+	(void)syscall(SYS_close, pagemap);
 	if (r < 0)
 		return r;
-	if (poll(&p, 1, HELLO_TIMEOUT_MSEC) <= 0)
+	/* Adopting our pages after a crash takes the daemon a while: no timeout then. */
+	if (syscall(SYS_poll, &p, 1, resume ? -1 : HELLO_TIMEOUT_MSEC) <= 0)
 		return -ETIMEDOUT;
-	n = proto_recv(S.control_fd, &ack, sizeof(ack), NULL, NULL);
+	n = proto_recv(ctl, &ack, sizeof(ack), got, &nr_got);
 	if (n <= 0)
 		return n < 0 ? (int)n : -ECONNRESET;
-	if (ack.h.type != MSG_HELLO_ACK)
-		return -EBADMSG;
-	return ack.status;
+	r = ack.h.type == MSG_HELLO_ACK ? ack.status : -EBADMSG;
+	if (r == 0 && nr_got == 1) {
+		/* The daemon's pmem replaces the dead one's, which it has adopted from. */
+		if (S.pmem_fd >= 0)
+			(void)syscall(SYS_close, S.pmem_fd);
+		S.pmem_fd = got[0];
+	} else {
+		for (unsigned i = 0; i < nr_got; i++)
+			(void)syscall(SYS_close, got[i]);
+	}
+	return r;
 }
 
-static void close_fd(int *fd)
+/* What the agent may print: a fixed string, write(2) and nothing else (see send_hello()). */
+static void agent_say(const char *msg)
 {
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
+	if (S.debug)
+		(void)syscall(SYS_write, STDERR_FILENO, msg, strlen(msg));
+}
+
+/*
+ * The agent, after its daemon died: connects to the next one (as systemd restarts it) and
+ * hands over our uffd and the dead daemon's pmem, retrying for as long as it takes — the
+ * application's evicted pages exist nowhere else. Only system calls: the agent must not touch
+ * memory that may be registered (libc's data included), since no daemon would serve its fault.
+ * The new sockets then take the old ones' fd numbers (dup3 replaces atomically), so a
+ * fork_prepare() racing with us never sends to a number the application reused.
+ */
+static void reconnect(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timespec delay = {0, 50 * 1000 * 1000};
+
+	memcpy(sa.sun_path, S.socket_path, sizeof(sa.sun_path));
+	agent_say("memext: the daemon is gone; waiting for it to come back\n");
+	for (;;) {
+		int fd, pidfd = -1, pair[2] = {-1, -1}, r = -1;
+
+		fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && syscall(SYS_connect, fd, &sa, sizeof(sa)) == 0) {
+			pidfd = (int)syscall(SYS_pidfd_open, syscall(SYS_getpid), 0);
+			if (pidfd >= 0 &&
+			    syscall(SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0)
+				r = send_hello(fd, pidfd, pair[1], 0, true);
+			if (r == 0 && (syscall(SYS_dup3, fd, S.control_fd, O_CLOEXEC) < 0 ||
+				       syscall(SYS_dup3, pair[0], S.agent_fd, O_CLOEXEC) < 0))
+				r = -EMFILE;
+		}
+		for (int *p = (int[]){fd, pidfd, pair[0], pair[1]}, i = 0; i < 4; i++)
+			if (p[i] >= 0)
+				(void)syscall(SYS_close, p[i]);
+		if (r == 0) {
+			__atomic_fetch_add(&S.generation, 1, __ATOMIC_RELEASE);
+			agent_say("memext: reconnected to the daemon\n");
+			return;
+		}
+		(void)syscall(SYS_nanosleep, &delay, NULL);
+		if (delay.tv_nsec < 500 * 1000 * 1000)
+			delay.tv_nsec *= 2;
+	}
 }
 
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 static void memext_start(pid_t parent)
 {
 	int pidfd = -1, pair[2] = {-1, -1}, r;
+
+	(void)prctl(PR_GET_NAME, S.comm);
+	S.comm[sizeof(S.comm) - 1] = 0;
 	struct uffdio_register reg;
 
 	S.control_fd = connect_daemon();
@@ -519,7 +608,7 @@ static void memext_start(pid_t parent)
 		shim_log("cannot start the agent thread: %s; running without memext", errstr(r));
 		goto fail;
 	}
-	r = send_hello(pidfd, pair[1], parent);
+	r = send_hello(S.control_fd, pidfd, pair[1], parent, false);
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
 	if (r < 0) {
@@ -548,18 +637,16 @@ fail_agent:
  * CAP_SYS_PTRACE), so every evicted page must be back in the parent before the address space
  * is copied; eviction of the parent pauses until fork returns. */
 
-static void fork_prepare(void)
+/* Sends FORK_PREPARE and waits for FORK_READY. Returns false when the daemon died meanwhile. */
+static bool fork_request(void)
 {
 	struct msg_fork m = {0};
-	struct pollfd p;
+	struct pollfd p = {.fd = S.control_fd, .events = POLLIN};
+	bool ready = false;
 
-	pthread_mutex_lock(&S.fork_lock);
-	if (!S.active || S.control_fd < 0)
-		return;
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), 0);
 	if (proto_send(S.control_fd, &m, sizeof(m), NULL, 0) < 0)
-		return;
-	p = (struct pollfd){.fd = S.control_fd, .events = POLLIN};
+		goto out;
 	for (;;) {
 		ssize_t n;
 
@@ -568,8 +655,32 @@ static void fork_prepare(void)
 		n = proto_recv(S.control_fd, &m, sizeof(m), NULL, NULL);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
-		if (n <= 0 || m.h.type == MSG_FORK_READY)
+		if (n <= 0)
 			break;
+		if (m.h.type == MSG_FORK_READY) {
+			ready = true;
+			break;
+		}
+	}
+out:
+	return ready;
+}
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&S.fork_lock);
+	/*
+	 * The child must not copy an address space whose evicted pages only a daemon has: while
+	 * the daemon is away (it crashed and is restarting), wait for the agent to reconnect.
+	 */
+	while (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) && S.control_fd >= 0) {
+		unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
+
+		if (fork_request())
+			return;
+		while (gen == __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) &&
+		       __atomic_load_n(&S.active, __ATOMIC_ACQUIRE))
+			usleep(10000);
 	}
 }
 
@@ -589,11 +700,13 @@ static void fork_child(void)
 	pid_t parent = getppid();
 	bool was_active = S.active;
 
-	/* These are the parent's: its connection, its agent's socket, its uffd. */
+	/* These are the parent's: its connection, its agent's socket, its uffd, its daemon's
+	 * pmem (nothing of ours is evicted yet: the parent's pages came back before fork). */
 	close_fd(&S.control_fd);
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);
 	close_fd(&S.staging_uffd);
+	close_fd(&S.pmem_fd);
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
 	if (S.staging) {

@@ -9,7 +9,8 @@
  *   control  the shim connects to memextd's client socket. It sends MSG_HELLO with four fds
  *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, its end of
  *            the agent socketpair, and its /proc/self/pagemap (which memextd could not open
- *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers MSG_HELLO_ACK. Later the shim sends
+ *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers MSG_HELLO_ACK with its pmem memfd attached, which the shim
+ *            holds (never maps) so that evicted pages outlive a daemon crash. Later the shim sends
  *            MSG_FORK_PREPARE (answered by MSG_FORK_READY once every evicted page is back and
  *            eviction is paused) and MSG_FORK_DONE (the parent resumes).
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
@@ -32,7 +33,7 @@
 
 #define MEMEXT_MAX_EXCLUDE 8        /* shim-owned ranges the daemon must never register */
 #define MEMEXT_MAX_MOVE_RANGES 256  /* ranges in one MSG_AGENT_MOVE */
-#define MEMEXT_MAX_FDS 4
+#define MEMEXT_MAX_FDS 5
 
 enum msg_type {
 	MSG_HELLO = 1,
@@ -43,6 +44,7 @@ enum msg_type {
 	MSG_AGENT_MOVE,
 	MSG_AGENT_MOVE_DONE,
 	MSG_AGENT_FREE,
+	MSG_AGENT_RELEASE,
 	_MSG_TYPE_MAX,
 };
 
@@ -61,6 +63,9 @@ struct mem_range {
 
 #define HELLO_FORK_CHILD (1U << 0)   /* a child created by fork(); its parent is parent_pid */
 #define HELLO_IGNORE_MLOCK (1U << 1) /* MEMEXT_IGNORE_MLOCK=1: staging has an mlocked half */
+/* Reconnecting after the daemon died: a fifth fd is the dead daemon's pmem memfd, which the
+ * new daemon adopts the process's evicted pages from (daemon/adopt.h). */
+#define HELLO_RESUME (1U << 2)
 
 struct msg_hello {
 	struct msg_header h;
@@ -123,6 +128,12 @@ struct msg_agent_move_done {
 struct msg_agent_free {
 	struct msg_header h;
 	struct mem_range range;
+};
+
+/* The daemon gave every page back and unregistered the memory (it is stopping): the agent
+ * ends, and the shim does not reconnect. */
+struct msg_agent_release {
+	struct msg_header h;
 };
 
 /* The largest message of all, for receive buffers. */

@@ -125,16 +125,37 @@ class Daemon:
         self.swap_path = os.path.join(tmp, "swap")
         self.proc = None
         self.stop_status = None
+        self.carried = {}   # totals of daemons killed by crash_restart(), summed
+        self.restarts = 0
 
-    def start(self, timeout):
-        if self.make_swapfile:
+    def crash_restart(self, timeout):
+        """SIGKILL the daemon and start a new one on the same sockets (the crash test)."""
+        s = self.stats()
+        for k, v in s["totals"].items():
+            if isinstance(v, int):
+                self.carried[k] = self.carried.get(k, 0) + v
+        log(f"SIGKILL memextd {self.proc.pid} with {s['store']['stored_pages']} pages "
+            f"stored")
+        self.proc.kill()
+        self.proc.wait()
+        self.log_file.close()
+        # A killed daemon leaves its socket files: the new one binds anew.
+        for p in (self.sock, self.stats_sock):
+            if os.path.exists(p):
+                os.unlink(p)
+        self.restarts += 1
+        self.start(timeout, append_log=True)
+        return s
+
+    def start(self, timeout, append_log=False):
+        if self.make_swapfile and not append_log:
             mk = [self.memextctl, "mkswap", self.swap_path, "--size", self.make_swapfile]
             r = subprocess.run(mk, capture_output=True, text=True, timeout=120)
             if r.returncode != 0:
                 raise TestFailure(f"'{' '.join(mk)}' exited {r.returncode}: "
                                   f"{(r.stdout + r.stderr).strip()}")
             log(f"{' '.join(mk)}: {r.stdout.strip()}")
-        self.log_file = open(self.log_path, "wb")
+        self.log_file = open(self.log_path, "ab" if append_log else "wb")
         cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
         if self.make_swapfile:
             cmd += ["--swap-file", self.swap_path]
@@ -352,6 +373,10 @@ def run_clients(args, env, daemon):
                         log(f"workload {c.pid} reached phase '{args.kill_at_phase}': SIGKILL")
                         c.kill()
                         killed.add(c.idx)
+                    if (args.kill_daemon_at_phase and daemon.restarts == 0 and
+                            args.kill_daemon_at_phase in c.phases):
+                        log(f"workload {c.pid} reached phase '{args.kill_daemon_at_phase}'")
+                        daemon.crash_restart(args.daemon_timeout)
             if daemon is not None and not daemon.alive():
                 hint = ""
                 if daemon.proc.returncode in (0, -signal.SIGTERM):
@@ -427,6 +452,28 @@ def wait_client_gone(daemon, pids, base, timeout, slack=0, settle=5):
         time.sleep(0.05)
 
 
+def check_adoption(daemon, clients):
+    """The restarted daemon adopted every client's evicted pages and lost none."""
+    with open(daemon.log_path, errors="replace") as f:
+        text = f.read()
+    problems = []
+    if daemon.restarts != 1:
+        problems.append("the workload never reached the phase at which memextd is killed")
+    for c in clients:
+        m = re.search(rf"client {c.pid} \(.*\) adopted: (\d+) evicted pages restored "
+                      rf"in ([0-9.]+) ms", text)
+        if not m:
+            problems.append(f"the restarted memextd did not adopt client {c.pid}")
+        elif int(m.group(1)) == 0:
+            problems.append(f"client {c.pid} had no evicted page when memextd was killed")
+        else:
+            log(f"client {c.pid}: {m.group(1)} evicted pages adopted in {m.group(2)} ms "
+                f"(time from the new daemon's hello to service)")
+    if "could not be recovered" in text:
+        problems.append("the restarted memextd lost pages (see 'could not be recovered')")
+    return problems
+
+
 def test_managed(args, tmp):
     budget = parse_size(args.budget)
     footprint = parse_size(args.footprint)
@@ -470,11 +517,15 @@ def test_managed(args, tmp):
             pids.update(c.peak.keys())
         after, gone_problems = wait_client_gone(daemon, pids, base, args.exit_timeout,
                                                  args.mem_used_slack)
-        d = {k: after["totals"][k] - base["totals"][k]
+        d = {k: after["totals"][k] + daemon.carried.get(k, 0) - base["totals"][k]
              for k in ("pswpout", "pswpin", "faults", "clients_seen")}
+        if args.kill_daemon_at_phase:
+            failures_crash = check_adoption(daemon, clients)
+        else:
+            failures_crash = []
 
         # Report everything first, then judge.
-        failures = list(gone_problems)
+        failures = list(gone_problems) + failures_crash
         if gone_problems:
             log(f"stats after the workload exited: {json.dumps(after)}")
         for c in clients:
@@ -628,6 +679,9 @@ def main():
                     help="minimum pswpin as a fraction of the minimum pswpout")
     ap.add_argument("--rss-skip-from", default=None,
                     help="samples from this phase on are reported, not bounded")
+    ap.add_argument("--kill-daemon-at-phase", default=None,
+                    help="SIGKILL memextd when the workload prints this phase and start a "
+                         "new one; the workload must finish with every byte right")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
     ap.add_argument("--timeout", type=float, default=240, help="hang guard for the workload")

@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: MIT */
+#include "adopt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "fault.h"
+#include "log.h"
+#include "macro.h"
+#include "pagetable.h"
+#include "pmem.h"
+#include "store.h"
+#include "uffd-compat.h"
+
+#define CLIENT_TABLE_SLOTS 8192
+
+/* pmem root PMEM_ROOT_CLIENTS: the records of the clients, by slot; 0 is a free slot. */
+struct client_table {
+	uint64_t slot[CLIENT_TABLE_SLOTS];
+};
+
+static struct client_table *table;
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A dead daemon's pmem and the records in it that no client has claimed yet. */
+struct old_daemon {
+	struct old_daemon *next;
+	struct pmem_view *v;
+	uint64_t *pending; /* old addresses of live records not adopted yet */
+	unsigned nr_pending;
+};
+
+static struct old_daemon *olds;
+
+uint64_t proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long t = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* comm may hold spaces and parentheses: fields are counted after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+				"%*d %*d %*d %llu",
+			 &t) != 1)
+		return 0;
+	return t;
+}
+
+int adopt_init(void)
+{
+	if (!pmem_enabled())
+		return 0;
+	table = pmem_alloc(sizeof(*table));
+	if (!table)
+		return -ENOMEM;
+	pmem_set_root(PMEM_ROOT_CLIENTS, table);
+	return 0;
+}
+
+int client_record_attach(struct client *c)
+{
+	struct client_record *rec;
+	unsigned i;
+
+	if (!table)
+		return 0;
+	rec = pmem_alloc(sizeof(*rec));
+	if (!rec)
+		return -ENOMEM;
+	rec->pid = c->pid;
+	rec->flags = c->flags;
+	rec->start_time = proc_start_time(c->pid);
+	rec->pt_root = pagetable_root_addr(c->pt);
+	rec->staging = c->staging;
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < CLIENT_TABLE_SLOTS && table->slot[i]; i++)
+		;
+	if (i < CLIENT_TABLE_SLOTS)
+		table->slot[i] = (uint64_t)(uintptr_t)rec;
+	pthread_mutex_unlock(&table_lock);
+	if (i == CLIENT_TABLE_SLOTS) {
+		pmem_free(rec, sizeof(*rec));
+		return -ENOSPC;
+	}
+	__atomic_store_n(&rec->magic, CLIENT_RECORD_MAGIC, __ATOMIC_RELEASE);
+	c->record = rec;
+	return 0;
+}
+
+void client_record_detach(struct client *c)
+{
+	struct client_record *rec = c->record;
+
+	if (!rec)
+		return;
+	__atomic_store_n(&rec->magic, 0, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&table_lock);
+	for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++)
+		if (table->slot[i] == (uint64_t)(uintptr_t)rec)
+			table->slot[i] = 0;
+	pthread_mutex_unlock(&table_lock);
+	c->record = NULL;
+	pmem_free(rec, sizeof(*rec));
+}
+
+/* ---- the dead daemons ---- */
+
+static const struct client_record *old_record(const struct pmem_view *v, uint64_t addr)
+{
+	const struct client_record *rec = pmem_view_ptr(v, addr, sizeof(*rec));
+
+	return rec && rec->magic == CLIENT_RECORD_MAGIC ? rec : NULL;
+}
+
+static bool record_alive(const struct client_record *rec)
+{
+	return rec->start_time && proc_start_time(rec->pid) == rec->start_time;
+}
+
+static int old_daemon_open(int fd, struct old_daemon **ret)
+{
+	const struct client_table *t;
+	struct pmem_view *v;
+	struct old_daemon *o;
+	int r;
+
+	r = pmem_view_open(fd, &v);
+	if (r < 0)
+		return r;
+	for (o = olds; o; o = o->next)
+		if (o->v->hdr.created_usec == v->hdr.created_usec &&
+		    o->v->hdr.daemon_pid == v->hdr.daemon_pid) {
+			pmem_view_close(v, false); /* the same one, from another client */
+			*ret = o;
+			return 0;
+		}
+	o = calloc(1, sizeof(*o));
+	t = pmem_view_ptr(v, pmem_view_root(v, PMEM_ROOT_CLIENTS), sizeof(*t));
+	if (o && t)
+		o->pending = calloc(CLIENT_TABLE_SLOTS, sizeof(*o->pending));
+	if (!o || !t || !o->pending) {
+		if (o)
+			free(o->pending);
+		free(o);
+		pmem_view_close(v, false);
+		return t ? -ENOMEM : -EINVAL;
+	}
+	o->v = v;
+	for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++) {
+		const struct client_record *rec = t->slot[i] ? old_record(v, t->slot[i]) : NULL;
+
+		if (rec && record_alive(rec))
+			o->pending[o->nr_pending++] = t->slot[i];
+	}
+	log_info("adopting from memextd %" PRIu64 " (died): %u of its clients are alive",
+		 v->hdr.daemon_pid, o->nr_pending);
+	o->next = olds;
+	olds = o;
+	*ret = o;
+	return 0;
+}
+
+void adopt_reap(void)
+{
+	for (struct old_daemon **pp = &olds; *pp;) {
+		struct old_daemon *o = *pp;
+
+		for (unsigned i = 0; i < o->nr_pending;) {
+			const struct client_record *rec = old_record(o->v, o->pending[i]);
+
+			if (!rec || !record_alive(rec))
+				o->pending[i] = o->pending[--o->nr_pending];
+			else
+				i++;
+		}
+		if (o->nr_pending) {
+			pp = &o->next;
+			continue;
+		}
+		/* Every client it had is back or gone: its memory goes, for all holders. */
+		log_info("the pmem of memextd %" PRIu64 " is released", o->v->hdr.daemon_pid);
+		*pp = o->next;
+		pmem_view_close(o->v, true);
+		free(o->pending);
+		free(o);
+	}
+}
+
+/* ---- rebuilding a client's table ---- */
+
+struct adopt_ctx {
+	struct client *c;
+	const struct pmem_view *v;
+	uint64_t old_store;
+	void *buf;
+	int64_t restored; /* pages put into our store */
+	uint64_t lost;	  /* pages that could not be recovered (poisoned) */
+};
+
+/* Whether the process has the page at vpn itself (resident or in the kernel's swap). */
+static bool in_process(struct client *c, uint64_t vpn)
+{
+	uint64_t e;
+
+	if (pread(c->pagemap_fd, &e, sizeof(e), (off_t)(vpn * sizeof(e))) != (ssize_t)sizeof(e))
+		return false;
+	return e & (UINT64_C(3) << 62);
+}
+
+static int set_entry(struct adopt_ctx *a, uint64_t vpn, pte_t e)
+{
+	pte_t *pte = pagetable_ensure(a->c->pt, vpn);
+
+	if (!pte)
+		return -ENOMEM;
+	*pte = e;
+	switch (pte_type(e)) {
+	case PTE_PRESENT:
+		a->c->nr_present++;
+		a->c->nr_cached += !!(e & PTE_CLEAN);
+		break;
+	case PTE_STORED:
+		a->c->nr_stored++;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* A page whose content is nowhere: marked, and poisoned after the replay (adopt_client). */
+static int mark_lost(struct adopt_ctx *a, uint64_t vpn, int why)
+{
+	log_error_errno(why, "client %d: page %#" PRIx64 " could not be recovered: %m", a->c->pid,
+			vpn * PAGE_SIZE);
+	a->lost++;
+	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_DEAD, 0));
+}
+
+/* Puts the page in a->buf into our store as vpn's STORED entry; if the store refuses it, into
+ * the process itself. */
+static int keep_page(struct adopt_ctx *a, uint64_t vpn)
+{
+	struct uffdio_copy copy = {
+		.dst = vpn * PAGE_SIZE,
+		.src = (uint64_t)(uintptr_t)a->buf,
+		.len = PAGE_SIZE,
+	};
+	uint64_t h;
+
+	if (store_save(a->c->m->store, a->buf, &h) == 0) {
+		a->restored++;
+		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
+	}
+	if (ioctl(a->c->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
+		return mark_lost(a, vpn, -errno);
+	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_REF, 0));
+}
+
+static int adopt_stored(struct adopt_ctx *a, uint64_t vpn, uint64_t old_handle)
+{
+	int r = store_view_load(a->v, a->old_store, old_handle, a->buf);
+
+	return r < 0 ? mark_lost(a, vpn, r) : keep_page(a, vpn);
+}
+
+/* A page of the batch the dead daemon had in flight: in the process, in staging, or gone
+ * with the range (DEAD). */
+static int adopt_moving(struct adopt_ctx *a, uint64_t vpn, pte_t old)
+{
+	struct client *c = a->c;
+
+	if (old & PTE_DEAD)
+		return 0;
+	if (in_process(c, vpn))
+		return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_REF, 0));
+	for (unsigned half = 0; half < 2; half++) {
+		uint64_t addr =
+			c->staging.start + (half * MEMEXT_STAGING_PAGES + pte_payload(old)) * PAGE_SIZE;
+		struct iovec local = {a->buf, PAGE_SIZE}, remote = {(void *)(uintptr_t)addr, PAGE_SIZE};
+
+		if (addr + PAGE_SIZE > c->staging.end || !in_process(c, addr / PAGE_SIZE))
+			continue;
+		if (process_vm_readv(c->pid, &local, 1, &remote, 1, 0) != PAGE_SIZE)
+			return mark_lost(a, vpn, -errno);
+		return keep_page(a, vpn);
+	}
+	return mark_lost(a, vpn, -ENOENT);
+}
+
+static int adopt_one(uint64_t vpn, pte_t old, void *userdata)
+{
+	struct adopt_ctx *a = userdata;
+
+	switch (pte_type(old)) {
+	case PTE_PRESENT:
+		if (old & PTE_CLEAN) {
+			uint64_t h;
+
+			/* Its copy is kept again, or the page is just resident: the write
+			 * protection then costs one fault that finds it not clean. */
+			if (store_view_load(a->v, a->old_store, pte_payload(old), a->buf) == 0 &&
+			    store_save(a->c->m->store, a->buf, &h) == 0) {
+				a->restored++;
+				return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_CLEAN, h));
+			}
+		}
+		return set_entry(a, vpn, pte_make(PTE_PRESENT, 0, 0));
+	case PTE_STORED:
+		return adopt_stored(a, vpn, pte_payload(old));
+	case PTE_LOADING:
+		/* Installed before the crash, or not. */
+		if (in_process(a->c, vpn))
+			return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_REF, 0));
+		return adopt_stored(a, vpn, pte_payload(old));
+	case PTE_MOVING:
+		return adopt_moving(a, vpn, old);
+	default:
+		return 0;
+	}
+}
+
+static int poison_lost(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct client *c = userdata;
+	struct uffdio_poison p = {.range = {.start = vpn * PAGE_SIZE, .len = PAGE_SIZE}};
+
+	if (pte_type(*pte) == PTE_PRESENT && (*pte & PTE_DEAD)) {
+		/* SIGBUS on access is better than any wrong byte. */
+		if (ioctl(c->uffd, UFFDIO_POISON, &p) < 0 && errno != EEXIST)
+			log_error_errno(-errno, "client %d: cannot poison lost page %#" PRIx64 ": %m", c->pid,
+				  vpn * PAGE_SIZE);
+		*pte = pte_make(PTE_PRESENT, 0, 0);
+	}
+	return 0;
+}
+
+/* The events the dead daemon read and had not finished applying, in the order read. */
+static void replay_journal(struct client *c, const struct client_record *rec)
+{
+	for (unsigned i = 0; i < CLIENT_JOURNAL_MSGS; i++) {
+		struct uffd_msg msg = rec->journal[i];
+
+		if (msg.event == 0 || msg.event == UFFD_EVENT_PAGEFAULT)
+			continue;
+		log_debug("client %d: replaying uffd event %u", c->pid, msg.event);
+		fault_apply_event(c, &msg);
+	}
+}
+
+int64_t adopt_client(struct client *c, int old_pmem_fd)
+{
+	const struct client_record *rec = NULL;
+	struct old_daemon *o;
+	struct adopt_ctx a;
+	unsigned i;
+	int r;
+
+	r = old_daemon_open(old_pmem_fd, &o);
+	if (r < 0) {
+		close(old_pmem_fd);
+		return r;
+	}
+	for (i = 0; i < o->nr_pending; i++) {
+		rec = old_record(o->v, o->pending[i]);
+		if (rec && rec->pid == c->pid && rec->start_time == proc_start_time(c->pid))
+			break;
+	}
+	if (i == o->nr_pending)
+		return -ENOENT;
+	a = (struct adopt_ctx){
+		.c = c,
+		.v = o->v,
+		.old_store = pmem_view_root(o->v, PMEM_ROOT_STORE),
+		.buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE),
+	};
+	if (!a.buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	r = pagetable_view_walk(o->v, rec->pt_root, adopt_one, &a);
+	pthread_mutex_unlock(&c->lock);
+	free(a.buf);
+	if (r < 0)
+		log_error_errno(r, "client %d: its page table could not be read whole: %m", c->pid);
+	replay_journal(c, rec);
+	pthread_mutex_lock(&c->lock);
+	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, poison_lost, c);
+	pthread_mutex_unlock(&c->lock);
+	o->pending[i] = o->pending[--o->nr_pending];
+	if (a.lost)
+		log_error("client %d: %" PRIu64 " pages could not be recovered and were poisoned",
+			  c->pid, a.lost);
+	adopt_reap();
+	return r < 0 ? r : a.restored;
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Surviving a daemon crash (docs/ARCHITECTURE.md, "Surviving a daemon crash").
+ *
+ * Every client has a record in pmem: who it is, where its page table is, and the journal its
+ * uffd is read into. When memextd dies (SIGKILL, a crash) the clients keep their uffd, and
+ * their threads that fault wait in the kernel; the shim's agent reconnects to the next memextd
+ * with MSG_HELLO + HELLO_RESUME and hands over the pmem memfd it holds. The new daemon maps it
+ * read-only, finds the client's record, rebuilds its page table from the old one — stored pages
+ * copied into its own store, pages caught in an eviction batch taken from the process or its
+ * staging area — replays the events the dead daemon had read but not finished, and wakes every
+ * thread whose fault the dead daemon had read and never answered.
+ */
+
+#include <linux/userfaultfd.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "protocol.h"
+
+struct client;
+struct manager;
+
+#define CLIENT_RECORD_MAGIC UINT64_C(0x44524f4345525843) /* "CXRECORD" */
+#define CLIENT_JOURNAL_MSGS 32
+
+/* One page in pmem per client. */
+struct client_record {
+	uint64_t magic; /* set last when the record is published, cleared first when retired */
+	int32_t pid;
+	uint32_t flags;	     /* HELLO_* */
+	uint64_t start_time; /* /proc/PID/stat field 22: a reused pid is another process */
+	uint64_t pt_root;    /* pagetable_root_addr() */
+	struct mem_range staging;
+	/* The uffd is read into this; a message's event is zeroed once it is applied. */
+	struct uffd_msg journal[CLIENT_JOURNAL_MSGS];
+};
+
+/* Sets up the record table in pmem (no-op without pmem). Returns 0 or -errno. */
+int adopt_init(void);
+
+/* Gives c a record (no-op without pmem). Returns 0 or -errno. */
+int client_record_attach(struct client *c);
+/* Retires c's record: a successor will not adopt it. */
+void client_record_detach(struct client *c);
+
+/*
+ * Adopts the client c (created from a HELLO_RESUME hello, not served yet) from the dead
+ * daemon's pmem in old_pmem_fd (taken over). Fills c's page table and counters. Returns the
+ * number of pages it restored to the store, or -errno: -ENOENT when the old pmem holds no
+ * record of this process (it starts afresh, which is right: nothing of it was evicted),
+ * -EINVAL for a memfd that is not a pmem.
+ */
+int64_t adopt_client(struct client *c, int old_pmem_fd);
+
+/* Frees the dead daemons' pmem once every client it had came back or exited. Main thread,
+ * now and then. */
+void adopt_reap(void);
+
+/* Start time of pid (/proc/PID/stat field 22), or 0 when it is gone. */
+uint64_t proc_start_time(pid_t pid);

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a restarted daemon reads of a dead one (pmem.h, adopt.h), without a process:
+ *  - pmem: allocations are zeroed, in the window, reused after a free (and zero again);
+ *  - a store in pmem (lz4 and zstd, same-filled words in and out of the handle, huge pages):
+ *    every page saved is read back byte for byte through a read-only view of the memfd, as
+ *    store_view_load() sees it after a crash; dropped handles read -ENOENT, never other data;
+ *    the pool compacted between saving and reading changes nothing;
+ *  - a page table in pmem walked through the view gives exactly the entries it holds;
+ *  - an mremap event interrupted at any point and applied again (the journal replay) leaves
+ *    the table as one uninterrupted application would.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/client.h"
+#include "daemon/fault.h"
+#include "daemon/manager.h"
+#include "daemon/pagetable.h"
+#include "daemon/pmem.h"
+#include "daemon/store.h"
+#include "shared/macro.h"
+
+#define check(expr)                                                                              \
+	do {                                                                                     \
+		if (!(expr)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+			abort();                                                                 \
+		}                                                                                \
+	} while (0)
+
+#define NR_PAGES 6000
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+/* Page i: same-filled (several kinds of word), random (huge), or text-like. */
+static void make_page(uint64_t i, unsigned char *p)
+{
+	uint64_t s = i * 7919 + 1, r = rng_next(&s), w;
+
+	switch (r % 8) {
+	case 0: /* a word that fits a handle, one that repeats halves, one that needs the table */
+		w = (r >> 8) % 3 == 0 ? 0 : (r >> 8) % 3 == 1 ? UINT64_C(0x1234567812345678) : r | 1;
+		for (size_t k = 0; k < PAGE_SIZE; k += 8)
+			memcpy(p + k, &w, 8);
+		return;
+	case 1:
+		for (size_t k = 0; k < PAGE_SIZE; k += 8) {
+			w = rng_next(&s);
+			memcpy(p + k, &w, 8);
+		}
+		return;
+	default:
+		for (size_t k = 0; k < PAGE_SIZE; k++)
+			p[k] = (unsigned char)("memext page "[k % 12] + (rng_next(&s) % 16 == 0));
+		memcpy(p, &i, sizeof(i)); /* every page differs */
+	}
+}
+
+static void test_pmem_alloc(void)
+{
+	unsigned char *a = pmem_alloc(3 * PAGE_SIZE), *b;
+
+	check(a && pmem_contains(a));
+	for (size_t k = 0; k < 3 * PAGE_SIZE; k++)
+		check(a[k] == 0);
+	memset(a, 0xab, 3 * PAGE_SIZE);
+	pmem_discard(a + PAGE_SIZE, PAGE_SIZE);
+	check(a[0] == 0xab && a[PAGE_SIZE] == 0 && a[2 * PAGE_SIZE] == 0xab);
+	pmem_free(a, 3 * PAGE_SIZE);
+	b = pmem_alloc(3 * PAGE_SIZE);
+	check(b == a); /* the range is reused ... */
+	for (size_t k = 0; k < 3 * PAGE_SIZE; k++)
+		check(b[k] == 0); /* ... and reads zero again */
+	pmem_free(b, 3 * PAGE_SIZE);
+	check(!pmem_contains(&b));
+}
+
+static struct pmem_view *open_view(void)
+{
+	struct pmem_view *v;
+	int fd = dup(pmem_fd());
+
+	check(fd >= 0);
+	check(pmem_view_open(fd, &v) == 0);
+	return v;
+}
+
+static void test_store_view(const char *compressor)
+{
+	struct store_config cfg = {.compressor = compressor, .zstd_level = 3, .compaction = true};
+	unsigned char *page = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	unsigned char *got = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	uint64_t *h = calloc(NR_PAGES, sizeof(*h));
+	struct pmem_view *v;
+	struct store *s;
+	unsigned dropped = 0;
+
+	check(page && got && h);
+	check(store_new(&cfg, &s) == 0);
+	check(pmem_contains(s));
+	pmem_set_root(PMEM_ROOT_STORE, s);
+	for (uint64_t i = 0; i < NR_PAGES; i++) {
+		make_page(i, page);
+		check(store_save(s, page, &h[i]) == 0);
+	}
+	/* Free a third, scattered, and compact: objects move, handles stay. */
+	for (uint64_t i = 0; i < NR_PAGES; i += 3) {
+		store_drop(s, h[i]);
+		dropped++;
+	}
+	(void)store_compact(s);
+
+	v = open_view();
+	check(pmem_view_root(v, PMEM_ROOT_STORE) == (uint64_t)(uintptr_t)s);
+	for (uint64_t i = 0; i < NR_PAGES; i++) {
+		int r = store_view_load(v, (uint64_t)(uintptr_t)s, h[i], got);
+
+		if (i % 3 == 0) {
+			/* Dropped: a same-filled word in the handle still decodes (nothing
+			 * names it any more), anything else must not give bytes. */
+			check(r == 0 || r == -ENOENT || r == -EBADMSG);
+			continue;
+		}
+		make_page(i, page);
+		check(r == 0);
+		check(memcmp(page, got, PAGE_SIZE) == 0);
+	}
+	check(store_view_load(v, (uint64_t)(uintptr_t)s + PAGE_SIZE * 4096ULL, h[1], got) < 0);
+	pmem_view_close(v, false);
+	printf("store over pmem (%s): %u pages read back through a view, %u dropped\n",
+	       compressor, NR_PAGES - dropped, dropped);
+	for (uint64_t i = 0; i < NR_PAGES; i++)
+		if (i % 3)
+			store_drop(s, h[i]);
+	store_free(s);
+	free(h);
+	free(page);
+	free(got);
+}
+
+struct expect {
+	uint64_t base, n, bad;
+};
+
+static int check_entry(uint64_t vpn, pte_t pte, void *userdata)
+{
+	struct expect *e = userdata;
+
+	/* The table below holds vpn * 3 + 1 as a STORED payload at every 7th page. */
+	e->n++;
+	e->bad += (vpn - e->base) % 7 != 0 || pte != pte_make(PTE_STORED, 0, vpn * 3 + 1);
+	return 0;
+}
+
+static void test_pagetable_view(void)
+{
+	struct pagetable *pt = pagetable_new();
+	uint64_t base = UINT64_C(0x7f0000000000) / PAGE_SIZE, n = 0;
+	struct expect e = {.base = base};
+	struct pmem_view *v;
+
+	check(pt);
+	for (uint64_t vpn = base; vpn < base + 300000; vpn += 7, n++)
+		*pagetable_ensure(pt, vpn) = pte_make(PTE_STORED, 0, vpn * 3 + 1);
+	v = open_view();
+	check(pagetable_view_walk(v, pagetable_root_addr(pt), check_entry, &e) == 0);
+	if (e.n != n || e.bad)
+		fprintf(stderr, "walked %" PRIu64 " of %" PRIu64 ", %" PRIu64 " wrong\n", e.n, n, e.bad);
+	check(e.n == n && e.bad == 0);
+	check(pagetable_view_walk(v, 12345, check_entry, &e) == -EBADMSG);
+	pmem_view_close(v, false);
+	pagetable_free(pt);
+	printf("page table over pmem: %" PRIu64 " entries walked through a view\n", n);
+}
+
+/* ---- the replay of an interrupted mremap ---- */
+
+/* main.c's, which this test does not link. */
+void manager_kick_reclaim(struct manager *m)
+{
+	(void)m;
+}
+
+uint64_t now_usec(void)
+{
+	return 0;
+}
+
+static struct manager mgr;
+
+static struct client *fake_client(void)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	check(c);
+	c->m = &mgr;
+	c->pt = pagetable_new();
+	check(c->pt);
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+#define REMAP_PAGES 64
+#define FROM UINT64_C(0x10000000)
+#define TO UINT64_C(0x20000000)
+
+static pte_t entry(struct client *c, uint64_t addr)
+{
+	pte_t *p = pagetable_lookup(c->pt, addr / PAGE_SIZE);
+
+	return p ? *p : 0;
+}
+
+/* Where handle_remap died on the page after the `done` it had recorded in the event. */
+enum cut {
+	CUT_CLEAN,     /* before it */
+	CUT_COPIED,    /* the destination has the entry, the source still does */
+	CUT_UNCOUNTED, /* the entry moved, the event does not say so yet */
+};
+
+/*
+ * Stops handle_remap's per-page steps after `done` pages and at `cut` in the next, then
+ * replays the event as the journal holds it. Pages 5, 17 and 40 are NONE: nothing to move.
+ */
+static void test_remap_replay(unsigned done, enum cut cut)
+{
+	bool half = cut == CUT_COPIED;
+	struct client *c = fake_client();
+	struct uffd_msg msg = {.event = UFFD_EVENT_REMAP};
+	uint64_t nr_entries = 0;
+
+	for (uint64_t i = 0; i < REMAP_PAGES; i++)
+		if (i != 5 && i != 17 && i != 40) {
+			*pagetable_ensure(c->pt, FROM / PAGE_SIZE + i) = pte_make(PTE_PRESENT, 0, 0);
+			nr_entries++;
+		}
+	c->nr_present = nr_entries;
+	/* What the dead daemon did before it died. */
+	for (uint64_t i = 0; i < done; i++) {
+		pte_t *src = pagetable_lookup(c->pt, FROM / PAGE_SIZE + i);
+
+		if (*src) {
+			*pagetable_ensure(c->pt, TO / PAGE_SIZE + i) = *src;
+			*src = 0;
+		}
+	}
+	if (cut != CUT_CLEAN && done < REMAP_PAGES && entry(c, FROM + done * PAGE_SIZE))
+		*pagetable_ensure(c->pt, TO / PAGE_SIZE + done) = entry(c, FROM + done * PAGE_SIZE);
+	if (cut == CUT_UNCOUNTED && done < REMAP_PAGES)
+		*pagetable_ensure(c->pt, FROM / PAGE_SIZE + done) = 0;
+	msg.arg.remap.from = FROM + done * PAGE_SIZE;
+	msg.arg.remap.to = TO + done * PAGE_SIZE;
+	msg.arg.remap.len = (REMAP_PAGES - done) * PAGE_SIZE;
+	if (half && done < REMAP_PAGES && entry(c, TO + done * PAGE_SIZE))
+		c->nr_present++; /* the copy the replay drops */
+
+	fault_apply_event(c, &msg);
+
+	for (uint64_t i = 0; i < REMAP_PAGES; i++) {
+		bool none = i == 5 || i == 17 || i == 40;
+
+		check(entry(c, FROM + i * PAGE_SIZE) == 0);
+		check(entry(c, TO + i * PAGE_SIZE) == (none ? 0 : pte_make(PTE_PRESENT, 0, 0)));
+	}
+	check(c->nr_present == nr_entries);
+	check(msg.arg.remap.len == 0 && msg.arg.remap.from == FROM + REMAP_PAGES * PAGE_SIZE);
+	pagetable_free(c->pt);
+	rangeset_done(&c->registered);
+	free(c);
+}
+
+int main(void)
+{
+	int r = pmem_init(UINT64_C(64) << 30);
+
+	if (r < 0) {
+		fprintf(stderr, "pmem_init: %s\n", strerror(-r));
+		return 1;
+	}
+	test_pmem_alloc();
+	test_store_view("lz4");
+	test_store_view("zstd");
+	test_pagetable_view();
+	for (unsigned done = 0; done <= REMAP_PAGES; done++)
+		for (enum cut cut = CUT_CLEAN; cut <= CUT_UNCOUNTED; cut++)
+			test_remap_replay(done, cut);
+	printf("mremap replayed after an interruption at each of %u points: same table\n",
+	       3 * (REMAP_PAGES + 1));
+	pmem_exit();
+	return 0;
+}
