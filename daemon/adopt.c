@@ -279,9 +279,17 @@ static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 
 static int adopt_stored(struct adopt_ctx *a, uint64_t vpn, uint64_t old_handle)
 {
-	int r = store_view_load(a->v, a->old_store, old_handle, a->buf);
+	uint64_t h;
+	int r = store_adopt(a->c->m->store, a->v, a->old_store, old_handle, a->buf, &h);
 
-	return r < 0 ? mark_lost(a, vpn, r) : keep_page(a, vpn);
+	if (r == 0) {
+		a->restored++;
+		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
+	}
+	/* Our store is full: the page goes back into the process, if it can be read. */
+	if (store_view_load(a->v, a->old_store, old_handle, a->buf) < 0)
+		return mark_lost(a, vpn, r);
+	return keep_page(a, vpn);
 }
 
 /* A page of the batch the dead daemon had in flight: in the process, in staging, or gone
@@ -319,8 +327,8 @@ static int adopt_one(uint64_t vpn, pte_t old, void *userdata)
 
 			/* Its copy is kept again, or the page is just resident: the write
 			 * protection then costs one fault that finds it not clean. */
-			if (store_view_load(a->v, a->old_store, pte_payload(old), a->buf) == 0 &&
-			    store_save(a->c->m->store, a->buf, &h) == 0) {
+			if (store_adopt(a->c->m->store, a->v, a->old_store, pte_payload(old),
+					a->buf, &h) == 0) {
 				a->restored++;
 				return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_CLEAN, h));
 			}

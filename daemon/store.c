@@ -1679,3 +1679,62 @@ int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t hand
 		return view_tier_load(v, old, handle, page);
 	return view_pool_load(v, old, handle, page);
 }
+
+/* A pool object of the dead daemon's, copied as it is into our pool: no decompression and no
+ * compression (the codec id stays in the handle). Returns 0, or -errno to take the slow way. */
+static int adopt_pool_object(struct store *s, const struct pmem_view *v, const struct store *old,
+			     uint64_t old_handle, uint64_t *ret_handle)
+{
+	uint64_t id = (old_handle >> H_CODEC_SHIFT) & H_CODEC_MASK;
+	_Alignas(8) unsigned char obj[PAGE_SIZE];
+	uint32_t ph;
+	int len, r;
+
+	if (s->cfg.backend != STORE_BACKEND_POOL || id >= ARRAY_SIZE(store_codecs) ||
+	    (old_handle & ~(H_POOL_MASK | H_CODEC_MASK << H_CODEC_SHIFT)))
+		return -EOPNOTSUPP;
+	len = zpool_view_read(v, (uint64_t)(uintptr_t)old->pool, (uint32_t)(old_handle & H_POOL_MASK),
+			      obj, sizeof(obj));
+	if (len < 0)
+		return len;
+	r = zpool_obj_store(s->pool, obj, (size_t)len, &ph);
+	if (r < 0)
+		return r;
+	if (len == PAGE_SIZE)
+		atomic_fetch_add(&s->huge_pages, 1);
+	atomic_fetch_add(&s->compr_data_size, (uint64_t)len);
+	atomic_fetch_add(&s->pool_pages, 1);
+	atomic_fetch_add(&s->stored_pages, 1);
+	store_track_max(s);
+	*ret_handle = id << H_CODEC_SHIFT | ph;
+	return 0;
+}
+
+int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
+		void *page, uint64_t *ret_handle)
+{
+	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
+	int r;
+
+	if (!old)
+		return -EBADMSG;
+	if ((old_handle & H_SAME) && (old_handle & H_SAME_KIND_MASK) != H_SAME_TABLE) {
+		/* The word is in the handle: valid in any store. */
+		uint64_t word;
+
+		r = same_word_of(NULL, old_handle, &word);
+		if (r < 0)
+			return r;
+		atomic_fetch_add(&s->same_pages, 1);
+		atomic_fetch_add(&s->stored_pages, 1);
+		*ret_handle = old_handle;
+		return 0;
+	}
+	pthread_rwlock_rdlock(&s->trim_lock);
+	r = adopt_pool_object(s, v, old, old_handle, ret_handle);
+	pthread_rwlock_unlock(&s->trim_lock);
+	if (r == 0)
+		return 0;
+	r = store_view_load(v, old_store, old_handle, page);
+	return r < 0 ? r : store_save(s, page, ret_handle);
+}

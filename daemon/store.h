@@ -221,6 +221,15 @@ struct pmem_view;
  */
 int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t handle, void *page);
 
+/*
+ * Takes the page behind old_handle in a dead daemon's store into this one: a compressed pool
+ * object is copied as it is (the common case: nothing is decompressed or compressed again),
+ * anything else is loaded into page (a 4 KiB buffer) and saved. Returns 0 and the new handle,
+ * or store_view_load()'s and store_save()'s errors.
+ */
+int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
+		void *page, uint64_t *ret_handle);
+
 /* Copies the figures of the swap areas on now into ret[0 .. min(n, count)) (in the order of
  * their type, as /proc/swaps), and returns count. */
 int store_get_swap_stats(struct store *s, struct store_swap_stats *ret, size_t n);
