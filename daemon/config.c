@@ -195,6 +195,21 @@ const struct config_key config_table[] = {
 	},
 	{
 		.section = "reclaim",
+		.name = "pressure-avg10",
+		.type = CONFIG_UINT,
+		.default_value = "10",
+		.min = 0,
+		.max = 100,
+		.value_name = "PERCENT",
+		.offset = G(pressure_avg10_pct),
+		.doc = "Share of time, in percent over the last 10 seconds, that tasks stalled on "
+		       "memory (the kernel's PSI, \"some avg10\" in /proc/pressure/memory) at "
+		       "which reclaim evicts from every client as it does when MemAvailable is "
+		       "below watermark-low. 0: PSI is not looked at. Without PSI in the kernel, "
+		       "only MemAvailable counts.",
+	},
+	{
+		.section = "reclaim",
 		.name = "batch-pages",
 		.type = CONFIG_UINT,
 		.default_value = "256",

@@ -82,6 +82,9 @@ struct memextd_config {
 	unsigned watermark_min_pct;
 	unsigned watermark_low_pct;
 	unsigned watermark_high_pct;
+	/* PSI "some avg10" of memory, in percent, at which reclaim runs for the whole system
+	 * as below watermark-low; 0: PSI is not looked at. */
+	unsigned pressure_avg10_pct;
 
 	/* [store] */
 	int compressor;			/* enum config_compressor */

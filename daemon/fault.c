@@ -18,6 +18,7 @@
 #include "log.h"
 #include "manager.h"
 #include "store.h"
+#include "sysmem.h"
 #include "uffd-compat.h"
 
 #define READ_BATCH 32      /* uffd messages per read() */
@@ -286,11 +287,12 @@ static int read_uffd(struct client *c, struct pending *p)
  */
 static bool should_throttle(struct client *c)
 {
-	if (!c->budget_pages || c->agent_gone || c->evict_paused || c->dead)
+	if (c->agent_gone || c->evict_paused || c->dead || c->fruitless_batches >= 3)
 		return false;
-	if (c->fruitless_batches >= 3)
-		return false;
-	return c->nr_present >= client_wmark_pages(c, c->m->cfg.wmark_min_pct);
+	/* The whole system is at its min watermark: every client waits (direct reclaim). */
+	if (atomic_load(&c->m->sys_level) == SYSMEM_MIN && c->nr_present)
+		return true;
+	return c->budget_pages && c->nr_present >= client_wmark_pages(c, c->m->cfg.wmark_min_pct);
 }
 
 /* Maps zero pages over the faulting page and its never-evicted neighbours (lock held on entry,

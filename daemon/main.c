@@ -78,6 +78,7 @@ struct options {
 	const char *batch_pages;
 	const char *faultaround_pages;
 	const char *log_level;
+	const char *meminfo_path; /* a stand-in for /proc/meminfo (tests) */
 };
 
 /* Exit codes, as memextd(8) documents them. */
@@ -722,6 +723,8 @@ static void help(void)
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
+	       "  --meminfo FILE          read MemTotal and MemAvailable from FILE, not\n"
+	       "                          /proc/meminfo (to test the system's watermarks)\n"
 	       "  --foreground            accepted for clarity: memextd never forks\n"
 	       "  -h, --help              this text\n"
 	       "  --version               print the version\n\n"
@@ -747,6 +750,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_BATCH_PAGES,
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
+		OPT_MEMINFO,
 		OPT_FOREGROUND,
 		OPT_VERSION,
 	};
@@ -765,6 +769,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+		{"meminfo", required_argument, NULL, OPT_MEMINFO},
 		{"foreground", no_argument, NULL, OPT_FOREGROUND},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
@@ -795,6 +800,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
+		case OPT_MEMINFO: o->meminfo_path = optarg; break;
 		case OPT_FOREGROUND: break;
 		case 'h':
 			help();
@@ -907,6 +913,8 @@ static void apply_runtime_config(struct daemon *d)
 	mc->wmark_min_pct = cfg->watermark_min_pct;
 	mc->wmark_low_pct = cfg->watermark_low_pct;
 	mc->wmark_high_pct = cfg->watermark_high_pct;
+	mc->pressure_avg10_pct = cfg->pressure_avg10_pct;
+	mc->meminfo_path = d->opts.meminfo_path ? d->opts.meminfo_path : "/proc/meminfo";
 }
 
 static void reload_config(struct daemon *d)

@@ -34,6 +34,8 @@ struct manager_config {
 	/* Free headroom in percent of a client's budget, as the kernel's zone watermarks:
 	 * reclaim wakes below low and sleeps above high; below min faults wait for reclaim. */
 	unsigned wmark_min_pct, wmark_low_pct, wmark_high_pct;
+	unsigned pressure_avg10_pct; /* 0: PSI ignored */
+	const char *meminfo_path;    /* /proc/meminfo, or a stand-in for tests */
 };
 
 struct manager_totals {
@@ -47,6 +49,7 @@ struct manager_totals {
 	_Atomic uint64_t clients_seen; /* clients ever accepted */
 	_Atomic uint64_t reclaim_scanned;  /* entries the clock hand looked at */
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
+	_Atomic uint64_t sys_reclaim_rounds; /* reclaim rounds run for the system's watermarks */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
 };
@@ -69,6 +72,9 @@ struct manager {
 	bool reclaim_kick;
 	_Atomic bool stopping;  /* the daemon is shutting down */
 	_Atomic bool draining;  /* reclaim gives every client its pages back, then lets go */
+	/* The whole system's memory (sysmem.h), read by reclaim every round. */
+	_Atomic int sys_level;	/* enum sysmem_level */
+	_Atomic uint64_t sys_available_bytes, sys_total_bytes;
 
 	struct manager_totals totals;
 	uint64_t start_usec;

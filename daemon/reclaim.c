@@ -14,7 +14,9 @@
 #include "fault.h"
 #include "log.h"
 #include "manager.h"
+#include "size.h"
 #include "store.h"
+#include "sysmem.h"
 #include "uffd-compat.h"
 
 #define AGENT_TIMEOUT_MSEC 10000
@@ -451,22 +453,46 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	return (int)evicted;
 }
 
+/*
+ * Batches every client gives per round while the system as a whole is short of memory: one
+ * below the low watermark (50 rounds a second spread the work over the clients, as kswapd
+ * spreads its scan over the LRUs), as many as a round allows below min.
+ */
+static int system_batches(const struct manager *m)
+{
+	switch ((enum sysmem_level)atomic_load(&m->sys_level)) {
+	case SYSMEM_LOW:
+		return 1;
+	case SYSMEM_MIN:
+		return MAX_BATCHES_PER_ROUND;
+	default:
+		return 0;
+	}
+}
+
 static void reclaim_client(struct reclaimer *rc, struct client *c)
 {
 	unsigned batch = MIN(rc->m->cfg.batch_pages, (unsigned)MEMEXT_STAGING_PAGES);
+	int sys = system_batches(rc->m);
 
 	for (int i = 0; i < MAX_BATCHES_PER_ROUND; i++) {
-		uint64_t high, present;
+		uint64_t high, present, want;
+		bool own;
 		int n;
 
 		pthread_mutex_lock(&c->lock);
 		present = c->nr_present;
 		high = client_wmark_pages(c, rc->m->cfg.wmark_high_pct);
-		bool go = c->budget_pages && (i > 0 ? present > high : client_over_low_wmark(c));
+		own = c->budget_pages && (i > 0 ? present > high : client_over_low_wmark(c));
 		pthread_mutex_unlock(&c->lock);
-		if (!go)
+		/* Over its budget, down to its high watermark; else only for the system. */
+		if (own)
+			want = MIN((uint64_t)batch, present - high + 1);
+		else if (i < sys && present > 0)
+			want = batch;
+		else
 			break;
-		n = evict_batch(rc, c, (unsigned)MIN((uint64_t)batch, present - high + 1));
+		n = evict_batch(rc, c, (unsigned)want);
 		pthread_mutex_lock(&c->lock);
 		c->fruitless_batches = n > 0 ? 0 : c->fruitless_batches + 1;
 		pthread_mutex_unlock(&c->lock);
@@ -613,6 +639,52 @@ static struct client **snapshot_clients(struct manager *m, unsigned *ret_nr)
 	return v;
 }
 
+/* Reads the system's memory and sets m->sys_level, saying so when it changes. */
+static void update_system_level(struct manager *m)
+{
+	const struct sysmem_wmarks w = {
+		.min_pct = m->cfg.wmark_min_pct,
+		.low_pct = m->cfg.wmark_low_pct,
+		.high_pct = m->cfg.wmark_high_pct,
+		.psi_pct = m->cfg.pressure_avg10_pct,
+	};
+	enum sysmem_level prev = (enum sysmem_level)atomic_load(&m->sys_level), now;
+	static bool said_unreadable;
+	struct sysmem s;
+	char a[32], b[32];
+	int r;
+
+	r = sysmem_read(m->cfg.meminfo_path ? m->cfg.meminfo_path : "/proc/meminfo",
+			"/proc/pressure/memory", &s);
+	if (r < 0) {
+		if (!said_unreadable)
+			log_warning_errno(r, "cannot read %s: the system's watermarks are not "
+					     "watched: %m",
+					  m->cfg.meminfo_path);
+		said_unreadable = true;
+		atomic_store(&m->sys_level, SYSMEM_OK);
+		return;
+	}
+	now = sysmem_level(&s, &w, prev);
+	atomic_store(&m->sys_total_bytes, s.total_bytes);
+	atomic_store(&m->sys_available_bytes, s.available_bytes);
+	atomic_store(&m->sys_level, now);
+	if (now != SYSMEM_OK)
+		atomic_fetch_add(&m->totals.sys_reclaim_rounds, 1);
+	if (now == prev)
+		return;
+	format_size(s.available_bytes, a, sizeof(a));
+	format_size(s.total_bytes, b, sizeof(b));
+	if (now == SYSMEM_OK)
+		log_info("system memory: %s of %s available, above the high watermark again", a, b);
+	else
+		log_notice("system memory: %s of %s available (memory pressure %.1f%%), below the "
+			   "%s watermark: reclaiming from every client%s",
+			   a, b, s.psi_some_avg10 < 0 ? 0.0 : s.psi_some_avg10,
+			   now == SYSMEM_MIN ? "min" : "low",
+			   now == SYSMEM_MIN ? ", their growth throttled" : "");
+}
+
 static void *reclaim_main(void *arg)
 {
 	struct reclaimer *rc = arg;
@@ -642,6 +714,8 @@ static void *reclaim_main(void *arg)
 			break;
 		draining = atomic_load(&m->draining);
 
+		if (!draining)
+			update_system_level(m);
 		v = snapshot_clients(m, &n);
 		for (unsigned i = 0; v && i < n; i++) {
 			struct client *c = v[i];

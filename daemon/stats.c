@@ -13,6 +13,7 @@
 #include "memext-build.h"
 #include "size.h"
 #include "store.h"
+#include "sysmem.h"
 
 /* One client's figures, copied under its lock so a report is consistent per client. */
 struct client_figures {
@@ -190,6 +191,12 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		st->limit_rejects, st->failed_loads, st->bd_count, st->bd_reads, st->bd_writes,
 		st->bd_read_errors, st->bd_write_errors, st->written_back);
 	write_json_swap_areas(m, f);
+	fprintf(f,
+		",\"system\":{\"mem_total\":%" PRIu64 ",\"mem_available\":%" PRIu64
+		",\"level\":\"%s\",\"reclaim_rounds\":%" PRIu64 "}",
+		atomic_load(&m->sys_total_bytes), atomic_load(&m->sys_available_bytes),
+		sysmem_level_name((enum sysmem_level)atomic_load(&m->sys_level)),
+		atomic_load(&m->totals.sys_reclaim_rounds));
 	fputs("}\n", f);
 }
 
@@ -252,6 +259,12 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		   " clean: no compression), %" PRIu64 " refused by the kernel\n",
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.pswpout_clean), atomic_load(&m->totals.reclaim_failed));
+	fprintf(f, "system: %s of %s available, watermark level %s, %" PRIu64
+		   " reclaim rounds for the system\n",
+		format_size(atomic_load(&m->sys_available_bytes), a, sizeof(a)),
+		format_size(atomic_load(&m->sys_total_bytes), b, sizeof(b)),
+		sysmem_level_name((enum sysmem_level)atomic_load(&m->sys_level)),
+		atomic_load(&m->totals.sys_reclaim_rounds));
 	fprintf(f, "swap-in: %" PRIu64 " read ahead, %" PRIu64
 		   " first writes to clean pages\n",
 		atomic_load(&m->totals.readahead), atomic_load(&m->totals.wp_faults));
@@ -344,6 +357,15 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   "Pages the kernel refused to move out.", atomic_load(&m->totals.reclaim_failed));
 	prom_value(f, "memext_clients_seen_total", "counter", "Clients ever accepted.",
 		   atomic_load(&m->totals.clients_seen));
+	prom_value(f, "memext_system_mem_available_bytes", "gauge",
+		   "MemAvailable at reclaim's last look.", atomic_load(&m->sys_available_bytes));
+	prom_value(f, "memext_system_watermark_level", "gauge",
+		   "0: above the system's watermarks, 1: below low (reclaim from every client), "
+		   "2: below min (growth throttled).",
+		   (uint64_t)atomic_load(&m->sys_level));
+	prom_value(f, "memext_system_reclaim_rounds_total", "counter",
+		   "Reclaim rounds run because the system as a whole was short of memory.",
+		   atomic_load(&m->totals.sys_reclaim_rounds));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

@@ -126,6 +126,7 @@ class Daemon:
         self.proc = None
         self.stop_status = None
         self.carried = {}   # totals of daemons killed by crash_restart(), summed
+        self.system_available_pct = args.system_available_pct
         self.restarts = 0
 
     def crash_restart(self, timeout):
@@ -157,6 +158,15 @@ class Daemon:
             log(f"{' '.join(mk)}: {r.stdout.strip()}")
         self.log_file = open(self.log_path, "ab" if append_log else "wb")
         cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
+        if self.system_available_pct is not None:
+            # A stand-in for /proc/meminfo: the system short of memory, whatever this
+            # machine really has.
+            path = os.path.join(os.path.dirname(self.sock), "meminfo")
+            total_kib = 16 * 1024 * 1024
+            with open(path, "w") as f:
+                f.write(f"MemTotal:       {total_kib} kB\nMemFree:        0 kB\n"
+                        f"MemAvailable:   {total_kib * self.system_available_pct // 100} kB\n")
+            cmd += ["--meminfo", path]
         if self.make_swapfile:
             cmd += ["--swap-file", self.swap_path]
         cmd += self.extra_args
@@ -573,6 +583,9 @@ def test_managed(args, tmp):
             failures.append(f"totals.pswpout grew by only {d['pswpout']} pages, expected at "
                             f"least {min_out}: memext did not evict the memory beyond the "
                             f"budget")
+        if args.max_pswpout is not None and d["pswpout"] > args.max_pswpout:
+            failures.append(f"totals.pswpout grew by {d['pswpout']} pages, expected at most "
+                            f"{args.max_pswpout}: memext evicted memory it had no reason to")
         if d["pswpin"] < min_in:
             failures.append(f"totals.pswpin grew by only {d['pswpin']} pages, expected at "
                             f"least {min_in}: evicted pages were not brought back")
@@ -679,6 +692,11 @@ def main():
                     help="minimum pswpin as a fraction of the minimum pswpout")
     ap.add_argument("--rss-skip-from", default=None,
                     help="samples from this phase on are reported, not bounded")
+    ap.add_argument("--max-pswpout", type=int, default=None,
+                    help="fail if more pages than this were evicted")
+    ap.add_argument("--system-available-pct", type=int, default=None,
+                    help="run memextd with a stand-in /proc/meminfo whose MemAvailable is "
+                         "this percent of MemTotal (the system's watermarks)")
     ap.add_argument("--kill-daemon-at-phase", default=None,
                     help="SIGKILL memextd when the workload prints this phase and start a "
                          "new one; the workload must finish with every byte right")
