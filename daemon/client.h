@@ -96,6 +96,10 @@ struct client {
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */
 	bool dead;           /* the process exited; being torn down */
+	/* Main thread: its memory is registered (see track-above); before, nothing of it goes
+	 * through us, and rss_pages is what it has resident. */
+	bool armed;
+	uint64_t rss_pages;
 	unsigned fruitless_batches; /* in a row; stops throttling while reclaim cannot help */
 
 	struct client_counters stats;

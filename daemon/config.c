@@ -195,6 +195,21 @@ const struct config_key config_table[] = {
 	},
 	{
 		.section = "reclaim",
+		.name = "track-above",
+		.type = CONFIG_UINT,
+		.default_value = "50",
+		.min = 0,
+		.max = 100,
+		.value_name = "PERCENT",
+		.offset = G(track_above_pct),
+		.doc = "Share of its budget, in percent, that a client's resident memory must reach "
+		       "before memextd registers the client's memory with userfaultfd. Below it the "
+		       "process runs as fast as it would without memext: no fault goes through the "
+		       "daemon. A client without a budget is tracked only while the system as a whole "
+		       "is below its low watermark. 0 tracks every client from its start.",
+	},
+	{
+		.section = "reclaim",
 		.name = "pressure-avg10",
 		.type = CONFIG_UINT,
 		.default_value = "10",

@@ -85,6 +85,9 @@ struct memextd_config {
 	/* PSI "some avg10" of memory, in percent, at which reclaim runs for the whole system
 	 * as below watermark-low; 0: PSI is not looked at. */
 	unsigned pressure_avg10_pct;
+	/* Percent of its budget a client's resident memory must reach before memextd registers
+	 * its memory with userfaultfd: below it the process runs as it would without memext. */
+	unsigned track_above_pct;
 
 	/* [store] */
 	int compressor;			/* enum config_compressor */

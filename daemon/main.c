@@ -39,6 +39,7 @@
 #include "size.h"
 #include "stats.h"
 #include "store.h"
+#include "sysmem.h"
 
 #define SCAN_INTERVAL_USEC 10000   /* how often clients' resident size is checked */
 #define SCAN_MAX_AGE_USEC 1000000  /* a client's maps are rescanned at least this often */
@@ -318,6 +319,38 @@ static void wake_all(struct client *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/*
+ * Whether to start tracking a client (main thread): its resident memory reached track-above
+ * percent of its budget, or the system as a whole is short of memory.
+ */
+static bool should_arm(struct manager *m, struct client *c)
+{
+	int64_t rss = maps_resident_pages(c->pid);
+
+	if (rss >= 0)
+		c->rss_pages = (uint64_t)rss;
+	if (atomic_load(&m->sys_level) != SYSMEM_OK)
+		return true;
+	return c->budget_pages && rss >= 0 &&
+	       (uint64_t)rss * 100 >= c->budget_pages * m->cfg.track_above_pct;
+}
+
+/* Registers the client's memory and has its shim register large new mappings at once. */
+static void arm_client(struct client *c)
+{
+	struct msg_agent_arm msg;
+	int r;
+
+	c->armed = true;
+	r = client_scan(c);
+	if (r < 0 && r != -ESRCH)
+		log_warning_errno(r, "client %d: scanning its memory: %m", c->pid);
+	proto_init_header(&msg.h, MSG_AGENT_ARM, sizeof(msg), 0);
+	(void)proto_send(c->agent_fd, &msg, sizeof(msg), NULL, 0);
+	log_debug("client %d: tracking its memory (%" PRIu64 " pages resident)", c->pid,
+		  c->rss_pages);
+}
+
 static int accept_client(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -421,9 +454,9 @@ static int accept_client(struct daemon *d)
 
 		(void)proto_send(c->control_fd, &ack, sizeof(ack), &pfd, pfd >= 0);
 	}
-	r = client_scan(c);
-	if (r < 0 && r != -ESRCH)
-		log_warning_errno(r, "client %d: scanning its memory: %m", c->pid);
+	/* A resumed client's memory is registered already: its uffd outlived the daemon. */
+	if ((hello.flags & HELLO_RESUME) || should_arm(m, c))
+		arm_client(c);
 	if (hello.flags & HELLO_RESUME)
 		wake_all(c);
 	{
@@ -612,9 +645,16 @@ static void on_timer(struct daemon *d)
 	pthread_mutex_unlock(&m->clients_lock);
 	for (unsigned i = 0; i < n; i++) {
 		struct client *c = v[i];
-		int64_t untracked = client_untracked_pages(c);
+		int64_t untracked;
 
+		if (!c->armed) {
+			if (should_arm(m, c))
+				arm_client(c);
+			client_unref(c);
+			continue;
+		}
 		/* New memory shows as resident pages we do not track: register it soon. */
+		untracked = client_untracked_pages(c);
 		if (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||
 				       now - c->scan_usec > SCAN_MAX_AGE_USEC))
 			(void)client_scan(c);
@@ -914,6 +954,7 @@ static void apply_runtime_config(struct daemon *d)
 	mc->wmark_low_pct = cfg->watermark_low_pct;
 	mc->wmark_high_pct = cfg->watermark_high_pct;
 	mc->pressure_avg10_pct = cfg->pressure_avg10_pct;
+	mc->track_above_pct = cfg->track_above_pct;
 	mc->meminfo_path = d->opts.meminfo_path ? d->opts.meminfo_path : "/proc/meminfo";
 }
 

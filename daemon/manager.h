@@ -35,6 +35,7 @@ struct manager_config {
 	 * reclaim wakes below low and sleeps above high; below min faults wait for reclaim. */
 	unsigned wmark_min_pct, wmark_low_pct, wmark_high_pct;
 	unsigned pressure_avg10_pct; /* 0: PSI ignored */
+	unsigned track_above_pct;    /* of the budget: resident memory at which a client is armed */
 	const char *meminfo_path;    /* /proc/meminfo, or a stand-in for tests */
 };
 

@@ -22,11 +22,15 @@ struct client_figures {
 	uint64_t budget_bytes, resident_pages, evicted_pages, cached_pages;
 	uint64_t pswpin, pswpout, faults, zero_faults, parked, move_failed, fault_usec_total;
 	uint64_t p50_usec, p99_usec;
-	const char *state; /* "active", "draining", "drained", "forking", "no-agent" */
+	/* "untracked" (below track-above), "active", "draining", "drained", "forking",
+	 * "no-agent" */
+	const char *state;
 };
 
 static const char *client_state(const struct client *c)
 {
+	if (!c->armed)
+		return "untracked";
 	if (c->drain_requested)
 		return c->nr_stored ? "draining" : "drained";
 	if (c->fork_requested || c->evict_paused)
@@ -41,7 +45,8 @@ static void figures_of(struct client *c, struct client_figures *f)
 	uint64_t snap[HIST_BUCKETS];
 
 	pthread_mutex_lock(&c->lock);
-	f->resident_pages = c->nr_present;
+	/* Not tracked yet: what the process has resident, from its last look. */
+	f->resident_pages = c->armed ? c->nr_present : c->rss_pages;
 	f->evicted_pages = c->nr_stored;
 	f->cached_pages = c->nr_cached;
 	f->state = client_state(c);

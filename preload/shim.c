@@ -70,6 +70,7 @@ static struct {
 	unsigned generation; /* connections made; a reconnection bumps it */
 	char comm[16];	     /* the main thread's name, for hellos sent by the agent */
 	bool released;	     /* the daemon let go of us for good (it stopped cleanly) */
+	bool armed;	     /* the daemon tracks our memory: register large mappings early */
 	uint64_t features;
 
 	void *staging;
@@ -280,9 +281,13 @@ static void *agent_main(void *arg)
 				(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
 					      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
 			break;
+		case MSG_AGENT_ARM:
+			__atomic_store_n(&S.armed, true, __ATOMIC_RELEASE);
+			break;
 		case MSG_AGENT_RELEASE:
 			/* Every page is back and nothing is registered: run on without memext. */
 			__atomic_store_n(&S.released, true, __ATOMIC_RELEASE);
+			__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
 			__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
 			return NULL;
 		default:
@@ -739,7 +744,7 @@ static void early_register(uint64_t start, uint64_t len)
 	};
 	int saved = errno;
 
-	if (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) && len >= EARLY_REGISTER_MIN_BYTES &&
+	if (__atomic_load_n(&S.armed, __ATOMIC_ACQUIRE) && len >= EARLY_REGISTER_MIN_BYTES &&
 	    S.uffd >= 0)
 		(void)ioctl(S.uffd, UFFDIO_REGISTER, &reg);
 	errno = saved;

@@ -70,6 +70,9 @@ int proto_check(const void *buf, size_t n)
 	case MSG_AGENT_RELEASE:
 		want = sizeof(struct msg_agent_release);
 		break;
+	case MSG_AGENT_ARM:
+		want = sizeof(struct msg_agent_arm);
+		break;
 	default:
 		return -EBADMSG;
 	}

@@ -45,6 +45,7 @@ enum msg_type {
 	MSG_AGENT_MOVE_DONE,
 	MSG_AGENT_FREE,
 	MSG_AGENT_RELEASE,
+	MSG_AGENT_ARM,
 	_MSG_TYPE_MAX,
 };
 
@@ -133,6 +134,12 @@ struct msg_agent_free {
 /* The daemon gave every page back and unregistered the memory (it is stopping): the agent
  * ends, and the shim does not reconnect. */
 struct msg_agent_release {
+	struct msg_header h;
+};
+
+/* The process passed the share of its budget at which memextd tracks it (track-above): from
+ * now on the shim registers large new mappings at once, as the daemon does the others. */
+struct msg_agent_arm {
 	struct msg_header h;
 };
 

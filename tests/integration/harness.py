@@ -589,7 +589,11 @@ def test_managed(args, tmp):
         if d["pswpin"] < min_in:
             failures.append(f"totals.pswpin grew by only {d['pswpin']} pages, expected at "
                             f"least {min_in}: evicted pages were not brought back")
-        if d["faults"] <= 0:
+        if args.max_faults is not None:
+            if d["faults"] > args.max_faults:
+                failures.append(f"totals.faults grew by {d['faults']}, expected at most "
+                                f"{args.max_faults}: the client was tracked")
+        elif d["faults"] <= 0:
             failures.append("totals.faults did not grow")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
@@ -692,6 +696,9 @@ def main():
                     help="minimum pswpin as a fraction of the minimum pswpout")
     ap.add_argument("--rss-skip-from", default=None,
                     help="samples from this phase on are reported, not bounded")
+    ap.add_argument("--max-faults", type=int, default=None,
+                    help="fail if the daemon answered more faults than this (0: the client "
+                         "must run untracked)")
     ap.add_argument("--max-pswpout", type=int, default=None,
                     help="fail if more pages than this were evicted")
     ap.add_argument("--system-available-pct", type=int, default=None,
