@@ -229,6 +229,7 @@ class Client:
         self.peak_checked = (0, None)
         self.checked_samples = []  # RssAnon of the workload itself, in bounded phases
         self.samples = 0
+        self.phase_totals = None  # the daemon's totals at --pswpout-after-phase
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False))]
@@ -336,6 +337,19 @@ def shim_env(args, sock, budget, debug=True):
     return env
 
 
+def mark_phase(args, daemon, c):
+    """The daemon's totals when c first printed --pswpout-after-phase (taken once).
+
+    Taken after the line was read, so the growth counted from it can only be less than the
+    growth since the phase really began: the check errs on the strict side."""
+    if (not args.pswpout_after_phase or daemon is None or c.phase_totals is not None or
+            args.pswpout_after_phase not in c.phases):
+        return
+    c.phase_totals = daemon.stats()["totals"]
+    log(f"workload {c.pid} reached phase '{args.pswpout_after_phase}': totals "
+        f"{json.dumps(c.phase_totals)}")
+
+
 def run_clients(args, env, daemon):
     clients = [Client(i, args.cmd, env) for i in range(args.clients)]
     log("started workload pid(s) " + ", ".join(str(c.pid) for c in clients) + ": " +
@@ -347,6 +361,7 @@ def run_clients(args, env, daemon):
             for c in clients:
                 if c.proc.poll() is None:
                     c.sample(args.rss_skip_from)
+                    mark_phase(args, daemon, c)
                     if (args.kill_at_phase and c.idx not in killed and
                             args.kill_at_phase in c.phases):
                         log(f"workload {c.pid} reached phase '{args.kill_at_phase}': SIGKILL")
@@ -527,6 +542,19 @@ def test_managed(args, tmp):
                             f"least {min_in}: evicted pages were not brought back")
         if d["faults"] <= 0:
             failures.append("totals.faults did not grow")
+        if args.pswpout_after_phase:
+            for c in clients:
+                if c.phase_totals is None:
+                    failures.append(f"workload {c.pid} never printed phase "
+                                    f"'{args.pswpout_after_phase}'")
+                    continue
+                grew = after["totals"]["pswpout"] - c.phase_totals["pswpout"]
+                log(f"workload {c.pid}: pswpout grew by {grew} pages from phase "
+                    f"'{args.pswpout_after_phase}' on (min {args.min_pswpout_after})")
+                if grew < args.min_pswpout_after:
+                    failures.append(f"workload {c.pid}: pswpout grew by only {grew} pages "
+                                    f"after phase '{args.pswpout_after_phase}', expected at "
+                                    f"least {args.min_pswpout_after}: eviction stopped")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -630,6 +658,10 @@ def main():
                     help="samples from this phase on are reported, not bounded")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
+    ap.add_argument("--pswpout-after-phase", default=None,
+                    help="also count pswpout from the moment the workload prints this phase")
+    ap.add_argument("--min-pswpout-after", type=int, default=1,
+                    help="pages pswpout must grow by after --pswpout-after-phase")
     ap.add_argument("--timeout", type=float, default=240, help="hang guard for the workload")
     ap.add_argument("--daemon-timeout", type=float, default=20)
     ap.add_argument("--exit-timeout", type=float, default=30,
