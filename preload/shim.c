@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,10 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/auxv.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -63,8 +66,10 @@ static struct {
 	 * registration), so dropping staging raises no REMOVE event for anyone to read. */
 	int staging_uffd;
 	int control_fd; /* to the daemon */
-	int agent_fd;   /* the agent's end of the agent socketpair */
+	int agent_fd;   /* the agent's end of the agent socketpair, until the agent has its own */
 	uint64_t features;
+	pid_t pid;   /* the process the fds above belong to (not a vfork child sharing S) */
+	int fd_base; /* the shim's fds live at this number or above; 0: where they were made */
 
 	void *staging;
 	void *agent_stack; /* with a guard page below */
@@ -80,6 +85,30 @@ static struct {
 	.agent_fd = -1,
 	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
 };
+
+/*
+ * The agent's fds. The agent thread unshares its fd table (unshare(CLONE_FILES)) and keeps
+ * only these three in it, so nothing the application does to its fds -- close_range(),
+ * closefrom(), a close() loop, dup2() onto the number, even the raw system calls -- can take
+ * them away or make the agent read the application's files. private is false when unshare
+ * failed: then they are the same numbers as in S, in the application's table, and only the
+ * interposed calls below protect them.
+ */
+static struct {
+	int fd;           /* the agent's end of the socketpair */
+	int uffd;         /* moves back into the application */
+	int staging_uffd; /* moves into staging */
+	bool private;     /* in the agent's own fd table */
+} A = {.fd = -1, .uffd = -1, .staging_uffd = -1};
+
+extern int __close(int fd);
+extern int __dup2(int oldfd, int newfd);
+
+/* The shim closes its own fds with the system call: close() is interposed (below). */
+static void sys_close(int fd)
+{
+	(void)syscall(SYS_close, fd);
+}
 
 static void shim_log(const char *fmt, ...) _printf_(1, 2);
 
@@ -164,7 +193,8 @@ static uint64_t move_once(int uffd, uint64_t dst, uint64_t src, uint64_t len, in
 
 static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
 {
-	int uffd = back ? S.uffd : S.staging_uffd;
+	int uffd = back ? __atomic_load_n(&A.uffd, __ATOMIC_RELAXED)
+			: __atomic_load_n(&A.staging_uffd, __ATOMIC_RELAXED);
 	uint64_t done = 0;
 
 	while (done < r->len) {
@@ -235,7 +265,40 @@ static void agent_move(const struct msg_agent_move *m)
 		}
 		move_range(r, back, &reply);
 	}
-	(void)proto_send(S.agent_fd, &reply, sizeof(reply), NULL, 0);
+	(void)proto_send(__atomic_load_n(&A.fd, __ATOMIC_RELAXED), &reply, sizeof(reply), NULL, 0);
+}
+
+/* Closes every fd of the agent's (unshared) table but the sorted keep[0..n). */
+static void close_all_but(const int *keep, int n)
+{
+	unsigned lo = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((unsigned)keep[i] > lo)
+			(void)syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
+		lo = (unsigned)keep[i] + 1;
+	}
+	(void)syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+/* Gives the agent a table of its own holding only its three fds (see A). */
+static void agent_own_fds(void)
+{
+	int keep[3] = {A.fd, A.uffd, A.staging_uffd};
+
+	for (int i = 1; i < 3; i++)
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	if (unshare(CLONE_FILES) < 0)
+		return;
+	/* The copy holds every fd the process had: keeping them would keep the
+	 * application's pipes and sockets open behind its back. */
+	close_all_but(keep, 3);
+	A.private = true;
 }
 
 static void *agent_main(void *arg)
@@ -244,11 +307,12 @@ static void *agent_main(void *arg)
 	uint64_t buf[(MEMEXT_MSG_MAX + 7) / 8];
 
 	(void)arg;
-	S.agent_tid = (pid_t)syscall(SYS_gettid);
+	agent_own_fds();
 	(void)prctl(PR_SET_NAME, "memext-agent");
+	__atomic_store_n(&S.agent_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	for (;;) {
 		const struct msg_header *h = (const struct msg_header *)buf;
-		ssize_t n = proto_recv(S.agent_fd, buf, sizeof(buf), NULL, NULL);
+		ssize_t n = proto_recv(A.fd, buf, sizeof(buf), NULL, NULL);
 
 		if (n == -EINTR)
 			continue;
@@ -302,7 +366,7 @@ static int open_uffd(void)
 	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
+		sys_close(dev);
 		if (fd >= 0)
 			return fd;
 	}
@@ -331,7 +395,7 @@ static int make_uffd(uint64_t *ret_features)
 	if (fd < 0)
 		return fd;
 	r = uffd_api(fd, 0, &supported);
-	close(fd);
+	sys_close(fd);
 	if (r < 0)
 		return r;
 	if ((supported & MEMEXT_UFFD_REQUIRED) != MEMEXT_UFFD_REQUIRED)
@@ -341,7 +405,7 @@ static int make_uffd(uint64_t *ret_features)
 		return fd;
 	r = uffd_api(fd, supported & MEMEXT_UFFD_WANTED, ret_features);
 	if (r < 0) {
-		close(fd);
+		sys_close(fd);
 		return r;
 	}
 	return fd;
@@ -358,7 +422,7 @@ static int connect_daemon(void)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int r = -errno;
 
-		close(fd);
+		sys_close(fd);
 		return r;
 	}
 	return fd;
@@ -377,6 +441,10 @@ static int start_agent(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	S.agent_tid = 0;
+	A.fd = S.agent_fd;
+	A.uffd = S.uffd;
+	A.staging_uffd = S.staging_uffd;
+	A.private = false;
 	r = -pthread_create(&S.agent, &attr, agent_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
@@ -419,7 +487,7 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 	if (pagemap < 0)
 		return -errno;
 	r = proto_send(S.control_fd, &hello, sizeof(hello), fds, 4);
-	close(pagemap);
+	sys_close(pagemap);
 	if (r < 0)
 		return r;
 	if (poll(&p, 1, HELLO_TIMEOUT_MSEC) <= 0)
@@ -435,8 +503,216 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
-		close(*fd);
+		sys_close(*fd);
 	*fd = -1;
+}
+
+/*
+ * Where the shim's fds live. Made at the lowest free numbers (3, 4, ...), they would be the
+ * first a program reuses after closing "everything but 0-2", and the numbers shells and
+ * daemons dup2() onto. They are moved to the top of the soft RLIMIT_NOFILE, capped at 1024:
+ * a table that large costs the kernel 8 bytes a slot (a 1M limit would cost 8 MiB).
+ */
+#define FD_CEILING 1024
+#define FD_ROOM 32 /* numbers below the ceiling the shim may use */
+
+static int fd_base(void)
+{
+	struct rlimit rl;
+	uint64_t top;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	top = MIN((uint64_t)rl.rlim_cur, FD_CEILING);
+	return top >= 4 * FD_ROOM ? (int)(top - FD_ROOM) : 0;
+}
+
+/* fd moved to S.fd_base or above, close-on-exec, or fd itself if it cannot move. */
+static int move_high(int fd)
+{
+	int nfd;
+
+	if (fd < 0 || S.fd_base <= 0 || fd >= S.fd_base)
+		return fd;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, S.fd_base);
+	if (nfd < 0)
+		return fd;
+	sys_close(fd);
+	return nfd;
+}
+
+/* The shim's fds in the application's table (the agent's own table is out of its reach). */
+#define NR_FD_SLOTS 5
+
+static int nr_fd_slots(int **slots)
+{
+	int n = 0;
+
+	slots[n++] = &S.uffd;
+	slots[n++] = &S.control_fd;
+	if (!__atomic_load_n(&A.private, __ATOMIC_ACQUIRE)) {
+		slots[n++] = &A.fd;
+		slots[n++] = &A.uffd;
+		slots[n++] = &A.staging_uffd;
+	}
+	return n;
+}
+
+/* fd is one of the shim's in the table of the calling process. A vfork child shares S but
+ * not the table: there the number is the child's to do with as it likes. */
+static bool shim_fd_here(int fd)
+{
+	int *slots[NR_FD_SLOTS], n = nr_fd_slots(slots);
+
+	if (fd < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (__atomic_load_n(slots[i], __ATOMIC_ACQUIRE) == fd)
+			return getpid() == S.pid;
+	return false;
+}
+
+/* Before dup2()/dup3() onto the shim's fd: moves it to another high number. 0 or -errno. */
+static int fd_evacuate(int fd)
+{
+	int *slots[NR_FD_SLOTS], n = nr_fd_slots(slots);
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, MAX(S.fd_base, 3));
+
+	if (nfd < 0)
+		return -errno;
+	/* A thread that loaded the old number just before this store uses it once more: on the
+	 * application's new file for one call (documented in libmemext(7)). */
+	for (int i = 0; i < n; i++)
+		__atomic_compare_exchange_n(slots[i], &(int){fd}, nfd, false, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * Interposed: close(), close_range(), closefrom(), dup2(), dup3(). To the application the
+ * shim's fds do not exist: closing one fails with EBADF, as it would without the shim, ranges
+ * are closed around them, and a dup onto one moves it first. Not caught: the raw system calls
+ * (syscall(SYS_close_range, ...)), and glibc's internal calls, e.g. the close_range of
+ * posix_spawn's addclosefrom action, which runs in the child. The agent's own table keeps
+ * eviction going either way; what the raw calls can take is the uffd early registration
+ * uses and the control socket fork() asks the daemon through.
+ */
+_public_ int close(int fd)
+{
+	if (shim_fd_here(fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return __close(fd);
+}
+
+/* The shim's fds in [first, last], sorted, into fds; returns how many. */
+static int shim_fds_in(unsigned first, unsigned last, int *fds)
+{
+	int *slots[NR_FD_SLOTS], n = nr_fd_slots(slots), k = 0;
+
+	if (getpid() != S.pid)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		int fd = __atomic_load_n(slots[i], __ATOMIC_ACQUIRE), j;
+
+		if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last)
+			continue;
+		for (j = 0; j < k && fds[j] != fd; j++)
+			;
+		if (j < k)
+			continue; /* the same number in two slots */
+		for (j = k++; j > 0 && fds[j - 1] > fd; j--)
+			fds[j] = fds[j - 1];
+		fds[j] = fd;
+	}
+	return k;
+}
+
+/* close_range() of [first, last] around the shim's fds. 0 or -errno. */
+static int close_range_around(unsigned first, unsigned last, int flags)
+{
+	int fds[NR_FD_SLOTS], n = shim_fds_in(first, last, fds);
+	unsigned lo = first;
+
+	for (int i = 0; i <= n; i++) {
+		unsigned hi = i < n ? (unsigned)fds[i] - 1 : last;
+
+		if ((i == n || (unsigned)fds[i] > lo) &&
+		    syscall(SYS_close_range, lo, hi, flags) < 0)
+			return -errno;
+		if (i < n)
+			lo = (unsigned)fds[i] + 1;
+	}
+	return 0;
+}
+
+_public_ int close_range(unsigned first, unsigned last, int flags)
+{
+	int r;
+
+	if (first > last) /* the kernel's answer (EINVAL), not ours */
+		return (int)syscall(SYS_close_range, first, last, flags);
+	r = close_range_around(first, last, flags);
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return 0;
+}
+
+_public_ void closefrom(int lowfd)
+{
+	struct rlimit rl;
+	int saved = errno;
+
+	lowfd = MAX(lowfd, 0);
+	if (close_range_around((unsigned)lowfd, ~0U, 0) == 0 ||
+	    getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		errno = saved;
+		return;
+	}
+	/* No close_range (before 5.9): one at a time, as glibc falls back to. */
+	for (uint64_t fd = (uint64_t)lowfd; fd < MIN(rl.rlim_cur, (rlim_t)INT_MAX); fd++)
+		if (!shim_fd_here((int)fd))
+			(void)syscall(SYS_close, (int)fd);
+	errno = saved;
+}
+
+_public_ int dup2(int oldfd, int newfd)
+{
+	int r;
+
+	if (shim_fd_here(oldfd)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (oldfd != newfd && shim_fd_here(newfd)) {
+		r = fd_evacuate(newfd);
+		if (r < 0) {
+			errno = -r;
+			return -1;
+		}
+	}
+	return __dup2(oldfd, newfd);
+}
+
+_public_ int dup3(int oldfd, int newfd, int flags)
+{
+	int r;
+
+	if (shim_fd_here(oldfd)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (oldfd != newfd && shim_fd_here(newfd)) {
+		r = fd_evacuate(newfd);
+		if (r < 0) {
+			errno = -r;
+			return -1;
+		}
+	}
+	return (int)syscall(SYS_dup3, oldfd, newfd, flags);
 }
 
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
@@ -445,7 +721,9 @@ static void memext_start(pid_t parent)
 	int pidfd = -1, pair[2] = {-1, -1}, r;
 	struct uffdio_register reg;
 
-	S.control_fd = connect_daemon();
+	S.pid = getpid();
+	S.fd_base = fd_base();
+	S.control_fd = move_high(connect_daemon());
 	if (S.control_fd < 0) {
 		shim_log("cannot connect to %s: %s; running without memext", S.socket_path,
 			 errstr(S.control_fd));
@@ -461,6 +739,7 @@ static void memext_start(pid_t parent)
 		S.uffd = -1;
 		goto fail;
 	}
+	S.uffd = move_high(S.uffd);
 	if (!S.staging) {
 		S.staging = mmap(NULL, staging_bytes(), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -488,10 +767,11 @@ static void memext_start(pid_t parent)
 
 		r = uffd_api(S.staging_uffd, UFFD_FEATURE_MOVE, &f);
 		if (r < 0) {
-			close(S.staging_uffd);
+			sys_close(S.staging_uffd);
 			S.staging_uffd = r;
 		}
 	}
+	S.staging_uffd = move_high(S.staging_uffd);
 	if (S.staging_uffd < 0) {
 		shim_log("no second userfaultfd for staging (%s); running without memext",
 			 errstr(S.staging_uffd));
@@ -513,7 +793,8 @@ static void memext_start(pid_t parent)
 			 errstr(errno));
 		goto fail;
 	}
-	S.agent_fd = pair[0];
+	S.agent_fd = move_high(pair[0]);
+	pair[0] = -1;
 	r = start_agent();
 	if (r < 0) {
 		shim_log("cannot start the agent thread: %s; running without memext", errstr(r));
@@ -528,15 +809,22 @@ static void memext_start(pid_t parent)
 		shutdown(S.agent_fd, SHUT_RDWR);
 		goto fail_agent;
 	}
-	S.active = true;
+	if (A.private) {
+		/* The agent has its own copies. */
+		close_fd(&S.agent_fd);
+		close_fd(&S.staging_uffd);
+	}
+	__atomic_store_n(&S.active, true, __ATOMIC_RELEASE);
 	shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
 	return;
 
 fail:
-	close_fd(&pair[0]);
+	close_fd(&S.agent_fd);
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
 fail_agent:
+	/* The agent may still be reading it: left open (one fd, once). With a table of its
+	 * own, the agent closes its copies when it ends. */
 	S.agent_fd = -1;
 	close_fd(&S.control_fd);
 	/* Unregister whatever we registered: an uffd nobody serves would hang the process. */
@@ -552,20 +840,22 @@ static void fork_prepare(void)
 {
 	struct msg_fork m = {0};
 	struct pollfd p;
+	int fd;
 
 	pthread_mutex_lock(&S.fork_lock);
-	if (!S.active || S.control_fd < 0)
+	fd = __atomic_load_n(&S.control_fd, __ATOMIC_ACQUIRE);
+	if (!S.active || fd < 0)
 		return;
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), 0);
-	if (proto_send(S.control_fd, &m, sizeof(m), NULL, 0) < 0)
+	if (proto_send(fd, &m, sizeof(m), NULL, 0) < 0)
 		return;
-	p = (struct pollfd){.fd = S.control_fd, .events = POLLIN};
+	p = (struct pollfd){.fd = fd, .events = POLLIN};
 	for (;;) {
 		ssize_t n;
 
 		if (poll(&p, 1, -1) < 0 && errno == EINTR)
 			continue;
-		n = proto_recv(S.control_fd, &m, sizeof(m), NULL, NULL);
+		n = proto_recv(fd, &m, sizeof(m), NULL, NULL);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
 		if (n <= 0 || m.h.type == MSG_FORK_READY)
@@ -576,10 +866,11 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
 	struct msg_fork m = {0};
+	int fd = __atomic_load_n(&S.control_fd, __ATOMIC_ACQUIRE);
 
-	if (S.active && S.control_fd >= 0) {
+	if (S.active && fd >= 0) {
 		proto_init_header(&m.h, MSG_FORK_DONE, sizeof(m), 0);
-		(void)proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
+		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
 	pthread_mutex_unlock(&S.fork_lock);
 }
@@ -589,11 +880,14 @@ static void fork_child(void)
 	pid_t parent = getppid();
 	bool was_active = S.active;
 
-	/* These are the parent's: its connection, its agent's socket, its uffd. */
+	/* These are the parent's: its connection, its agent's socket, its uffd. A private agent
+	 * table is not copied into the child: its numbers are not ours here. */
 	close_fd(&S.control_fd);
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);
 	close_fd(&S.staging_uffd);
+	A.fd = A.uffd = A.staging_uffd = -1;
+	A.private = false;
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
 	if (S.staging) {
@@ -624,11 +918,11 @@ static void early_register(uint64_t start, uint64_t len)
 		.mode = UFFDIO_REGISTER_MODE_MISSING |
 			(S.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
-	int saved = errno;
+	int saved = errno, uffd = __atomic_load_n(&S.uffd, __ATOMIC_ACQUIRE);
 
 	if (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) && len >= EARLY_REGISTER_MIN_BYTES &&
-	    S.uffd >= 0)
-		(void)ioctl(S.uffd, UFFDIO_REGISTER, &reg);
+	    uffd >= 0)
+		(void)ioctl(uffd, UFFDIO_REGISTER, &reg);
 	errno = saved;
 }
 
