@@ -4,7 +4,9 @@
  *
  * A program that closes every fd it did not open itself, as daemons and spawners do, after
  * its memory was evicted: MODE is close-range (glibc's close_range(3, ~0U, 0)), closefrom
- * (closefrom(3)) or loop (close(fd) for fd in 3..65535). The shim's own fds (its userfaultfd,
+ * (closefrom(3)), loop (close(fd) for fd in 3..65535) or dup2 (dup2() of /dev/null onto every
+ * number from 3 to 1023 -- where the shim keeps its fds -- then close() of each). The shim's
+ * own fds (its userfaultfd,
  * the control socket, the agent's socket) must survive it, and the numbers the application
  * gets back afterwards must stay the application's.
  *
@@ -22,6 +24,7 @@
 
 #define NR_PIPES 24
 #define CLOSE_LOOP_MAX 65536
+#define DUP2_MAX 1024
 
 struct page_state {
 	uint32_t gen;
@@ -46,6 +49,20 @@ static void fill_half(unsigned h)
 	}
 }
 
+static void dup2_onto_all(void)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null < 0)
+		wl_die("open /dev/null: %m");
+	for (int fd = 3; fd < DUP2_MAX; fd++)
+		if (fd != null && dup2(null, fd) != fd)
+			wl_die("dup2(%d, %d): %m", null, fd);
+	for (int fd = 3; fd < DUP2_MAX; fd++)
+		if (close(fd) < 0)
+			wl_die("close(%d) after dup2 onto it: %m", fd);
+}
+
 static void close_all(const char *mode)
 {
 	if (!strcmp(mode, "close-range")) {
@@ -56,8 +73,10 @@ static void close_all(const char *mode)
 	} else if (!strcmp(mode, "loop")) {
 		for (int fd = 3; fd < CLOSE_LOOP_MAX; fd++)
 			(void)close(fd);
+	} else if (!strcmp(mode, "dup2")) {
+		dup2_onto_all();
 	} else {
-		wl_die("unknown MODE %s (close-range, closefrom, loop)", mode);
+		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2)", mode);
 	}
 }
 
@@ -119,7 +138,7 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 3)
-		wl_die("usage: %s close-range|closefrom|loop SIZE", argv[0]);
+		wl_die("usage: %s close-range|closefrom|loop|dup2 SIZE", argv[0]);
 	half_pages = wl_parse_size(argv[2]) / WL_PAGE_SIZE / 2;
 	if (!half_pages)
 		wl_die("bad SIZE");
