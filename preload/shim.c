@@ -29,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -68,6 +69,8 @@ static struct {
 	int control_fd; /* to the daemon */
 	int agent_fd;   /* the agent's end of the agent socketpair, until the agent has its own */
 	uint64_t features;
+	dev_t control_dev; /* control_fd's socket, to tell it from a file that took its number */
+	ino_t control_ino;
 	pid_t pid;   /* the process the fds above belong to (not a vfork child sharing S) */
 	int fd_base; /* the shim's fds live at this number or above; 0: where they were made */
 
@@ -580,8 +583,9 @@ static int fd_evacuate(int fd)
 
 	if (nfd < 0)
 		return -errno;
-	/* A thread that loaded the old number just before this store uses it once more: on the
-	 * application's new file for one call (documented in libmemext(7)). */
+	/* A thread that loaded the old number just before this store uses it once more, on the
+	 * application's new file: early registration (an ioctl the file refuses) or a fork()
+	 * at that very moment. dup2() onto a number near 1000 racing a fork() is left at that. */
 	for (int i = 0; i < n; i++)
 		__atomic_compare_exchange_n(slots[i], &(int){fd}, nfd, false, __ATOMIC_RELEASE,
 					    __ATOMIC_RELAXED);
@@ -724,6 +728,14 @@ static void memext_start(pid_t parent)
 	S.pid = getpid();
 	S.fd_base = fd_base();
 	S.control_fd = move_high(connect_daemon());
+	if (S.control_fd >= 0) {
+		struct stat st;
+
+		if (fstat(S.control_fd, &st) == 0) {
+			S.control_dev = st.st_dev;
+			S.control_ino = st.st_ino;
+		}
+	}
 	if (S.control_fd < 0) {
 		shim_log("cannot connect to %s: %s; running without memext", S.socket_path,
 			 errstr(S.control_fd));
@@ -836,6 +848,19 @@ fail_agent:
  * CAP_SYS_PTRACE), so every evicted page must be back in the parent before the address space
  * is copied; eviction of the parent pauses until fork returns. */
 
+/* The control socket, or -1 if its number now holds another file: closed by a raw
+ * close_range() and reused by the application, whose file fork must not write to. */
+static int control_fd(void)
+{
+	int fd = __atomic_load_n(&S.control_fd, __ATOMIC_ACQUIRE);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != S.control_dev ||
+	    st.st_ino != S.control_ino)
+		return -1;
+	return fd;
+}
+
 static void fork_prepare(void)
 {
 	struct msg_fork m = {0};
@@ -843,7 +868,7 @@ static void fork_prepare(void)
 	int fd;
 
 	pthread_mutex_lock(&S.fork_lock);
-	fd = __atomic_load_n(&S.control_fd, __ATOMIC_ACQUIRE);
+	fd = control_fd();
 	if (!S.active || fd < 0)
 		return;
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), 0);
@@ -866,7 +891,7 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
 	struct msg_fork m = {0};
-	int fd = __atomic_load_n(&S.control_fd, __ATOMIC_ACQUIRE);
+	int fd = control_fd();
 
 	if (S.active && fd >= 0) {
 		proto_init_header(&m.h, MSG_FORK_DONE, sizeof(m), 0);
