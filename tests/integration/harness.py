@@ -625,6 +625,63 @@ def test_failopen(args, tmp):
                           f"{tail(daemon.log_path)}")
 
 
+def setuid_copy(args, tmp, sock):
+    """The workload copied into tmp, setuid root, and the command that runs it as nobody."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        log("SKIP: making a setuid program needs root and setpriv")
+        sys.exit(SKIP)
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    os.chmod(tmp, 0o755)
+    os.chmod(bindir, 0o755)
+    prog = os.path.join(bindir, os.path.basename(args.cmd[0]))
+    shutil.copy(args.cmd[0], prog)
+    os.chown(prog, 0, 0)
+    os.chmod(prog, 0o4755)
+    # setpriv itself must run without the shim: its setresuid, capset, setresgid sequence
+    # assumes a single thread (see libmemext(7)); env sets LD_PRELOAD for the exec.
+    env = shim_env(args, sock, args.budget)
+    pre = [f"{k}={env[k]}" for k in ("LD_PRELOAD", "MEMEXT_SOCKET", "MEMEXT_BUDGET",
+                                     "MEMEXT_DEBUG")]
+    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"] + pre +
+            [prog] + args.cmd[1:])
+
+
+def test_not_managed(args, tmp):
+    """A setuid (--setuid) or static workload under the shim: it runs, and stays unmanaged."""
+    daemon = Daemon(args, tmp)
+    try:
+        daemon.start(args.daemon_timeout)
+        os.chmod(daemon.sock, 0o666)  # were the shim loaded, it could connect as nobody
+        base = daemon.stats()
+        env = shim_env(args, daemon.sock, args.budget)
+        if args.setuid:
+            args.cmd = setuid_copy(args, tmp, daemon.sock)
+            env.pop("LD_PRELOAD")
+        lines, c = run_failopen_once(args, env, daemon, "under the shim")
+        info = [line for line in c.out if line.startswith("secure ")]
+        log(f"workload says: {info}")
+        if not info:
+            raise TestFailure(f"the workload printed no 'secure' line\n{c.output()}")
+        f = info[0].split()
+        secure, euid, mapped = int(f[1]), int(f[3]), int(f[5])
+        if args.setuid and secure != 1:
+            log(f"SKIP: the setuid bit took no effect (AT_SECURE {secure}, euid {euid}): a "
+                f"nosuid mount?")
+            sys.exit(SKIP)
+        after = daemon.stats()
+        d = after["totals"]["clients_seen"] - base["totals"]["clients_seen"]
+        log(f"libmemext mapped: {mapped}; daemon clients_seen grew by {d}; 'memext:' lines {lines}")
+        if mapped or d != 0 or lines:
+            raise TestFailure(f"the shim did not stay out: libmemext mapped {mapped}, the "
+                              f"daemon saw {d} client(s), it said {lines}")
+    finally:
+        rc = daemon.stop()
+    if rc != 0:
+        raise TestFailure(f"memextd exited {rc} on SIGTERM (expected 0); its log:\n"
+                          f"{tail(daemon.log_path)}")
+
+
 def test_ctl_no_socket(args, tmp):
     sock = os.path.join(tmp, "absent", "stats.sock")
     cmd = [args.memextctl, "--stats-socket", sock, "stats", "--json"]
@@ -645,7 +702,10 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("--probe", required=True)
     ap.add_argument("--mode", default="managed",
-                    choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket"])
+                    choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket",
+                             "not-managed"])
+    ap.add_argument("--setuid", action="store_true",
+                    help="not-managed: run a setuid-root copy of the workload as nobody")
     ap.add_argument("--budget", default="32M")
     ap.add_argument("--footprint", default="128M",
                     help="memory the workload keeps live (for the pswpout threshold)")
@@ -707,6 +767,8 @@ def main():
             test_managed(args, tmp)
         elif args.mode == "ctl-no-socket":
             test_ctl_no_socket(args, tmp)
+        elif args.mode == "not-managed":
+            test_not_managed(args, tmp)
         else:
             test_failopen(args, tmp)
     except TestFailure as e:
