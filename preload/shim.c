@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -460,6 +461,34 @@ static int start_agent(void)
 	return r;
 }
 
+/*
+ * poll() for one fd, through signal handlers: after fork() the child inherits the
+ * application's handlers, and a signal during the hello must not make it give up on a
+ * daemon that has already taken its uffd. 0, -ETIMEDOUT or -errno.
+ */
+static int wait_readable(struct pollfd *p, int timeout_msec)
+{
+	struct timespec now, end;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_msec / 1000;
+	end.tv_nsec += (long)(timeout_msec % 1000) * 1000000L;
+	for (;;) {
+		long left_msec;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_msec = (end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
+		r = poll(p, 1, (int)MAX(left_msec, 0));
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
 static int send_hello(int pidfd, int daemon_end, pid_t parent)
 {
 	struct msg_hello hello;
@@ -493,9 +522,12 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 	sys_close(pagemap);
 	if (r < 0)
 		return r;
-	if (poll(&p, 1, HELLO_TIMEOUT_MSEC) <= 0)
-		return -ETIMEDOUT;
-	n = proto_recv(S.control_fd, &ack, sizeof(ack), NULL, NULL);
+	r = wait_readable(&p, HELLO_TIMEOUT_MSEC);
+	if (r < 0)
+		return r;
+	do
+		n = proto_recv(S.control_fd, &ack, sizeof(ack), NULL, NULL);
+	while (n == -EINTR);
 	if (n <= 0)
 		return n < 0 ? (int)n : -ECONNRESET;
 	if (ack.h.type != MSG_HELLO_ACK)

@@ -34,6 +34,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import stat
 import subprocess
 import sys
@@ -682,6 +684,83 @@ def test_not_managed(args, tmp):
                           f"{tail(daemon.log_path)}")
 
 
+class SlowHelloDaemon(threading.Thread):
+    """A stand-in for memextd that answers a fork child's hello only after `delay` s.
+
+    It speaks just enough of the protocol (shared/protocol.h): MSG_HELLO -> MSG_HELLO_ACK
+    (status 0), MSG_FORK_PREPARE -> MSG_FORK_READY; it registers nothing, so no fault ever
+    waits for it. It counts the hellos it answered."""
+
+    MAGIC, VERSION = 0x584d454d, 1
+    HELLO, HELLO_ACK, FORK_PREPARE, FORK_READY = 1, 2, 3, 4
+    FORK_CHILD = 1
+
+    def __init__(self, path, delay):
+        super().__init__(daemon=True)
+        self.delay = delay
+        self.hellos = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(path)
+        self.sock.listen(16)
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def reply(self, conn, type_, seq, body):
+        conn.send(struct.pack("<IHHII", self.MAGIC, self.VERSION, type_, 16 + len(body), seq) +
+                  body)
+
+    def serve(self, conn):
+        with conn:
+            while True:
+                try:
+                    msg, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+                except OSError:
+                    return
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        for fd in struct.unpack(f"<{len(data) // 4}i", data[:len(data) // 4 * 4]):
+                            os.close(fd)
+                if len(msg) < 16:
+                    return
+                _, _, type_, _, seq = struct.unpack("<IHHII", msg[:16])
+                if type_ == self.HELLO:
+                    pid, parent, _, flags = struct.unpack("<iiiI", msg[16:32])
+                    if flags & self.FORK_CHILD:
+                        log(f"fake daemon: hello from fork child {pid} of {parent}: answering "
+                            f"in {self.delay} s")
+                        time.sleep(self.delay)
+                    self.reply(conn, self.HELLO_ACK, seq, struct.pack("<iIQ", 0, 0, pid))
+                    self.hellos += 1
+                elif type_ == self.FORK_PREPARE:
+                    self.reply(conn, self.FORK_READY, seq, struct.pack("<iI", 0, 0))
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_slow_hello(args, tmp):
+    """A fork child whose hello is answered late, while signal handlers interrupt it."""
+    path = os.path.join(tmp, "memextd.sock")
+    fake = SlowHelloDaemon(path, 1.0)
+    fake.start()
+    try:
+        lines, c = run_failopen_once(args, shim_env(args, path, args.budget), None,
+                                     "against the slow daemon")
+    finally:
+        fake.stop()
+    managed = [line for line in lines if "managed by memextd" in line]
+    log(f"hellos answered: {fake.hellos}; 'managed' lines: {len(managed)}")
+    if len(managed) != 2 or len(lines) != 2:
+        raise TestFailure(f"parent and child should both say they are managed, and nothing "
+                          f"else; the shim said {lines}\n{c.output()}")
+
+
 def test_ctl_no_socket(args, tmp):
     sock = os.path.join(tmp, "absent", "stats.sock")
     cmd = [args.memextctl, "--stats-socket", sock, "stats", "--json"]
@@ -703,7 +782,7 @@ def main():
     ap.add_argument("--probe", required=True)
     ap.add_argument("--mode", default="managed",
                     choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket",
-                             "not-managed"])
+                             "not-managed", "slow-hello"])
     ap.add_argument("--setuid", action="store_true",
                     help="not-managed: run a setuid-root copy of the workload as nobody")
     ap.add_argument("--budget", default="32M")
@@ -769,6 +848,8 @@ def main():
             test_ctl_no_socket(args, tmp)
         elif args.mode == "not-managed":
             test_not_managed(args, tmp)
+        elif args.mode == "slow-hello":
+            test_slow_hello(args, tmp)
         else:
             test_failopen(args, tmp)
     except TestFailure as e:
