@@ -5,7 +5,9 @@
  * A program that closes every fd it did not open itself, as daemons and spawners do, after
  * its memory was evicted: MODE is close-range (glibc's close_range(3, ~0U, 0)), closefrom
  * (closefrom(3)), loop (close(fd) for fd in 3..65535) or dup2 (dup2() of /dev/null onto every
- * number from 3 to 1023 -- where the shim keeps its fds -- then close() of each). The shim's
+ * number from 3 to 1023 -- where the shim keeps its fds -- then close() of each) or
+ * raw-close-range (the system call itself, which no interposition sees: the fds in the
+ * agent's own table must keep eviction going). The shim's
  * own fds (its userfaultfd,
  * the control socket, the agent's socket) must survive it, and the numbers the application
  * gets back afterwards must stay the application's.
@@ -73,10 +75,13 @@ static void close_all(const char *mode)
 	} else if (!strcmp(mode, "loop")) {
 		for (int fd = 3; fd < CLOSE_LOOP_MAX; fd++)
 			(void)close(fd);
+	} else if (!strcmp(mode, "raw-close-range")) {
+		if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
+			wl_die("syscall(SYS_close_range, 3, ~0U, 0): %m");
 	} else if (!strcmp(mode, "dup2")) {
 		dup2_onto_all();
 	} else {
-		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2)", mode);
+		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2, raw-close-range)", mode);
 	}
 }
 
@@ -138,7 +143,7 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 3)
-		wl_die("usage: %s close-range|closefrom|loop|dup2 SIZE", argv[0]);
+		wl_die("usage: %s close-range|closefrom|loop|dup2|raw-close-range SIZE", argv[0]);
 	half_pages = wl_parse_size(argv[2]) / WL_PAGE_SIZE / 2;
 	if (!half_pages)
 		wl_die("bad SIZE");
