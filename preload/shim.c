@@ -478,7 +478,8 @@ static int wait_readable(struct pollfd *p, int timeout_msec)
 		long left_msec;
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		left_msec = (end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
+		left_msec = (end.tv_sec - now.tv_sec) * 1000 +
+			    (end.tv_nsec - now.tv_nsec) / 1000000;
 		r = poll(p, 1, (int)MAX(left_msec, 0));
 		if (r > 0)
 			return 0;

@@ -81,7 +81,8 @@ static void close_all(const char *mode)
 	} else if (!strcmp(mode, "dup2")) {
 		dup2_onto_all();
 	} else {
-		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2, raw-close-range)", mode);
+		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2, raw-close-range)",
+		       mode);
 	}
 }
 
@@ -111,8 +112,8 @@ static void check_pipes(void)
 			wl_mismatch("pipe %d (fd %d) is no longer open: %m", i, pipes[i][0]);
 		r = read(pipes[i][0], got, sizeof(got));
 		if (r != n || memcmp(got, want, (size_t)n))
-			wl_mismatch("pipe %d (fds %d, %d): read %zd bytes back instead of its %d-byte "
-				    "token: someone else used this fd",
+			wl_mismatch("pipe %d (fds %d, %d): read %zd bytes back instead of its "
+				    "%d-byte token: someone else used this fd",
 				    i, pipes[i][0], pipes[i][1], r, n);
 	}
 	wl_log("all %d pipe tokens read back intact", NR_PIPES);

@@ -216,7 +216,8 @@ static void wait_altstacks_evicted(bool required)
 
 	while (required && wl_nonresident_pages(altstacks, len) < pages / 2) {
 		if (wl_now() > deadline)
-			wl_mismatch("altstacks at %p: fewer than %zu of %zu pages evicted after 60 s",
+			wl_mismatch("altstacks at %p: fewer than %zu of %zu pages evicted "
+				    "after 60 s",
 				    altstacks, pages / 2, pages);
 		for (size_t i = 0; i < 1024; i++, p = (p + 1) % nr_pages)
 			wl_page_check("sweep", page_addr(p), p, 0, 0, 0);

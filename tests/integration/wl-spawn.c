@@ -43,7 +43,8 @@ static void *faulter(void *arg)
 	uint64_t rng = wl_mix(0x5ba3 ^ t), ops = 0;
 
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-		size_t p = wl_rand_below(&rng, nr_pages / (NR_FAULTERS + 1)) * (NR_FAULTERS + 1) + t;
+		size_t slots = nr_pages / (NR_FAULTERS + 1);
+		size_t p = wl_rand_below(&rng, slots) * (NR_FAULTERS + 1) + t;
 
 		if (p >= nr_pages)
 			continue;
