@@ -351,6 +351,47 @@ static void arm_client(struct client *c)
 		  c->rss_pages);
 }
 
+/*
+ * A new control socket for a client we serve (its old one was closed, or belonged to a daemon
+ * that died): it takes the old one's number, so the reclaim thread, which answers fork
+ * requests on it, never writes to a number that is free or reused meanwhile.
+ */
+static int attach_control(struct daemon *d, int fd, const struct msg_control_attach *m)
+{
+	struct msg_hello_ack ack = {.status = -ESRCH};
+	struct client *c = NULL;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), m->h.seq);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != m->pid) {
+		log_warning("control socket claims pid %d but is pid %d: dropped", m->pid,
+			    (int)cred.pid);
+		close(fd);
+		return 0;
+	}
+	pthread_mutex_lock(&d->m.clients_lock);
+	for (struct client *o = d->m.clients; o; o = o->next)
+		if (o->pid == m->pid && !o->dead)
+			c = client_ref(o);
+	pthread_mutex_unlock(&d->m.clients_lock);
+	if (c && c->control_fd >= 0) {
+		(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
+		if (dup3(fd, c->control_fd, O_CLOEXEC) >= 0 &&
+		    watch_add(d, c->control_fd, &watches_of(c)->control) == 0)
+			ack.status = 0;
+		else
+			ack.status = negative_errno();
+	}
+	(void)proto_send(fd, &ack, sizeof(ack), NULL, 0);
+	close(fd);
+	if (c) {
+		log_info("client %d: new control socket%s", c->pid, ack.status ? " refused" : "");
+		client_unref(c);
+	}
+	return 0;
+}
+
 static int accept_client(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -376,6 +417,8 @@ static int accept_client(struct daemon *d)
 	n = proto_recv(fd, &hello, sizeof(hello), fds, &nr_fds);
 	if (n <= 0)
 		return log_warning_errno(n < 0 ? (int)n : -ECONNRESET, "bad hello from a client: %m");
+	if (hello.h.type == MSG_CONTROL_ATTACH && nr_fds == 0)
+		return attach_control(d, TAKE_FD(fd), (const struct msg_control_attach *)&hello);
 	r = -EBADMSG;
 	if (hello.h.type != MSG_HELLO || nr_fds != ((hello.flags & HELLO_RESUME) ? 5u : 4u)) {
 		log_warning("client hello malformed (type %u, %u fds): dropped", hello.h.type, nr_fds);
@@ -449,10 +492,14 @@ static int accept_client(struct daemon *d)
 
 	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
 	ack.client_id = c->id;
-	{
+	(void)proto_send(c->control_fd, &ack, sizeof(ack), NULL, 0);
+	if (pmem_fd() >= 0) {
+		/* To the agent, which keeps it in a fd table of its own. */
+		struct msg_agent_pmem pm;
 		int pfd = pmem_fd();
 
-		(void)proto_send(c->control_fd, &ack, sizeof(ack), &pfd, pfd >= 0);
+		proto_init_header(&pm.h, MSG_AGENT_PMEM, sizeof(pm), 0);
+		(void)proto_send(c->agent_fd, &pm, sizeof(pm), &pfd, 1);
 	}
 	/* A resumed client's memory is registered already: its uffd outlived the daemon. */
 	if ((hello.flags & HELLO_RESUME) || should_arm(m, c))

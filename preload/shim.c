@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,13 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/auxv.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -62,16 +67,18 @@ static struct {
 	 * agent moves pages into staging through it (a move checks only the destination's
 	 * registration), so dropping staging raises no REMOVE event for anyone to read. */
 	int staging_uffd;
-	int control_fd; /* to the daemon; a reconnection puts the new socket at the same number */
-	int agent_fd;   /* the agent's end of the agent socketpair */
-	/* The daemon's pmem memfd (daemon/pmem.h), held, never mapped: after a daemon crash it
-	 * holds our evicted pages, and the next daemon adopts them from it. */
-	int pmem_fd;
-	unsigned generation; /* connections made; a reconnection bumps it */
-	char comm[16];	     /* the main thread's name, for hellos sent by the agent */
-	bool released;	     /* the daemon let go of us for good (it stopped cleanly) */
-	bool armed;	     /* the daemon tracks our memory: register large mappings early */
+	int control_fd; /* to the daemon */
+	int agent_fd;   /* the agent's end of the agent socketpair, until the agent has its own */
 	uint64_t features;
+	dev_t control_dev; /* control_fd's socket, to tell it from a file that took its number */
+	ino_t control_ino;
+	pid_t pid;   /* the process the fds above belong to (not a vfork child sharing S) */
+	int fd_base; /* the shim's fds live at this number or above; 0: where they were made */
+	unsigned generation;	 /* connections the agent made to a daemon; a reconnection bumps it */
+	unsigned control_gen;	 /* the generation control_fd was made for */
+	bool released; /* the daemon let go of us for good (it stopped cleanly) */
+	bool armed;    /* the daemon tracks our memory: register large mappings early */
+	char comm[16]; /* the main thread's name, for hellos the agent sends */
 
 	void *staging;
 	void *agent_stack; /* with a guard page below */
@@ -85,9 +92,35 @@ static struct {
 	.staging_uffd = -1,
 	.control_fd = -1,
 	.agent_fd = -1,
-	.pmem_fd = -1,
 	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
 };
+
+/*
+ * The agent's fds. The agent thread unshares its fd table (unshare(CLONE_FILES)) and keeps
+ * only these three in it, so nothing the application does to its fds -- close_range(),
+ * closefrom(), a close() loop, dup2() onto the number, even the raw system calls -- can take
+ * them away or make the agent read the application's files. private is false when unshare
+ * failed: then they are the same numbers as in S, in the application's table, and only the
+ * interposed calls below protect them.
+ */
+static struct {
+	int fd;           /* the agent's end of the socketpair */
+	int uffd;         /* moves back into the application */
+	int staging_uffd; /* moves into staging */
+	/* The daemon's pmem memfd (daemon/pmem.h), held, never mapped: after a daemon crash it
+	 * holds our evicted pages, and the next daemon adopts them from it (reconnect()). */
+	int pmem_fd;
+	bool private; /* in the agent's own fd table */
+} A = {.fd = -1, .uffd = -1, .staging_uffd = -1, .pmem_fd = -1};
+
+extern int __close(int fd);
+extern int __dup2(int oldfd, int newfd);
+
+/* The shim closes its own fds with the system call: close() is interposed (below). */
+static void sys_close(int fd)
+{
+	(void)syscall(SYS_close, fd);
+}
 
 static void shim_log(const char *fmt, ...) _printf_(1, 2);
 
@@ -172,7 +205,8 @@ static uint64_t move_once(int uffd, uint64_t dst, uint64_t src, uint64_t len, in
 
 static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
 {
-	int uffd = back ? S.uffd : S.staging_uffd;
+	int uffd = back ? __atomic_load_n(&A.uffd, __ATOMIC_RELAXED)
+			: __atomic_load_n(&A.staging_uffd, __ATOMIC_RELAXED);
 	uint64_t done = 0;
 
 	while (done < r->len) {
@@ -243,10 +277,54 @@ static void agent_move(const struct msg_agent_move *m)
 		}
 		move_range(r, back, &reply);
 	}
-	(void)proto_send(S.agent_fd, &reply, sizeof(reply), NULL, 0);
+	(void)proto_send(__atomic_load_n(&A.fd, __ATOMIC_RELAXED), &reply, sizeof(reply), NULL, 0);
+}
+
+/* Closes every fd of the agent's (unshared) table but the sorted keep[0..n). */
+static void close_all_but(const int *keep, int n)
+{
+	unsigned lo = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((unsigned)keep[i] > lo)
+			(void)syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
+		lo = (unsigned)keep[i] + 1;
+	}
+	(void)syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+/* Gives the agent a table of its own holding only its three fds (see A). */
+static void agent_own_fds(void)
+{
+	int keep[3] = {A.fd, A.uffd, A.staging_uffd};
+
+	for (int i = 1; i < 3; i++)
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	if (unshare(CLONE_FILES) < 0)
+		return;
+	/* The copy holds every fd the process had: keeping them would keep the
+	 * application's pipes and sockets open behind its back. */
+	close_all_but(keep, 3);
+	A.private = true;
 }
 
 static void reconnect(void);
+
+/* MSG_AGENT_PMEM: the daemon's pmem, which replaces any we held (the dead daemon's, which the
+ * new one has adopted from by now). */
+static void agent_take_pmem(const int *fds, unsigned nr_fds)
+{
+	if (nr_fds != 1)
+		return;
+	if (A.pmem_fd >= 0)
+		(void)syscall(SYS_close, A.pmem_fd);
+	A.pmem_fd = fds[0];
+}
 
 static void *agent_main(void *arg)
 {
@@ -254,11 +332,14 @@ static void *agent_main(void *arg)
 	uint64_t buf[(MEMEXT_MSG_MAX + 7) / 8];
 
 	(void)arg;
-	S.agent_tid = (pid_t)syscall(SYS_gettid);
+	agent_own_fds();
 	(void)prctl(PR_SET_NAME, "memext-agent");
+	__atomic_store_n(&S.agent_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	for (;;) {
 		const struct msg_header *h = (const struct msg_header *)buf;
-		ssize_t n = proto_recv(S.agent_fd, buf, sizeof(buf), NULL, NULL);
+		int fds[MEMEXT_MAX_FDS];
+		unsigned nr_fds = MEMEXT_MAX_FDS;
+		ssize_t n = proto_recv(A.fd, buf, sizeof(buf), fds, &nr_fds);
 
 		if (n == -EINTR)
 			continue;
@@ -270,16 +351,12 @@ static void *agent_main(void *arg)
 			reconnect();
 			continue;
 		}
+		if (h->type != MSG_AGENT_PMEM)
+			for (unsigned i = 0; i < nr_fds; i++)
+				(void)syscall(SYS_close, fds[i]);
 		switch (h->type) {
-		case MSG_AGENT_MOVE:
-			agent_move((const struct msg_agent_move *)buf);
-			break;
-		case MSG_AGENT_FREE:
-			/* The daemon has read staging: give the memory back. */
-			(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
-			if (S.flags & HELLO_IGNORE_MLOCK)
-				(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
-					      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
+		case MSG_AGENT_PMEM:
+			agent_take_pmem(fds, nr_fds);
 			break;
 		case MSG_AGENT_ARM:
 			__atomic_store_n(&S.armed, true, __ATOMIC_RELEASE);
@@ -290,6 +367,16 @@ static void *agent_main(void *arg)
 			__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
 			__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
 			return NULL;
+		case MSG_AGENT_MOVE:
+			agent_move((const struct msg_agent_move *)buf);
+			break;
+		case MSG_AGENT_FREE:
+			/* The daemon has read staging: give the memory back. */
+			(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
+			if (S.flags & HELLO_IGNORE_MLOCK)
+				(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
+					      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
+			break;
 		default:
 			break;
 		}
@@ -298,13 +385,6 @@ static void *agent_main(void *arg)
 }
 
 /* Set-up. */
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
 
 static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -334,7 +414,7 @@ static int open_uffd(void)
 	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
+		sys_close(dev);
 		if (fd >= 0)
 			return fd;
 	}
@@ -363,7 +443,7 @@ static int make_uffd(uint64_t *ret_features)
 	if (fd < 0)
 		return fd;
 	r = uffd_api(fd, 0, &supported);
-	close(fd);
+	sys_close(fd);
 	if (r < 0)
 		return r;
 	if ((supported & MEMEXT_UFFD_REQUIRED) != MEMEXT_UFFD_REQUIRED)
@@ -373,7 +453,7 @@ static int make_uffd(uint64_t *ret_features)
 		return fd;
 	r = uffd_api(fd, supported & MEMEXT_UFFD_WANTED, ret_features);
 	if (r < 0) {
-		close(fd);
+		sys_close(fd);
 		return r;
 	}
 	return fd;
@@ -390,7 +470,7 @@ static int connect_daemon(void)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int r = -errno;
 
-		close(fd);
+		sys_close(fd);
 		return r;
 	}
 	return fd;
@@ -409,6 +489,10 @@ static int start_agent(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	S.agent_tid = 0;
+	A.fd = S.agent_fd;
+	A.uffd = S.uffd;
+	A.staging_uffd = S.staging_uffd;
+	A.private = false;
 	r = -pthread_create(&S.agent, &attr, agent_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
@@ -422,24 +506,79 @@ static int start_agent(void)
 }
 
 /*
- * Says hello on the control socket ctl and waits for the answer. Also run by the agent when
- * no daemon serves faults (reconnect()): it makes only system calls and touches only its
- * stack and the shim's data, never memory of the application's a fault could stop it on.
+ * poll() for one fd, through signal handlers: after fork() the child inherits the
+ * application's handlers, and a signal during the hello must not make it give up on a
+ * daemon that has already taken its uffd. 0, -ETIMEDOUT or -errno.
  */
-static int send_hello(int ctl, int pidfd, int daemon_end, pid_t parent, bool resume)
+static int wait_readable(struct pollfd *p, int timeout_msec)
+{
+	struct timespec now, end;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_msec / 1000;
+	end.tv_nsec += (long)(timeout_msec % 1000) * 1000000L;
+	for (;;) {
+		long left_msec;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_msec = (end.tv_sec - now.tv_sec) * 1000 +
+			    (end.tv_nsec - now.tv_nsec) / 1000000;
+		r = poll(p, 1, (int)MAX(left_msec, 0));
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* poll() through signal handlers (see wait_readable()), with system calls only: the agent
+ * runs this when no daemon serves faults (reconnect()). -1 waits for ever. */
+static int sys_wait_readable(int fd, int timeout_msec)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct timespec now, end;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_msec / 1000;
+	end.tv_nsec += (long)(timeout_msec % 1000) * 1000000L;
+	for (;;) {
+		long left_msec = -1, r;
+
+		if (timeout_msec >= 0) {
+			(void)clock_gettime(CLOCK_MONOTONIC, &now);
+			left_msec = MAX((end.tv_sec - now.tv_sec) * 1000 +
+						(end.tv_nsec - now.tv_nsec) / 1000000,
+					0L);
+		}
+		r = syscall(SYS_poll, &p, 1, (int)left_msec);
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/*
+ * Says hello on the control socket ctl with our uffd and waits for the answer. Also run by the
+ * agent after a daemon died (reconnect(), resume: the dead daemon's pmem goes along): it makes
+ * only system calls and touches only its stack and the shim's data, never memory of the
+ * application's, where a fault would stop it for good.
+ */
+static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent, bool resume)
 {
 	struct msg_hello hello;
 	struct msg_hello_ack ack;
 	int pagemap = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int fds[5] = {S.uffd, pidfd, daemon_end, pagemap, S.pmem_fd};
-	int got[MEMEXT_MAX_FDS];
-	unsigned nr_got = MEMEXT_MAX_FDS;
-	struct pollfd p = {.fd = ctl, .events = POLLIN};
+	int fds[5] = {uffd, pidfd, daemon_end, pagemap, A.pmem_fd};
 	ssize_t n;
 	int r;
 
-	resume = resume && S.pmem_fd >= 0;
-
+	resume = resume && A.pmem_fd >= 0;
 	memset(&hello, 0, sizeof(hello));
 	proto_init_header(&hello.h, MSG_HELLO, sizeof(hello), 1);
 	hello.pid = (pid_t)syscall(SYS_getpid);
@@ -459,26 +598,21 @@ static int send_hello(int ctl, int pidfd, int daemon_end, pid_t parent, bool res
 	if (pagemap < 0)
 		return -errno;
 	r = proto_send(ctl, &hello, sizeof(hello), fds, resume ? 5 : 4);
-	(void)syscall(SYS_close, pagemap);
+	sys_close(pagemap);
 	if (r < 0)
 		return r;
 	/* Adopting our pages after a crash takes the daemon a while: no timeout then. */
-	if (syscall(SYS_poll, &p, 1, resume ? -1 : HELLO_TIMEOUT_MSEC) <= 0)
-		return -ETIMEDOUT;
-	n = proto_recv(ctl, &ack, sizeof(ack), got, &nr_got);
+	r = sys_wait_readable(ctl, resume ? -1 : HELLO_TIMEOUT_MSEC);
+	if (r < 0)
+		return r;
+	do
+		n = proto_recv(ctl, &ack, sizeof(ack), NULL, NULL);
+	while (n == -EINTR);
 	if (n <= 0)
 		return n < 0 ? (int)n : -ECONNRESET;
-	r = ack.h.type == MSG_HELLO_ACK ? ack.status : -EBADMSG;
-	if (r == 0 && nr_got == 1) {
-		/* The daemon's pmem replaces the dead one's, which it has adopted from. */
-		if (S.pmem_fd >= 0)
-			(void)syscall(SYS_close, S.pmem_fd);
-		S.pmem_fd = got[0];
-	} else {
-		for (unsigned i = 0; i < nr_got; i++)
-			(void)syscall(SYS_close, got[i]);
-	}
-	return r;
+	if (ack.h.type != MSG_HELLO_ACK)
+		return -EBADMSG;
+	return ack.status;
 }
 
 /* What the agent may print: a fixed string, write(2) and nothing else (see send_hello()). */
@@ -490,11 +624,10 @@ static void agent_say(const char *msg)
 
 /*
  * The agent, after its daemon died: connects to the next one (as systemd restarts it) and
- * hands over our uffd and the dead daemon's pmem, retrying for as long as it takes — the
- * application's evicted pages exist nowhere else. Only system calls: the agent must not touch
- * memory that may be registered (libc's data included), since no daemon would serve its fault.
- * The new sockets then take the old ones' fd numbers (dup3 replaces atomically), so a
- * fork_prepare() racing with us never sends to a number the application reused.
+ * hands over our uffd and the dead daemon's pmem, retrying for as long as it takes: the
+ * application's evicted pages exist nowhere else. All in the agent's own fd table, with
+ * system calls only. The socket it says hello on is closed after the answer: fork_prepare()
+ * makes the application's control socket anew (control_reattach()).
  */
 static void reconnect(void)
 {
@@ -511,14 +644,19 @@ static void reconnect(void)
 			pidfd = (int)syscall(SYS_pidfd_open, syscall(SYS_getpid), 0);
 			if (pidfd >= 0 &&
 			    syscall(SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0)
-				r = send_hello(fd, pidfd, pair[1], 0, true);
-			if (r == 0 && (syscall(SYS_dup3, fd, S.control_fd, O_CLOEXEC) < 0 ||
-				       syscall(SYS_dup3, pair[0], S.agent_fd, O_CLOEXEC) < 0))
+				r = send_hello(fd, A.uffd, pidfd, pair[1], 0, true);
+			/* The new agent socket takes the old one's number. */
+			if (r == 0 && syscall(SYS_dup3, pair[0], A.fd, O_CLOEXEC) < 0)
 				r = -EMFILE;
 		}
-		for (int *p = (int[]){fd, pidfd, pair[0], pair[1]}, i = 0; i < 4; i++)
-			if (p[i] >= 0)
-				(void)syscall(SYS_close, p[i]);
+		if (fd >= 0)
+			sys_close(fd);
+		if (pidfd >= 0)
+			sys_close(pidfd);
+		if (pair[0] >= 0)
+			sys_close(pair[0]);
+		if (pair[1] >= 0)
+			sys_close(pair[1]);
 		if (r == 0) {
 			__atomic_fetch_add(&S.generation, 1, __ATOMIC_RELEASE);
 			agent_say("memext: reconnected to the daemon\n");
@@ -530,16 +668,242 @@ static void reconnect(void)
 	}
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		sys_close(*fd);
+	*fd = -1;
+}
+
+/*
+ * Where the shim's fds live. Made at the lowest free numbers (3, 4, ...), they would be the
+ * first a program reuses after closing "everything but 0-2", and the numbers shells and
+ * daemons dup2() onto. They are moved to the top of the soft RLIMIT_NOFILE, capped at 1024:
+ * a table that large costs the kernel 8 bytes a slot (a 1M limit would cost 8 MiB).
+ */
+#define FD_CEILING 1024
+#define FD_ROOM 32 /* numbers below the ceiling the shim may use */
+
+static int fd_base(void)
+{
+	struct rlimit rl;
+	uint64_t top;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	top = MIN((uint64_t)rl.rlim_cur, FD_CEILING);
+	return top >= 4 * FD_ROOM ? (int)(top - FD_ROOM) : 0;
+}
+
+/* fd moved to S.fd_base or above, close-on-exec, or fd itself if it cannot move. */
+static int move_high(int fd)
+{
+	int nfd;
+
+	if (fd < 0 || S.fd_base <= 0 || fd >= S.fd_base)
+		return fd;
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, S.fd_base);
+	if (nfd < 0)
+		return fd;
+	sys_close(fd);
+	return nfd;
+}
+
+/* The shim's fds in the application's table (the agent's own table is out of its reach). */
+#define NR_FD_SLOTS 5
+
+static int nr_fd_slots(int **slots)
+{
+	int n = 0;
+
+	slots[n++] = &S.uffd;
+	slots[n++] = &S.control_fd;
+	if (!__atomic_load_n(&A.private, __ATOMIC_ACQUIRE)) {
+		slots[n++] = &A.fd;
+		slots[n++] = &A.uffd;
+		slots[n++] = &A.staging_uffd;
+	}
+	return n;
+}
+
+/* fd is one of the shim's in the table of the calling process. A vfork child shares S but
+ * not the table: there the number is the child's to do with as it likes. */
+static bool shim_fd_here(int fd)
+{
+	int *slots[NR_FD_SLOTS], n = nr_fd_slots(slots);
+
+	if (fd < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (__atomic_load_n(slots[i], __ATOMIC_ACQUIRE) == fd)
+			return getpid() == S.pid;
+	return false;
+}
+
+/* Before dup2()/dup3() onto the shim's fd: moves it to another high number. 0 or -errno. */
+static int fd_evacuate(int fd)
+{
+	int *slots[NR_FD_SLOTS], n = nr_fd_slots(slots);
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, MAX(S.fd_base, 3));
+
+	if (nfd < 0)
+		return -errno;
+	/* A thread that loaded the old number just before this store uses it once more, on the
+	 * application's new file: early registration (an ioctl the file refuses) or a fork()
+	 * at that very moment. dup2() onto a number near 1000 racing a fork() is left at that. */
+	for (int i = 0; i < n; i++)
+		__atomic_compare_exchange_n(slots[i], &(int){fd}, nfd, false, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * Interposed: close(), close_range(), closefrom(), dup2(), dup3(). To the application the
+ * shim's fds do not exist: closing one fails with EBADF, as it would without the shim, ranges
+ * are closed around them, and a dup onto one moves it first. Not caught: the raw system calls
+ * (syscall(SYS_close_range, ...)), and glibc's internal calls, e.g. the close_range of
+ * posix_spawn's addclosefrom action, which runs in the child. The agent's own table keeps
+ * eviction going either way; what the raw calls can take is the uffd early registration
+ * uses and the control socket fork() asks the daemon through.
+ */
+_public_ int close(int fd)
+{
+	if (shim_fd_here(fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return __close(fd);
+}
+
+/* The shim's fds in [first, last], sorted, into fds; returns how many. */
+static int shim_fds_in(unsigned first, unsigned last, int *fds)
+{
+	int *slots[NR_FD_SLOTS], n = nr_fd_slots(slots), k = 0;
+
+	if (getpid() != S.pid)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		int fd = __atomic_load_n(slots[i], __ATOMIC_ACQUIRE), j;
+
+		if (fd < 0 || (unsigned)fd < first || (unsigned)fd > last)
+			continue;
+		for (j = 0; j < k && fds[j] != fd; j++)
+			;
+		if (j < k)
+			continue; /* the same number in two slots */
+		for (j = k++; j > 0 && fds[j - 1] > fd; j--)
+			fds[j] = fds[j - 1];
+		fds[j] = fd;
+	}
+	return k;
+}
+
+/* close_range() of [first, last] around the shim's fds. 0 or -errno. */
+static int close_range_around(unsigned first, unsigned last, int flags)
+{
+	int fds[NR_FD_SLOTS], n = shim_fds_in(first, last, fds);
+	unsigned lo = first;
+
+	for (int i = 0; i <= n; i++) {
+		unsigned hi = i < n ? (unsigned)fds[i] - 1 : last;
+
+		if ((i == n || (unsigned)fds[i] > lo) &&
+		    syscall(SYS_close_range, lo, hi, flags) < 0)
+			return -errno;
+		if (i < n)
+			lo = (unsigned)fds[i] + 1;
+	}
+	return 0;
+}
+
+_public_ int close_range(unsigned first, unsigned last, int flags)
+{
+	int r;
+
+	if (first > last) /* the kernel's answer (EINVAL), not ours */
+		return (int)syscall(SYS_close_range, first, last, flags);
+	r = close_range_around(first, last, flags);
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return 0;
+}
+
+_public_ void closefrom(int lowfd)
+{
+	struct rlimit rl;
+	int saved = errno;
+
+	lowfd = MAX(lowfd, 0);
+	if (close_range_around((unsigned)lowfd, ~0U, 0) == 0 ||
+	    getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		errno = saved;
+		return;
+	}
+	/* No close_range (before 5.9): one at a time, as glibc falls back to. */
+	for (uint64_t fd = (uint64_t)lowfd; fd < MIN(rl.rlim_cur, (rlim_t)INT_MAX); fd++)
+		if (!shim_fd_here((int)fd))
+			(void)syscall(SYS_close, (int)fd);
+	errno = saved;
+}
+
+_public_ int dup2(int oldfd, int newfd)
+{
+	int r;
+
+	if (shim_fd_here(oldfd)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (oldfd != newfd && shim_fd_here(newfd)) {
+		r = fd_evacuate(newfd);
+		if (r < 0) {
+			errno = -r;
+			return -1;
+		}
+	}
+	return __dup2(oldfd, newfd);
+}
+
+_public_ int dup3(int oldfd, int newfd, int flags)
+{
+	int r;
+
+	if (shim_fd_here(oldfd)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (oldfd != newfd && shim_fd_here(newfd)) {
+		r = fd_evacuate(newfd);
+		if (r < 0) {
+			errno = -r;
+			return -1;
+		}
+	}
+	return (int)syscall(SYS_dup3, oldfd, newfd, flags);
+}
+
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 static void memext_start(pid_t parent)
 {
 	int pidfd = -1, pair[2] = {-1, -1}, r;
-
-	(void)prctl(PR_GET_NAME, S.comm);
-	S.comm[sizeof(S.comm) - 1] = 0;
 	struct uffdio_register reg;
 
-	S.control_fd = connect_daemon();
+	S.pid = getpid();
+	S.fd_base = fd_base();
+	S.control_gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
+	(void)prctl(PR_GET_NAME, S.comm);
+	S.comm[sizeof(S.comm) - 1] = 0;
+	S.control_fd = move_high(connect_daemon());
+	if (S.control_fd >= 0) {
+		struct stat st;
+
+		if (fstat(S.control_fd, &st) == 0) {
+			S.control_dev = st.st_dev;
+			S.control_ino = st.st_ino;
+		}
+	}
 	if (S.control_fd < 0) {
 		shim_log("cannot connect to %s: %s; running without memext", S.socket_path,
 			 errstr(S.control_fd));
@@ -555,6 +919,7 @@ static void memext_start(pid_t parent)
 		S.uffd = -1;
 		goto fail;
 	}
+	S.uffd = move_high(S.uffd);
 	if (!S.staging) {
 		S.staging = mmap(NULL, staging_bytes(), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -582,10 +947,11 @@ static void memext_start(pid_t parent)
 
 		r = uffd_api(S.staging_uffd, UFFD_FEATURE_MOVE, &f);
 		if (r < 0) {
-			close(S.staging_uffd);
+			sys_close(S.staging_uffd);
 			S.staging_uffd = r;
 		}
 	}
+	S.staging_uffd = move_high(S.staging_uffd);
 	if (S.staging_uffd < 0) {
 		shim_log("no second userfaultfd for staging (%s); running without memext",
 			 errstr(S.staging_uffd));
@@ -607,13 +973,14 @@ static void memext_start(pid_t parent)
 			 errstr(errno));
 		goto fail;
 	}
-	S.agent_fd = pair[0];
+	S.agent_fd = move_high(pair[0]);
+	pair[0] = -1;
 	r = start_agent();
 	if (r < 0) {
 		shim_log("cannot start the agent thread: %s; running without memext", errstr(r));
 		goto fail;
 	}
-	r = send_hello(S.control_fd, pidfd, pair[1], parent, false);
+	r = send_hello(S.control_fd, S.uffd, pidfd, pair[1], parent, false);
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
 	if (r < 0) {
@@ -622,15 +989,22 @@ static void memext_start(pid_t parent)
 		shutdown(S.agent_fd, SHUT_RDWR);
 		goto fail_agent;
 	}
-	S.active = true;
+	if (A.private) {
+		/* The agent has its own copies. */
+		close_fd(&S.agent_fd);
+		close_fd(&S.staging_uffd);
+	}
+	__atomic_store_n(&S.active, true, __ATOMIC_RELEASE);
 	shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
 	return;
 
 fail:
-	close_fd(&pair[0]);
+	close_fd(&S.agent_fd);
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
 fail_agent:
+	/* The agent may still be reading it: left open (one fd, once). With a table of its
+	 * own, the agent closes its copies when it ends. */
 	S.agent_fd = -1;
 	close_fd(&S.control_fd);
 	/* Unregister whatever we registered: an uffd nobody serves would hang the process. */
@@ -642,33 +1016,91 @@ fail_agent:
  * CAP_SYS_PTRACE), so every evicted page must be back in the parent before the address space
  * is copied; eviction of the parent pauses until fork returns. */
 
-/* Sends FORK_PREPARE and waits for FORK_READY. Returns false when the daemon died meanwhile. */
-static bool fork_request(void)
+/* The control socket, or -1 if its number now holds another file: closed by a raw
+ * close_range() and reused by the application, whose file fork must not write to. */
+static int control_fd(void)
+{
+	int fd = __atomic_load_n(&S.control_fd, __ATOMIC_ACQUIRE);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != S.control_dev ||
+	    st.st_ino != S.control_ino)
+		return -1;
+	return fd;
+}
+
+/*
+ * A control socket anew (the daemon died and a new one serves us, or the application closed
+ * ours with a raw system call): attached to our client with MSG_CONTROL_ATTACH, at the old
+ * number when that still holds our dead socket. Returns the fd or -errno.
+ */
+static int control_reattach(void)
+{
+	unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
+	struct msg_control_attach m = {.pid = getpid()};
+	struct msg_hello_ack ack;
+	int old = control_fd(), fd = move_high(connect_daemon()), r;
+	struct pollfd p;
+	struct stat st;
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	if (old >= 0 && syscall(SYS_dup3, fd, old, O_CLOEXEC) >= 0) {
+		sys_close(fd);
+		fd = old;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	proto_init_header(&m.h, MSG_CONTROL_ATTACH, sizeof(m), 0);
+	r = proto_send(fd, &m, sizeof(m), NULL, 0);
+	p = (struct pollfd){.fd = fd, .events = POLLIN};
+	if (r == 0)
+		r = wait_readable(&p, HELLO_TIMEOUT_MSEC);
+	if (r < 0)
+		goto fail;
+	do
+		n = proto_recv(fd, &ack, sizeof(ack), NULL, NULL);
+	while (n == -EINTR);
+	r = n <= 0 ? (n < 0 ? (int)n : -ECONNRESET)
+		   : ack.h.type != MSG_HELLO_ACK ? -EBADMSG : ack.status;
+	if (r < 0)
+		goto fail;
+	S.control_dev = st.st_dev;
+	S.control_ino = st.st_ino;
+	__atomic_store_n(&S.control_fd, fd, __ATOMIC_RELEASE);
+	S.control_gen = gen;
+	return fd;
+fail:
+	if (fd != old)
+		sys_close(fd);
+	return r;
+}
+
+/* FORK_PREPARE on fd, then FORK_READY. Returns false when the daemon went away meanwhile. */
+static bool fork_request(int fd)
 {
 	struct msg_fork m = {0};
-	struct pollfd p = {.fd = S.control_fd, .events = POLLIN};
-	bool ready = false;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), 0);
-	if (proto_send(S.control_fd, &m, sizeof(m), NULL, 0) < 0)
-		goto out;
+	if (proto_send(fd, &m, sizeof(m), NULL, 0) < 0)
+		return false;
 	for (;;) {
 		ssize_t n;
 
 		if (poll(&p, 1, -1) < 0 && errno == EINTR)
 			continue;
-		n = proto_recv(S.control_fd, &m, sizeof(m), NULL, NULL);
+		n = proto_recv(fd, &m, sizeof(m), NULL, NULL);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
 		if (n <= 0)
-			break;
-		if (m.h.type == MSG_FORK_READY) {
-			ready = true;
-			break;
-		}
+			return false;
+		if (m.h.type == MSG_FORK_READY)
+			return true;
 	}
-out:
-	return ready;
 }
 
 static void fork_prepare(void)
@@ -676,15 +1108,20 @@ static void fork_prepare(void)
 	pthread_mutex_lock(&S.fork_lock);
 	/*
 	 * The child must not copy an address space whose evicted pages only a daemon has: while
-	 * the daemon is away (it crashed and is restarting), wait for the agent to reconnect.
+	 * no daemon serves us (it died, the next one is not there yet) this waits for the agent
+	 * to reconnect.
 	 */
-	while (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) && S.control_fd >= 0) {
+	while (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE)) {
 		unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
+		int fd = gen == S.control_gen ? control_fd() : -1;
 
-		if (fork_request())
+		if (fd < 0)
+			fd = control_reattach();
+		if (fd >= 0 && fork_request(fd))
 			return;
-		while (gen == __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) &&
-		       __atomic_load_n(&S.active, __ATOMIC_ACQUIRE))
+		for (int i = 0; i < 10 && gen == __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) &&
+				__atomic_load_n(&S.active, __ATOMIC_ACQUIRE);
+		     i++)
 			usleep(10000);
 	}
 }
@@ -692,10 +1129,11 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
 	struct msg_fork m = {0};
+	int fd = control_fd();
 
-	if (S.active && S.control_fd >= 0) {
+	if (S.active && fd >= 0) {
 		proto_init_header(&m.h, MSG_FORK_DONE, sizeof(m), 0);
-		(void)proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
+		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
 	pthread_mutex_unlock(&S.fork_lock);
 }
@@ -705,13 +1143,15 @@ static void fork_child(void)
 	pid_t parent = getppid();
 	bool was_active = S.active;
 
-	/* These are the parent's: its connection, its agent's socket, its uffd, its daemon's
-	 * pmem (nothing of ours is evicted yet: the parent's pages came back before fork). */
+	/* These are the parent's: its connection, its agent's socket, its uffd. A private agent
+	 * table is not copied into the child: its numbers are not ours here. */
 	close_fd(&S.control_fd);
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);
 	close_fd(&S.staging_uffd);
-	close_fd(&S.pmem_fd);
+	A.fd = A.uffd = A.staging_uffd = A.pmem_fd = -1;
+	A.private = false;
+	S.armed = false;
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
 	if (S.staging) {
@@ -742,11 +1182,11 @@ static void early_register(uint64_t start, uint64_t len)
 		.mode = UFFDIO_REGISTER_MODE_MISSING |
 			(S.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
-	int saved = errno;
+	int saved = errno, uffd = __atomic_load_n(&S.uffd, __ATOMIC_ACQUIRE);
 
 	if (__atomic_load_n(&S.armed, __ATOMIC_ACQUIRE) && len >= EARLY_REGISTER_MIN_BYTES &&
-	    S.uffd >= 0)
-		(void)ioctl(S.uffd, UFFDIO_REGISTER, &reg);
+	    uffd >= 0)
+		(void)ioctl(uffd, UFFDIO_REGISTER, &reg);
 	errno = saved;
 }
 

@@ -73,6 +73,12 @@ int proto_check(const void *buf, size_t n)
 	case MSG_AGENT_ARM:
 		want = sizeof(struct msg_agent_arm);
 		break;
+	case MSG_AGENT_PMEM:
+		want = sizeof(struct msg_agent_pmem);
+		break;
+	case MSG_CONTROL_ATTACH:
+		want = sizeof(struct msg_control_attach);
+		break;
 	default:
 		return -EBADMSG;
 	}

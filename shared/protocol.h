@@ -9,8 +9,8 @@
  *   control  the shim connects to memextd's client socket. It sends MSG_HELLO with four fds
  *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, its end of
  *            the agent socketpair, and its /proc/self/pagemap (which memextd could not open
- *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers MSG_HELLO_ACK with its pmem memfd attached, which the shim
- *            holds (never maps) so that evicted pages outlive a daemon crash. Later the shim sends
+ *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers MSG_HELLO_ACK (and sends the agent its pmem memfd,
+ *            MSG_AGENT_PMEM). Later the shim sends
  *            MSG_FORK_PREPARE (answered by MSG_FORK_READY once every evicted page is back and
  *            eviction is paused) and MSG_FORK_DONE (the parent resumes).
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
@@ -46,6 +46,8 @@ enum msg_type {
 	MSG_AGENT_FREE,
 	MSG_AGENT_RELEASE,
 	MSG_AGENT_ARM,
+	MSG_AGENT_PMEM,
+	MSG_CONTROL_ATTACH,
 	_MSG_TYPE_MAX,
 };
 
@@ -141,6 +143,20 @@ struct msg_agent_release {
  * now on the shim registers large new mappings at once, as the daemon does the others. */
 struct msg_agent_arm {
 	struct msg_header h;
+};
+
+/* Right after the hello, on the agent socket, with the daemon's pmem memfd attached: the agent
+ * holds it in its own fd table (never maps it), so evicted pages outlive a daemon crash. */
+struct msg_agent_pmem {
+	struct msg_header h;
+};
+
+/* The first message on a new control socket of a client the daemon serves already (its old
+ * socket was closed, or belonged to a daemon that died): answered with MSG_HELLO_ACK. */
+struct msg_control_attach {
+	struct msg_header h;
+	int32_t pid;
+	uint32_t pad;
 };
 
 /* The largest message of all, for receive buffers. */

@@ -34,6 +34,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import stat
 import subprocess
 import sys
@@ -260,6 +262,7 @@ class Client:
         self.peak_checked = (0, None)
         self.checked_samples = []  # RssAnon of the workload itself, in bounded phases
         self.samples = 0
+        self.phase_totals = None  # the daemon's totals at --pswpout-after-phase
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False))]
@@ -367,6 +370,19 @@ def shim_env(args, sock, budget, debug=True):
     return env
 
 
+def mark_phase(args, daemon, c):
+    """The daemon's totals when c first printed --pswpout-after-phase (taken once).
+
+    Taken after the line was read, so the growth counted from it can only be less than the
+    growth since the phase really began: the check errs on the strict side."""
+    if (not args.pswpout_after_phase or daemon is None or c.phase_totals is not None or
+            args.pswpout_after_phase not in c.phases):
+        return
+    c.phase_totals = daemon.stats()["totals"]
+    log(f"workload {c.pid} reached phase '{args.pswpout_after_phase}': totals "
+        f"{json.dumps(c.phase_totals)}")
+
+
 def run_clients(args, env, daemon):
     clients = [Client(i, args.cmd, env) for i in range(args.clients)]
     log("started workload pid(s) " + ", ".join(str(c.pid) for c in clients) + ": " +
@@ -378,6 +394,7 @@ def run_clients(args, env, daemon):
             for c in clients:
                 if c.proc.poll() is None:
                     c.sample(args.rss_skip_from)
+                    mark_phase(args, daemon, c)
                     if (args.kill_at_phase and c.idx not in killed and
                             args.kill_at_phase in c.phases):
                         log(f"workload {c.pid} reached phase '{args.kill_at_phase}': SIGKILL")
@@ -595,6 +612,19 @@ def test_managed(args, tmp):
                                 f"{args.max_faults}: the client was tracked")
         elif d["faults"] <= 0:
             failures.append("totals.faults did not grow")
+        if args.pswpout_after_phase:
+            for c in clients:
+                if c.phase_totals is None:
+                    failures.append(f"workload {c.pid} never printed phase "
+                                    f"'{args.pswpout_after_phase}'")
+                    continue
+                grew = after["totals"]["pswpout"] - c.phase_totals["pswpout"]
+                log(f"workload {c.pid}: pswpout grew by {grew} pages from phase "
+                    f"'{args.pswpout_after_phase}' on (min {args.min_pswpout_after})")
+                if grew < args.min_pswpout_after:
+                    failures.append(f"workload {c.pid}: pswpout grew by only {grew} pages "
+                                    f"after phase '{args.pswpout_after_phase}', expected at "
+                                    f"least {args.min_pswpout_after}: eviction stopped")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -665,6 +695,140 @@ def test_failopen(args, tmp):
                           f"{tail(daemon.log_path)}")
 
 
+def setuid_copy(args, tmp, sock):
+    """The workload copied into tmp, setuid root, and the command that runs it as nobody."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        log("SKIP: making a setuid program needs root and setpriv")
+        sys.exit(SKIP)
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    os.chmod(tmp, 0o755)
+    os.chmod(bindir, 0o755)
+    prog = os.path.join(bindir, os.path.basename(args.cmd[0]))
+    shutil.copy(args.cmd[0], prog)
+    os.chown(prog, 0, 0)
+    os.chmod(prog, 0o4755)
+    # setpriv itself must run without the shim: its setresuid, capset, setresgid sequence
+    # assumes a single thread (see libmemext(7)); env sets LD_PRELOAD for the exec.
+    env = shim_env(args, sock, args.budget)
+    pre = [f"{k}={env[k]}" for k in ("LD_PRELOAD", "MEMEXT_SOCKET", "MEMEXT_BUDGET",
+                                     "MEMEXT_DEBUG")]
+    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"] + pre +
+            [prog] + args.cmd[1:])
+
+
+def test_not_managed(args, tmp):
+    """A setuid (--setuid) or static workload under the shim: it runs, and stays unmanaged."""
+    daemon = Daemon(args, tmp)
+    try:
+        daemon.start(args.daemon_timeout)
+        os.chmod(daemon.sock, 0o666)  # were the shim loaded, it could connect as nobody
+        base = daemon.stats()
+        env = shim_env(args, daemon.sock, args.budget)
+        if args.setuid:
+            args.cmd = setuid_copy(args, tmp, daemon.sock)
+            env.pop("LD_PRELOAD")
+        lines, c = run_failopen_once(args, env, daemon, "under the shim")
+        info = [line for line in c.out if line.startswith("secure ")]
+        log(f"workload says: {info}")
+        if not info:
+            raise TestFailure(f"the workload printed no 'secure' line\n{c.output()}")
+        f = info[0].split()
+        secure, euid, mapped = int(f[1]), int(f[3]), int(f[5])
+        if args.setuid and secure != 1:
+            log(f"SKIP: the setuid bit took no effect (AT_SECURE {secure}, euid {euid}): a "
+                f"nosuid mount?")
+            sys.exit(SKIP)
+        after = daemon.stats()
+        d = after["totals"]["clients_seen"] - base["totals"]["clients_seen"]
+        log(f"libmemext mapped: {mapped}; daemon clients_seen grew by {d}; 'memext:' lines {lines}")
+        if mapped or d != 0 or lines:
+            raise TestFailure(f"the shim did not stay out: libmemext mapped {mapped}, the "
+                              f"daemon saw {d} client(s), it said {lines}")
+    finally:
+        rc = daemon.stop()
+    if rc != 0:
+        raise TestFailure(f"memextd exited {rc} on SIGTERM (expected 0); its log:\n"
+                          f"{tail(daemon.log_path)}")
+
+
+class SlowHelloDaemon(threading.Thread):
+    """A stand-in for memextd that answers a fork child's hello only after `delay` s.
+
+    It speaks just enough of the protocol (shared/protocol.h): MSG_HELLO -> MSG_HELLO_ACK
+    (status 0), MSG_FORK_PREPARE -> MSG_FORK_READY; it registers nothing, so no fault ever
+    waits for it. It counts the hellos it answered."""
+
+    MAGIC, VERSION = 0x584d454d, 1
+    HELLO, HELLO_ACK, FORK_PREPARE, FORK_READY = 1, 2, 3, 4
+    FORK_CHILD = 1
+
+    def __init__(self, path, delay):
+        super().__init__(daemon=True)
+        self.delay = delay
+        self.hellos = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(path)
+        self.sock.listen(16)
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def reply(self, conn, type_, seq, body):
+        conn.send(struct.pack("<IHHII", self.MAGIC, self.VERSION, type_, 16 + len(body), seq) +
+                  body)
+
+    def serve(self, conn):
+        with conn:
+            while True:
+                try:
+                    msg, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+                except OSError:
+                    return
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        for fd in struct.unpack(f"<{len(data) // 4}i", data[:len(data) // 4 * 4]):
+                            os.close(fd)
+                if len(msg) < 16:
+                    return
+                _, _, type_, _, seq = struct.unpack("<IHHII", msg[:16])
+                if type_ == self.HELLO:
+                    pid, parent, _, flags = struct.unpack("<iiiI", msg[16:32])
+                    if flags & self.FORK_CHILD:
+                        log(f"fake daemon: hello from fork child {pid} of {parent}: answering "
+                            f"in {self.delay} s")
+                        time.sleep(self.delay)
+                    self.reply(conn, self.HELLO_ACK, seq, struct.pack("<iIQ", 0, 0, pid))
+                    self.hellos += 1
+                elif type_ == self.FORK_PREPARE:
+                    self.reply(conn, self.FORK_READY, seq, struct.pack("<iI", 0, 0))
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_slow_hello(args, tmp):
+    """A fork child whose hello is answered late, while signal handlers interrupt it."""
+    path = os.path.join(tmp, "memextd.sock")
+    fake = SlowHelloDaemon(path, 1.0)
+    fake.start()
+    try:
+        lines, c = run_failopen_once(args, shim_env(args, path, args.budget), None,
+                                     "against the slow daemon")
+    finally:
+        fake.stop()
+    managed = [line for line in lines if "managed by memextd" in line]
+    log(f"hellos answered: {fake.hellos}; 'managed' lines: {len(managed)}")
+    if len(managed) != 2 or len(lines) != 2:
+        raise TestFailure(f"parent and child should both say they are managed, and nothing "
+                          f"else; the shim said {lines}\n{c.output()}")
+
+
 def test_ctl_no_socket(args, tmp):
     sock = os.path.join(tmp, "absent", "stats.sock")
     cmd = [args.memextctl, "--stats-socket", sock, "stats", "--json"]
@@ -685,7 +849,10 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("--probe", required=True)
     ap.add_argument("--mode", default="managed",
-                    choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket"])
+                    choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket",
+                             "not-managed", "slow-hello"])
+    ap.add_argument("--setuid", action="store_true",
+                    help="not-managed: run a setuid-root copy of the workload as nobody")
     ap.add_argument("--budget", default="32M")
     ap.add_argument("--footprint", default="128M",
                     help="memory the workload keeps live (for the pswpout threshold)")
@@ -709,6 +876,10 @@ def main():
                          "new one; the workload must finish with every byte right")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
+    ap.add_argument("--pswpout-after-phase", default=None,
+                    help="also count pswpout from the moment the workload prints this phase")
+    ap.add_argument("--min-pswpout-after", type=int, default=1,
+                    help="pages pswpout must grow by after --pswpout-after-phase")
     ap.add_argument("--timeout", type=float, default=240, help="hang guard for the workload")
     ap.add_argument("--daemon-timeout", type=float, default=20)
     ap.add_argument("--exit-timeout", type=float, default=30,
@@ -754,6 +925,10 @@ def main():
             test_managed(args, tmp)
         elif args.mode == "ctl-no-socket":
             test_ctl_no_socket(args, tmp)
+        elif args.mode == "not-managed":
+            test_not_managed(args, tmp)
+        elif args.mode == "slow-hello":
+            test_slow_hello(args, tmp)
         else:
             test_failopen(args, tmp)
     except TestFailure as e:

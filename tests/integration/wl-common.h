@@ -472,3 +472,15 @@ static inline bool wl_expect_eviction(void)
 
 	return e && *e == '1';
 }
+
+/*
+ * Pages several threads (or signal handlers) write at once: the content is (page, gen 0, salt
+ * 0) and the header's counter is bumped atomically; the bumps are counted elsewhere, so the
+ * final check knows the counter. Lock-free and async-signal-safe.
+ */
+static inline void wl_page_bump(void *addr)
+{
+	struct wl_page_header *h = addr;
+
+	__atomic_fetch_add(&h->aux, 1, __ATOMIC_RELAXED);
+}
