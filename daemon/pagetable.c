@@ -14,6 +14,7 @@ struct node {
 
 struct leaf {
 	pte_t pte[LEVEL_SIZE];
+	uint32_t shadow[LEVEL_SIZE]; /* workingset shadows of STORED entries, see pagetable.h */
 };
 
 struct pagetable {
@@ -71,6 +72,16 @@ pte_t *pagetable_lookup(struct pagetable *pt, uint64_t vpn)
 	if (!p)
 		return NULL;
 	return &((struct leaf *)p)->pte[index_at(vpn, LEVELS - 1)];
+}
+
+uint32_t *pagetable_shadow(struct pagetable *pt, uint64_t vpn)
+{
+	pte_t *pte = pagetable_lookup(pt, vpn);
+
+	/* pte[] is the leaf's first member: its base is the leaf. */
+	if (!pte)
+		return NULL;
+	return &((struct leaf *)(pte - index_at(vpn, LEVELS - 1)))->shadow[index_at(vpn, LEVELS - 1)];
 }
 
 pte_t *pagetable_ensure(struct pagetable *pt, uint64_t vpn)
