@@ -100,6 +100,7 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 			store_drop(c->m->store, pte_payload(*pte));
 			c->nr_cached--;
 		}
+		lru_del(&c->lru, *pte);
 		c->nr_present--;
 		*pte = 0;
 		break;
@@ -133,8 +134,10 @@ static void handle_remove(struct client *c, uint64_t start, uint64_t end, bool u
 }
 
 struct remap_ctx {
+	struct pagetable *pt;
 	uint64_t from_vpn;
-	pte_t *saved; /* indexed by vpn - from_vpn */
+	pte_t *saved;	   /* indexed by vpn - from_vpn */
+	uint32_t *shadow; /* the same: workingset shadows of stored pages move with them */
 };
 
 static int remap_take(uint64_t vpn, pte_t *pte, void *userdata)
@@ -142,6 +145,7 @@ static int remap_take(uint64_t vpn, pte_t *pte, void *userdata)
 	struct remap_ctx *r = userdata;
 
 	r->saved[vpn - r->from_vpn] = *pte;
+	r->shadow[vpn - r->from_vpn] = *pagetable_shadow(r->pt, vpn);
 	*pte = 0;
 	return 0;
 }
@@ -149,7 +153,7 @@ static int remap_take(uint64_t vpn, pte_t *pte, void *userdata)
 static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 {
 	uint64_t nr = PAGE_ALIGN_UP(len) / PAGE_SIZE;
-	struct remap_ctx r = {.from_vpn = from / PAGE_SIZE};
+	struct remap_ctx r = {.pt = c->pt, .from_vpn = from / PAGE_SIZE};
 
 	pthread_mutex_lock(&c->lock);
 	/*
@@ -178,7 +182,10 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
 		    c->io_vpn[i] < from / PAGE_SIZE + nr)
 			c->io_vpn[i] = to / PAGE_SIZE + (c->io_vpn[i] - from / PAGE_SIZE);
 	r.saved = calloc(nr, sizeof(pte_t));
-	if (!r.saved) {
+	r.shadow = calloc(nr, sizeof(uint32_t));
+	if (!r.saved || !r.shadow) {
+		free(r.saved);
+		free(r.shadow);
 		/* Cannot move the entries: the stored pages of this range are lost to the
 		 * application. Say so loudly rather than serve stale data later. */
 		log_error("client %d: out of memory moving %lu pages for mremap", c->pid,
@@ -198,11 +205,14 @@ static void handle_remap(struct client *c, uint64_t from, uint64_t to, uint64_t 
 		if (!pte) {
 			log_error("client %d: out of memory in mremap, page %#lx lost", c->pid,
 				  (unsigned long)(to + i * PAGE_SIZE));
+			lru_del(&c->lru, r.saved[i]);
 			continue;
 		}
 		*pte = r.saved[i];
+		*pagetable_shadow(c->pt, to / PAGE_SIZE + i) = r.shadow[i];
 	}
 	free(r.saved);
+	free(r.shadow);
 	rangeset_remove(&c->registered, from, from + nr * PAGE_SIZE);
 	rangeset_add(&c->registered, to, to + nr * PAGE_SIZE);
 out:
@@ -344,6 +354,7 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 	for (uint64_t v = lo; v < hi; v++) {
 		pte = pagetable_lookup(c->pt, v);
 		if (pte && pte_type(*pte) == PTE_PRESENT) {
+			lru_del(&c->lru, *pte);
 			*pte = 0;
 			c->nr_present--;
 		}
@@ -353,20 +364,41 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 }
 
 static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void *buf, bool keep,
-			  int load_r);
+			  bool drain, int load_r);
 
 /*
  * Brings a stored page back (lock held on entry, dropped). keep: map it write-protected and
  * keep the stored copy (PTE_CLEAN), which stays valid until the first write, as the kernel's
- * swap cache; else the copy is freed. Returns 0 or -EAGAIN.
+ * swap cache; else the copy is freed. drain: every page comes back (fork, memextctl drain,
+ * shutdown), which says nothing about the working set: no refault. Returns 0 or -EAGAIN.
  */
-static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool keep)
+static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool keep, bool drain)
 {
 	uint64_t handle = pte_payload(*pte);
 
 	*pte = pte_make(PTE_LOADING, 0, handle);
 	pthread_mutex_unlock(&c->lock);
-	return swap_in_loaded(c, vpn, handle, buf, keep, store_load(c->m->store, handle, buf));
+	return swap_in_loaded(c, vpn, handle, buf, keep, drain,
+			      store_load(c->m->store, handle, buf));
+}
+
+/*
+ * The LRU flags of a page coming back whose entry is still STORED or LOADING (lock held):
+ * workingset_refault() on its shadow; a drained page joins the inactive list uncounted.
+ */
+static uint64_t refault_flags(struct client *c, uint64_t vpn, bool drain)
+{
+	uint64_t flags;
+
+	if (drain)
+		return 0;
+	flags = workingset_refault(&c->lru, *pagetable_shadow(c->pt, vpn), c->nr_present);
+	atomic_fetch_add(&c->m->totals.workingset_refault, 1);
+	if (flags & PTE_ACTIVE)
+		atomic_fetch_add(&c->m->totals.workingset_activate, 1);
+	if (flags & PTE_WORKINGSET)
+		atomic_fetch_add(&c->m->totals.workingset_restore, 1);
+	return flags;
 }
 
 /*
@@ -374,7 +406,7 @@ static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool k
  * and settle the entry, which is LOADING. Resolve lock held shared. Returns 0 or -EAGAIN.
  */
 static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void *buf, bool keep,
-			  int load_r)
+			  bool drain, int load_r)
 {
 	pte_t *pte;
 	int r = load_r;
@@ -398,8 +430,10 @@ static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void 
 	pthread_mutex_lock(&c->lock);
 	pte = pagetable_lookup(c->pt, vpn);
 	if (r == 0 || r == -EEXIST) {
-		*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, handle)
-			    : pte_make(PTE_PRESENT, PTE_REF, 0);
+		uint64_t lru_flags = refault_flags(c, vpn, drain);
+
+		*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN | lru_flags, handle)
+			    : pte_make(PTE_PRESENT, PTE_REF | lru_flags, 0);
 		c->nr_stored--;
 		c->nr_present++;
 		c->nr_cached += keep;
@@ -443,9 +477,11 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 	case PTE_PRESENT:
 		if (*pte & PTE_CLEAN) {
 			handle = pte_payload(*pte);
-			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			*pte = pte_make(PTE_PRESENT, *pte & (PTE_REF | PTE_ACTIVE | PTE_WORKINGSET), 0);
 			c->nr_cached--;
 		}
+		/* The write is a reference we get to see: a second one activates. */
+		lru_mark_accessed(&c->lru, pte);
 		pthread_mutex_unlock(&c->lock);
 		if (handle) {
 			store_drop(c->m->store, handle);
@@ -546,9 +582,12 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		bool keep = r == 0 && c->track_writes;
 
 		if (r == 0 || r == -EEXIST) {
-			/* Referenced, as the faulting page: a sequential reader is about to use it. */
-			*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, handle)
-				    : pte_make(PTE_PRESENT, PTE_REF, 0);
+			/* Referenced, as the faulting page: a sequential reader is about to use it.
+			 * A refault too, as the kernel's swap cache counts readahead pages. */
+			uint64_t lru_flags = refault_flags(c, vpn[i], false);
+
+			*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN | lru_flags, handle)
+				    : pte_make(PTE_PRESENT, PTE_REF | lru_flags, 0);
 			c->nr_stored--;
 			c->nr_present++;
 			c->nr_cached += keep;
@@ -723,7 +762,7 @@ static void io_run(struct io_job *job, void *buf)
 		return;
 	}
 	pthread_mutex_unlock(&c->lock);
-	r = swap_in_loaded(c, vpn, job->handle, buf, job->keep, load_r);
+	r = swap_in_loaded(c, vpn, job->handle, buf, job->keep, false, load_r);
 	pthread_rwlock_unlock(&c->resolve_lock);
 	if (r == -EAGAIN)
 		fault_resolve(c, &job->req, 1, buf, false); /* events first, then again */
@@ -808,7 +847,7 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		nr_ra = is_agent ? 0 : readahead_plan(c, vpn, ra);
 		/* The faulting page first: its thread runs on while the rest comes in. A read
 		 * keeps the stored copy until the first write; a write makes it stale at once. */
-		r = swap_in(c, vpn, pte, buf, keep);
+		r = swap_in(c, vpn, pte, buf, keep, false);
 		if (nr_ra)
 			readahead_install(c, ra, nr_ra, buf);
 		return r;
@@ -895,7 +934,7 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_mutex_lock(&c->lock);
 		pte = pagetable_lookup(c->pt, vpn);
 		if (pte && pte_type(*pte) == PTE_STORED)
-			r = swap_in(c, vpn, pte, buf, false);
+			r = swap_in(c, vpn, pte, buf, false, true);
 		else
 			pthread_mutex_unlock(&c->lock);
 		pthread_rwlock_unlock(&c->resolve_lock);
