@@ -427,6 +427,27 @@ def wait_client_gone(daemon, pids, base, timeout, slack=0, settle=5):
         time.sleep(0.05)
 
 
+def check_workingset(args, d):
+    """The refault-detection bounds (--max-workingset-refault, --min-workingset-activate)."""
+    failures = []
+    if args.max_workingset_refault is None and args.min_workingset_activate is None:
+        return failures
+    log(f"workingset: refault {d['workingset_refault']} (max {args.max_workingset_refault}), "
+        f"activate {d['workingset_activate']} (min {args.min_workingset_activate}), restore "
+        f"{d['workingset_restore']}, deactivated {d['reclaim_deactivated']}")
+    if d["workingset_refault"] <= 0:
+        failures.append("totals.workingset_refault did not grow")
+    if (args.max_workingset_refault is not None
+            and d["workingset_refault"] > args.max_workingset_refault):
+        failures.append(f"totals.workingset_refault grew by {d['workingset_refault']}, more "
+                        f"than {args.max_workingset_refault}: the hot pages were not kept")
+    if (args.min_workingset_activate is not None
+            and d["workingset_activate"] < args.min_workingset_activate):
+        failures.append(f"totals.workingset_activate grew by only {d['workingset_activate']}, "
+                        f"expected at least {args.min_workingset_activate}")
+    return failures
+
+
 def test_managed(args, tmp):
     budget = parse_size(args.budget)
     footprint = parse_size(args.footprint)
@@ -470,8 +491,9 @@ def test_managed(args, tmp):
             pids.update(c.peak.keys())
         after, gone_problems = wait_client_gone(daemon, pids, base, args.exit_timeout,
                                                  args.mem_used_slack)
-        d = {k: after["totals"][k] - base["totals"][k]
-             for k in ("pswpout", "pswpin", "faults", "clients_seen")}
+        d = {k: after["totals"].get(k, 0) - base["totals"].get(k, 0)
+             for k in ("pswpout", "pswpin", "faults", "clients_seen", "workingset_refault",
+                       "workingset_activate", "workingset_restore", "reclaim_deactivated")}
 
         # Report everything first, then judge.
         failures = list(gone_problems)
@@ -527,6 +549,7 @@ def test_managed(args, tmp):
                             f"least {min_in}: evicted pages were not brought back")
         if d["faults"] <= 0:
             failures.append("totals.faults did not grow")
+        failures += check_workingset(args, d)
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -640,6 +663,10 @@ def main():
                     help="bytes store.mem_used_total may stay above its value before the test")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
+    ap.add_argument("--max-workingset-refault", type=int, default=None,
+                    help="totals.workingset_refault may grow by at most this many pages")
+    ap.add_argument("--min-workingset-activate", type=int, default=None,
+                    help="totals.workingset_activate must grow by at least this many pages")
     ap.add_argument("--rss-bound", default=None,
                     help="peak RssAnon allowed (size), instead of budget * 1.25 + 16 MiB: for runs "
                          "where eviction is meant to stop, e.g. at the store's limit")
