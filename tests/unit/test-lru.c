@@ -417,11 +417,14 @@ static uint64_t zipf_next(const struct zipf *z, uint64_t *seed)
 /*
  * The benchmark's zipf case at its scale (bench/zram-compare: 256 MiB budget, footprint 4x,
  * s = 1.2, ranks scattered, half writes): the hot set fits, a perfect LRU of the budget would
- * miss 2.5% of the touches. Smaller scales have a heavier tail (4.7% at 16 MiB).
+ * miss 2.5% of the touches. Smaller scales have a heavier tail (4.7% at 16 MiB). Measured
+ * once warm: the fill evicts three budgets' worth in order, far beyond any refault distance,
+ * so the active list fills only from refaults after it, which takes a few million touches
+ * (the benchmark's 0.8 million do not get there: 4.21% against 4.27% at that point).
  */
 static double zipf_trace(enum policy policy, struct sim *ret)
 {
-	const uint64_t budget = 65536, pages = 4 * budget, warm = 2 * pages, touches = 4 * pages;
+	const uint64_t budget = 65536, pages = 4 * budget, warm = 16 * pages, touches = 8 * pages;
 	uint64_t seed = 0x9e3779b97f4a7c15ULL, refaults = 0;
 	struct zipf z;
 
@@ -452,10 +455,13 @@ static void test_zipf(void)
 	       two, (unsigned long)a.lru.activate, (unsigned long)a.lru.restore,
 	       (unsigned long)a.lru.deactivated, (unsigned long)a.scanned, old,
 	       (unsigned long)b.scanned);
+	/* 3.98% against 4.67% for the old clock. */
 	assert(two < 5.0);
-	assert(two < old);
-	/* The hot pages that refault are activated and stay: the active list never fills. */
-	assert(a.lru.activate > 10000 && a.lru.nr_active >= a.lru.activate);
+	assert(two < old - 0.5);
+	/* The active list is full and turning: pages activated, demoted, evicted, restored. */
+	assert(!inactive_is_low(a.nr_present - a.lru.nr_active, a.lru.nr_active));
+	assert(a.lru.nr_active > a.nr_present * 2 / 5);
+	assert(a.lru.activate > 50000 && a.lru.restore > 10000 && a.lru.deactivated > 10000);
 	sim_done(&a);
 	sim_done(&b);
 	printf("zipf: ok\n");
