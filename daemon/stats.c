@@ -46,7 +46,8 @@ static void figures_of(struct client *c, struct client_figures *f)
 	f->evicted_pages = c->nr_stored;
 	f->cached_pages = c->nr_cached;
 	f->active_pages = c->lru.nr_active;
-	f->inactive_pages = c->nr_present - c->lru.nr_active;
+	/* MOVING entries count as inactive: they were isolated from that list. */
+	f->inactive_pages = c->nr_present > c->lru.nr_active ? c->nr_present - c->lru.nr_active : 0;
 	f->workingset_refault = c->lru.refault;
 	f->workingset_activate = c->lru.activate;
 	f->workingset_restore = c->lru.restore;
