@@ -158,7 +158,8 @@ struct scan_ctx {
 
 static bool active_balanced(const struct scan_ctx *s)
 {
-	uint64_t nr_inactive = s->nr_present > s->l->nr_active ? s->nr_present - s->l->nr_active : 0;
+	uint64_t nr_inactive =
+		s->nr_present > s->l->nr_active ? s->nr_present - s->l->nr_active : 0;
 
 	return s->l->nr_active == 0 ||
 	       (nr_inactive >= s->keep_inactive &&
