@@ -23,6 +23,7 @@
 
 #include "fault.h"
 #include "histogram.h"
+#include "lru.h"
 #include "manager.h"
 #include "pagetable.h"
 #include "protocol.h"
@@ -78,7 +79,7 @@ struct client {
 	uint64_t nr_present; /* PRESENT and MOVING entries */
 	uint64_t nr_stored;  /* STORED and LOADING entries */
 	uint64_t nr_cached;  /* PRESENT|CLEAN entries: resident pages whose stored copy is kept */
-	uint64_t clock_hand; /* vpn where the next victim search starts */
+	struct lru lru;      /* active/inactive lists and workingset age (daemon/lru.h) */
 	uint64_t ra_next_vpn; /* a fault here continues a sequential run */
 	unsigned ra_window;   /* pages read ahead on the next sequential fault */
 	bool batch_in_flight;

@@ -108,6 +108,7 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 			store_drop(c->m->store, pte_payload(old));
 			c->nr_cached--;
 		}
+		lru_del(&c->lru, old);
 		c->nr_present--;
 		break;
 	case PTE_STORED:
@@ -199,6 +200,9 @@ static void handle_remap(struct client *c, struct uffd_msg *msg)
 				if (*dst)
 					remove_one(to / PAGE_SIZE + i, dst, c);
 				*dst = *src;
+				/* A stored page's workingset shadow moves with it. */
+				*pagetable_shadow(c->pt, to / PAGE_SIZE + i) =
+					*pagetable_shadow(c->pt, from / PAGE_SIZE + i);
 				*src = 0;
 			}
 		}
@@ -356,6 +360,7 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 	for (uint64_t v = lo; v < hi; v++) {
 		pte = pagetable_lookup(c->pt, v);
 		if (pte && pte_type(*pte) == PTE_PRESENT) {
+			lru_del(&c->lru, *pte);
 			*pte = 0;
 			c->nr_present--;
 		}
@@ -365,20 +370,41 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 }
 
 static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void *buf, bool keep,
-			  int load_r);
+			  bool drain, int load_r);
 
 /*
  * Brings a stored page back (lock held on entry, dropped). keep: map it write-protected and
  * keep the stored copy (PTE_CLEAN), which stays valid until the first write, as the kernel's
- * swap cache; else the copy is freed. Returns 0 or -EAGAIN.
+ * swap cache; else the copy is freed. drain: every page comes back (fork, memextctl drain,
+ * shutdown), which says nothing about the working set: no refault. Returns 0 or -EAGAIN.
  */
-static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool keep)
+static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool keep, bool drain)
 {
 	uint64_t handle = pte_payload(*pte);
 
 	*pte = pte_make(PTE_LOADING, 0, handle);
 	pthread_mutex_unlock(&c->lock);
-	return swap_in_loaded(c, vpn, handle, buf, keep, store_load(c->m->store, handle, buf));
+	return swap_in_loaded(c, vpn, handle, buf, keep, drain,
+			      store_load(c->m->store, handle, buf));
+}
+
+/*
+ * The LRU flags of a page coming back whose entry is still STORED or LOADING (lock held):
+ * workingset_refault() on its shadow; a drained page joins the inactive list uncounted.
+ */
+static uint64_t refault_flags(struct client *c, uint64_t vpn, bool drain)
+{
+	uint64_t flags;
+
+	if (drain)
+		return 0;
+	flags = workingset_refault(&c->lru, *pagetable_shadow(c->pt, vpn), c->nr_present);
+	atomic_fetch_add(&c->m->totals.workingset_refault, 1);
+	if (flags & PTE_ACTIVE)
+		atomic_fetch_add(&c->m->totals.workingset_activate, 1);
+	if (flags & PTE_WORKINGSET)
+		atomic_fetch_add(&c->m->totals.workingset_restore, 1);
+	return flags;
 }
 
 /*
@@ -386,7 +412,7 @@ static int swap_in(struct client *c, uint64_t vpn, pte_t *pte, void *buf, bool k
  * and settle the entry, which is LOADING. Resolve lock held shared. Returns 0 or -EAGAIN.
  */
 static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void *buf, bool keep,
-			  int load_r)
+			  bool drain, int load_r)
 {
 	pte_t *pte;
 	int r = load_r;
@@ -410,8 +436,10 @@ static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void 
 	pthread_mutex_lock(&c->lock);
 	pte = pagetable_lookup(c->pt, vpn);
 	if (r == 0 || r == -EEXIST) {
-		*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, handle)
-			    : pte_make(PTE_PRESENT, PTE_REF, 0);
+		uint64_t lru_flags = refault_flags(c, vpn, drain);
+
+		*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN | lru_flags, handle)
+			    : pte_make(PTE_PRESENT, PTE_REF | lru_flags, 0);
 		c->nr_stored--;
 		c->nr_present++;
 		c->nr_cached += keep;
@@ -455,9 +483,11 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 	case PTE_PRESENT:
 		if (*pte & PTE_CLEAN) {
 			handle = pte_payload(*pte);
-			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			*pte = pte_make(PTE_PRESENT, *pte & (PTE_REF | PTE_ACTIVE | PTE_WORKINGSET), 0);
 			c->nr_cached--;
 		}
+		/* The write is a reference we get to see: a second one activates. */
+		lru_mark_accessed(&c->lru, pte);
 		pthread_mutex_unlock(&c->lock);
 		if (handle) {
 			store_drop(c->m->store, handle);
@@ -558,9 +588,12 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		bool keep = r == 0 && c->track_writes;
 
 		if (r == 0 || r == -EEXIST) {
-			/* Referenced, as the faulting page: a sequential reader is about to use it. */
-			*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, handle)
-				    : pte_make(PTE_PRESENT, PTE_REF, 0);
+			/* Referenced, as the faulting page: a sequential reader is about to use it.
+			 * A refault too, as the kernel's swap cache counts readahead pages. */
+			uint64_t lru_flags = refault_flags(c, vpn[i], false);
+
+			*pte = keep ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN | lru_flags, handle)
+				    : pte_make(PTE_PRESENT, PTE_REF | lru_flags, 0);
 			c->nr_stored--;
 			c->nr_present++;
 			c->nr_cached += keep;
@@ -735,7 +768,7 @@ static void io_run(struct io_job *job, void *buf)
 		return;
 	}
 	pthread_mutex_unlock(&c->lock);
-	r = swap_in_loaded(c, vpn, job->handle, buf, job->keep, load_r);
+	r = swap_in_loaded(c, vpn, job->handle, buf, job->keep, false, load_r);
 	pthread_rwlock_unlock(&c->resolve_lock);
 	if (r == -EAGAIN)
 		fault_resolve(c, &job->req, 1, buf, false); /* events first, then again */
@@ -820,7 +853,7 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		nr_ra = is_agent ? 0 : readahead_plan(c, vpn, ra);
 		/* The faulting page first: its thread runs on while the rest comes in. A read
 		 * keeps the stored copy until the first write; a write makes it stale at once. */
-		r = swap_in(c, vpn, pte, buf, keep);
+		r = swap_in(c, vpn, pte, buf, keep, false);
 		if (nr_ra)
 			readahead_install(c, ra, nr_ra, buf);
 		return r;
@@ -907,7 +940,7 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_mutex_lock(&c->lock);
 		pte = pagetable_lookup(c->pt, vpn);
 		if (pte && pte_type(*pte) == PTE_STORED)
-			r = swap_in(c, vpn, pte, buf, false);
+			r = swap_in(c, vpn, pte, buf, false, true);
 		else
 			pthread_mutex_unlock(&c->lock);
 		pthread_rwlock_unlock(&c->resolve_lock);

@@ -48,9 +48,13 @@ struct manager_totals {
 	_Atomic uint64_t faults;       /* page faults answered */
 	_Atomic uint64_t zero_faults;  /* ... of which with zero pages */
 	_Atomic uint64_t clients_seen; /* clients ever accepted */
-	_Atomic uint64_t reclaim_scanned;  /* entries the clock hand looked at */
+	_Atomic uint64_t reclaim_scanned;  /* entries the two clock hands looked at */
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
 	_Atomic uint64_t sys_reclaim_rounds; /* reclaim rounds run for the system's watermarks */
+	_Atomic uint64_t reclaim_deactivated; /* pages moved from the active to the inactive list */
+	_Atomic uint64_t workingset_refault;  /* of pswpin: stored pages brought back */
+	_Atomic uint64_t workingset_activate; /* ... within the workingset size: activated */
+	_Atomic uint64_t workingset_restore;  /* ... of those, active before their eviction */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
 };

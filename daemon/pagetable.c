@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@ struct node {
 
 struct leaf {
 	pte_t pte[LEVEL_SIZE];
+	uint32_t shadow[LEVEL_SIZE]; /* workingset shadows of STORED entries, see pagetable.h */
 };
 
 struct pagetable {
@@ -26,19 +28,20 @@ struct pagetable {
 	uint64_t nr_nodes, nr_leaves;
 };
 
-static_assert(sizeof(struct node) == PAGE_SIZE && sizeof(struct leaf) == PAGE_SIZE,
-	      "nodes and leaves are pages");
+static_assert(sizeof(struct node) == PAGE_SIZE, "nodes are pages");
+static_assert(offsetof(struct leaf, pte) == 0, "a leaf's entries come first");
 
-/* Nodes live in pmem when the daemon has it: a restarted daemon walks the tree (pmem.h). */
-static void *node_alloc(void)
+/* Nodes live in pmem when the daemon has it: a restarted daemon walks the tree (pmem.h). A
+ * leaf takes two pages there, its shadows the first half of the second. */
+static void *node_alloc(size_t bytes)
 {
-	return pmem_enabled() ? pmem_alloc(PAGE_SIZE) : calloc(1, PAGE_SIZE);
+	return pmem_enabled() ? pmem_alloc(bytes) : calloc(1, bytes);
 }
 
-static void node_free(void *p)
+static void node_free(void *p, size_t bytes)
 {
 	if (pmem_contains(p))
-		pmem_free(p, PAGE_SIZE);
+		pmem_free(p, bytes);
 	else
 		free(p);
 }
@@ -54,7 +57,7 @@ struct pagetable *pagetable_new(void)
 
 	if (!pt)
 		return NULL;
-	pt->root = node_alloc();
+	pt->root = node_alloc(sizeof(struct node));
 	if (!pt->root) {
 		free(pt);
 		return NULL;
@@ -73,7 +76,7 @@ static void free_level(void *p, int level)
 		for (unsigned i = 0; i < LEVEL_SIZE; i++)
 			free_level(n->slot[i], level + 1);
 	}
-	node_free(p);
+	node_free(p, level < LEVELS - 1 ? sizeof(struct node) : sizeof(struct leaf));
 }
 
 void pagetable_free(struct pagetable *pt)
@@ -95,6 +98,16 @@ pte_t *pagetable_lookup(struct pagetable *pt, uint64_t vpn)
 	return &((struct leaf *)p)->pte[index_at(vpn, LEVELS - 1)];
 }
 
+uint32_t *pagetable_shadow(struct pagetable *pt, uint64_t vpn)
+{
+	pte_t *pte = pagetable_lookup(pt, vpn);
+
+	/* pte[] is the leaf's first member: its base is the leaf. */
+	if (!pte)
+		return NULL;
+	return &((struct leaf *)(pte - index_at(vpn, LEVELS - 1)))->shadow[index_at(vpn, LEVELS - 1)];
+}
+
 pte_t *pagetable_ensure(struct pagetable *pt, uint64_t vpn)
 {
 	struct node *n = pt->root;
@@ -105,7 +118,8 @@ pte_t *pagetable_ensure(struct pagetable *pt, uint64_t vpn)
 		if (!*slot) {
 			bool last = level == LEVELS - 2;
 
-			*slot = node_alloc(); /* zeroed before it is linked */
+			/* Zeroed before it is linked. */
+			*slot = node_alloc(last ? sizeof(struct leaf) : sizeof(struct node));
 			if (!*slot)
 				return NULL;
 			if (last)
@@ -159,7 +173,7 @@ static int walk_level(struct walk *w, void **pp, int level, uint64_t base)
 		if (leaf_empty(l)) {
 			/* Unlinked before it is freed (and perhaps reused by another tree). */
 			*pp = NULL;
-			node_free(l);
+			node_free(l, sizeof(*l));
 			w->pt->nr_leaves--;
 		}
 		return r;
@@ -178,7 +192,7 @@ static int walk_level(struct walk *w, void **pp, int level, uint64_t base)
 	}
 	if (level > 0 && node_empty(n)) {
 		*pp = NULL;
-		node_free(n);
+		node_free(n, sizeof(*n));
 		w->pt->nr_nodes--;
 	}
 	return r;
@@ -210,7 +224,7 @@ static int view_walk_level(const struct pmem_view *v, uint64_t old, int level, u
 			   pte_view_fn fn, void *userdata)
 {
 	uint64_t child_span = 1ULL << (LEVEL_BITS * (LEVELS - 1 - level));
-	const void *p = pmem_view_ptr(v, old, PAGE_SIZE);
+	const void *p = pmem_view_ptr(v, old, level == LEVELS - 1 ? sizeof(struct leaf) : PAGE_SIZE);
 	int r = 0;
 
 	if (!p)

@@ -8,13 +8,15 @@
  * type and a payload:
  *
  *   NONE     nothing known: never touched, or dropped by the application. A fault maps zeroes.
- *   PRESENT  the page is mapped in the process. REF: faulted in since the clock hand passed.
+ *   PRESENT  the page is mapped in the process. REF: faulted in (or written) since its list's
+ *            clock hand passed. ACTIVE: on the active list, else the inactive (daemon/lru.h).
  *            CLEAN: brought back write-protected and not written since; payload = the stored
  *            copy, which evicting it again reuses (no compression).
  *   MOVING   in a reclaim batch: the agent may have moved it to staging; payload = its
  *            staging slot. Faults wait for the batch; DEAD: the application removed the
  *            range meanwhile, discard the content; CANCEL: copied back for the agent itself.
- *   STORED   evicted; payload = store handle.
+ *   STORED   evicted; payload = store handle. Its shadow (the eviction's workingset age,
+ *            daemon/lru.h) sits in the leaf beside the entry: pagetable_shadow().
  *   LOADING  a fault thread (or an I/O worker, for a page in a swap file) is bringing it
  *            back; payload = store handle, owned by that thread. DEAD: removed while an
  *            I/O worker read it; the worker frees the handle instead of installing it.
@@ -41,6 +43,10 @@ enum pte_type {
 #define PTE_CANCEL (1ULL << 5) /* MOVING: the page is back in the process; the batch drops it */
 #define PTE_CLEAN (1ULL << 6)  /* PRESENT: write-protected since it came back; payload = its
 				* still valid stored copy (the swap cache) */
+#define PTE_ACTIVE (1ULL << 7) /* PRESENT: on the active list (daemon/lru.h); else inactive */
+/* PRESENT: was active once (PG_workingset). Every bit below the payload is taken, so it shares
+ * bit 5 with CANCEL, which only MOVING entries carry. */
+#define PTE_WORKINGSET PTE_CANCEL
 #define PTE_PAYLOAD_SHIFT 8
 
 static inline enum pte_type pte_type(pte_t e)
@@ -90,6 +96,14 @@ struct pmem_view;
 typedef int (*pte_view_fn)(uint64_t vpn, pte_t pte, void *userdata);
 int pagetable_view_walk(const struct pmem_view *v, uint64_t old_root, pte_view_fn fn,
 			void *userdata);
+
+/*
+ * The shadow slot of vpn, beside its entry in the same leaf, or NULL when the leaf does not
+ * exist. Meaningful only while the entry is STORED (or LOADING): eviction writes it, refault
+ * reads it; it is garbage otherwise, and freed with the leaf. The 64-bit entry has no room
+ * left for it (3 type bits, 5 flag bits, a 56-bit store handle), hence this side array.
+ */
+uint32_t *pagetable_shadow(struct pagetable *pt, uint64_t vpn);
 
 /* Bytes of memory the tree itself takes. */
 uint64_t pagetable_mem_bytes(const struct pagetable *pt);

@@ -30,6 +30,7 @@ struct batch {
 	uint64_t locked[MEMEXT_STAGING_PAGES / 64]; /* moved into the mlocked half of staging */
 	uint64_t clean[MEMEXT_STAGING_PAGES / 64];  /* handle[i] is its kept copy: no compression */
 	uint64_t saved[MEMEXT_STAGING_PAGES / 64];
+	uint64_t workingset[MEMEXT_STAGING_PAGES / 64]; /* PTE_WORKINGSET: goes into the shadow */
 	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
 };
 
@@ -57,60 +58,35 @@ static uint64_t stage_addr(const struct client *c, const struct batch *b, unsign
 	       ((test_bit(b->locked, i) ? MEMEXT_STAGING_PAGES : 0) + (uint64_t)i) * PAGE_SIZE;
 }
 
-/* Victim selection: a clock over the page table. */
+/* Victim selection: the inactive list's clock (daemon/lru.c). */
 
-struct select_ctx {
-	struct client *c;
-	struct batch *b;
-	unsigned want;
-	uint64_t last_vpn;
-	uint64_t scanned;
-};
-
-static int select_one(uint64_t vpn, pte_t *pte, void *userdata)
+static int isolate_one(uint64_t vpn, pte_t *pte, void *userdata)
 {
-	struct select_ctx *s = userdata;
+	struct batch *b = userdata;
 
-	if (pte_type(*pte) != PTE_PRESENT)
-		return 0;
-	s->scanned++;
-	s->last_vpn = vpn;
-	if (*pte & PTE_REF) {
-		/* Second chance: touched since the hand last passed. */
-		*pte &= ~PTE_REF;
-		return 0;
-	}
 	if (*pte & PTE_CLEAN) {
 		/* Not written since it came back: its stored copy is still its content. */
-		set_bit(s->b->clean, s->b->nr);
-		s->b->handle[s->b->nr] = pte_payload(*pte);
+		set_bit(b->clean, b->nr);
+		b->handle[b->nr] = pte_payload(*pte);
 	}
-	*pte = pte_make(PTE_MOVING, 0, s->b->nr); /* payload: its staging slot */
-	s->b->vpn[s->b->nr++] = vpn;
-	return s->b->nr == s->want;
+	if (*pte & PTE_WORKINGSET)
+		set_bit(b->workingset, b->nr);
+	*pte = pte_make(PTE_MOVING, 0, b->nr); /* payload: its staging slot */
+	b->vpn[b->nr++] = vpn;
+	return 0;
 }
 
 /* Picks up to want victims and marks them MOVING. Lock held. */
 static void select_victims(struct client *c, struct batch *b, unsigned want)
 {
-	struct select_ctx s = {.c = c, .b = b, .want = want};
-	const uint64_t end = UINT64_MAX / PAGE_SIZE;
+	uint64_t scanned = 0, deactivated = c->lru.deactivated;
 
 	b->nr = 0;
 	memset(b->clean, 0, sizeof(b->clean));
-	/* Three half-turns at most: the first may only clear reference bits. */
-	for (int pass = 0; pass < 3 && b->nr < want; pass++) {
-		uint64_t from = pass % 2 == 0 ? c->clock_hand : 0;
-		uint64_t to = pass % 2 == 0 ? end : c->clock_hand;
-
-		s.last_vpn = to - 1;
-		if (pagetable_walk(c->pt, from, to, select_one, &s) == 0)
-			s.last_vpn = to - 1;
-		c->clock_hand = s.last_vpn + 1 >= end ? 0 : s.last_vpn + 1;
-		if (pass % 2 == 0 && b->nr < want)
-			c->clock_hand = 0;
-	}
-	atomic_fetch_add(&c->m->totals.reclaim_scanned, s.scanned);
+	memset(b->workingset, 0, sizeof(b->workingset));
+	lru_shrink(&c->lru, c->pt, c->nr_present, want, isolate_one, b, &scanned);
+	atomic_fetch_add(&c->m->totals.reclaim_scanned, scanned);
+	atomic_fetch_add(&c->m->totals.reclaim_deactivated, c->lru.deactivated - deactivated);
 }
 
 /* Talking to the agent. */
@@ -300,6 +276,8 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 				*pte = 0;
 			} else {
 				*pte = pte_make(PTE_STORED, 0, b->handle[i]);
+				*pagetable_shadow(c->pt, vpn) =
+					workingset_eviction(&c->lru, test_bit(b->workingset, i));
 				c->nr_stored++;
 				atomic_fetch_add(&c->stats.pswpout, 1);
 				atomic_fetch_add(&c->m->totals.pswpout, 1);

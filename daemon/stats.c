@@ -22,6 +22,8 @@ struct client_figures {
 	uint64_t budget_bytes, resident_pages, evicted_pages, cached_pages;
 	uint64_t pswpin, pswpout, faults, zero_faults, parked, move_failed, fault_usec_total;
 	uint64_t p50_usec, p99_usec;
+	uint64_t active_pages, inactive_pages;		/* resident pages on each LRU list */
+	uint64_t workingset_refault, workingset_activate, workingset_restore;
 	/* "untracked" (below track-above), "active", "draining", "drained", "forking",
 	 * "no-agent" */
 	const char *state;
@@ -49,6 +51,12 @@ static void figures_of(struct client *c, struct client_figures *f)
 	f->resident_pages = c->armed ? c->nr_present : c->rss_pages;
 	f->evicted_pages = c->nr_stored;
 	f->cached_pages = c->nr_cached;
+	f->active_pages = c->lru.nr_active;
+	/* MOVING entries count as inactive: they were isolated from that list. */
+	f->inactive_pages = c->nr_present > c->lru.nr_active ? c->nr_present - c->lru.nr_active : 0;
+	f->workingset_refault = c->lru.refault;
+	f->workingset_activate = c->lru.activate;
+	f->workingset_restore = c->lru.restore;
 	f->state = client_state(c);
 	pthread_mutex_unlock(&c->lock);
 	f->pid = c->pid;
@@ -156,26 +164,35 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			",\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64
 			",\"faults\":%" PRIu64 ",\"zero_faults\":%" PRIu64 ",\"parked_faults\":%" PRIu64
 			",\"move_failed\":%" PRIu64 ",\"fault_usec_mean\":%.1f,\"fault_usec_p50\":%" PRIu64
-			",\"fault_usec_p99\":%" PRIu64 "}",
+			",\"fault_usec_p99\":%" PRIu64 ",\"active_pages\":%" PRIu64
+			",\"inactive_pages\":%" PRIu64 ",\"workingset_refault\":%" PRIu64
+			",\"workingset_activate\":%" PRIu64 ",\"workingset_restore\":%" PRIu64 "}",
 			c->state, c->budget_bytes, c->resident_pages, c->evicted_pages,
 			c->cached_pages, c->pswpin,
 			c->pswpout, c->faults, c->zero_faults, c->parked, c->move_failed,
-			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec);
+			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec,
+			c->active_pages, c->inactive_pages, c->workingset_refault,
+			c->workingset_activate, c->workingset_restore);
 	}
 	fprintf(f,
 		"],\"totals\":{\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64 ",\"faults\":%" PRIu64
 		",\"zero_faults\":%" PRIu64 ",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
-		",\"reclaim_failed\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
+		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
+		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
+		",\"workingset_restore\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
 		atomic_load(&m->totals.readahead), atomic_load(&m->totals.pswpout_clean),
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
-		atomic_load(&m->totals.reclaim_failed),
-		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99));
+		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_deactivated),
+		atomic_load(&m->totals.workingset_refault),
+		atomic_load(&m->totals.workingset_activate),
+		atomic_load(&m->totals.workingset_restore), hist_quantile(snap, 0.50),
+		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
 			continue;
@@ -221,6 +238,23 @@ static void write_client_table(FILE *f, const struct client_figures *v, unsigned
 			format_size(v[i].resident_pages * PAGE_SIZE, b, sizeof(b)),
 			format_size(v[i].evicted_pages * PAGE_SIZE, c, sizeof(c)), v[i].pswpin,
 			v[i].pswpout, v[i].faults, v[i].p50_usec, v[i].p99_usec);
+}
+
+/* The lists and refault detection: totals, then one line per client. */
+static void write_text_lru(struct manager *m, FILE *f, const struct client_figures *v,
+			   unsigned n)
+{
+	fprintf(f, "workingset: %" PRIu64 " refaults, %" PRIu64 " activated, %" PRIu64
+		   " restored; %" PRIu64 " pages deactivated\n",
+		atomic_load(&m->totals.workingset_refault),
+		atomic_load(&m->totals.workingset_activate),
+		atomic_load(&m->totals.workingset_restore),
+		atomic_load(&m->totals.reclaim_deactivated));
+	for (unsigned i = 0; i < n; i++)
+		fprintf(f, "  pid %d: %" PRIu64 " active, %" PRIu64 " inactive pages; %" PRIu64
+			   " refaults, %" PRIu64 " activated, %" PRIu64 " restored\n",
+			v[i].pid, v[i].active_pages, v[i].inactive_pages, v[i].workingset_refault,
+			v[i].workingset_activate, v[i].workingset_restore);
 }
 
 static void write_text(struct manager *m, FILE *f, const struct client_figures *v, unsigned n,
@@ -273,6 +307,7 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "swap-in: %" PRIu64 " read ahead, %" PRIu64
 		   " first writes to clean pages\n",
 		atomic_load(&m->totals.readahead), atomic_load(&m->totals.wp_faults));
+	write_text_lru(m, f, v, n);
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.clients_seen));
@@ -323,6 +358,19 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		 offsetof(struct client_figures, pswpout), 1},
 		{"memext_client_faults_total", "counter", "Page faults of the client answered.",
 		 offsetof(struct client_figures, faults), 1},
+		{"memext_client_active_bytes", "gauge", "Client memory on the active LRU list.",
+		 offsetof(struct client_figures, active_pages), PAGE_SIZE},
+		{"memext_client_inactive_bytes", "gauge", "Client memory on the inactive LRU list.",
+		 offsetof(struct client_figures, inactive_pages), PAGE_SIZE},
+		{"memext_client_workingset_refault_total", "counter",
+		 "Evicted pages of the client brought back.",
+		 offsetof(struct client_figures, workingset_refault), 1},
+		{"memext_client_workingset_activate_total", "counter",
+		 "Refaults of the client within the workingset size, activated at once.",
+		 offsetof(struct client_figures, workingset_activate), 1},
+		{"memext_client_workingset_restore_total", "counter",
+		 "Activated refaults of the client that were active before eviction.",
+		 offsetof(struct client_figures, workingset_restore), 1},
 	};
 	uint64_t snap[HIST_BUCKETS], cum = 0;
 
@@ -360,6 +408,17 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   atomic_load(&m->totals.pswpout));
 	prom_value(f, "memext_reclaim_failed_total", "counter",
 		   "Pages the kernel refused to move out.", atomic_load(&m->totals.reclaim_failed));
+	prom_value(f, "memext_reclaim_deactivated_total", "counter",
+		   "Pages moved from the active to the inactive list.",
+		   atomic_load(&m->totals.reclaim_deactivated));
+	prom_value(f, "memext_workingset_refault_total", "counter",
+		   "Evicted pages brought back (refaults).", atomic_load(&m->totals.workingset_refault));
+	prom_value(f, "memext_workingset_activate_total", "counter",
+		   "Refaults within the workingset size, activated at once.",
+		   atomic_load(&m->totals.workingset_activate));
+	prom_value(f, "memext_workingset_restore_total", "counter",
+		   "Activated refaults that were active before their eviction.",
+		   atomic_load(&m->totals.workingset_restore));
 	prom_value(f, "memext_clients_seen_total", "counter", "Clients ever accepted.",
 		   atomic_load(&m->totals.clients_seen));
 	prom_value(f, "memext_system_mem_available_bytes", "gauge",

@@ -501,6 +501,27 @@ def check_adoption(daemon, clients):
     return problems
 
 
+def check_workingset(args, d):
+    """The refault-detection bounds (--max-workingset-refault, --min-workingset-activate)."""
+    failures = []
+    if args.max_workingset_refault is None and args.min_workingset_activate is None:
+        return failures
+    log(f"workingset: refault {d['workingset_refault']} (max {args.max_workingset_refault}), "
+        f"activate {d['workingset_activate']} (min {args.min_workingset_activate}), restore "
+        f"{d['workingset_restore']}, deactivated {d['reclaim_deactivated']}")
+    if d["workingset_refault"] <= 0:
+        failures.append("totals.workingset_refault did not grow")
+    if (args.max_workingset_refault is not None
+            and d["workingset_refault"] > args.max_workingset_refault):
+        failures.append(f"totals.workingset_refault grew by {d['workingset_refault']}, more "
+                        f"than {args.max_workingset_refault}: the hot pages were not kept")
+    if (args.min_workingset_activate is not None
+            and d["workingset_activate"] < args.min_workingset_activate):
+        failures.append(f"totals.workingset_activate grew by only {d['workingset_activate']}, "
+                        f"expected at least {args.min_workingset_activate}")
+    return failures
+
+
 def test_managed(args, tmp):
     budget = parse_size(args.budget)
     footprint = parse_size(args.footprint)
@@ -544,8 +565,9 @@ def test_managed(args, tmp):
             pids.update(c.peak.keys())
         after, gone_problems = wait_client_gone(daemon, pids, base, args.exit_timeout,
                                                  args.mem_used_slack)
-        d = {k: after["totals"][k] + daemon.carried.get(k, 0) - base["totals"][k]
-             for k in ("pswpout", "pswpin", "faults", "clients_seen")}
+        d = {k: after["totals"].get(k, 0) + daemon.carried.get(k, 0) - base["totals"].get(k, 0)
+             for k in ("pswpout", "pswpin", "faults", "clients_seen", "workingset_refault",
+                       "workingset_activate", "workingset_restore", "reclaim_deactivated")}
         if args.kill_daemon_at_phase:
             failures_crash = check_adoption(daemon, clients)
         else:
@@ -625,6 +647,7 @@ def test_managed(args, tmp):
                     failures.append(f"workload {c.pid}: pswpout grew by only {grew} pages "
                                     f"after phase '{args.pswpout_after_phase}', expected at "
                                     f"least {args.min_pswpout_after}: eviction stopped")
+        failures += check_workingset(args, d)
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -890,6 +913,10 @@ def main():
                     help="bytes store.mem_used_total may stay above its value before the test")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
+    ap.add_argument("--max-workingset-refault", type=int, default=None,
+                    help="totals.workingset_refault may grow by at most this many pages")
+    ap.add_argument("--min-workingset-activate", type=int, default=None,
+                    help="totals.workingset_activate must grow by at least this many pages")
     ap.add_argument("--rss-bound", default=None,
                     help="peak RssAnon allowed (size), instead of budget * 1.25 + 16 MiB: for runs "
                          "where eviction is meant to stop, e.g. at the store's limit")
