@@ -101,6 +101,7 @@ struct client {
 	 * through us, and rss_pages is what it has resident. */
 	bool armed;
 	uint64_t rss_pages;
+	bool release_failed; /* the daemon stops but could not give it every page back */
 	unsigned fruitless_batches; /* in a row; stops throttling while reclaim cannot help */
 
 	struct client_counters stats;

@@ -715,6 +715,39 @@ static void on_timer(struct daemon *d)
 	notify_systemd(d, now);
 }
 
+/*
+ * Whether the machine has room for every evicted page to come back, as swapoff checks before
+ * it starts. If not, the stop is refused: nothing would be lost (the pages stay in pmem), but
+ * the applications could not run on without memext either.
+ */
+static bool stop_fits(struct daemon *d)
+{
+	struct store_stats st;
+	struct sysmem sys;
+	uint64_t need, room;
+	char a[32], b[32];
+
+	store_get_stats(d->m.store, &st);
+	/* Coming back, the pages take their size and give back the store's memory. */
+	need = st.orig_data_size > st.mem_used_total ? st.orig_data_size - st.mem_used_total : 0;
+	if (need == 0 || sysmem_read(d->m.cfg.meminfo_path ? d->m.cfg.meminfo_path : "/proc/meminfo",
+				     NULL, &sys) < 0)
+		return true;
+	/* Keep the min watermark free, as the kernel would. */
+	room = sys.available_bytes > sys.total_bytes / 100 * d->m.cfg.wmark_min_pct
+		       ? sys.available_bytes - sys.total_bytes / 100 * d->m.cfg.wmark_min_pct
+		       : 0;
+	if (need <= room)
+		return true;
+	format_size(need, a, sizeof(a));
+	format_size(room, b, sizeof(b));
+	log_error("stop refused: the evicted pages need %s more memory to come back, %s is "
+		  "available; stop some clients (or free memory) and try again",
+		  a, b);
+	(void)sd_notifyf(0, "STATUS=stop refused: evicted pages need %s, %s available", a, b);
+	return false;
+}
+
 static int on_signal(struct daemon *d)
 {
 	struct signalfd_siginfo si;
@@ -724,6 +757,8 @@ static int on_signal(struct daemon *d)
 	switch (si.ssi_signo) {
 	case SIGTERM:
 	case SIGINT:
+		if (!stop_fits(d))
+			break;
 		log_info("stopping: giving every client its pages back");
 		d->quit = true;
 		break;
@@ -1176,8 +1211,25 @@ static int setup(struct daemon *d)
 static void teardown(struct daemon *d)
 {
 	struct manager *m = &d->m;
+	unsigned kept = 0;
 
 	drain_all(m);
+	for (struct client *c = m->clients; c; c = c->next)
+		kept += c->release_failed && !c->dead;
+	if (kept) {
+		/*
+		 * Freeing their pages would lose them: leave the store and the page tables in pmem
+		 * as a crash would, for the next memextd to adopt (the clients wait for it).
+		 */
+		log_error("%u client(s) still have evicted pages: they wait for the next memextd, "
+			  "which adopts them",
+			  kept);
+		/* The others are let go: nothing of theirs for a successor to adopt. */
+		for (struct client *c = m->clients; c; c = c->next)
+			if (!c->release_failed)
+				client_record_detach(c);
+		return;
+	}
 	reclaim_stop(m);
 	fault_threads_stop(m);
 	while (m->clients) {

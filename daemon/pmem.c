@@ -162,7 +162,9 @@ void pmem_free(void *p, size_t bytes)
 		munmap(p, pages * PAGE_SIZE);
 		return;
 	}
-	(void)madvise(p, pages * PAGE_SIZE, MADV_REMOVE);
+	/* Reused only if it reads zero again: pmem_alloc() promises zeroed memory. */
+	if (madvise(p, pages * PAGE_SIZE, MADV_REMOVE) < 0)
+		return;
 	pthread_mutex_lock(&P.lock);
 	if (P.nr_free == P.cap_free) {
 		size_t cap = P.cap_free ? P.cap_free * 2 : 64;

@@ -578,7 +578,13 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	pthread_mutex_unlock(&c->lock);
 	r = drain_client(rc, c);
 	if (r < 0 && r != -ESRCH) {
-		log_error_errno(r, "client %d: pages could not all be given back: %m", c->pid);
+		/* Its pages stay in pmem for the next memextd, which it waits for (adopt.h). */
+		log_error_errno(r, "client %d: pages could not all be given back, keeping them for "
+				   "the next memextd: %m",
+				c->pid);
+		pthread_mutex_lock(&c->lock);
+		c->release_failed = true;
+		pthread_mutex_unlock(&c->lock);
 		return;
 	}
 	pthread_rwlock_wrlock(&c->resolve_lock);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wl-random SIZE THREADS OPS [--pause-after-fill]
+ * wl-random SIZE THREADS OPS [--pause-after-fill | --wait-after-fill]
  *
  * Several threads fault at once over one region of SIZE bytes. Every fourth page is read-only
  * after the fill and read by every thread (so several threads fault the same evicted page at
@@ -9,6 +9,7 @@
  * checks them. At the end the main thread checks every page against what it must hold.
  *
  * --pause-after-fill: print "phase filled" and wait to be killed (the crash test).
+ * --wait-after-fill: print "phase filled", wait for SIGUSR1, then go on (the stop test).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -110,18 +111,22 @@ static void run_threads(void *(*fn)(void *))
 
 int main(int argc, char **argv)
 {
-	bool pause_after_fill = false;
+	bool pause_after_fill = false, wait_after_fill = false;
 
 	wl_set_prog(argv[0]);
 	if (argc < 4 || argc > 5)
-		wl_die("usage: %s SIZE THREADS OPS_PER_THREAD [--pause-after-fill]", argv[0]);
+		wl_die("usage: %s SIZE THREADS OPS_PER_THREAD [--pause-after-fill | --wait-after-fill]",
+		       argv[0]);
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	nr_threads = (unsigned)wl_parse_u64(argv[2]);
 	nr_ops = wl_parse_u64(argv[3]);
 	if (argc == 5) {
-		if (strcmp(argv[4], "--pause-after-fill"))
+		if (strcmp(argv[4], "--pause-after-fill") == 0)
+			pause_after_fill = true;
+		else if (strcmp(argv[4], "--wait-after-fill") == 0)
+			wait_after_fill = true;
+		else
 			wl_die("unknown option %s", argv[4]);
-		pause_after_fill = true;
 	}
 	if (!nr_pages || !nr_threads || nr_threads > 64)
 		wl_die("bad SIZE or THREADS");
@@ -139,6 +144,17 @@ int main(int argc, char **argv)
 		wl_phase("filled");
 		for (;;)
 			pause();
+	}
+	if (wait_after_fill) {
+		/* Until SIGUSR1 (the stop test: the daemon goes away meanwhile). */
+		sigset_t set;
+		int sig;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+		wl_phase("filled");
+		sigwait(&set, &sig);
 	}
 
 	wl_phase("random");
