@@ -17,6 +17,7 @@
 #include "client.h"
 #include "log.h"
 #include "manager.h"
+#include "readahead.h"
 #include "store.h"
 #include "sysmem.h"
 #include "uffd-compat.h"
@@ -548,10 +549,7 @@ static unsigned readahead_plan(struct client *c, uint64_t vpn, uint64_t *ret_vpn
 {
 	unsigned n = 0;
 
-	if (vpn == c->ra_next_vpn)
-		c->ra_window = c->ra_window ? MIN(c->ra_window * 2, (unsigned)RA_MAX_PAGES) : 2;
-	else
-		c->ra_window /= 2;
+	c->ra_window = readahead_window_next(c->ra_window, vpn == c->ra_next_vpn, RA_MAX_PAGES);
 	for (unsigned i = 1; i <= c->ra_window; i++) {
 		pte_t *pte = pagetable_lookup(c->pt, vpn + i);
 
