@@ -848,38 +848,35 @@ _public_ void closefrom(int lowfd)
 	errno = saved;
 }
 
+/* What dup2() and dup3() do before the kernel's: never hand out a shim fd, and move one that
+ * sits at the target number. 0, or -errno. */
+static int dup_prepare(int oldfd, int newfd)
+{
+	if (shim_fd_here(oldfd))
+		return -EBADF;
+	if (oldfd != newfd && shim_fd_here(newfd))
+		return fd_evacuate(newfd);
+	return 0;
+}
+
 _public_ int dup2(int oldfd, int newfd)
 {
-	int r;
+	int r = dup_prepare(oldfd, newfd);
 
-	if (shim_fd_here(oldfd)) {
-		errno = EBADF;
+	if (r < 0) {
+		errno = -r;
 		return -1;
-	}
-	if (oldfd != newfd && shim_fd_here(newfd)) {
-		r = fd_evacuate(newfd);
-		if (r < 0) {
-			errno = -r;
-			return -1;
-		}
 	}
 	return __dup2(oldfd, newfd);
 }
 
 _public_ int dup3(int oldfd, int newfd, int flags)
 {
-	int r;
+	int r = dup_prepare(oldfd, newfd);
 
-	if (shim_fd_here(oldfd)) {
-		errno = EBADF;
+	if (r < 0) {
+		errno = -r;
 		return -1;
-	}
-	if (oldfd != newfd && shim_fd_here(newfd)) {
-		r = fd_evacuate(newfd);
-		if (r < 0) {
-			errno = -r;
-			return -1;
-		}
 	}
 	return (int)syscall(SYS_dup3, oldfd, newfd, flags);
 }

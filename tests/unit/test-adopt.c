@@ -25,13 +25,7 @@
 #include "daemon/store.h"
 #include "shared/macro.h"
 
-#define check(expr)                                                                              \
-	do {                                                                                     \
-		if (!(expr)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
+#include "check.h"
 
 #define NR_PAGES 6000
 

@@ -9,13 +9,7 @@
 
 #include "daemon/readahead.h"
 
-#define check(expr)                                                                              \
-	do {                                                                                     \
-		if (!(expr)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
+#include "check.h"
 
 #define MAX 32
 

@@ -12,13 +12,7 @@
 
 #include "daemon/sysmem.h"
 
-#define check(expr)                                                                              \
-	do {                                                                                     \
-		if (!(expr)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
+#include "check.h"
 
 static char dir[] = "/tmp/test-sysmem-XXXXXX";
 

@@ -19,13 +19,7 @@
 #include "daemon/zpool.h"
 #include "macro.h"
 
-#define check(expr)                                                                              \
-	do {                                                                                     \
-		if (!(expr)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-			abort();                                                                 \
-		}                                                                                \
-	} while (0)
+#include "check.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
