@@ -501,6 +501,12 @@ static int accept_client(struct daemon *d)
 		proto_init_header(&pm.h, MSG_AGENT_PMEM, sizeof(pm), 0);
 		(void)proto_send(c->agent_fd, &pm, sizeof(pm), &pfd, 1);
 	}
+	{
+		struct msg_agent_budget mb = {.budget_bytes = c->budget_pages * PAGE_SIZE};
+
+		proto_init_header(&mb.h, MSG_AGENT_BUDGET, sizeof(mb), 0);
+		(void)proto_send(c->agent_fd, &mb, sizeof(mb), NULL, 0);
+	}
 	/* A resumed client's memory is registered already: its uffd outlived the daemon. */
 	if ((hello.flags & HELLO_RESUME) || should_arm(m, c))
 		arm_client(c);
@@ -695,7 +701,8 @@ static void on_timer(struct daemon *d)
 		int64_t untracked;
 
 		if (!c->armed) {
-			if (should_arm(m, c))
+			/* A fault means the shim registered a mapping that could not wait. */
+			if (should_arm(m, c) || atomic_load(&c->stats.faults))
 				arm_client(c);
 			client_unref(c);
 			continue;

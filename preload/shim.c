@@ -78,6 +78,7 @@ static struct {
 	unsigned control_gen;	 /* the generation control_fd was made for */
 	bool released; /* the daemon let go of us for good (it stopped cleanly) */
 	bool armed;    /* the daemon tracks our memory: register large mappings early */
+	uint64_t daemon_budget_bytes; /* what the daemon gives us (MSG_AGENT_BUDGET); 0: none */
 	char comm[16]; /* the main thread's name, for hellos the agent sends */
 
 	void *staging;
@@ -360,6 +361,11 @@ static void *agent_main(void *arg)
 			break;
 		case MSG_AGENT_ARM:
 			__atomic_store_n(&S.armed, true, __ATOMIC_RELEASE);
+			break;
+		case MSG_AGENT_BUDGET:
+			__atomic_store_n(&S.daemon_budget_bytes,
+					 ((const struct msg_agent_budget *)buf)->budget_bytes,
+					 __ATOMIC_RELEASE);
 			break;
 		case MSG_AGENT_RELEASE:
 			/* Every page is back and nothing is registered: run on without memext. */
@@ -1172,6 +1178,49 @@ static void fork_child(void)
  */
 #define EARLY_REGISTER_MIN_BYTES (256 * 1024)
 
+/* Resident bytes of this process, from /proc/self/statm; 0 when it cannot be read. */
+static uint64_t self_rss_bytes(void)
+{
+	/* By hand, no stdio: mmap() is async-signal-safe and so must its interposer be. */
+	char buf[128];
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	uint64_t resident = 0;
+	ssize_t n;
+	char *p;
+
+	if (fd < 0)
+		return 0;
+	n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	sys_close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "size resident shared ...": the second field, in pages. */
+	p = memchr(buf, ' ', (size_t)n);
+	if (!p)
+		return 0;
+	for (p++; *p >= '0' && *p <= '9'; p++)
+		resident = resident * 10 + (uint64_t)(*p - '0');
+	return resident * PAGE_SIZE;
+}
+
+/*
+ * Whether to register a new mapping at once. Once the daemon tracks us, always. Before
+ * (below track-above), only a mapping that could take us past the budget by itself: the
+ * daemon looks at our resident size every 10 ms, and a program that maps and fills such a
+ * buffer (stress-ng, memtester's mlock) would run far past its budget in that time.
+ */
+static bool register_now(uint64_t len)
+{
+	uint64_t budget = __atomic_load_n(&S.daemon_budget_bytes, __ATOMIC_ACQUIRE);
+
+	if (__atomic_load_n(&S.armed, __ATOMIC_ACQUIRE))
+		return true;
+	if (!budget)
+		budget = S.budget_bytes;
+	return budget && self_rss_bytes() + len > budget;
+}
+
 static void early_register(uint64_t start, uint64_t len)
 {
 	struct uffdio_register reg = {
@@ -1181,8 +1230,7 @@ static void early_register(uint64_t start, uint64_t len)
 	};
 	int saved = errno, uffd = __atomic_load_n(&S.uffd, __ATOMIC_ACQUIRE);
 
-	if (__atomic_load_n(&S.armed, __ATOMIC_ACQUIRE) && len >= EARLY_REGISTER_MIN_BYTES &&
-	    uffd >= 0)
+	if (len >= EARLY_REGISTER_MIN_BYTES && uffd >= 0 && register_now(len))
 		(void)ioctl(uffd, UFFDIO_REGISTER, &reg);
 	errno = saved;
 }

@@ -79,6 +79,9 @@ int proto_check(const void *buf, size_t n)
 	case MSG_CONTROL_ATTACH:
 		want = sizeof(struct msg_control_attach);
 		break;
+	case MSG_AGENT_BUDGET:
+		want = sizeof(struct msg_agent_budget);
+		break;
 	default:
 		return -EBADMSG;
 	}

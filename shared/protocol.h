@@ -48,6 +48,7 @@ enum msg_type {
 	MSG_AGENT_ARM,
 	MSG_AGENT_PMEM,
 	MSG_CONTROL_ATTACH,
+	MSG_AGENT_BUDGET,
 	_MSG_TYPE_MAX,
 };
 
@@ -149,6 +150,14 @@ struct msg_agent_arm {
  * holds it in its own fd table (never maps it), so evicted pages outlive a daemon crash. */
 struct msg_agent_pmem {
 	struct msg_header h;
+};
+
+/* Right after the hello, on the agent socket: the budget the daemon gives this process (its
+ * MEMEXT_BUDGET, its [app:NAME] section's, or the default). Before the process is tracked, the
+ * shim registers at once a mapping that could take it past this by itself (early_register). */
+struct msg_agent_budget {
+	struct msg_header h;
+	uint64_t budget_bytes; /* 0: none */
 };
 
 /* The first message on a new control socket of a client the daemon serves already (its old
