@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 	wl_phase("fill");
 	for (size_t p = 0; p < nr_pages; p++)
 		wl_page_fill(page_addr(p), p, 0, SALT_PREFORK);
-	wl_wait_evicted("before fork", region, nr_pages / 2 * WL_PAGE_SIZE, 900,
+	wl_wait_evicted("before fork", region, nr_pages / 2 * WL_PAGE_SIZE, 500,
 			wl_expect_eviction(), 30);
 
 	if (pipe(to_child) < 0 || pipe(to_parent) < 0)

@@ -121,7 +121,7 @@ static void file_copy(void)
 
 	wl_phase("overwrite");
 	fill(src, 9, SALT_OTHER);
-	wl_wait_evicted("source before pread", src, half_len / 2, 900, require_eviction, 60);
+	wl_wait_evicted("source before pread", src, half_len / 2, 500, require_eviction, 60);
 
 	wl_phase("pread");
 	for (off = 0; off < half_len;) {
@@ -153,8 +153,10 @@ int main(int argc, char **argv)
 	wl_phase("fill");
 	fill(src, 0, SALT_DATA);
 	fill(dst, 9, SALT_OTHER);
-	wl_wait_evicted("source before write", src, half_len / 2, 900, require_eviction, 60);
-	wl_wait_evicted("destination before read", dst, half_len / 4, 900, require_eviction, 60);
+	/* At least half of each buffer evicted: which pages go is the LRU's choice, and reclaim
+	 * stops at the high watermark, so no exact share can be waited for. */
+	wl_wait_evicted("source before write", src, half_len / 2, 500, require_eviction, 60);
+	wl_wait_evicted("destination before read", dst, half_len / 4, 500, require_eviction, 60);
 
 	wl_phase("pipe");
 	pipe_copy();
@@ -162,7 +164,7 @@ int main(int argc, char **argv)
 	check("source after the pipe", src, 0, SALT_DATA);
 
 	wl_phase("pwrite");
-	wl_wait_evicted("destination before pwrite", dst, half_len / 2, 900, require_eviction, 60);
+	wl_wait_evicted("destination before pwrite", dst, half_len / 2, 500, require_eviction, 60);
 	file_copy();
 	check("source after pread", src, 0, SALT_DATA);
 	check("destination at the end", dst, 0, SALT_DATA);
