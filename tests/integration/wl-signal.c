@@ -126,6 +126,14 @@ static void *worker(void *arg)
 
 	if (sigaltstack(&ss, NULL) < 0)
 		wl_die("sigaltstack: %m");
+	/* Blocked until now (run_workers()): a SIGUSR1 sent before the altstack was set waits. */
+	{
+		sigset_t usr1;
+
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1);
+		pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+	}
 	if (pipe(fds) < 0)
 		wl_die("pipe: %m");
 	for (uint64_t i = 0; i < nr_ops; i++) {
@@ -187,6 +195,10 @@ static void run_workers(void)
 
 	install(SIGALRM, on_alrm, 0);
 	install(SIGUSR1, on_usr1, SA_ONSTACK);
+	/* Workers inherit SIGUSR1 blocked and unblock it once their altstack is set. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	for (unsigned w = 0; w < nr_workers; w++)
 		if ((errno = pthread_create(&workers[w], NULL, worker, (void *)(uintptr_t)w)))
 			wl_die("pthread_create: %m");
