@@ -34,6 +34,12 @@ echo "== memextctl stats (while the demo runs)"
 "$build/daemon/memextctl" --stats-socket "$dir/stats.sock" stats || true
 grep -E 'VmHWM|VmRSS|RssAnon' "/proc/$app/status" 2>/dev/null || true
 wait "$app"
+# The daemon lets go of a client when its pidfd says so: give it a moment to.
+for _ in $(seq 50); do
+	"$build/daemon/memextctl" --stats-socket "$dir/stats.sock" stats --json 2>/dev/null |
+		grep -q "\"pid\":$app[,}]" || break
+	sleep 0.1
+done
 echo "== memextctl stats (after the demo exited)"
 "$build/daemon/memextctl" --stats-socket "$dir/stats.sock" stats
 echo "== memextd log"
