@@ -88,10 +88,8 @@ int client_record_attach(struct client *c)
 	if (!rec)
 		return -ENOMEM;
 	rec->pid = c->pid;
-	rec->flags = c->flags;
 	rec->start_time = proc_start_time(c->pid);
 	rec->pt_root = pagetable_root_addr(c->pt);
-	rec->staging = c->staging;
 	pthread_mutex_lock(&table_lock);
 	for (i = 0; i < CLIENT_TABLE_SLOTS && table->slot[i]; i++)
 		;

@@ -31,10 +31,9 @@ struct manager;
 struct client_record {
 	uint64_t magic; /* set last when the record is published, cleared first when retired */
 	int32_t pid;
-	uint32_t flags;	     /* HELLO_* */
+	uint32_t pad;
 	uint64_t start_time; /* /proc/PID/stat field 22: a reused pid is another process */
 	uint64_t pt_root;    /* pagetable_root_addr() */
-	struct mem_range staging;
 	/* The uffd is read into this; a message's event is zeroed once it is applied. */
 	struct uffd_msg journal[CLIENT_JOURNAL_MSGS];
 };

@@ -737,8 +737,7 @@ static bool stop_fits(struct daemon *d)
 	store_get_stats(d->m.store, &st);
 	/* Coming back, the pages take their size and give back the store's memory. */
 	need = st.orig_data_size > st.mem_used_total ? st.orig_data_size - st.mem_used_total : 0;
-	if (need == 0 || sysmem_read(d->m.cfg.meminfo_path ? d->m.cfg.meminfo_path : "/proc/meminfo",
-				     NULL, &sys) < 0)
+	if (need == 0 || sysmem_read(d->m.cfg.meminfo_path, NULL, &sys) < 0)
 		return true;
 	/* Keep the min watermark free, as the kernel would. */
 	room = sys.available_bytes > sys.total_bytes / 100 * d->m.cfg.wmark_min_pct

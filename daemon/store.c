@@ -741,7 +741,9 @@ static void store_maybe_compact(struct store *s)
 
 /* Stores n bytes of data (a compressed page, or a raw one when n is PAGE_SIZE). Returns 0 and
  * the payload (codec bits | zpool handle), -ENOSPC at the limit, -ENOMEM. */
-static int pool_put(struct store *s, const void *data, size_t n, uint64_t *ret_payload)
+/* Keeps n bytes that codec_bits's codec made (or a raw page) in the pool; counts them. */
+static int pool_put(struct store *s, const void *data, size_t n, uint64_t codec_bits,
+		    uint64_t *ret_payload)
 {
 	uint32_t ph;
 	int r;
@@ -755,7 +757,7 @@ static int pool_put(struct store *s, const void *data, size_t n, uint64_t *ret_p
 		atomic_fetch_add(&s->huge_pages, 1);
 	atomic_fetch_add(&s->compr_data_size, (uint64_t)n);
 	atomic_fetch_add(&s->pool_pages, 1);
-	*ret_payload = s->codec_bits | ph;
+	*ret_payload = codec_bits | ph;
 	return 0;
 }
 
@@ -781,6 +783,24 @@ static bool tier_names(struct tier_entry *e, uint64_t payload)
 	return (kind == TS_POOL || kind == TS_WB) && (st & TS_PAYLOAD_MASK) == payload;
 }
 
+/* Whether payload is a codec id and a zpool handle and nothing else. */
+static bool pool_payload_valid(uint64_t payload)
+{
+	return ((payload >> H_CODEC_SHIFT) & H_CODEC_MASK) < ARRAY_SIZE(store_codecs) &&
+	       !(payload & ~(H_POOL_MASK | H_CODEC_MASK << H_CODEC_SHIFT));
+}
+
+/* A pool object of payload's codec back into a page: a PAGE_SIZE object is the raw page. */
+static int object_to_page(uint64_t payload, const void *data, size_t len, void *page)
+{
+	if (len == PAGE_SIZE) {
+		memcpy(page, data, PAGE_SIZE);
+		return 0;
+	}
+	return store_codecs[(payload >> H_CODEC_SHIFT) & H_CODEC_MASK]->decompress(data, len, page,
+										     PAGE_SIZE);
+}
+
 /*
  * Decompresses the pool object payload names into page. With e, the object is the page's only
  * while e still names it, which is checked once it is pinned: -ESTALE when not (look again).
@@ -788,14 +808,12 @@ static bool tier_names(struct tier_entry *e, uint64_t payload)
  */
 static int pool_load(struct store *s, uint64_t payload, void *page, struct tier_entry *e)
 {
-	uint64_t id = (payload >> H_CODEC_SHIFT) & H_CODEC_MASK;
 	uint32_t ph = (uint32_t)(payload & H_POOL_MASK);
 	const void *data;
 	size_t len;
 	int r;
 
-	if (id >= ARRAY_SIZE(store_codecs) ||
-	    (payload & ~(H_POOL_MASK | H_CODEC_MASK << H_CODEC_SHIFT)))
+	if (!pool_payload_valid(payload))
 		return -ENOENT;
 	r = zpool_obj_map(s->pool, ph, &data, &len);
 	if (e && !tier_names(e, payload)) {
@@ -806,10 +824,7 @@ static int pool_load(struct store *s, uint64_t payload, void *page, struct tier_
 	if (r < 0)
 		return r;
 	/* Decompressed straight out of the pool: the pin keeps compaction off these bytes. */
-	if (len == PAGE_SIZE)
-		memcpy(page, data, PAGE_SIZE);
-	else
-		r = store_codecs[id]->decompress(data, len, page, PAGE_SIZE);
+	r = object_to_page(payload, data, len, page);
 	zpool_obj_unmap(s->pool, ph);
 	if (r == -EBADMSG)
 		atomic_fetch_add(&s->failed_loads, 1);
@@ -1149,7 +1164,8 @@ static int save_tiered(struct store *s, const void *page, const void *data, size
 	}
 
 	/* zpool enforces its limit on its own memory; the table's share is checked here. */
-	r = tier_used(s) + n > s->pool_limit ? -ENOSPC : pool_put(s, data, n, &payload);
+	r = tier_used(s) + n > s->pool_limit ? -ENOSPC
+					       : pool_put(s, data, n, s->codec_bits, &payload);
 	if (r == -ENOSPC) {
 		if (!atomic_exchange(&s->pool_full, true))
 			atomic_fetch_add(&s->pool_limit_hit, 1);
@@ -1214,7 +1230,7 @@ static int save_locked(struct store *s, const void *page, uint64_t *ret_handle)
 	if (s->tiered && !same)
 		return save_tiered(s, page, data, (size_t)n, ret_handle);
 
-	r = pool_put(s, data, (size_t)n, &payload);
+	r = pool_put(s, data, (size_t)n, s->codec_bits, &payload);
 	if (r < 0)
 		return r;
 	atomic_fetch_add(&s->stored_pages, 1);
@@ -1596,22 +1612,14 @@ int store_get_swap_stats(struct store *s, struct store_swap_stats *ret, size_t n
 static int view_pool_load(const struct pmem_view *v, const struct store *old, uint64_t payload,
 			  void *page)
 {
-	uint64_t id = (payload >> H_CODEC_SHIFT) & H_CODEC_MASK;
-	uint32_t ph = (uint32_t)(payload & H_POOL_MASK);
 	_Alignas(8) unsigned char obj[PAGE_SIZE];
 	int len;
 
-	if (id >= ARRAY_SIZE(store_codecs) ||
-	    (payload & ~(H_POOL_MASK | H_CODEC_MASK << H_CODEC_SHIFT)))
+	if (!pool_payload_valid(payload))
 		return -ENOENT;
-	len = zpool_view_read(v, (uint64_t)(uintptr_t)old->pool, ph, obj, sizeof(obj));
-	if (len < 0)
-		return len;
-	if (len == PAGE_SIZE) {
-		memcpy(page, obj, PAGE_SIZE);
-		return 0;
-	}
-	return store_codecs[id]->decompress(obj, (size_t)len, page, PAGE_SIZE);
+	len = zpool_view_read(v, (uint64_t)(uintptr_t)old->pool, (uint32_t)(payload & H_POOL_MASK),
+			      obj, sizeof(obj));
+	return len < 0 ? len : object_to_page(payload, obj, (size_t)len, page);
 }
 
 static int view_same_load(const struct pmem_view *v, const struct store *old, uint64_t handle,
@@ -1685,28 +1693,20 @@ int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t hand
 static int adopt_pool_object(struct store *s, const struct pmem_view *v, const struct store *old,
 			     uint64_t old_handle, uint64_t *ret_handle)
 {
-	uint64_t id = (old_handle >> H_CODEC_SHIFT) & H_CODEC_MASK;
 	_Alignas(8) unsigned char obj[PAGE_SIZE];
-	uint32_t ph;
 	int len, r;
 
-	if (s->cfg.backend != STORE_BACKEND_POOL || id >= ARRAY_SIZE(store_codecs) ||
-	    (old_handle & ~(H_POOL_MASK | H_CODEC_MASK << H_CODEC_SHIFT)))
+	if (s->cfg.backend != STORE_BACKEND_POOL || !pool_payload_valid(old_handle))
 		return -EOPNOTSUPP;
 	len = zpool_view_read(v, (uint64_t)(uintptr_t)old->pool, (uint32_t)(old_handle & H_POOL_MASK),
 			      obj, sizeof(obj));
 	if (len < 0)
 		return len;
-	r = zpool_obj_store(s->pool, obj, (size_t)len, &ph);
+	r = pool_put(s, obj, (size_t)len, old_handle & (H_CODEC_MASK << H_CODEC_SHIFT), ret_handle);
 	if (r < 0)
 		return r;
-	if (len == PAGE_SIZE)
-		atomic_fetch_add(&s->huge_pages, 1);
-	atomic_fetch_add(&s->compr_data_size, (uint64_t)len);
-	atomic_fetch_add(&s->pool_pages, 1);
 	atomic_fetch_add(&s->stored_pages, 1);
 	store_track_max(s);
-	*ret_handle = id << H_CODEC_SHIFT | ph;
 	return 0;
 }
 

@@ -513,36 +513,11 @@ static int start_agent(void)
 
 /*
  * poll() for one fd, through signal handlers: after fork() the child inherits the
- * application's handlers, and a signal during the hello must not make it give up on a
- * daemon that has already taken its uffd. 0, -ETIMEDOUT or -errno.
+ * application's handlers, and a signal during the hello must not make it give up on a daemon
+ * that has already taken its uffd. System calls only: the agent runs this when no daemon
+ * serves faults (reconnect()). -1 waits for ever. 0, -ETIMEDOUT or -errno.
  */
-static int wait_readable(struct pollfd *p, int timeout_msec)
-{
-	struct timespec now, end;
-	int r;
-
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += timeout_msec / 1000;
-	end.tv_nsec += (long)(timeout_msec % 1000) * 1000000L;
-	for (;;) {
-		long left_msec;
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left_msec = (end.tv_sec - now.tv_sec) * 1000 +
-			    (end.tv_nsec - now.tv_nsec) / 1000000;
-		r = poll(p, 1, (int)MAX(left_msec, 0));
-		if (r > 0)
-			return 0;
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
-/* poll() through signal handlers (see wait_readable()), with system calls only: the agent
- * runs this when no daemon serves faults (reconnect()). -1 waits for ever. */
-static int sys_wait_readable(int fd, int timeout_msec)
+static int wait_readable(int fd, int timeout_msec)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	struct timespec now, end;
@@ -608,7 +583,7 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	if (r < 0)
 		return r;
 	/* Adopting our pages after a crash takes the daemon a while: no timeout then. */
-	r = sys_wait_readable(ctl, resume ? -1 : HELLO_TIMEOUT_MSEC);
+	r = wait_readable(ctl, resume ? -1 : HELLO_TIMEOUT_MSEC);
 	if (r < 0)
 		return r;
 	do
@@ -1043,7 +1018,6 @@ static int control_reattach(void)
 	struct msg_control_attach m = {.pid = getpid()};
 	struct msg_hello_ack ack;
 	int old = control_fd(), fd = move_high(connect_daemon()), r;
-	struct pollfd p;
 	struct stat st;
 	ssize_t n;
 
@@ -1059,9 +1033,8 @@ static int control_reattach(void)
 	}
 	proto_init_header(&m.h, MSG_CONTROL_ATTACH, sizeof(m), 0);
 	r = proto_send(fd, &m, sizeof(m), NULL, 0);
-	p = (struct pollfd){.fd = fd, .events = POLLIN};
 	if (r == 0)
-		r = wait_readable(&p, HELLO_TIMEOUT_MSEC);
+		r = wait_readable(fd, HELLO_TIMEOUT_MSEC);
 	if (r < 0)
 		goto fail;
 	do
