@@ -27,6 +27,7 @@
 #include "client.h"
 #include "config.h"
 #include "fault.h"
+#include "forkshare.h"
 #include "log.h"
 #include "manager.h"
 #include "maps.h"
@@ -285,6 +286,7 @@ static int accept_client(struct daemon *d)
 	unsigned nr_fds = MEMEXT_MAX_FDS;
 	_cleanup_close_ int fd = -1;
 	struct client *c = NULL;
+	struct fork_share *share = NULL;
 	struct pollfd p;
 	ssize_t n;
 	int r;
@@ -327,6 +329,10 @@ static int accept_client(struct daemon *d)
 		doom_client(d, c, "was replaced (exec)");
 	c = NULL;
 
+	/* A fork child: its parent's evicted pages, if a snapshot waits for it (forkshare.h). */
+	if (hello.flags & HELLO_FORK_CHILD)
+		share = fork_share_claim(m, hello.parent_pid, hello.fork_token, cred.uid);
+
 	budget = client_budget(d, &hello);
 	r = client_new(m, &hello, budget, fd, fds, &c);
 	if (r < 0) {
@@ -334,6 +340,9 @@ static int accept_client(struct daemon *d)
 		goto fail;
 	}
 	fd = -1;
+	/* No agent yet (a fork child starts it after the hello): nothing can be evicted. */
+	if (!c->agent_tid)
+		c->evict_paused = true;
 	c->user = calloc(1, sizeof(struct client_watches));
 	if (!c->user)
 		goto fail_client;
@@ -355,6 +364,16 @@ static int accept_client(struct daemon *d)
 	pthread_mutex_unlock(&m->clients_lock);
 	atomic_fetch_add(&m->totals.clients_seen, 1);
 
+	/* Before the answer: the child waits for it and touches none of its memory until then,
+	 * so its memory is registered before it can read a shared page. */
+	if (share) {
+		r = fork_share_attach(c, TAKE_PTR(share));
+		if (r < 0 && r != -ESRCH)
+			log_warning_errno(r, "client %d: sharing its parent's evicted pages: %m",
+					  c->pid);
+		log_info("client %d: shares %" PRIu64 " evicted pages with its parent %d", c->pid,
+			 c->nr_stored, (int)c->parent_pid);
+	}
 	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
 	ack.client_id = c->id;
 	(void)proto_send(c->control_fd, &ack, sizeof(ack), NULL, 0);
@@ -372,11 +391,13 @@ static int accept_client(struct daemon *d)
 
 fail_client:
 	log_warning("cannot take client %d: out of resources", hello.pid);
+	fork_share_free(m->store, TAKE_PTR(share));
 	if (c->control_fd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
 	client_unref(c);
 	return 0;
 fail:
+	fork_share_free(m->store, share);
 	for (unsigned i = 0; i < nr_fds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -385,7 +406,11 @@ fail:
 
 static void handle_control(struct daemon *d, struct client *c)
 {
-	struct msg_fork msg;
+	union {
+		struct msg_header h;
+		struct msg_fork fork;
+		struct msg_agent_started agent;
+	} msg;
 	ssize_t n = proto_recv(c->control_fd, &msg, sizeof(msg), NULL, NULL);
 
 	if (n == -EAGAIN || n == -EINTR)
@@ -404,12 +429,23 @@ static void handle_control(struct daemon *d, struct client *c)
 		pthread_mutex_lock(&c->lock);
 		c->evict_paused = true;
 		c->fork_requested = true;
+		c->fork_token = msg.h.seq;
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
 	case MSG_FORK_DONE:
 		pthread_mutex_lock(&c->lock);
 		c->evict_paused = false;
+		pthread_mutex_unlock(&c->lock);
+		manager_kick_reclaim(&d->m);
+		break;
+	case MSG_AGENT_STARTED:
+		/* A fork child's agent, started after its hello: eviction may begin. */
+		pthread_mutex_lock(&c->lock);
+		if (!c->agent_tid && msg.agent.agent_tid > 0) {
+			c->agent_tid = msg.agent.agent_tid;
+			c->evict_paused = false;
+		}
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
@@ -559,6 +595,7 @@ static void on_timer(struct daemon *d)
 	}
 	if (kick)
 		manager_kick_reclaim(m);
+	fork_share_expire(m, now, false);
 	notify_systemd(d, now);
 }
 
@@ -936,6 +973,7 @@ static int setup(struct daemon *d)
 	apply_runtime_config(d);
 	d->m.start_usec = now_usec();
 	pthread_mutex_init(&d->m.clients_lock, NULL);
+	pthread_mutex_init(&d->m.forks_lock, NULL);
 	pthread_mutex_init(&d->m.reclaim_lock, NULL);
 	pthread_cond_init(&d->m.reclaim_cond, NULL);
 	for (size_t i = 0; i < cfg->n_swapfiles; i++)
@@ -1015,6 +1053,7 @@ static void teardown(struct daemon *d)
 		m->clients = c->next;
 		client_unref(c);
 	}
+	fork_share_expire(m, 0, true);
 	store_free(m->store);
 }
 

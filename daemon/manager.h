@@ -25,6 +25,7 @@
 struct client;
 struct store;
 struct fault_thread;
+struct fork_share;
 
 struct manager_config {
 	unsigned nr_fault_threads;    /* 0: one per CPU */
@@ -49,6 +50,9 @@ struct manager_totals {
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
+	_Atomic uint64_t forks_shared;  /* forks whose child shared the evicted pages */
+	_Atomic uint64_t forks_drained; /* forks that brought every page back first */
+	_Atomic uint64_t fork_pages_shared; /* evicted pages handed to fork children */
 };
 
 struct manager {
@@ -72,6 +76,10 @@ struct manager {
 
 	struct manager_totals totals;
 	uint64_t start_usec;
+
+	/* Fork snapshots waiting for their child (forkshare.c); taken with no other lock. */
+	pthread_mutex_t forks_lock;
+	struct fork_share *forks;
 };
 
 void manager_kick_reclaim(struct manager *m);

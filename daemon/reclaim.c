@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "fault.h"
+#include "forkshare.h"
 #include "log.h"
 #include "manager.h"
 #include "store.h"
@@ -531,15 +532,68 @@ static int drain_client(struct reclaimer *rc, struct client *c)
 	}
 }
 
+/*
+ * What the child runs before its atfork handler can have its memory registered: glibc's fork
+ * walks every thread's descriptor (struct pthread, with the static TLS at the top of each
+ * thread's stack) and resets locks in libc's data. An evicted page touched then would read as
+ * zeroes in the child, so these come back first: the top pages of every registered range
+ * (thread stacks) and small ranges whole (libc's anonymous .bss and the like).
+ */
+#define FORK_TOUCHED_TOP_PAGES 4
+#define FORK_TOUCHED_SMALL_PAGES 16
+
+static int fork_bring_back_touched(struct reclaimer *rc, struct client *c)
+{
+	struct rangeset ranges = {0};
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < c->registered.nr && r == 0; i++)
+		r = rangeset_add(&ranges, c->registered.r[i].start, c->registered.r[i].end);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < ranges.nr && r == 0; i++) {
+		uint64_t lo = ranges.r[i].start / PAGE_SIZE, hi = ranges.r[i].end / PAGE_SIZE;
+
+		if (hi - lo > FORK_TOUCHED_SMALL_PAGES)
+			lo = hi - FORK_TOUCHED_TOP_PAGES;
+		for (uint64_t vpn = lo; vpn < hi && r == 0; vpn++)
+			r = fault_swapin_vpn(c, vpn, rc->page_buf);
+	}
+	rangeset_done(&ranges);
+	return r;
+}
+
+/*
+ * FORK_PREPARE: eviction is paused and, this being the thread that runs batches, none of c's is
+ * in flight. The child shares the evicted pages (forkshare.h); only when they cannot be
+ * shared (an orphaned batch, out of memory) does every page come back first, as before.
+ */
 static void prepare_fork(struct reclaimer *rc, struct client *c)
 {
 	struct msg_fork ready = {0};
 	int r;
 
-	r = drain_client(rc, c);
-	if (r < 0)
-		log_warning_errno(r, "client %d: not every page came back before fork: %m", c->pid);
-	proto_init_header(&ready.h, MSG_FORK_READY, sizeof(ready), 0);
+	pthread_mutex_lock(&c->lock);
+	uint32_t token = c->fork_token;
+	pthread_mutex_unlock(&c->lock);
+	r = fork_bring_back_touched(rc, c);
+	if (r == 0)
+		r = fork_share_take(c, token);
+	if (r >= 0) {
+		atomic_fetch_add(&c->m->totals.forks_shared, 1);
+		atomic_fetch_add(&c->m->totals.fork_pages_shared, (uint64_t)r);
+		r = 0;
+	} else {
+		log_warning_errno(r, "client %d: cannot share evicted pages with the fork child, "
+				     "bringing them back: %m",
+				  c->pid);
+		atomic_fetch_add(&c->m->totals.forks_drained, 1);
+		r = drain_client(rc, c);
+		if (r < 0)
+			log_warning_errno(r, "client %d: not every page came back before fork: %m",
+					  c->pid);
+	}
+	proto_init_header(&ready.h, MSG_FORK_READY, sizeof(ready), token);
 	ready.status = r;
 	pthread_mutex_lock(&c->lock);
 	c->fork_requested = false;
@@ -591,6 +645,17 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	pthread_rwlock_unlock(&c->resolve_lock);
 }
 
+static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		pthread_mutex_lock(&v[i]->lock);
+		bool pending = v[i]->fork_requested && !v[i]->dead;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (pending)
+			prepare_fork(rc, v[i]);
+	}
+}
+
 static struct client **snapshot_clients(struct manager *m, unsigned *ret_nr)
 {
 	struct client **v;
@@ -639,6 +704,10 @@ static void *reclaim_main(void *arg)
 		for (unsigned i = 0; v && i < n; i++) {
 			struct client *c = v[i];
 
+			/* A forking process waits, its eviction paused: before anyone else. (The
+			 * clients before i are unreferenced already.) */
+			if (!draining)
+				serve_forks(rc, v + i, n - i);
 			if (!c->dead) {
 				if (draining)
 					release_client(rc, c);

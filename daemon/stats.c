@@ -161,14 +161,17 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"zero_faults\":%" PRIu64 ",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
-		",\"reclaim_failed\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
+		",\"reclaim_failed\":%" PRIu64 ",\"forks_shared\":%" PRIu64
+		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
+		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
 		atomic_load(&m->totals.readahead), atomic_load(&m->totals.pswpout_clean),
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
-		atomic_load(&m->totals.reclaim_failed),
+		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.forks_shared),
+		atomic_load(&m->totals.forks_drained), atomic_load(&m->totals.fork_pages_shared),
 		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -258,6 +261,10 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.clients_seen));
+	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
+		   " brought every page back first\n",
+		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
+		atomic_load(&m->totals.forks_drained));
 }
 
 /* Prometheus label values: backslash, double quote and newline are escaped. */
@@ -344,6 +351,12 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   "Pages the kernel refused to move out.", atomic_load(&m->totals.reclaim_failed));
 	prom_value(f, "memext_clients_seen_total", "counter", "Clients ever accepted.",
 		   atomic_load(&m->totals.clients_seen));
+	prom_value(f, "memext_forks_shared_total", "counter",
+		   "Forks whose child shared the parent's evicted pages.",
+		   atomic_load(&m->totals.forks_shared));
+	prom_value(f, "memext_forks_drained_total", "counter",
+		   "Forks that brought every evicted page back first.",
+		   atomic_load(&m->totals.forks_drained));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

@@ -73,6 +73,7 @@ static struct {
 	struct mem_range self; /* this library's own mappings */
 
 	pthread_mutex_t fork_lock;
+	uint32_t fork_token; /* of the last MSG_FORK_PREPARE; the child names it in its hello */
 } S = {
 	.uffd = -1,
 	.staging_uffd = -1,
@@ -405,6 +406,7 @@ static int send_hello(int pidfd, int daemon_end, pid_t parent)
 	hello.parent_pid = parent;
 	hello.agent_tid = S.agent_tid;
 	hello.flags = S.flags | (parent ? HELLO_FORK_CHILD : 0);
+	hello.fork_token = parent ? S.fork_token : 0;
 	hello.budget_bytes = S.budget_bytes;
 	hello.uffd_features = S.features;
 	hello.staging = (struct mem_range){(uint64_t)(uintptr_t)S.staging,
@@ -437,6 +439,27 @@ static void close_fd(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
+}
+
+/*
+ * A fork child's agent, once the daemon has registered the child's memory: pthread_create()
+ * allocates, and the heap may hold pages evicted in the parent, which read as zeroes until
+ * then. Without an agent the daemon still serves the child's faults; it only evicts nothing.
+ */
+static void start_agent_late(void)
+{
+	struct msg_agent_started m = {0};
+	int r = start_agent();
+
+	if (r < 0) {
+		shim_log("cannot start the agent thread: %s; memory stays resident", errstr(r));
+		return;
+	}
+	proto_init_header(&m.h, MSG_AGENT_STARTED, sizeof(m), 0);
+	m.agent_tid = S.agent_tid;
+	r = proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
+	if (r < 0)
+		shim_log("cannot name the agent to the daemon: %s", errstr(r));
 }
 
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
@@ -514,7 +537,8 @@ static void memext_start(pid_t parent)
 		goto fail;
 	}
 	S.agent_fd = pair[0];
-	r = start_agent();
+	/* A fork child starts its agent after the hello (start_agent_late()). */
+	r = parent ? 0 : start_agent();
 	if (r < 0) {
 		shim_log("cannot start the agent thread: %s; running without memext", errstr(r));
 		goto fail;
@@ -526,8 +550,12 @@ static void memext_start(pid_t parent)
 		shim_log("the daemon did not accept us: %s; running without memext", errstr(r));
 		/* The agent sees its socket close and ends. */
 		shutdown(S.agent_fd, SHUT_RDWR);
+		if (parent)
+			close_fd(&S.agent_fd);
 		goto fail_agent;
 	}
+	if (parent)
+		start_agent_late();
 	S.active = true;
 	shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
 	return;
@@ -544,9 +572,23 @@ fail_agent:
 	close_fd(&S.staging_uffd);
 }
 
-/* fork(): the child does not inherit the registrations (no UFFD_FEATURE_EVENT_FORK without
- * CAP_SYS_PTRACE), so every evicted page must be back in the parent before the address space
- * is copied; eviction of the parent pauses until fork returns. */
+/*
+ * fork(): the child does not inherit the registrations (no UFFD_FEATURE_EVENT_FORK without
+ * CAP_SYS_PTRACE). Before the address space is copied, the daemon pauses the parent's
+ * eviction and snapshots its evicted pages for the child (or, failing that, brings them all
+ * back); the child claims the snapshot with the token in its hello and gets its memory
+ * registered before it runs on (daemon/forkshare.h). The parent resumes after fork returns.
+ */
+
+static uint32_t fork_token_new(void)
+{
+	uint32_t t;
+
+	/* Unguessable, so another process of the user cannot claim the child's pages. */
+	if (syscall(SYS_getrandom, &t, sizeof(t), 0x1 /* GRND_NONBLOCK */) != sizeof(t))
+		t = (uint32_t)syscall(SYS_gettid) ^ (uint32_t)(uintptr_t)&t;
+	return t;
+}
 
 static void fork_prepare(void)
 {
@@ -556,7 +598,8 @@ static void fork_prepare(void)
 	pthread_mutex_lock(&S.fork_lock);
 	if (!S.active || S.control_fd < 0)
 		return;
-	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), 0);
+	S.fork_token = fork_token_new();
+	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), S.fork_token);
 	if (proto_send(S.control_fd, &m, sizeof(m), NULL, 0) < 0)
 		return;
 	p = (struct pollfd){.fd = S.control_fd, .events = POLLIN};
@@ -589,7 +632,8 @@ static void fork_child(void)
 	pid_t parent = getppid();
 	bool was_active = S.active;
 
-	/* These are the parent's: its connection, its agent's socket, its uffd. */
+	/* These are the parent's: its connection, its agent's socket, its uffd, its agent. */
+	S.agent_tid = 0;
 	close_fd(&S.control_fd);
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);

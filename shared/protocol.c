@@ -67,6 +67,9 @@ int proto_check(const void *buf, size_t n)
 	case MSG_AGENT_FREE:
 		want = sizeof(struct msg_agent_free);
 		break;
+	case MSG_AGENT_STARTED:
+		want = sizeof(struct msg_agent_started);
+		break;
 	default:
 		return -EBADMSG;
 	}
