@@ -527,6 +527,18 @@ def test_managed(args, tmp):
                             f"least {min_in}: evicted pages were not brought back")
         if d["faults"] <= 0:
             failures.append("totals.faults did not grow")
+        if args.min_forks_shared or args.max_forks_drained is not None:
+            fk = {k: after["totals"].get(k, 0) - base["totals"].get(k, 0)
+                  for k in ("forks_shared", "forks_drained", "fork_pages_shared")}
+            log(f"forks: {fk['forks_shared']} shared {fk['fork_pages_shared']} evicted pages "
+                f"with the child, {fk['forks_drained']} drained")
+            if fk["forks_shared"] < args.min_forks_shared:
+                failures.append(f"totals.forks_shared grew by {fk['forks_shared']}, expected "
+                                f"at least {args.min_forks_shared}: the children did not share "
+                                f"the evicted pages")
+            if args.max_forks_drained is not None and fk["forks_drained"] > args.max_forks_drained:
+                failures.append(f"totals.forks_drained grew by {fk['forks_drained']}, expected "
+                                f"at most {args.max_forks_drained}: forks brought pages back")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -628,6 +640,10 @@ def main():
                     help="minimum pswpin as a fraction of the minimum pswpout")
     ap.add_argument("--rss-skip-from", default=None,
                     help="samples from this phase on are reported, not bounded")
+    ap.add_argument("--min-forks-shared", type=int, default=0,
+                    help="fail unless totals.forks_shared grew by at least this much")
+    ap.add_argument("--max-forks-drained", type=int, default=None,
+                    help="fail if totals.forks_drained grew by more than this")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
     ap.add_argument("--timeout", type=float, default=240, help="hang guard for the workload")
