@@ -187,11 +187,11 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"stored_pages\":%" PRIu64 ",\"limit_rejects\":%" PRIu64 ",\"failed_loads\":%" PRIu64
 		",\"bd_count\":%" PRIu64 ",\"bd_reads\":%" PRIu64 ",\"bd_writes\":%" PRIu64
 		",\"bd_read_errors\":%" PRIu64 ",\"bd_write_errors\":%" PRIu64
-		",\"written_back\":%" PRIu64 "}",
+		",\"written_back\":%" PRIu64 ",\"shared_handles\":%" PRIu64 "}",
 		st->orig_data_size, st->compr_data_size, st->mem_used_total, st->mem_limit,
 		st->mem_used_max, st->same_pages, st->pages_compacted, st->huge_pages, st->stored_pages,
 		st->limit_rejects, st->failed_loads, st->bd_count, st->bd_reads, st->bd_writes,
-		st->bd_read_errors, st->bd_write_errors, st->written_back);
+		st->bd_read_errors, st->bd_write_errors, st->written_back, st->shared_handles);
 	write_json_swap_areas(m, f);
 	fputs("}\n", f);
 }
@@ -224,8 +224,9 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "memextd %s, %u client%s\n\n", MEMEXT_VERSION, n, n == 1 ? "" : "s");
 	write_client_table(f, v, n);
 	fprintf(f, "\nstore:\n");
-	fprintf(f, "  stored pages     %" PRIu64 " (%" PRIu64 " same-filled, %" PRIu64 " huge)\n",
-		st->stored_pages, st->same_pages, st->huge_pages);
+	fprintf(f, "  stored pages     %" PRIu64 " (%" PRIu64 " same-filled, %" PRIu64 " huge, %" PRIu64
+		   " shared with fork children)\n",
+		st->stored_pages, st->same_pages, st->huge_pages, st->shared_handles);
 	fprintf(f, "  orig_data_size   %s\n", format_size(st->orig_data_size, a, sizeof(a)));
 	fprintf(f, "  compr_data_size  %s\n", format_size(st->compr_data_size, a, sizeof(a)));
 	fprintf(f, "  mem_used_total   %s (max %s)\n", format_size(st->mem_used_total, a, sizeof(a)),
