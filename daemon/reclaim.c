@@ -15,6 +15,7 @@
 #include "forkshare.h"
 #include "log.h"
 #include "manager.h"
+#include "maps.h"
 #include "store.h"
 #include "uffd-compat.h"
 
@@ -535,31 +536,50 @@ static int drain_client(struct reclaimer *rc, struct client *c)
 /*
  * What the child runs before its atfork handler can have its memory registered: glibc's fork
  * walks every thread's descriptor (struct pthread, with the static TLS at the top of each
- * thread's stack) and resets locks in libc's data. An evicted page touched then would read as
- * zeroes in the child, so these come back first: the top pages of every registered range
- * (thread stacks) and small ranges whole (libc's anonymous .bss and the like).
+ * thread's stack mapping) and resets locks in libc's data. An evicted page touched then would
+ * read as zeroes in the child, so these come back first: the top pages of every eligible
+ * mapping (thread stacks) and small mappings whole (libc's anonymous .bss and the like).
+ * Mappings, not the registered ranges: a thread's stack often adjoins other memory, and the
+ * ranges merge.
  */
 #define FORK_TOUCHED_TOP_PAGES 4
 #define FORK_TOUCHED_SMALL_PAGES 16
 
+struct touched_ctx {
+	struct mem_range *r;
+	size_t nr, cap;
+};
+
+static int collect_touched(const struct maps_entry *e, void *userdata)
+{
+	struct touched_ctx *t = userdata;
+	uint64_t lo = e->start;
+
+	if ((e->end - e->start) / PAGE_SIZE > FORK_TOUCHED_SMALL_PAGES)
+		lo = e->end - FORK_TOUCHED_TOP_PAGES * PAGE_SIZE;
+	if (t->nr == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct mem_range *v = realloc(t->r, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		t->r = v;
+		t->cap = cap;
+	}
+	t->r[t->nr++] = (struct mem_range){lo, e->end};
+	return 0;
+}
+
 static int fork_bring_back_touched(struct reclaimer *rc, struct client *c)
 {
-	struct rangeset ranges = {0};
-	int r = 0;
+	struct touched_ctx t = {0};
+	int r = maps_for_each_eligible(c->pid, collect_touched, &t);
 
-	pthread_mutex_lock(&c->lock);
-	for (unsigned i = 0; i < c->registered.nr && r == 0; i++)
-		r = rangeset_add(&ranges, c->registered.r[i].start, c->registered.r[i].end);
-	pthread_mutex_unlock(&c->lock);
-	for (unsigned i = 0; i < ranges.nr && r == 0; i++) {
-		uint64_t lo = ranges.r[i].start / PAGE_SIZE, hi = ranges.r[i].end / PAGE_SIZE;
-
-		if (hi - lo > FORK_TOUCHED_SMALL_PAGES)
-			lo = hi - FORK_TOUCHED_TOP_PAGES;
-		for (uint64_t vpn = lo; vpn < hi && r == 0; vpn++)
+	for (size_t i = 0; i < t.nr && r == 0; i++)
+		for (uint64_t vpn = t.r[i].start / PAGE_SIZE; vpn < t.r[i].end / PAGE_SIZE && r == 0;
+		     vpn++)
 			r = fault_swapin_vpn(c, vpn, rc->page_buf);
-	}
-	rangeset_done(&ranges);
+	free(t.r);
 	return r;
 }
 
