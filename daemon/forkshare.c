@@ -24,8 +24,8 @@ struct fork_share {
 	struct fork_share *next; /* manager.forks */
 	pid_t parent;
 	uint32_t token;
-	uid_t uid;	     /* of the parent: only a process of the same user may claim it */
-	uint64_t taken_usec; /* for the claim timeout */
+	uid_t uid;		/* of the parent: only a process of the same user may claim it */
+	uint64_t taken_usec;	/* for the claim timeout */
 	uint64_t *vpn, *handle; /* nr entries, one reference each */
 	size_t nr, cap;
 	struct rangeset ranges; /* the parent's registered memory at the snapshot */
@@ -164,8 +164,8 @@ void fork_share_expire(struct manager *m, uint64_t now, bool force)
 
 		gone = f->next;
 		if (!force)
-			log_warning("the child of process %d's fork never claimed its %zu shared pages: "
-				    "dropped",
+			log_warning("the child of process %d's fork never claimed its %zu shared "
+				    "pages: dropped",
 				    (int)f->parent, f->nr);
 		fork_share_free(m->store, f);
 	}

@@ -41,8 +41,9 @@ struct store;
 
 /*
  * Reclaim thread, the parent's eviction paused: snapshots c's evicted pages for the child of
- * the fork announced with token. Returns the number of pages shared, -EBUSY (pages of an orphaned batch are still
- * MOVING: the caller drains instead), -ENOMEM, or -errno from reading the peer's credentials.
+ * the fork announced with token. Returns the number of pages shared, -EBUSY (pages of an orphaned
+ * batch are still MOVING: the caller drains instead), -ENOMEM, or -errno from reading the peer's
+ * credentials.
  */
 int fork_share_take(struct client *c, uint32_t token);
 
