@@ -74,6 +74,8 @@ static struct {
 
 	pthread_mutex_t fork_lock;
 	uint32_t fork_token; /* of the last MSG_FORK_PREPARE; the child names it in its hello */
+	pid_t fork_parent;   /* the pid that sent it: getppid() in the child may already be a
+			      * reaper's, when the parent exits at once (daemon(3)) */
 } S = {
 	.uffd = -1,
 	.staging_uffd = -1,
@@ -599,6 +601,7 @@ static void fork_prepare(void)
 	if (!S.active || S.control_fd < 0)
 		return;
 	S.fork_token = fork_token_new();
+	S.fork_parent = getpid();
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), S.fork_token);
 	if (proto_send(S.control_fd, &m, sizeof(m), NULL, 0) < 0)
 		return;
@@ -629,7 +632,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	pid_t parent = getppid();
+	pid_t parent = S.fork_parent ? S.fork_parent : getppid();
 	bool was_active = S.active;
 
 	/* These are the parent's: its connection, its agent's socket, its uffd, its agent. */
