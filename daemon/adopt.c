@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "fault.h"
+#include "forkshare.h"
 #include "log.h"
 #include "macro.h"
 #include "pagetable.h"
@@ -37,6 +38,9 @@ struct old_daemon {
 	struct pmem_view *v;
 	uint64_t *pending; /* old addresses of live records not adopted yet */
 	unsigned nr_pending;
+	uint64_t *forks; /* old addresses of fork snapshots no child has claimed yet */
+	unsigned nr_forks;
+	uint64_t forks_deadline_usec; /* after which they are given up */
 };
 
 static struct old_daemon *olds;
@@ -77,19 +81,11 @@ int adopt_init(void)
 	return 0;
 }
 
-int client_record_attach(struct client *c)
+/* Puts rec, filled in, where a successor looks, magic last. Frees it on failure. */
+static int record_publish(struct client_record *rec, uint64_t magic)
 {
-	struct client_record *rec;
 	unsigned i;
 
-	if (!table)
-		return 0;
-	rec = pmem_alloc(sizeof(*rec));
-	if (!rec)
-		return -ENOMEM;
-	rec->pid = c->pid;
-	rec->start_time = proc_start_time(c->pid);
-	rec->pt_root = pagetable_root_addr(c->pt);
 	pthread_mutex_lock(&table_lock);
 	for (i = 0; i < CLIENT_TABLE_SLOTS && table->slot[i]; i++)
 		;
@@ -100,15 +96,12 @@ int client_record_attach(struct client *c)
 		pmem_free(rec, sizeof(*rec));
 		return -ENOSPC;
 	}
-	__atomic_store_n(&rec->magic, CLIENT_RECORD_MAGIC, __ATOMIC_RELEASE);
-	c->record = rec;
+	__atomic_store_n(&rec->magic, magic, __ATOMIC_RELEASE);
 	return 0;
 }
 
-void client_record_detach(struct client *c)
+void record_retire(struct client_record *rec)
 {
-	struct client_record *rec = c->record;
-
 	if (!rec)
 		return;
 	__atomic_store_n(&rec->magic, 0, __ATOMIC_RELEASE);
@@ -117,17 +110,93 @@ void client_record_detach(struct client *c)
 		if (table->slot[i] == (uint64_t)(uintptr_t)rec)
 			table->slot[i] = 0;
 	pthread_mutex_unlock(&table_lock);
-	c->record = NULL;
 	pmem_free(rec, sizeof(*rec));
+}
+
+/* A record for pid's table pt, not published yet; NULL when out of memory. */
+static struct client_record *record_new(pid_t pid, const struct pagetable *pt)
+{
+	struct client_record *rec = pmem_alloc(sizeof(*rec));
+
+	if (rec) {
+		rec->pid = pid;
+		rec->pt_root = pagetable_root_addr(pt);
+	}
+	return rec;
+}
+
+int client_record_attach(struct client *c)
+{
+	struct client_record *rec = table ? record_new(c->pid, c->pt) : NULL;
+
+	if (!table)
+		return 0;
+	if (!rec)
+		return -ENOMEM;
+	rec->start_time = proc_start_time(c->pid);
+	if (record_publish(rec, CLIENT_RECORD_MAGIC) < 0)
+		return -ENOSPC;
+	c->record = rec;
+	return 0;
+}
+
+void client_record_detach(struct client *c)
+{
+	record_retire(c->record);
+	c->record = NULL;
+}
+
+void client_record_set_table(struct client *c)
+{
+	if (c->record)
+		__atomic_store_n(&c->record->pt_root, pagetable_root_addr(c->pt), __ATOMIC_RELEASE);
+}
+
+int fork_record_publish(const struct pagetable *pt, pid_t parent, uint32_t token, uid_t uid,
+			struct client_record **ret)
+{
+	struct client_record *rec = table ? record_new(parent, pt) : NULL;
+
+	*ret = NULL;
+	if (!table)
+		return 0;
+	if (!rec)
+		return -ENOMEM;
+	rec->fork_token = token;
+	rec->fork_uid = uid;
+	if (record_publish(rec, FORK_RECORD_MAGIC) < 0)
+		return -ENOSPC;
+	*ret = rec;
+	return 0;
 }
 
 /* ---- the dead daemons ---- */
 
-static const struct client_record *old_record(const struct pmem_view *v, uint64_t addr)
+static const struct client_record *old_record_of(const struct pmem_view *v, uint64_t addr,
+						 uint64_t magic)
 {
 	const struct client_record *rec = pmem_view_ptr(v, addr, sizeof(*rec));
 
-	return rec && rec->magic == CLIENT_RECORD_MAGIC ? rec : NULL;
+	return rec && rec->magic == magic ? rec : NULL;
+}
+
+static const struct client_record *old_record(const struct pmem_view *v, uint64_t addr)
+{
+	return old_record_of(v, addr, CLIENT_RECORD_MAGIC);
+}
+
+/* Forgets the fork snapshots whose table is root: a child has it. */
+static void forks_claimed(struct old_daemon *o, uint64_t root)
+{
+	for (unsigned i = 0; i < o->nr_forks;) {
+		const struct client_record *rec =
+			old_record_of(o->v, o->forks[i], FORK_RECORD_MAGIC);
+
+		if (!rec || rec->pt_root == root)
+			o->forks[i] = o->forks[--o->nr_forks];
+		else
+			i++;
+	}
 }
 
 static bool record_alive(const struct client_record *rec)
@@ -154,11 +223,15 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 		}
 	o = calloc(1, sizeof(*o));
 	t = pmem_view_ptr(v, pmem_view_root(v, PMEM_ROOT_CLIENTS), sizeof(*t));
-	if (o && t)
+	if (o && t) {
 		o->pending = calloc(CLIENT_TABLE_SLOTS, sizeof(*o->pending));
-	if (!o || !t || !o->pending) {
-		if (o)
+		o->forks = calloc(CLIENT_TABLE_SLOTS, sizeof(*o->forks));
+	}
+	if (!o || !t || !o->pending || !o->forks) {
+		if (o) {
 			free(o->pending);
+			free(o->forks);
+		}
 		free(o);
 		pmem_view_close(v, false);
 		return t ? -ENOMEM : -EINVAL;
@@ -169,9 +242,14 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 
 		if (rec && record_alive(rec))
 			o->pending[o->nr_pending++] = t->slot[i];
+		else if (t->slot[i] && old_record_of(v, t->slot[i], FORK_RECORD_MAGIC))
+			o->forks[o->nr_forks++] = t->slot[i];
 	}
-	log_info("adopting from memextd %" PRIu64 " (died): %u of its clients are alive",
-		 v->hdr.daemon_pid, o->nr_pending);
+	/* A child waiting for its snapshot tries again within a second. */
+	o->forks_deadline_usec = now_usec() + FORK_CLAIM_TIMEOUT_USEC;
+	log_info("adopting from memextd %" PRIu64 " (died): %u of its clients are alive, %u fork "
+		 "snapshots wait for their child",
+		 v->hdr.daemon_pid, o->nr_pending, o->nr_forks);
 	o->next = olds;
 	olds = o;
 	*ret = o;
@@ -191,7 +269,13 @@ void adopt_reap(void)
 			else
 				i++;
 		}
-		if (o->nr_pending) {
+		if (o->nr_forks && now_usec() > o->forks_deadline_usec) {
+			log_warning("memextd %" PRIu64 ": %u fork snapshots were never claimed: "
+				    "dropped",
+				    o->v->hdr.daemon_pid, o->nr_forks);
+			o->nr_forks = 0;
+		}
+		if (o->nr_pending || o->nr_forks) {
 			pp = &o->next;
 			continue;
 		}
@@ -200,6 +284,7 @@ void adopt_reap(void)
 		*pp = o->next;
 		pmem_view_close(o->v, true);
 		free(o->pending);
+		free(o->forks);
 		free(o);
 	}
 }
@@ -374,32 +459,18 @@ static void replay_journal(struct client *c, const struct client_record *rec)
 	}
 }
 
-int64_t adopt_client(struct client *c, int old_pmem_fd)
+/* Rebuilds c's table from the dead daemon's table that rec names, replays rec's journal and
+ * poisons what is nowhere. Returns the pages restored to our store, or -errno. */
+static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct client_record *rec)
 {
-	const struct client_record *rec = NULL;
-	struct old_daemon *o;
-	struct adopt_ctx a;
-	unsigned i;
-	int r;
-
-	r = old_daemon_open(old_pmem_fd, &o);
-	if (r < 0) {
-		close(old_pmem_fd);
-		return r;
-	}
-	for (i = 0; i < o->nr_pending; i++) {
-		rec = old_record(o->v, o->pending[i]);
-		if (rec && rec->pid == c->pid && rec->start_time == proc_start_time(c->pid))
-			break;
-	}
-	if (i == o->nr_pending)
-		return -ENOENT;
-	a = (struct adopt_ctx){
+	struct adopt_ctx a = {
 		.c = c,
 		.v = o->v,
 		.old_store = pmem_view_root(o->v, PMEM_ROOT_STORE),
 		.buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE),
 	};
+	int r;
+
 	if (!a.buf)
 		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
@@ -408,14 +479,82 @@ int64_t adopt_client(struct client *c, int old_pmem_fd)
 	free(a.buf);
 	if (r < 0)
 		log_error_errno(r, "client %d: its page table could not be read whole: %m", c->pid);
-	replay_journal(c, rec);
+	if (rec->magic == CLIENT_RECORD_MAGIC)
+		replay_journal(c, rec);
 	pthread_mutex_lock(&c->lock);
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, poison_lost, c);
 	pthread_mutex_unlock(&c->lock);
-	o->pending[i] = o->pending[--o->nr_pending];
 	if (a.lost)
 		log_error("client %d: %" PRIu64 " pages could not be recovered and were poisoned",
 			  c->pid, a.lost);
-	adopt_reap();
 	return r < 0 ? r : a.restored;
+}
+
+/* Adopts c from its own record in o, if o has one. */
+static int64_t adopt_pending(struct client *c, struct old_daemon *o)
+{
+	const struct client_record *rec = NULL;
+	unsigned i;
+	int64_t n;
+
+	for (i = 0; i < o->nr_pending; i++) {
+		rec = old_record(o->v, o->pending[i]);
+		if (rec && rec->pid == c->pid && rec->start_time == proc_start_time(c->pid))
+			break;
+	}
+	if (i == o->nr_pending)
+		return -ENOENT;
+	n = adopt_table(c, o, rec);
+	/* A fork child that had its answer: the snapshot's table is its own. */
+	forks_claimed(o, rec->pt_root);
+	o->pending[i] = o->pending[--o->nr_pending];
+	adopt_reap();
+	return n;
+}
+
+int64_t adopt_client(struct client *c, int old_pmem_fd)
+{
+	struct old_daemon *o;
+	int r = old_daemon_open(old_pmem_fd, &o);
+
+	if (r < 0) {
+		close(old_pmem_fd);
+		return r;
+	}
+	return adopt_pending(c, o);
+}
+
+int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
+			 uid_t uid)
+{
+	const struct client_record *rec = NULL;
+	struct old_daemon *o;
+	unsigned i;
+	int64_t n;
+	int r = old_daemon_open(old_pmem_fd, &o);
+
+	if (r < 0) {
+		close(old_pmem_fd);
+		return r;
+	}
+	for (i = 0; i < o->nr_forks; i++) {
+		rec = old_record_of(o->v, o->forks[i], FORK_RECORD_MAGIC);
+		if (rec && rec->pid == parent && rec->fork_token == token && rec->fork_uid == uid)
+			break;
+	}
+	if (i == o->nr_forks)
+		return adopt_pending(c, o);
+	n = adopt_table(c, o, rec);
+	o->forks[i] = o->forks[--o->nr_forks];
+	/* The child's record from before its answer (it names the same table) is done with. */
+	for (unsigned j = 0; j < o->nr_pending;) {
+		const struct client_record *own = old_record(o->v, o->pending[j]);
+
+		if (!own || own->pt_root == rec->pt_root)
+			o->pending[j] = o->pending[--o->nr_pending];
+		else
+			j++;
+	}
+	adopt_reap();
+	return n;
 }

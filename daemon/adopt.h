@@ -25,6 +25,7 @@ struct client;
 struct manager;
 
 #define CLIENT_RECORD_MAGIC UINT64_C(0x44524f4345525843) /* "CXRECORD" */
+#define FORK_RECORD_MAGIC UINT64_C(0x4e534b524f465843)   /* "CXFORKSN" */
 #define CLIENT_JOURNAL_MSGS 32
 
 /* One page in pmem per client. */
@@ -36,6 +37,9 @@ struct client_record {
 	uint64_t pt_root;    /* pagetable_root_addr() */
 	/* The uffd is read into this; a message's event is zeroed once it is applied. */
 	struct uffd_msg journal[CLIENT_JOURNAL_MSGS];
+	/* FORK_RECORD_MAGIC: a fork snapshot (forkshare.h); pid is the parent's. */
+	uint32_t fork_token;
+	uint32_t fork_uid;
 };
 
 /* Sets up the record table in pmem (no-op without pmem). Returns 0 or -errno. */
@@ -45,6 +49,27 @@ int adopt_init(void);
 int client_record_attach(struct client *c);
 /* Retires c's record: a successor will not adopt it. */
 void client_record_detach(struct client *c);
+/* c's record names its page table c->pt again (it changed). c->lock held. */
+void client_record_set_table(struct client *c);
+
+/*
+ * A fork snapshot's record: the table pt holds the pages the child of parent's fork announced
+ * with token claims (forkshare.h). *ret is NULL without pmem. Returns 0 or -errno.
+ */
+struct pagetable;
+int fork_record_publish(const struct pagetable *pt, pid_t parent, uint32_t token, uid_t uid,
+			struct client_record **ret);
+/* Retires a record (a successor will not see it) and frees it. NULL is fine. */
+void record_retire(struct client_record *rec);
+
+/*
+ * A fork child c (not served yet) whose hello came with a dead daemon's pmem: adopts the
+ * snapshot its parent's fork left there for it (or, if the child had its answer already, its
+ * own record) into c's page table. The caller then settles it (fork_share_settle()). Returns
+ * the pages restored, or -errno: -ENOENT when neither is there.
+ */
+int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
+			 uid_t uid);
 
 /*
  * Adopts the client c (created from a HELLO_RESUME hello, not served yet) from the dead

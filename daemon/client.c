@@ -152,6 +152,15 @@ static int mark_present(uint64_t start, uint64_t end, void *userdata)
 		if (*pte == 0) {
 			*pte = pte_make(PTE_PRESENT, 0, 0);
 			c->nr_present++;
+		} else if (pte_type(*pte) == PTE_STORED) {
+			/* Only in a fork child (forkshare.c): the parent brought the page back
+			 * between its snapshot and fork(), so the child has it too. */
+			uint64_t h = pte_payload(*pte);
+
+			*pte = pte_make(PTE_PRESENT, 0, 0);
+			store_drop(c->m->store, h);
+			c->nr_stored--;
+			c->nr_present++;
 		}
 	}
 	return 0;
@@ -207,6 +216,13 @@ static int scan_one(const struct maps_entry *e, void *userdata)
 		r = rangeset_for_each_gap(&snapshot, e->start, e->end, register_gap, c);
 	rangeset_done(&snapshot);
 	return r;
+}
+
+int client_scan_range(struct client *c, uint64_t start, uint64_t end)
+{
+	struct maps_entry e = {.start = start, .end = end, .readable = true, .writable = true};
+
+	return scan_one(&e, c);
 }
 
 int64_t client_untracked_pages(struct client *c)

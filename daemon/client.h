@@ -93,6 +93,7 @@ struct client {
 	bool io_busy[CLIENT_MAX_IO];
 	bool evict_paused;   /* a fork is under way */
 	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
+	uint32_t fork_token; /* of that FORK_PREPARE: the child names it in its hello */
 	bool drain_requested; /* memextctl drain: bring everything back, evict no more */
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */
@@ -124,6 +125,10 @@ void client_unref(struct client *c);
 /* Registers the process's eligible mappings not registered yet and learns their present pages.
  * Main thread. Returns 0 or -errno (-ESRCH: process gone). */
 int client_scan(struct client *c);
+
+/* The same for [start, end) only, whatever the mapping's kind (a fork child registers what
+ * its parent had registered). Main thread. Returns 0 or -errno. */
+int client_scan_range(struct client *c, uint64_t start, uint64_t end);
 
 /* Resident pages of the process that are not PRESENT in its table (libraries, memory not
  * registered yet), or -errno. Grows when the process maps memory we have not seen. */

@@ -29,6 +29,7 @@
 #include "client.h"
 #include "config.h"
 #include "fault.h"
+#include "forkshare.h"
 #include "log.h"
 #include "manager.h"
 #include "pmem.h"
@@ -80,6 +81,7 @@ struct options {
 	const char *faultaround_pages;
 	const char *log_level;
 	const char *meminfo_path; /* a stand-in for /proc/meminfo (tests) */
+	const char *crash_at;	  /* crash_point() that kills us (tests) */
 };
 
 /* Exit codes, as memextd(8) documents them. */
@@ -116,6 +118,14 @@ uint64_t now_usec(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void crash_point(const struct manager *m, const char *point)
+{
+	if (m->cfg.crash_at && strcmp(m->cfg.crash_at, point) == 0) {
+		log_notice("--crash-at %s: SIGKILL", point);
+		raise(SIGKILL);
+	}
 }
 
 void manager_kick_reclaim(struct manager *m)
@@ -392,6 +402,30 @@ static int attach_control(struct daemon *d, int fd, const struct msg_control_att
 	return 0;
 }
 
+/*
+ * A fork child whose hello came with a dead daemon's pmem: its parent's fork left a snapshot
+ * there that no daemon gave it (we died before its answer). Returns whether it was found.
+ */
+static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, uid_t uid,
+			     int old_pmem_fd)
+{
+	int64_t n = adopt_fork_child(c, old_pmem_fd, hello->parent_pid, hello->fork_token, uid);
+	int r;
+
+	if (n < 0) {
+		log_error_errno((int)n, "client %d: the pages its parent %d shared at fork are not "
+					"in the dead daemon's memory: %m",
+				c->pid, hello->parent_pid);
+		return false;
+	}
+	r = fork_share_settle(c);
+	if (r < 0 && r != -ESRCH)
+		log_warning_errno(r, "client %d: registering its memory: %m", c->pid);
+	log_info("client %d: adopted %" PRId64 " pages its parent %d shared at fork", c->pid, n,
+		 hello->parent_pid);
+	return true;
+}
+
 static int accept_client(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -404,6 +438,7 @@ static int accept_client(struct daemon *d)
 	unsigned nr_fds = MEMEXT_MAX_FDS;
 	_cleanup_close_ int fd = -1;
 	struct client *c = NULL;
+	struct fork_share *share = NULL;
 	struct pollfd p;
 	ssize_t n;
 	int r;
@@ -420,7 +455,10 @@ static int accept_client(struct daemon *d)
 	if (hello.h.type == MSG_CONTROL_ATTACH && nr_fds == 0)
 		return attach_control(d, TAKE_FD(fd), (const struct msg_control_attach *)&hello);
 	r = -EBADMSG;
-	if (hello.h.type != MSG_HELLO || nr_fds != ((hello.flags & HELLO_RESUME) ? 5u : 4u)) {
+	/* A fifth fd: the pmem of the daemon that had the client's pages (resume), or that holds
+	 * a fork child's share of its parent's. */
+	if (hello.h.type != MSG_HELLO ||
+	    !(nr_fds == 4 || (nr_fds == 5 && (hello.flags & (HELLO_RESUME | HELLO_FORK_CHILD))))) {
 		log_warning("client hello malformed (type %u, %u fds): dropped", hello.h.type, nr_fds);
 		goto fail;
 	}
@@ -453,6 +491,24 @@ static int accept_client(struct daemon *d)
 		doom_client(d, c, "was replaced (exec)");
 	c = NULL;
 
+	/* A fork child: its parent's evicted pages, if a snapshot waits for it (forkshare.h).
+	 * One that sends a pmem has pages to claim; a dead daemon's pmem: adopted below. */
+	if ((hello.flags & HELLO_FORK_CHILD) && !(hello.flags & HELLO_RESUME)) {
+		if (nr_fds == 5 && pmem_is_own(fds[4])) {
+			close(fds[4]);
+			fds[4] = -1;
+		}
+		if (fds[4] < 0)
+			share = fork_share_claim(m, hello.parent_pid, hello.fork_token, cred.uid);
+		if (nr_fds == 5 && fds[4] < 0 && !share) {
+			log_error("client %d: the pages its parent %d shared at fork are gone "
+				  "(expired?): refused",
+				  hello.pid, hello.parent_pid);
+			ack.status = -ENOENT;
+			goto refuse;
+		}
+	}
+
 	budget = client_budget(d, &hello);
 	r = client_new(m, &hello, budget, fd, fds, &c);
 	if (r < 0) {
@@ -469,6 +525,13 @@ static int accept_client(struct daemon *d)
 				  c->pid);
 	if (hello.flags & HELLO_RESUME)
 		resume_client(c, TAKE_FD(fds[4]));
+	else if (fds[4] >= 0 && !adopt_fork_share(c, &hello, cred.uid, TAKE_FD(fds[4]))) {
+		ack.status = -ENOENT;
+		goto refuse_client;
+	}
+	/* No agent yet (a fork child starts it after the hello): nothing can be evicted. */
+	if (!c->agent_tid)
+		c->evict_paused = true;
 	c->user = calloc(1, sizeof(struct client_watches));
 	if (!c->user)
 		goto fail_client;
@@ -490,9 +553,24 @@ static int accept_client(struct daemon *d)
 	pthread_mutex_unlock(&m->clients_lock);
 	atomic_fetch_add(&m->totals.clients_seen, 1);
 
+	/* Before the answer: the child waits for it and touches none of its memory until then,
+	 * so its memory is registered before it can read a shared page. */
+	if (share) {
+		r = fork_share_attach(c, share);
+		if (r < 0 && r != -ESRCH)
+			log_warning_errno(r, "client %d: sharing its parent's evicted pages: %m",
+					  c->pid);
+		log_info("client %d: shares %" PRIu64 " evicted pages with its parent %d", c->pid,
+			 c->nr_stored, (int)c->parent_pid);
+	}
+	if (share)
+		crash_point(m, "fork-claim");
 	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
 	ack.client_id = c->id;
 	(void)proto_send(c->control_fd, &ack, sizeof(ack), NULL, 0);
+	/* Retired only now: had we died before the answer, the child would have asked our
+	 * successor for the snapshot. */
+	fork_share_free(m->store, TAKE_PTR(share));
 	if (pmem_fd() >= 0) {
 		/* To the agent, which keeps it in a fd table of its own. */
 		struct msg_agent_pmem pm;
@@ -507,8 +585,9 @@ static int accept_client(struct daemon *d)
 		proto_init_header(&mb.h, MSG_AGENT_BUDGET, sizeof(mb), 0);
 		(void)proto_send(c->agent_fd, &mb, sizeof(mb), NULL, 0);
 	}
-	/* A resumed client's memory is registered already: its uffd outlived the daemon. */
-	if ((hello.flags & HELLO_RESUME) || should_arm(m, c))
+	/* A resumed client's memory is registered already: its uffd outlived the daemon. A fork
+	 * child that shares pages has it registered by now. */
+	if ((hello.flags & HELLO_RESUME) || c->armed || should_arm(m, c))
 		arm_client(c);
 	if (hello.flags & HELLO_RESUME)
 		wake_all(c);
@@ -523,11 +602,23 @@ static int accept_client(struct daemon *d)
 
 fail_client:
 	log_warning("cannot take client %d: out of resources", hello.pid);
+	fork_share_free(m->store, TAKE_PTR(share));
 	if (c->control_fd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
 	client_unref(c);
 	return 0;
+refuse_client:
+	/* The child must not run on: it would read zeroes where its parent had evicted pages.
+	 * It aborts on this answer. */
+	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
+	(void)proto_send(c->control_fd, &ack, sizeof(ack), NULL, 0);
+	client_unref(c);
+	return 0;
+refuse:
+	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
+	(void)proto_send(fd, &ack, sizeof(ack), NULL, 0);
 fail:
+	fork_share_free(m->store, share);
 	for (unsigned i = 0; i < nr_fds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -536,7 +627,11 @@ fail:
 
 static void handle_control(struct daemon *d, struct client *c)
 {
-	struct msg_fork msg;
+	union {
+		struct msg_header h;
+		struct msg_fork fork;
+		struct msg_agent_started agent;
+	} msg;
 	ssize_t n = proto_recv(c->control_fd, &msg, sizeof(msg), NULL, NULL);
 
 	if (n == -EAGAIN || n == -EINTR)
@@ -555,12 +650,23 @@ static void handle_control(struct daemon *d, struct client *c)
 		pthread_mutex_lock(&c->lock);
 		c->evict_paused = true;
 		c->fork_requested = true;
+		c->fork_token = msg.h.seq;
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
 	case MSG_FORK_DONE:
 		pthread_mutex_lock(&c->lock);
 		c->evict_paused = false;
+		pthread_mutex_unlock(&c->lock);
+		manager_kick_reclaim(&d->m);
+		break;
+	case MSG_AGENT_STARTED:
+		/* A fork child's agent, started after its hello: eviction may begin. */
+		pthread_mutex_lock(&c->lock);
+		if (!c->agent_tid && msg.agent.agent_tid > 0) {
+			c->agent_tid = msg.agent.agent_tid;
+			c->evict_paused = false;
+		}
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
@@ -719,6 +825,7 @@ static void on_timer(struct daemon *d)
 	}
 	if (kick)
 		manager_kick_reclaim(m);
+	fork_share_expire(m, now, false);
 	notify_systemd(d, now);
 }
 
@@ -827,7 +934,10 @@ static int run(struct daemon *d)
 			d->nr_doomed--;
 			client_destroy(d, d->doomed[d->nr_doomed], d->doomed_why[d->nr_doomed]);
 		}
-		if (d->quit)
+		/* A fork child that has not claimed its parent's pages yet would find no daemon
+		 * and wait for the next one: it comes within milliseconds (or the snapshot
+		 * expires). */
+		if (d->quit && !fork_share_pending(&d->m))
 			return 0;
 	}
 }
@@ -853,6 +963,8 @@ static void help(void)
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
 	       "  --meminfo FILE          read MemTotal and MemAvailable from FILE, not\n"
 	       "                          /proc/meminfo (to test the system's watermarks)\n"
+	       "  --crash-at POINT        SIGKILL itself at POINT (fork-ready, fork-claim), to\n"
+	       "                          test that a crash there loses nothing\n"
 	       "  --foreground            accepted for clarity: memextd never forks\n"
 	       "  -h, --help              this text\n"
 	       "  --version               print the version\n\n"
@@ -879,6 +991,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
 		OPT_MEMINFO,
+		OPT_CRASH_AT,
 		OPT_FOREGROUND,
 		OPT_VERSION,
 	};
@@ -898,6 +1011,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"meminfo", required_argument, NULL, OPT_MEMINFO},
+		{"crash-at", required_argument, NULL, OPT_CRASH_AT},
 		{"foreground", no_argument, NULL, OPT_FOREGROUND},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
@@ -929,6 +1043,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
 		case OPT_MEMINFO: o->meminfo_path = optarg; break;
+		case OPT_CRASH_AT: o->crash_at = optarg; break;
 		case OPT_FOREGROUND: break;
 		case 'h':
 			help();
@@ -1044,6 +1159,7 @@ static void apply_runtime_config(struct daemon *d)
 	mc->pressure_avg10_pct = cfg->pressure_avg10_pct;
 	mc->track_above_pct = cfg->track_above_pct;
 	mc->meminfo_path = d->opts.meminfo_path ? d->opts.meminfo_path : "/proc/meminfo";
+	mc->crash_at = d->opts.crash_at;
 }
 
 static void reload_config(struct daemon *d)
@@ -1138,6 +1254,7 @@ static int setup(struct daemon *d)
 	apply_runtime_config(d);
 	d->m.start_usec = now_usec();
 	pthread_mutex_init(&d->m.clients_lock, NULL);
+	pthread_mutex_init(&d->m.forks_lock, NULL);
 	pthread_mutex_init(&d->m.reclaim_lock, NULL);
 	pthread_cond_init(&d->m.reclaim_cond, NULL);
 	for (size_t i = 0; i < cfg->n_swapfiles; i++)
@@ -1244,6 +1361,7 @@ static void teardown(struct daemon *d)
 		m->clients = c->next;
 		client_unref(c);
 	}
+	fork_share_expire(m, 0, true);
 	store_free(m->store);
 }
 

@@ -25,6 +25,7 @@
 struct client;
 struct store;
 struct fault_thread;
+struct fork_share;
 
 struct manager_config {
 	unsigned nr_fault_threads;    /* 0: one per CPU */
@@ -37,6 +38,7 @@ struct manager_config {
 	unsigned pressure_avg10_pct; /* 0: PSI ignored */
 	unsigned track_above_pct;    /* of the budget: resident memory at which a client is armed */
 	const char *meminfo_path;    /* /proc/meminfo, or a stand-in for tests */
+	const char *crash_at;	     /* a crash_point() that kills the daemon (tests), or NULL */
 };
 
 struct manager_totals {
@@ -57,6 +59,9 @@ struct manager_totals {
 	_Atomic uint64_t workingset_restore;  /* ... of those, active before their eviction */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
+	_Atomic uint64_t forks_shared;  /* forks whose child shared the evicted pages */
+	_Atomic uint64_t forks_drained; /* forks that brought every page back first */
+	_Atomic uint64_t fork_pages_shared; /* evicted pages handed to fork children */
 };
 
 struct manager {
@@ -83,7 +88,13 @@ struct manager {
 
 	struct manager_totals totals;
 	uint64_t start_usec;
+
+	/* Fork snapshots waiting for their child (forkshare.c); taken with no other lock. */
+	pthread_mutex_t forks_lock;
+	struct fork_share *forks;
 };
 
 void manager_kick_reclaim(struct manager *m);
+/* Tests (--crash-at): SIGKILLs the daemon when point is the one named. */
+void crash_point(const struct manager *m, const char *point);
 uint64_t now_usec(void);

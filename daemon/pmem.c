@@ -46,6 +46,14 @@ int pmem_fd(void)
 	return P.fd;
 }
 
+bool pmem_is_own(int fd)
+{
+	struct stat a, b;
+
+	return P.fd >= 0 && fstat(fd, &a) == 0 && fstat(P.fd, &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 int pmem_init(uint64_t window_bytes)
 {
 	int fd;

@@ -50,6 +50,8 @@ void pmem_exit(void);
 bool pmem_enabled(void);
 /* The memfd, for clients to hold; -1 without pmem. */
 int pmem_fd(void);
+/* Whether fd is this daemon's own pmem memfd (not a dead daemon's). */
+bool pmem_is_own(int fd);
 
 /*
  * Zeroed, page-aligned memory of bytes (rounded up to pages), from the window, or anonymous

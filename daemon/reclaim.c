@@ -12,8 +12,11 @@
 
 #include "client.h"
 #include "fault.h"
+#include "forkshare.h"
 #include "log.h"
 #include "manager.h"
+#include "maps.h"
+#include "pmem.h"
 #include "size.h"
 #include "store.h"
 #include "sysmem.h"
@@ -535,20 +538,95 @@ static int drain_client(struct reclaimer *rc, struct client *c)
 	}
 }
 
+/*
+ * What the child runs before its atfork handler can have its memory registered: glibc's fork
+ * walks every thread's descriptor (struct pthread, with the static TLS at the top of each
+ * thread's stack mapping) and resets locks in libc's data. An evicted page touched then would
+ * read as zeroes in the child, so these come back first: the top pages of every eligible
+ * mapping (thread stacks) and small mappings whole (libc's anonymous .bss and the like).
+ * Mappings, not the registered ranges: a thread's stack often adjoins other memory, and the
+ * ranges merge.
+ */
+#define FORK_TOUCHED_TOP_PAGES 4
+#define FORK_TOUCHED_SMALL_PAGES 16
+
+struct touched_ctx {
+	struct mem_range *r;
+	size_t nr, cap;
+};
+
+static int collect_touched(const struct maps_entry *e, void *userdata)
+{
+	struct touched_ctx *t = userdata;
+	uint64_t lo = e->start;
+
+	if ((e->end - e->start) / PAGE_SIZE > FORK_TOUCHED_SMALL_PAGES)
+		lo = e->end - FORK_TOUCHED_TOP_PAGES * PAGE_SIZE;
+	if (t->nr == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct mem_range *v = realloc(t->r, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		t->r = v;
+		t->cap = cap;
+	}
+	t->r[t->nr++] = (struct mem_range){lo, e->end};
+	return 0;
+}
+
+static int fork_bring_back_touched(struct reclaimer *rc, struct client *c)
+{
+	struct touched_ctx t = {0};
+	int r = maps_for_each_eligible(c->pid, collect_touched, &t);
+
+	for (size_t i = 0; i < t.nr && r == 0; i++)
+		for (uint64_t vpn = t.r[i].start / PAGE_SIZE; vpn < t.r[i].end / PAGE_SIZE && r == 0;
+		     vpn++)
+			r = fault_swapin_vpn(c, vpn, rc->page_buf);
+	free(t.r);
+	return r;
+}
+
+/*
+ * FORK_PREPARE: eviction is paused and, this being the thread that runs batches, none of c's is
+ * in flight. The child shares the evicted pages (forkshare.h); only when they cannot be
+ * shared (an orphaned batch, out of memory) does every page come back first, as before.
+ */
 static void prepare_fork(struct reclaimer *rc, struct client *c)
 {
 	struct msg_fork ready = {0};
-	int r;
+	int pfd = pmem_fd(), r;
 
-	r = drain_client(rc, c);
-	if (r < 0)
-		log_warning_errno(r, "client %d: not every page came back before fork: %m", c->pid);
-	proto_init_header(&ready.h, MSG_FORK_READY, sizeof(ready), 0);
+	pthread_mutex_lock(&c->lock);
+	uint32_t token = c->fork_token;
+	pthread_mutex_unlock(&c->lock);
+	r = fork_bring_back_touched(rc, c);
+	if (r == 0)
+		r = fork_share_take(c, token);
+	if (r >= 0) {
+		atomic_fetch_add(&c->m->totals.forks_shared, 1);
+		atomic_fetch_add(&c->m->totals.fork_pages_shared, (uint64_t)r);
+	} else {
+		log_warning_errno(r, "client %d: cannot share evicted pages with the fork child, "
+				     "bringing them back: %m",
+				  c->pid);
+		atomic_fetch_add(&c->m->totals.forks_drained, 1);
+		r = drain_client(rc, c);
+		if (r < 0)
+			log_warning_errno(r, "client %d: not every page came back before fork: %m",
+					  c->pid);
+	}
+	proto_init_header(&ready.h, MSG_FORK_READY, sizeof(ready), token);
 	ready.status = r;
 	pthread_mutex_lock(&c->lock);
 	c->fork_requested = false;
 	pthread_mutex_unlock(&c->lock);
-	(void)proto_send(c->control_fd, &ready, sizeof(ready), NULL, 0);
+	/* With shared pages, our pmem: the child sends it with its hello, so that a successor
+	 * finds the snapshot should we die first (forkshare.h). */
+	(void)proto_send(c->control_fd, &ready, sizeof(ready), &pfd, r > 0 && pfd >= 0 ? 1 : 0);
+	if (r > 0)
+		crash_point(c->m, "fork-ready");
 }
 
 /* memextctl drain: every page back; the client stays managed but is never evicted again. */
@@ -605,6 +683,17 @@ static void release_client(struct reclaimer *rc, struct client *c)
 
 		proto_init_header(&rel.h, MSG_AGENT_RELEASE, sizeof(rel), ++rc->seq);
 		(void)proto_send(c->agent_fd, &rel, sizeof(rel), NULL, 0);
+	}
+}
+
+static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		pthread_mutex_lock(&v[i]->lock);
+		bool pending = v[i]->fork_requested && !v[i]->dead;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (pending)
+			prepare_fork(rc, v[i]);
 	}
 }
 
@@ -703,6 +792,10 @@ static void *reclaim_main(void *arg)
 		for (unsigned i = 0; v && i < n; i++) {
 			struct client *c = v[i];
 
+			/* A forking process waits, its eviction paused: before anyone else. (The
+			 * clients before i are unreferenced already.) */
+			if (!draining)
+				serve_forks(rc, v + i, n - i);
 			if (!c->dead) {
 				if (draining)
 					release_client(rc, c);

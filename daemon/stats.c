@@ -181,7 +181,9 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
 		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
-		",\"workingset_restore\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
+		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
+		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
+		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
@@ -191,7 +193,9 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_deactivated),
 		atomic_load(&m->totals.workingset_refault),
 		atomic_load(&m->totals.workingset_activate),
-		atomic_load(&m->totals.workingset_restore), hist_quantile(snap, 0.50),
+		atomic_load(&m->totals.workingset_restore),
+		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.forks_drained),
+		atomic_load(&m->totals.fork_pages_shared), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -207,11 +211,11 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"stored_pages\":%" PRIu64 ",\"limit_rejects\":%" PRIu64 ",\"failed_loads\":%" PRIu64
 		",\"bd_count\":%" PRIu64 ",\"bd_reads\":%" PRIu64 ",\"bd_writes\":%" PRIu64
 		",\"bd_read_errors\":%" PRIu64 ",\"bd_write_errors\":%" PRIu64
-		",\"written_back\":%" PRIu64 "}",
+		",\"written_back\":%" PRIu64 ",\"shared_handles\":%" PRIu64 "}",
 		st->orig_data_size, st->compr_data_size, st->mem_used_total, st->mem_limit,
 		st->mem_used_max, st->same_pages, st->pages_compacted, st->huge_pages, st->stored_pages,
 		st->limit_rejects, st->failed_loads, st->bd_count, st->bd_reads, st->bd_writes,
-		st->bd_read_errors, st->bd_write_errors, st->written_back);
+		st->bd_read_errors, st->bd_write_errors, st->written_back, st->shared_handles);
 	write_json_swap_areas(m, f);
 	fprintf(f,
 		",\"system\":{\"mem_total\":%" PRIu64 ",\"mem_available\":%" PRIu64
@@ -267,8 +271,9 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "memextd %s, %u client%s\n\n", MEMEXT_VERSION, n, n == 1 ? "" : "s");
 	write_client_table(f, v, n);
 	fprintf(f, "\nstore:\n");
-	fprintf(f, "  stored pages     %" PRIu64 " (%" PRIu64 " same-filled, %" PRIu64 " huge)\n",
-		st->stored_pages, st->same_pages, st->huge_pages);
+	fprintf(f, "  stored pages     %" PRIu64 " (%" PRIu64 " same-filled, %" PRIu64 " huge, %" PRIu64
+		   " shared with fork children)\n",
+		st->stored_pages, st->same_pages, st->huge_pages, st->shared_handles);
 	fprintf(f, "  orig_data_size   %s\n", format_size(st->orig_data_size, a, sizeof(a)));
 	fprintf(f, "  compr_data_size  %s\n", format_size(st->compr_data_size, a, sizeof(a)));
 	fprintf(f, "  mem_used_total   %s (max %s)\n", format_size(st->mem_used_total, a, sizeof(a)),
@@ -311,6 +316,10 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.clients_seen));
+	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
+		   " brought every page back first\n",
+		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
+		atomic_load(&m->totals.forks_drained));
 }
 
 /* Prometheus label values: backslash, double quote and newline are escaped. */
@@ -430,6 +439,12 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_system_reclaim_rounds_total", "counter",
 		   "Reclaim rounds run because the system as a whole was short of memory.",
 		   atomic_load(&m->totals.sys_reclaim_rounds));
+	prom_value(f, "memext_forks_shared_total", "counter",
+		   "Forks whose child shared the parent's evicted pages.",
+		   atomic_load(&m->totals.forks_shared));
+	prom_value(f, "memext_forks_drained_total", "counter",
+		   "Forks that brought every evicted page back first.",
+		   atomic_load(&m->totals.forks_drained));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

@@ -54,6 +54,8 @@
  *                       without it, since an entry's word only changes while no handle refers
  *                       to it
  *   wb_lock             the writeback thread's wake-ups; taken with no other lock held
+ *   dup_lock            the table of shared handles (store_dup()); taken with no other lock
+ *                       held, and released before the drop it decides on
  * The pool's and the areas' own locks come after all of these (zpool.c, swapfile.c).
  */
 #include "store.h"
@@ -146,6 +148,17 @@ struct same_word {
 	uint64_t refs; /* pages kept as this word; 0: free for another word */
 };
 
+/*
+ * A handle held by more than one page-table entry (a fork child shares its parent's evicted
+ * pages): the references beyond the first, as the kernel's swap_map counts them. Keyed by the
+ * handle itself, so it works alike for every kind; same-filled handles with the same word are
+ * interchangeable, so their references may pool under one key. handle 0: an empty slot.
+ */
+struct dup_slot {
+	uint64_t handle;
+	uint64_t extra; /* references beyond the first */
+};
+
 struct tier_entry {
 	_Atomic uint64_t state; /* TS_* */
 	uint32_t prev, next;	/* lru_lock: the LRU (POOL entries, coldest first; 0: none) or,
@@ -204,6 +217,12 @@ struct store {
 	_Atomic uint64_t writeback_failures;
 	_Atomic uint64_t pool_limit_hit;
 	_Atomic uint64_t saves; /* paces compaction on its own */
+
+	/* Shared handles, open addressing with linear probing; dup_lock. */
+	pthread_mutex_t dup_lock;
+	struct dup_slot *dup; /* dup_cap slots, a power of two, or NULL */
+	size_t dup_cap;
+	_Atomic uint64_t dup_handles; /* slots in use: a drop takes dup_lock only when not 0 */
 };
 
 static _printf_(4, 5) int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -338,6 +357,7 @@ int store_new_err(const struct store_config *cfg, struct store **ret, char *err,
 					 TIER_DEFAULT_LIMIT_PCT / 100;
 
 	pthread_mutex_init(&s->same_lock, NULL);
+	pthread_mutex_init(&s->dup_lock, NULL);
 	pthread_rwlock_init(&s->trim_lock, NULL);
 	pthread_mutex_init(&s->lru_lock, NULL);
 	pthread_mutex_init(&s->wb_run_lock, NULL);
@@ -409,6 +429,7 @@ out_free_areas:
 	pthread_mutex_destroy(&s->wb_run_lock);
 	pthread_mutex_destroy(&s->lru_lock);
 	pthread_rwlock_destroy(&s->trim_lock);
+	pthread_mutex_destroy(&s->dup_lock);
 	pthread_mutex_destroy(&s->same_lock);
 out_free_store:
 	pmem_free(s, sizeof(*s));
@@ -448,11 +469,13 @@ void store_free(struct store *s)
 	zpool_free(s->pool);
 	swapfile_free(s->sf);
 	pmem_free(s->same_words, SAME_WORDS * sizeof(*s->same_words));
+	free(s->dup);
 	pthread_cond_destroy(&s->wb_cond);
 	pthread_mutex_destroy(&s->wb_lock);
 	pthread_mutex_destroy(&s->wb_run_lock);
 	pthread_mutex_destroy(&s->lru_lock);
 	pthread_rwlock_destroy(&s->trim_lock);
+	pthread_mutex_destroy(&s->dup_lock);
 	pthread_mutex_destroy(&s->same_lock);
 	pmem_free(s, sizeof(*s));
 }
@@ -1455,8 +1478,131 @@ int store_save(struct store *s, const void *page, uint64_t *ret_handle)
 	return r;
 }
 
+/* ---- shared handles (fork) ---- */
+
+static size_t dup_hash(uint64_t handle, size_t cap)
+{
+	return (size_t)((handle * UINT64_C(0x9e3779b97f4a7c15)) >> 20) & (cap - 1);
+}
+
+/* The slot of handle, or of the empty slot where it would go. dup_lock held, dup not NULL. */
+static struct dup_slot *dup_slot_of(struct store *s, uint64_t handle)
+{
+	size_t i = dup_hash(handle, s->dup_cap);
+
+	while (s->dup[i].handle && s->dup[i].handle != handle)
+		i = (i + 1) & (s->dup_cap - 1);
+	return &s->dup[i];
+}
+
+/* Keeps the table at most half full. dup_lock held. Returns 0 or -ENOMEM. */
+static int dup_grow(struct store *s)
+{
+	struct dup_slot *old = s->dup;
+	size_t old_cap = s->dup_cap, cap = old_cap ? old_cap * 2 : 64;
+
+	if (old && (atomic_load(&s->dup_handles) + 1) * 2 <= old_cap)
+		return 0;
+	s->dup = calloc(cap, sizeof(*s->dup));
+	if (!s->dup) {
+		s->dup = old;
+		return -ENOMEM;
+	}
+	s->dup_cap = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].handle)
+			*dup_slot_of(s, old[i].handle) = old[i];
+	free(old);
+	return 0;
+}
+
+/* Empties slot, moving back the entries of its probe run that would no longer be found. */
+static void dup_slot_clear(struct store *s, struct dup_slot *slot)
+{
+	size_t mask = s->dup_cap - 1, hole = (size_t)(slot - s->dup), i = hole;
+
+	for (;;) {
+		size_t home;
+
+		i = (i + 1) & mask;
+		if (!s->dup[i].handle)
+			break;
+		home = dup_hash(s->dup[i].handle, s->dup_cap);
+		/* Move it into the hole unless its home lies cyclically in (hole, i]. */
+		if ((i > hole && (home <= hole || home > i)) || (i < hole && home <= hole && home > i)) {
+			s->dup[hole] = s->dup[i];
+			hole = i;
+		}
+	}
+	s->dup[hole] = (struct dup_slot){0};
+}
+
+int store_dup(struct store *s, uint64_t handle)
+{
+	struct dup_slot *slot;
+	int r;
+
+	if (!handle)
+		return -EINVAL;
+	pthread_mutex_lock(&s->dup_lock);
+	r = dup_grow(s);
+	if (r == 0) {
+		slot = dup_slot_of(s, handle);
+		if (!slot->handle) {
+			slot->handle = handle;
+			atomic_fetch_add(&s->dup_handles, 1);
+		}
+		slot->extra++;
+	}
+	pthread_mutex_unlock(&s->dup_lock);
+	return r;
+}
+
+/* Takes one of handle's extra references if it has one: true when the page must stay. */
+static bool dup_put(struct store *s, uint64_t handle)
+{
+	struct dup_slot *slot;
+	bool shared = false;
+
+	pthread_mutex_lock(&s->dup_lock);
+	if (s->dup) {
+		slot = dup_slot_of(s, handle);
+		if (slot->handle) {
+			shared = true;
+			if (--slot->extra == 0) {
+				dup_slot_clear(s, slot);
+				atomic_fetch_sub(&s->dup_handles, 1);
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->dup_lock);
+	return shared;
+}
+
+uint64_t store_handle_refs(struct store *s, uint64_t handle)
+{
+	uint64_t refs = 1;
+
+	pthread_mutex_lock(&s->dup_lock);
+	if (s->dup && handle) {
+		struct dup_slot *slot = dup_slot_of(s, handle);
+
+		if (slot->handle)
+			refs += slot->extra;
+	}
+	pthread_mutex_unlock(&s->dup_lock);
+	return refs;
+}
+
 void store_drop(struct store *s, uint64_t handle)
 {
+	/*
+	 * Nothing shared (the common case): no lock. A handle is only ever duplicated by a
+	 * holder of one of its references, so a drop of another reference that raced with it
+	 * would see dup_handles set already.
+	 */
+	if (atomic_load(&s->dup_handles) && dup_put(s, handle))
+		return;
 	pthread_rwlock_rdlock(&s->trim_lock);
 	drop_locked(s, handle);
 	pthread_rwlock_unlock(&s->trim_lock);
@@ -1540,6 +1686,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
 		.written_back = atomic_load(&s->written_back),
 		.writeback_failures = atomic_load(&s->writeback_failures),
 		.pool_limit_hit = atomic_load(&s->pool_limit_hit),
+		.shared_handles = atomic_load(&s->dup_handles),
 	};
 }
 

@@ -102,6 +102,8 @@ struct store_stats {
 				      * error): they stayed in the pool, cumulative */
 	uint64_t pool_limit_hit;     /* saves that found the pool full and went to an area (zswap's
 				      * pool_limit_hit), cumulative */
+	uint64_t shared_handles;     /* stored pages held by more than one page-table entry now
+				      * (a fork child shares its parent's), counted once each */
 };
 
 /* One swap area, for `memextctl stats`: figures in 4 KiB pages. */
@@ -182,9 +184,22 @@ int store_try_load(struct store *s, uint64_t handle, void *page);
 unsigned store_load_batch(struct store *s, const uint64_t *handles, void *const *pages, unsigned nr,
 			  int *ret_results);
 
-/* Frees the page behind handle. Must not race with a load of the same handle. Takes a mutex
- * for a page that may be written back, never waits for the disk. */
+/* Drops one reference to handle; the page is freed with the last one. The last drop must not
+ * race with a load of the same handle. Takes a mutex for a page that may be written back (and
+ * one while any handle is shared), never waits for the disk. */
 void store_drop(struct store *s, uint64_t handle);
+
+/*
+ * Adds a reference to handle (swap_duplicate): the page stays until store_drop() has been
+ * called once more than store_dup(). For a fork child, which shares its parent's evicted pages
+ * until either side writes. Works for every kind of handle (same-filled, pool, tier, swap
+ * area); the caller must hold a reference. Returns 0 or -ENOMEM (nothing added).
+ * stored_pages and the other figures count a shared page once.
+ */
+int store_dup(struct store *s, uint64_t handle);
+
+/* The references handle has now (1 when it is not shared), for tests and debugging. */
+uint64_t store_handle_refs(struct store *s, uint64_t handle);
 
 /*
  * Whether nr_pages more pages would find room now, counting every page as raw (worst case):

@@ -88,12 +88,19 @@ static struct {
 	struct mem_range self; /* this library's own mappings */
 
 	pthread_mutex_t fork_lock;
+	uint32_t fork_token; /* of the last MSG_FORK_PREPARE; the child names it in its hello */
+	pid_t fork_parent;   /* the pid that sent it: getppid() in the child may already be a
+			      * reaper's, when the parent exits at once (daemon(3)) */
+	int fork_shared;     /* evicted pages the daemon keeps for the child (FORK_READY) */
+	int fork_pmem_fd;    /* the daemon's pmem, from FORK_READY: the child hands it on */
+	bool hello_refused;  /* the last hello was answered, with an error */
 } S = {
 	.uffd = -1,
 	.staging_uffd = -1,
 	.control_fd = -1,
 	.agent_fd = -1,
 	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
+	.fork_pmem_fd = -1,
 };
 
 /*
@@ -294,12 +301,12 @@ static void close_all_but(const int *keep, int n)
 	(void)syscall(SYS_close_range, lo, ~0U, 0);
 }
 
-/* Gives the agent a table of its own holding only its three fds (see A). */
+/* Gives the agent a table of its own holding only its fds (see A). */
 static void agent_own_fds(void)
 {
-	int keep[3] = {A.fd, A.uffd, A.staging_uffd};
+	int keep[4] = {A.fd, A.uffd, A.staging_uffd, A.pmem_fd}, n = A.pmem_fd >= 0 ? 4 : 3;
 
-	for (int i = 1; i < 3; i++)
+	for (int i = 1; i < n; i++)
 		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
 			int t = keep[j];
 
@@ -310,7 +317,7 @@ static void agent_own_fds(void)
 		return;
 	/* The copy holds every fd the process had: keeping them would keep the
 	 * application's pipes and sockets open behind its back. */
-	close_all_but(keep, 3);
+	close_all_but(keep, n);
 	A.private = true;
 }
 
@@ -555,17 +562,19 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	struct msg_hello hello;
 	struct msg_hello_ack ack;
 	int pagemap = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int fds[5] = {uffd, pidfd, daemon_end, pagemap, A.pmem_fd};
+	int fds[5] = {uffd, pidfd, daemon_end, pagemap, resume ? A.pmem_fd : S.fork_pmem_fd};
 	ssize_t n;
 	int r;
 
 	resume = resume && A.pmem_fd >= 0;
+	S.hello_refused = false;
 	memset(&hello, 0, sizeof(hello));
 	proto_init_header(&hello.h, MSG_HELLO, sizeof(hello), 1);
 	hello.pid = (pid_t)syscall(SYS_getpid);
 	hello.parent_pid = parent;
 	hello.agent_tid = S.agent_tid;
 	hello.flags = S.flags | (parent ? HELLO_FORK_CHILD : 0) | (resume ? HELLO_RESUME : 0);
+	hello.fork_token = parent ? S.fork_token : 0;
 	hello.budget_bytes = S.budget_bytes;
 	hello.uffd_features = S.features;
 	hello.staging = (struct mem_range){(uint64_t)(uintptr_t)S.staging,
@@ -578,12 +587,12 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 
 	if (pagemap < 0)
 		return -errno;
-	r = proto_send(ctl, &hello, sizeof(hello), fds, resume ? 5 : 4);
+	r = proto_send(ctl, &hello, sizeof(hello), fds, fds[4] >= 0 && (resume || parent) ? 5 : 4);
 	sys_close(pagemap);
 	if (r < 0)
 		return r;
 	/* Adopting our pages after a crash takes the daemon a while: no timeout then. */
-	r = wait_readable(ctl, resume ? -1 : HELLO_TIMEOUT_MSEC);
+	r = wait_readable(ctl, resume || fds[4] >= 0 ? -1 : HELLO_TIMEOUT_MSEC);
 	if (r < 0)
 		return r;
 	do
@@ -593,6 +602,7 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 		return n < 0 ? (int)n : -ECONNRESET;
 	if (ack.h.type != MSG_HELLO_ACK)
 		return -EBADMSG;
+	S.hello_refused = ack.status < 0;
 	return ack.status;
 }
 
@@ -691,7 +701,7 @@ static int move_high(int fd)
 }
 
 /* The shim's fds in the application's table (the agent's own table is out of its reach). */
-#define NR_FD_SLOTS 5
+#define NR_FD_SLOTS 6
 
 static int nr_fd_slots(int **slots)
 {
@@ -699,6 +709,7 @@ static int nr_fd_slots(int **slots)
 
 	slots[n++] = &S.uffd;
 	slots[n++] = &S.control_fd;
+	slots[n++] = &S.fork_pmem_fd;
 	if (!__atomic_load_n(&A.private, __ATOMIC_ACQUIRE)) {
 		slots[n++] = &A.fd;
 		slots[n++] = &A.uffd;
@@ -862,10 +873,84 @@ _public_ int dup3(int oldfd, int newfd, int flags)
 	return (int)syscall(SYS_dup3, oldfd, newfd, flags);
 }
 
+/* A connection to the daemon at a high number, its identity noted (control_fd()), or -errno. */
+static int control_connect(void)
+{
+	int fd = move_high(connect_daemon());
+	struct stat st;
+
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		S.control_dev = st.st_dev;
+		S.control_ino = st.st_ino;
+	}
+	return fd;
+}
+
+/*
+ * The hello of a fork child that shares evicted pages of its parent's (S.fork_shared): no
+ * daemon holds them but the one the parent asked, or, should that one die, its successor. Until
+ * one answers, the child waits: running on, it would read zeroes where its parent had evicted
+ * pages.
+ */
+static int hello_waiting(int pidfd, int daemon_end, pid_t parent)
+{
+	struct timespec delay = {0, 50 * 1000 * 1000};
+	bool said = false;
+
+	for (;;) {
+		int r = S.control_fd >= 0 ? send_hello(S.control_fd, S.uffd, pidfd, daemon_end, parent,
+							false)
+					  : S.control_fd;
+
+		if (r == 0 || S.hello_refused)
+			return r;
+		if (!said)
+			shim_log("waiting for memextd (%s): it keeps %d evicted pages of this "
+				 "process's parent",
+				 errstr(r), S.fork_shared);
+		said = true;
+		close_fd(&S.control_fd);
+		(void)nanosleep(&delay, NULL);
+		if (delay.tv_nsec < 500 * 1000 * 1000)
+			delay.tv_nsec *= 2;
+		S.control_fd = control_connect();
+	}
+}
+
+/*
+ * A fork child's agent, once the daemon has registered the child's memory: pthread_create()
+ * allocates, and the heap may hold pages evicted in the parent, which read as zeroes until
+ * then. It keeps the pmem FORK_READY brought (a successor adopts the child from it). Without
+ * an agent the daemon still serves the child's faults; it only evicts nothing.
+ */
+static void start_agent_late(void)
+{
+	struct msg_agent_started m = {0};
+	int r;
+
+	A.pmem_fd = S.fork_pmem_fd;
+	r = start_agent();
+	if (A.private || r < 0)
+		close_fd(&S.fork_pmem_fd); /* the agent has its own copy */
+	else
+		S.fork_pmem_fd = -1; /* the agent's, in the table it shares with us */
+	if (r < 0) {
+		A.pmem_fd = -1;
+		shim_log("cannot start the agent thread: %s; memory stays resident", errstr(r));
+		return;
+	}
+	proto_init_header(&m.h, MSG_AGENT_STARTED, sizeof(m), 0);
+	m.agent_tid = S.agent_tid;
+	r = proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
+	if (r < 0)
+		shim_log("cannot name the agent to the daemon: %s", errstr(r));
+}
+
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 static void memext_start(pid_t parent)
 {
 	int pidfd = -1, pair[2] = {-1, -1}, r;
+	bool must_wait = parent && S.fork_shared > 0;
 	struct uffdio_register reg;
 
 	S.pid = getpid();
@@ -873,16 +958,8 @@ static void memext_start(pid_t parent)
 	S.control_gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
 	(void)prctl(PR_GET_NAME, S.comm);
 	S.comm[sizeof(S.comm) - 1] = 0;
-	S.control_fd = move_high(connect_daemon());
-	if (S.control_fd >= 0) {
-		struct stat st;
-
-		if (fstat(S.control_fd, &st) == 0) {
-			S.control_dev = st.st_dev;
-			S.control_ino = st.st_ino;
-		}
-	}
-	if (S.control_fd < 0) {
+	S.control_fd = control_connect();
+	if (S.control_fd < 0 && !must_wait) {
 		shim_log("cannot connect to %s: %s; running without memext", S.socket_path,
 			 errstr(S.control_fd));
 		S.control_fd = -1;
@@ -953,20 +1030,36 @@ static void memext_start(pid_t parent)
 	}
 	S.agent_fd = move_high(pair[0]);
 	pair[0] = -1;
-	r = start_agent();
+	/* A fork child starts its agent after the hello (start_agent_late()). */
+	r = parent ? 0 : start_agent();
 	if (r < 0) {
 		shim_log("cannot start the agent thread: %s; running without memext", errstr(r));
 		goto fail;
 	}
-	r = send_hello(S.control_fd, S.uffd, pidfd, pair[1], parent, false);
+	if (must_wait)
+		r = hello_waiting(pidfd, pair[1], parent);
+	else
+		r = S.control_fd >= 0 ? send_hello(S.control_fd, S.uffd, pidfd, pair[1], parent, false)
+				      : S.control_fd;
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
+	if (r < 0 && must_wait) {
+		/* Running on would mean reading zeroes where the parent had evicted pages. */
+		shim_log("the daemon has lost the %d evicted pages this process shares with its "
+			 "parent (%s): aborting",
+			 S.fork_shared, errstr(r));
+		abort();
+	}
 	if (r < 0) {
 		shim_log("the daemon did not accept us: %s; running without memext", errstr(r));
 		/* The agent sees its socket close and ends. */
 		shutdown(S.agent_fd, SHUT_RDWR);
+		if (parent)
+			close_fd(&S.agent_fd);
 		goto fail_agent;
 	}
+	if (parent)
+		start_agent_late();
 	if (A.private) {
 		/* The agent has its own copies. */
 		close_fd(&S.agent_fd);
@@ -1055,27 +1148,53 @@ fail:
 	return r;
 }
 
-/* FORK_PREPARE on fd, then FORK_READY. Returns false when the daemon went away meanwhile. */
+static uint32_t fork_token_new(void)
+{
+	uint32_t t;
+
+	/* Unguessable, so another process of the user cannot claim the child's pages. */
+	if (syscall(SYS_getrandom, &t, sizeof(t), 0x1 /* GRND_NONBLOCK */) != sizeof(t))
+		t = (uint32_t)syscall(SYS_gettid) ^ (uint32_t)(uintptr_t)&t;
+	return t;
+}
+
+/*
+ * FORK_PREPARE on fd, then FORK_READY: how many evicted pages the daemon keeps for the child
+ * and, with any, its pmem memfd (S.fork_pmem_fd) for the child to hand on. Returns false when
+ * the daemon went away meanwhile.
+ */
 static bool fork_request(int fd)
 {
 	struct msg_fork m = {0};
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 
-	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), 0);
+	S.fork_token = fork_token_new();
+	S.fork_parent = getpid();
+	S.fork_shared = 0;
+	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), S.fork_token);
 	if (proto_send(fd, &m, sizeof(m), NULL, 0) < 0)
 		return false;
 	for (;;) {
+		int fds[MEMEXT_MAX_FDS];
+		unsigned nr_fds = MEMEXT_MAX_FDS;
 		ssize_t n;
 
 		if (poll(&p, 1, -1) < 0 && errno == EINTR)
 			continue;
-		n = proto_recv(fd, &m, sizeof(m), NULL, NULL);
+		n = proto_recv(fd, &m, sizeof(m), fds, &nr_fds);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
 		if (n <= 0)
 			return false;
-		if (m.h.type == MSG_FORK_READY)
+		for (unsigned i = 0; i < nr_fds; i++)
+			if (i == 0 && m.h.type == MSG_FORK_READY && S.fork_pmem_fd < 0)
+				S.fork_pmem_fd = move_high(fds[0]);
+			else
+				sys_close(fds[i]);
+		if (m.h.type == MSG_FORK_READY) {
+			S.fork_shared = MAX(m.status, 0);
 			return true;
+		}
 	}
 }
 
@@ -1111,12 +1230,13 @@ static void fork_parent(void)
 		proto_init_header(&m.h, MSG_FORK_DONE, sizeof(m), 0);
 		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
+	close_fd(&S.fork_pmem_fd); /* the child's to hand on */
 	pthread_mutex_unlock(&S.fork_lock);
 }
 
 static void fork_child(void)
 {
-	pid_t parent = getppid();
+	pid_t parent = S.fork_parent ? S.fork_parent : getppid();
 	bool was_active = S.active;
 
 	/* These are the parent's: its connection, its agent's socket, its uffd. A private agent
@@ -1127,6 +1247,7 @@ static void fork_child(void)
 	close_fd(&S.staging_uffd);
 	A.fd = A.uffd = A.staging_uffd = A.pmem_fd = -1;
 	A.private = false;
+	S.agent_tid = 0;
 	S.armed = false;
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
@@ -1138,6 +1259,9 @@ static void fork_child(void)
 	}
 	if (was_active)
 		memext_start(parent);
+	close_fd(&S.fork_pmem_fd);
+	S.fork_shared = 0;
+	S.fork_parent = 0;
 	pthread_mutex_unlock(&S.fork_lock);
 }
 

@@ -82,6 +82,9 @@ int proto_check(const void *buf, size_t n)
 	case MSG_AGENT_BUDGET:
 		want = sizeof(struct msg_agent_budget);
 		break;
+	case MSG_AGENT_STARTED:
+		want = sizeof(struct msg_agent_started);
+		break;
 	default:
 		return -EBADMSG;
 	}

@@ -9,10 +9,13 @@
  *   control  the shim connects to memextd's client socket. It sends MSG_HELLO with four fds
  *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, its end of
  *            the agent socketpair, and its /proc/self/pagemap (which memextd could not open
- *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers MSG_HELLO_ACK (and sends the agent its pmem memfd,
- *            MSG_AGENT_PMEM). Later the shim sends
- *            MSG_FORK_PREPARE (answered by MSG_FORK_READY once every evicted page is back and
- *            eviction is paused) and MSG_FORK_DONE (the parent resumes).
+ *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers
+ *            MSG_HELLO_ACK (and sends the agent its pmem memfd, MSG_AGENT_PMEM). Later the
+ *            shim sends MSG_FORK_PREPARE (answered by MSG_FORK_READY once eviction is paused
+ *            and the evicted pages are snapshotted for the child, or, where they cannot be
+ *            shared, brought back) and MSG_FORK_DONE (the parent resumes). The header's seq
+ *            of FORK_PREPARE is a random token; the child's hello (HELLO_FORK_CHILD) names it
+ *            and its parent's pid to claim the shared pages (daemon/forkshare.h).
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
  *            application into its staging area (answered by MSG_AGENT_MOVE_DONE, a bitmap of
  *            the staging pages that now hold a page); MSG_AGENT_FREE asks it to MADV_DONTNEED the staging area (no answer:
@@ -49,6 +52,7 @@ enum msg_type {
 	MSG_AGENT_PMEM,
 	MSG_CONTROL_ATTACH,
 	MSG_AGENT_BUDGET,
+	MSG_AGENT_STARTED,
 	_MSG_TYPE_MAX,
 };
 
@@ -65,7 +69,9 @@ struct mem_range {
 	uint64_t end;   /* bytes, exclusive, page aligned */
 };
 
-#define HELLO_FORK_CHILD (1U << 0)   /* a child created by fork(); its parent is parent_pid */
+/* A child created by fork(); its parent is parent_pid. With a fifth fd (the pmem memfd that
+ * came with FORK_READY) it has evicted pages to claim and must not run on without them. */
+#define HELLO_FORK_CHILD (1U << 0)
 #define HELLO_IGNORE_MLOCK (1U << 1) /* MEMEXT_IGNORE_MLOCK=1: staging has an mlocked half */
 /* Reconnecting after the daemon died: a fifth fd is the dead daemon's pmem memfd, which the
  * new daemon adopts the process's evicted pages from (daemon/adopt.h). */
@@ -75,13 +81,14 @@ struct msg_hello {
 	struct msg_header h;
 	int32_t pid;
 	int32_t parent_pid;
-	int32_t agent_tid; /* faults taken by this thread are never held */
+	int32_t agent_tid; /* faults taken by this thread are never held; 0: MSG_AGENT_STARTED
+			    * follows (fork children) */
 	uint32_t flags;    /* HELLO_* */
 	uint64_t budget_bytes;
 	uint64_t uffd_features; /* granted by UFFDIO_API */
 	struct mem_range staging;
 	uint32_t nr_exclude;
-	uint32_t pad;
+	uint32_t fork_token; /* HELLO_FORK_CHILD: the seq of the parent's MSG_FORK_PREPARE */
 	struct mem_range exclude[MEMEXT_MAX_EXCLUDE];
 	char comm[16]; /* NUL-terminated */
 };
@@ -96,7 +103,21 @@ struct msg_hello_ack {
 /* MSG_FORK_PREPARE, MSG_FORK_READY (status), MSG_FORK_DONE */
 struct msg_fork {
 	struct msg_header h;
-	int32_t status; /* in FORK_READY: 0, or -errno when pages could not all come back */
+	int32_t status; /* in FORK_READY: the evicted pages shared with the child (the daemon's
+			 * pmem memfd comes along when there are any), or -errno when they were
+			 * to be brought back and not all could be */
+	uint32_t pad;
+};
+
+/*
+ * MSG_AGENT_STARTED, shim -> daemon on the control socket. A fork child says hello before it
+ * starts its agent (pthread_create() allocates, and the child's heap may hold pages evicted in
+ * the parent, readable only once the daemon has registered the child's memory), with
+ * agent_tid 0 in the hello; the daemon evicts none of its pages until this names the agent.
+ */
+struct msg_agent_started {
+	struct msg_header h;
+	int32_t agent_tid;
 	uint32_t pad;
 };
 

@@ -129,6 +129,7 @@ class Daemon:
         self.stop_status = None
         self.carried = {}   # totals of daemons killed by crash_restart(), summed
         self.system_available_pct = args.system_available_pct
+        self.crash_at = args.daemon_crashes_at
         self.restarts = 0
 
     def crash_restart(self, timeout):
@@ -140,6 +141,11 @@ class Daemon:
         log(f"SIGKILL memextd {self.proc.pid} with {s['store']['stored_pages']} pages "
             f"stored")
         self.proc.kill()
+        self.start_again(timeout)
+        return s
+
+    def start_again(self, timeout):
+        """A new daemon on the same sockets, once this one is dead."""
         self.proc.wait()
         self.log_file.close()
         # A killed daemon leaves its socket files: the new one binds anew.
@@ -148,7 +154,6 @@ class Daemon:
                 os.unlink(p)
         self.restarts += 1
         self.start(timeout, append_log=True)
-        return s
 
     def start(self, timeout, append_log=False):
         if self.make_swapfile and not append_log:
@@ -171,6 +176,8 @@ class Daemon:
             cmd += ["--meminfo", path]
         if self.make_swapfile:
             cmd += ["--swap-file", self.swap_path]
+        if self.crash_at and self.restarts == 0:
+            cmd += ["--crash-at", self.crash_at]
         cmd += self.extra_args
         log("starting: " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
@@ -404,6 +411,10 @@ def run_clients(args, env, daemon):
                             args.kill_daemon_at_phase in c.phases):
                         log(f"workload {c.pid} reached phase '{args.kill_daemon_at_phase}'")
                         daemon.crash_restart(args.daemon_timeout)
+            if (daemon is not None and not daemon.alive() and args.daemon_crashes_at and
+                    daemon.restarts == 0 and daemon.proc.returncode == -signal.SIGKILL):
+                log(f"memextd killed itself at '{args.daemon_crashes_at}': starting a new one")
+                daemon.start_again(args.daemon_timeout)
             if daemon is not None and not daemon.alive():
                 hint = ""
                 if daemon.proc.returncode in (0, -signal.SIGTERM):
@@ -501,6 +512,25 @@ def check_adoption(daemon, clients):
     return problems
 
 
+def check_fork_adoption(daemon, clients):
+    """--daemon-crashes-at fork-*: the new daemon gave each fork child the pages its parent
+    shared, taken from the dead daemon's memory, and lost none."""
+    with open(daemon.log_path, errors="replace") as f:
+        text = f.read()
+    problems = []
+    if daemon.restarts != 1:
+        problems.append("memextd never reached the point where it kills itself")
+    for c in clients:
+        got = [int(n) for n in re.findall(rf"client \d+: adopted (\d+) pages its parent "
+                                         rf"{c.pid} shared at fork", text)]
+        log(f"fork children of {c.pid} adopted from the dead daemon: {got} pages")
+        if not got or min(got) == 0:
+            problems.append(f"no fork child of {c.pid} had its shared pages adopted")
+    if "could not be recovered" in text or "are gone" in text:
+        problems.append("the restarted memextd lost pages (see its log)")
+    return problems
+
+
 def check_workingset(args, d):
     """The refault-detection bounds (--max-workingset-refault, --min-workingset-activate)."""
     failures = []
@@ -570,6 +600,8 @@ def test_managed(args, tmp):
                        "workingset_activate", "workingset_restore", "reclaim_deactivated")}
         if args.kill_daemon_at_phase:
             failures_crash = check_adoption(daemon, clients)
+        elif args.daemon_crashes_at:
+            failures_crash = check_fork_adoption(daemon, clients)
         else:
             failures_crash = []
 
@@ -648,6 +680,18 @@ def test_managed(args, tmp):
                                     f"after phase '{args.pswpout_after_phase}', expected at "
                                     f"least {args.min_pswpout_after}: eviction stopped")
         failures += check_workingset(args, d)
+        if args.min_forks_shared or args.max_forks_drained is not None:
+            fk = {k: after["totals"].get(k, 0) - base["totals"].get(k, 0)
+                  for k in ("forks_shared", "forks_drained", "fork_pages_shared")}
+            log(f"forks: {fk['forks_shared']} shared {fk['fork_pages_shared']} evicted pages "
+                f"with the child, {fk['forks_drained']} drained")
+            if fk["forks_shared"] < args.min_forks_shared:
+                failures.append(f"totals.forks_shared grew by {fk['forks_shared']}, expected "
+                                f"at least {args.min_forks_shared}: the children did not share "
+                                f"the evicted pages")
+            if args.max_forks_drained is not None and fk["forks_drained"] > args.max_forks_drained:
+                failures.append(f"totals.forks_drained grew by {fk['forks_drained']}, expected "
+                                f"at most {args.max_forks_drained}: forks brought pages back")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -897,6 +941,10 @@ def main():
     ap.add_argument("--kill-daemon-at-phase", default=None,
                     help="SIGKILL memextd when the workload prints this phase and start a "
                          "new one; the workload must finish with every byte right")
+    ap.add_argument("--min-forks-shared", type=int, default=0,
+                    help="fail unless totals.forks_shared grew by at least this much")
+    ap.add_argument("--max-forks-drained", type=int, default=None,
+                    help="fail if totals.forks_drained grew by more than this")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
     ap.add_argument("--pswpout-after-phase", default=None,
@@ -911,6 +959,9 @@ def main():
                     help="preload jemalloc after the shim (skip if it is not installed)")
     ap.add_argument("--mem-used-slack", type=int, default=0,
                     help="bytes store.mem_used_total may stay above its value before the test")
+    ap.add_argument("--daemon-crashes-at", default=None,
+                    help="run the first memextd with --crash-at POINT; when it has killed "
+                         "itself, start a new one and check that the fork children were adopted")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
     ap.add_argument("--max-workingset-refault", type=int, default=None,

@@ -9,7 +9,19 @@
  * data elsewhere, never the other's writes. Both sides also read a spread of pre-fork pages
  * before writing, so evicted pre-fork data is faulted in on both sides of the fork. The parent
  * exits 0 only if it and the child both passed.
+ *
+ * Under memext (MEMEXT_WL_EXPECT_EVICTION=1) both sides also check, first thing after fork(),
+ * that the pages evicted before it are still not resident: the fork shared them with the child
+ * instead of bringing them back.
+ *
+ * wl-fork SIZE MODE, other shapes of fork, each checking every page it reads:
+ *   exit     20 children that exit at once; then the parent checks everything.
+ *   nested   the child forks a grandchild; each generation reads the pre-fork data, writes
+ *            its own pages and checks that it sees only its own writes.
+ *   threads  4 threads fork 8 children each while 2 more threads read (fault in) random
+ *            pages; every child checks a spread of pages and writes a few of its own.
  */
+#include <pthread.h>
 #include <sys/wait.h>
 
 #include "wl-common.h"
@@ -82,14 +94,164 @@ static void side(const char *who, uint32_t salt, unsigned mine, int wfd, int rfd
 	wl_log("%s: all %zu pages verified twice", who, nr_pages);
 }
 
+/*
+ * Right after fork(): the pages evicted before it are still out (90%: the other side may have
+ * faulted a few meanwhile). Bringing them back for the fork would make them resident here.
+ */
+static void check_still_evicted(const char *who, size_t before)
+{
+	size_t now;
+
+	if (!wl_expect_eviction())
+		return;
+	now = wl_nonresident_pages(region, nr_pages * WL_PAGE_SIZE);
+	if (now < before / 10 * 9)
+		wl_mismatch("%s: %zu pages were evicted before fork(), only %zu are right after it: "
+			    "the fork brought evicted pages back",
+			    who, before, now);
+	wl_log("%s: %zu of %zu pages still evicted right after fork (%zu before)", who, now,
+	       nr_pages, before);
+}
+
+static int wait_ok(pid_t pid, const char *who)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		wl_die("%s: waitpid %d: %m", who, (int)pid);
+	if (WIFSIGNALED(status))
+		wl_mismatch("%s: child %d was killed by signal %d", who, (int)pid, WTERMSIG(status));
+	if (WEXITSTATUS(status))
+		wl_mismatch("%s: child %d exited %d", who, (int)pid, WEXITSTATUS(status));
+	return 0;
+}
+
+/* Every page: pre-fork data, except pages p % 3 == mine, which hold gen 1 with salt. */
+static void check_all(const char *what, int mine, uint32_t salt)
+{
+	for (size_t p = 0; p < nr_pages; p++) {
+		if (mine >= 0 && p % 3 == (size_t)mine)
+			wl_page_check(what, page_addr(p), p, 1, salt, 0);
+		else
+			wl_page_check(what, page_addr(p), p, 0, SALT_PREFORK, 0);
+	}
+}
+
+static void mode_exit(size_t evicted)
+{
+	for (int i = 0; i < 20; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			wl_die("fork: %m");
+		if (pid == 0)
+			_exit(0);
+		wait_ok(pid, "parent");
+	}
+	check_still_evicted("parent", evicted);
+	check_all("parent after 20 forks", -1, 0);
+	wl_log("parent: 20 children exited at once; all %zu pages verified", nr_pages);
+}
+
+/* Generation g (0 parent, 1 child, 2 grandchild) writes pages p % 3 == g. */
+static void nested_gen(unsigned g, size_t evicted)
+{
+	static const char *const who[] = {"parent", "child", "grandchild"};
+	char what[64];
+	pid_t pid = -1;
+
+	if (g < 2) {
+		pid = fork();
+		if (pid < 0)
+			wl_die("fork: %m");
+		if (pid == 0) {
+			wl_prog = g == 0 ? "wl-fork(child)" : "wl-fork(grandchild)";
+			check_still_evicted(who[g + 1], evicted / 2);
+			nested_gen(g + 1, evicted);
+			fflush(stdout);
+			_exit(0);
+		}
+	}
+	snprintf(what, sizeof(what), "%s pre-fork read", who[g]);
+	for (size_t p = 0; p < nr_pages; p += 5)
+		wl_page_check(what, page_addr(p), p, 0, SALT_PREFORK, 0);
+	for (size_t p = g; p < nr_pages; p += 3)
+		wl_page_fill(page_addr(p), p, 1, 10 + g);
+	snprintf(what, sizeof(what), "%s after its writes", who[g]);
+	check_all(what, (int)g, 10 + g);
+	if (pid > 0)
+		wait_ok(pid, who[g]);
+	check_all(what, (int)g, 10 + g);
+	wl_log("%s: all %zu pages verified", who[g], nr_pages);
+}
+
+static _Atomic bool threads_stop;
+
+static void *faulter_main(void *arg)
+{
+	uint64_t rs = (uint64_t)(uintptr_t)arg;
+
+	while (!threads_stop) {
+		size_t p = wl_rand_below(&rs, nr_pages);
+
+		wl_page_check("faulter", page_addr(p), p, 0, SALT_PREFORK, 0);
+	}
+	return NULL;
+}
+
+static void *forker_main(void *arg)
+{
+	uint64_t rs = (uint64_t)(uintptr_t)arg;
+
+	for (int i = 0; i < 8; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			wl_die("fork: %m");
+		if (pid == 0) {
+			/* Only this thread lives on in the child. */
+			for (size_t p = wl_rand_below(&rs, 7); p < nr_pages; p += 7)
+				wl_page_check("threads child", page_addr(p), p, 0, SALT_PREFORK, 0);
+			for (size_t p = 0; p < nr_pages; p += 97)
+				wl_page_fill(page_addr(p), p, 1, SALT_CHILD);
+			for (size_t p = 0; p < nr_pages; p += 97)
+				wl_page_check("threads child", page_addr(p), p, 1, SALT_CHILD, 0);
+			_exit(0);
+		}
+		wait_ok(pid, "forker");
+	}
+	return NULL;
+}
+
+static void mode_threads(void)
+{
+	pthread_t f[4], r[2];
+
+	for (unsigned i = 0; i < 2; i++)
+		if (pthread_create(&r[i], NULL, faulter_main, (void *)(uintptr_t)(i + 1)))
+			wl_die("pthread_create");
+	for (unsigned i = 0; i < 4; i++)
+		if (pthread_create(&f[i], NULL, forker_main, (void *)(uintptr_t)(i + 100)))
+			wl_die("pthread_create");
+	for (unsigned i = 0; i < 4; i++)
+		pthread_join(f[i], NULL);
+	threads_stop = true;
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(r[i], NULL);
+	check_all("parent after 32 forks from 4 threads", -1, 0);
+	wl_log("parent: 32 forks from 4 threads while 2 faulted; all %zu pages verified", nr_pages);
+}
+
 int main(int argc, char **argv)
 {
 	int to_child[2], to_parent[2], status;
+	const char *mode = argc > 2 ? argv[2] : "";
+	size_t evicted;
 	pid_t pid;
 
 	wl_set_prog(argv[0]);
-	if (argc != 2)
-		wl_die("usage: %s SIZE", argv[0]);
+	if (argc != 2 && argc != 3)
+		wl_die("usage: %s SIZE [exit|nested|threads]", argv[0]);
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	if (!nr_pages)
 		wl_die("bad SIZE");
@@ -99,17 +261,36 @@ int main(int argc, char **argv)
 	wl_phase("fill");
 	for (size_t p = 0; p < nr_pages; p++)
 		wl_page_fill(page_addr(p), p, 0, SALT_PREFORK);
-	wl_wait_evicted("before fork", region, nr_pages / 2 * WL_PAGE_SIZE, 500,
-			wl_expect_eviction(), 30);
+	/* Half of the whole region (it is 4x the budget): which half depends on where the
+	 * reclaim clock stood when the fill ended, so do not ask for a particular one. */
+	wl_wait_evicted("before fork", region, nr_pages * WL_PAGE_SIZE, 500, wl_expect_eviction(),
+			30);
+	evicted = wl_nonresident_pages(region, nr_pages * WL_PAGE_SIZE);
 
+	wl_phase("fork");
+	if (strcmp(mode, "exit") == 0) {
+		mode_exit(evicted);
+		return 0;
+	}
+	if (strcmp(mode, "nested") == 0) {
+		check_still_evicted("parent", evicted);
+		nested_gen(0, evicted);
+		return 0;
+	}
+	if (strcmp(mode, "threads") == 0) {
+		mode_threads();
+		return 0;
+	}
+	if (*mode)
+		wl_die("unknown mode %s", mode);
 	if (pipe(to_child) < 0 || pipe(to_parent) < 0)
 		wl_die("pipe: %m");
-	wl_phase("fork");
 	pid = fork();
 	if (pid < 0)
 		wl_die("fork: %m");
 	if (pid == 0) {
 		wl_prog = "wl-fork(child)";
+		check_still_evicted("child", evicted);
 		close(to_child[1]);
 		close(to_parent[0]);
 		side("child", SALT_CHILD, 1, to_parent[1], to_child[0]);
@@ -117,6 +298,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	child_pid = pid;
+	check_still_evicted("parent", evicted);
 	close(to_child[0]);
 	close(to_parent[1]);
 	side("parent", SALT_PARENT, 2, to_child[1], to_parent[0]);

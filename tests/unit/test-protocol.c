@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,6 +67,19 @@ static void test_check(void)
 	assert(proto_check(&f, sizeof(f)) == 0);
 	proto_init_header(&f.h, MSG_HELLO, sizeof(f), 0);
 	assert(proto_check(&f, sizeof(f)) == -EBADMSG);
+
+	/* A fork child's late agent: its own exact size; the hello keeps its layout. */
+	{
+		struct msg_agent_started a = {0};
+
+		proto_init_header(&a.h, MSG_AGENT_STARTED, sizeof(a), 0);
+		assert(proto_check(&a, sizeof(a)) == 0);
+		a.h.len = sizeof(a) - 4;
+		assert(proto_check(&a, sizeof(a) - 4) == -EBADMSG);
+		assert(MSG_AGENT_STARTED == 14); /* appended: the older types keep their numbers */
+		assert(offsetof(struct msg_hello, fork_token) + sizeof(uint32_t) ==
+		       offsetof(struct msg_hello, exclude));
+	}
 
 	/* Variable-length moves: the count must match the length exactly. */
 	memset(buf, 0, sizeof(buf));

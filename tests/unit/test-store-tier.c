@@ -878,6 +878,78 @@ static void test_disk_enospc(void)
 	rmdir(path_in("small"));
 }
 
+/* ---- shared handles (fork) in swap areas and the tier table ---- */
+
+/*
+ * A handle shared by two page tables keeps its slot (swapfile) or its tier entry
+ * (pool+swapfile) until the last reference goes, including while writeback moves it from the
+ * pool to an area; loads stay byte for byte; the store ends empty.
+ */
+static void test_dup_areas(void)
+{
+	struct store_swap_area area = {.path = path_in("dup")};
+	struct store_config cfg = {
+		.backend = STORE_BACKEND_SWAPFILE,
+		.swap_areas = &area,
+		.nr_swap_areas = 1,
+	};
+	unsigned char page[PAGE_SIZE];
+	struct store_swap_stats as[1];
+	struct store_stats st;
+	uint64_t h[64], mem_fresh;
+	struct store *s;
+	char err[512];
+
+	make_area(area.path, 4 * MiB);
+	CHECK_EQ(store_new_err(&cfg, &s, err, sizeof(err)), 0);
+	mem_fresh = mem_used(s);
+	for (unsigned i = 0; i < 64; i++) {
+		make_page(i, PAGE_TEXT, page);
+		CHECK_EQ(store_save(s, page, &h[i]), 0);
+		CHECK(h[i] & H_SWAP);
+		CHECK_EQ(store_dup(s, h[i]), 0);
+	}
+	for (unsigned i = 0; i < 64; i++)
+		store_drop(s, h[i]);
+	CHECK_EQ(store_get_swap_stats(s, as, 1), 1);
+	CHECK_EQ(as[0].used_slots, 64);
+	for (unsigned i = 0; i < 64; i++) {
+		CHECK_EQ(store_handle_refs(s, h[i]), 1);
+		check_load(s, h[i], i, PAGE_TEXT);
+		store_drop(s, h[i]);
+	}
+	CHECK_EQ(store_get_swap_stats(s, as, 1), 1);
+	CHECK_EQ(as[0].used_slots, 0);
+	check_empty(s, mem_fresh);
+	store_free(s);
+
+	/* pool+swapfile: shared, then written back, then dropped side by side. */
+	s = new_tiered(path_in("dup-tier"), 8 * MiB, 4 * MiB, 0, 0, true);
+	mem_fresh = mem_used(s);
+	for (unsigned i = 0; i < 64; i++) {
+		make_page(i, PAGE_TEXT, page);
+		CHECK_EQ(store_save(s, page, &h[i]), 0);
+		CHECK(h[i] & H_TIER);
+		CHECK_EQ(store_dup(s, h[i]), 0);
+	}
+	CHECK_EQ(store_writeback(s, 32), 32);
+	for (unsigned i = 0; i < 64; i++) {
+		CHECK_EQ(where(s, h[i]), i < 32 ? 's' : 'p');
+		store_drop(s, h[i]);
+		CHECK_EQ(where(s, h[i]), i < 32 ? 's' : 'p');
+		check_load(s, h[i], i, PAGE_TEXT);
+	}
+	store_get_stats(s, &st);
+	CHECK_EQ(st.stored_pages, 64);
+	CHECK_EQ(st.shared_handles, 0);
+	check_adds_up(s);
+	for (unsigned i = 0; i < 64; i++)
+		store_drop(s, h[i]);
+	check_empty(s, mem_fresh);
+	store_free(s);
+	printf("dup in areas and the tier table: ok\n");
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -892,6 +964,7 @@ int main(void)
 	test_tier_full();
 	test_tier_eio();
 	test_disk_enospc();
+	test_dup_areas();
 	printf("ok\n");
 	return 0;
 }

@@ -596,6 +596,108 @@ static void test_concurrent_loads(const char *codec)
 	store_free(l.s);
 }
 
+/*
+ * Shared handles (fork): every kind of handle in the pool backend (same-filled as a value,
+ * as halves, in same_words[], compressed, huge) survives drops until its last reference goes,
+ * loads byte for byte meanwhile, and the figures count a shared page once. Thousands of shared
+ * handles dropped in a shuffled order exercise the table's growth and deletions.
+ */
+static void test_dup(const char *codec)
+{
+	const unsigned n = 3000;
+	struct store *s = new_store(codec, 0, 0, true);
+	uint64_t *h = calloc(n, sizeof(*h)), *order = calloc(n, sizeof(*order)), rs = 7;
+	unsigned char page[PAGE_SIZE];
+	struct store_stats fresh, st, full;
+	uint64_t kinds = 0;
+
+	check(h && order);
+	store_get_stats(s, &fresh);
+	check(store_dup(s, 0) == -EINVAL);
+	for (unsigned i = 0; i < n; i++) {
+		make_page(i, page);
+		check(store_save(s, page, &h[i]) == 0);
+		kinds |= h[i] & H_SAME ? UINT64_C(1) << ((h[i] & H_SAME_KIND_MASK) >> 52) : 0;
+		kinds |= !(h[i] & H_SAME) && pool_size(s, h[i]) == PAGE_SIZE ? 8 : 0;
+		kinds |= !(h[i] & H_SAME) && pool_size(s, h[i]) < PAGE_SIZE ? 16 : 0;
+	}
+	/* A word kept in same_words[] and a huge page, whatever make_page gave. */
+	{
+		uint64_t w = UINT64_C(0x0123456789abcdef), hs, hh;
+
+		for (size_t i = 0; i < PAGE_SIZE; i += 8)
+			memcpy(page + i, &w, 8);
+		check(store_save(s, page, &hs) == 0);
+		check((hs & H_SAME_KIND_MASK) == H_SAME_TABLE);
+		for (size_t i = 0; i < PAGE_SIZE; i++)
+			page[i] = (unsigned char)rng_next(&rs);
+		check(store_save(s, page, &hh) == 0);
+		check(pool_size(s, hh) == PAGE_SIZE);
+		check(store_dup(s, hs) == 0 && store_dup(s, hh) == 0);
+		check(store_handle_refs(s, hs) == 2 && store_handle_refs(s, hh) == 2);
+		store_drop(s, hs);
+		store_drop(s, hh);
+		check(store_handle_refs(s, hs) == 1 && store_handle_refs(s, hh) == 1);
+		check(store_load(s, hh, page) == 0);
+		store_drop(s, hs);
+		store_drop(s, hh);
+	}
+	check((kinds & (1 | 16)) == (1 | 16)); /* value-kind same pages and compressed ones */
+
+	store_get_stats(s, &full);
+	/* One extra reference on every page, two on every third. */
+	for (unsigned i = 0; i < n; i++) {
+		check(store_dup(s, h[i]) == 0);
+		if (i % 3 == 0)
+			check(store_dup(s, h[i]) == 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (!(h[i] & H_SAME))
+			check(store_handle_refs(s, h[i]) == (i % 3 == 0 ? 3 : 2));
+	store_get_stats(s, &st);
+	check(st.stored_pages == full.stored_pages && st.compr_data_size == full.compr_data_size);
+	check(st.shared_handles > 0);
+
+	/* Drop every reference but the last, in a shuffled order: nothing is freed. */
+	for (unsigned i = 0; i < n; i++)
+		order[i] = i;
+	for (unsigned i = n - 1; i > 0; i--) {
+		unsigned j = (unsigned)(rng_next(&rs) % (i + 1));
+		uint64_t t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = (unsigned)order[k];
+
+		store_drop(s, h[i]);
+		if (i % 3 == 0)
+			store_drop(s, h[i]);
+		if (k % 97 == 0)
+			for (unsigned j = 0; j < n; j += 101)
+				check_load(s, h[j], j);
+	}
+	store_get_stats(s, &st);
+	check(st.stored_pages == full.stored_pages && st.compr_data_size == full.compr_data_size);
+	check(st.shared_handles == 0);
+	for (unsigned i = 0; i < n; i++) {
+		check(store_handle_refs(s, h[i]) == 1);
+		check_load(s, h[i], i);
+	}
+	/* The last references free everything. */
+	for (unsigned i = 0; i < n; i++)
+		store_drop(s, h[i]);
+	store_compact(s);
+	store_get_stats(s, &st);
+	check(st.stored_pages == 0 && st.same_pages == 0 && st.compr_data_size == 0);
+	check(st.huge_pages == 0 && st.pool_pages == 0);
+	check(st.mem_used_total == fresh.mem_used_total);
+	free(h);
+	free(order);
+	store_free(s);
+}
+
 #define run(call)                                                \
 	do {                                                     \
 		double _t = now_sec();                           \
@@ -623,6 +725,8 @@ int main(void)
 	run(test_class_stats());
 	run(test_concurrent_loads("lz4"));
 	run(test_concurrent_loads("zstd"));
+	run(test_dup("lz4"));
+	run(test_dup("zstd"));
 	printf("ok\n");
 	return 0;
 }
