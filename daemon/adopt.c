@@ -19,6 +19,7 @@
 #include "pagetable.h"
 #include "pmem.h"
 #include "store.h"
+#include "swapstate.h"
 #include "uffd-compat.h"
 
 #define CLIENT_TABLE_SLOTS 8192
@@ -40,6 +41,19 @@ struct old_daemon {
 };
 
 static struct old_daemon *olds;
+
+/*
+ * The swap areas while a dead daemon's clients may have pages in slots not reserved yet
+ * (adopt_swap_init()). Main thread only, but for state_dirty.
+ */
+static struct {
+	struct store *store;
+	char path[PATH_MAX];	     /* the state file; "" without swap areas */
+	struct swapstate_proc *held; /* processes to adopt or see gone before slots go out */
+	size_t nr_held;
+	bool holding;		  /* the store's areas are held (store_set_swap_held()) */
+	_Atomic bool state_dirty; /* a record was retired: rewrite the file */
+} S;
 
 uint64_t proc_start_time(pid_t pid)
 {
@@ -100,6 +114,17 @@ int client_record_attach(struct client *c)
 		pmem_free(rec, sizeof(*rec));
 		return -ENOSPC;
 	}
+	if (S.path[0]) {
+		/* Before the client can have a page evicted, so before its first slot. */
+		struct swapstate_proc p = {.pid = rec->pid, .start_time = rec->start_time};
+		int r = swapstate_append(S.path, &p);
+
+		if (r < 0)
+			log_warning_errno(r,
+					  "%s: cannot add client %d: %m; after a crash its pages "
+					  "in swap areas could be given to others",
+					  S.path, c->pid);
+	}
 	__atomic_store_n(&rec->magic, CLIENT_RECORD_MAGIC, __ATOMIC_RELEASE);
 	c->record = rec;
 	return 0;
@@ -119,6 +144,131 @@ void client_record_detach(struct client *c)
 	pthread_mutex_unlock(&table_lock);
 	c->record = NULL;
 	pmem_free(rec, sizeof(*rec));
+	atomic_store(&S.state_dirty, true);
+}
+
+/* ---- the swap areas after a crash ---- */
+
+static bool proc_alive(const struct swapstate_proc *p)
+{
+	return p->start_time && proc_start_time(p->pid) == p->start_time;
+}
+
+/* Rewrites the state file: our clients (their records) and the processes we still hold the
+ * areas for. Main thread. */
+static void state_rewrite(void)
+{
+	_cleanup_free_ struct swapstate_proc *v = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!S.path[0])
+		return;
+	atomic_store(&S.state_dirty, false);
+	v = calloc(CLIENT_TABLE_SLOTS + S.nr_held, sizeof(*v));
+	if (!v) {
+		atomic_store(&S.state_dirty, true); /* next time */
+		return;
+	}
+	if (table) {
+		pthread_mutex_lock(&table_lock);
+		for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++) {
+			const struct client_record *rec = (void *)(uintptr_t)table->slot[i];
+
+			if (rec)
+				v[n++] = (struct swapstate_proc){rec->pid, rec->start_time};
+		}
+		pthread_mutex_unlock(&table_lock);
+	}
+	memcpy(v + n, S.held, S.nr_held * sizeof(*v));
+	n += S.nr_held;
+	r = swapstate_write(S.path, getpid(), v, n);
+	if (r < 0)
+		log_warning_errno(r, "%s: cannot write: %m", S.path);
+}
+
+int adopt_swap_init(struct store *s, const char *state_path)
+{
+	struct swapstate_proc *v = NULL;
+	size_t live = 0;
+	int n;
+
+	if (snprintf(S.path, sizeof(S.path), "%s", state_path) >= (int)sizeof(S.path)) {
+		S.path[0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	S.store = s;
+	n = swapstate_read(S.path, &v);
+	if (n < 0 && n != -ENOENT)
+		log_warning_errno(n,
+				  "%s: cannot read: %m; if a memextd died with pages in swap "
+				  "areas, their slots may be given out again",
+				  S.path);
+	for (int i = 0; i < n; i++)
+		if (proc_alive(&v[i]) && v[i].pid != getpid())
+			v[live++] = v[i];
+	S.held = v;
+	S.nr_held = live;
+	if (live) {
+		/* Their pages may be in any slot: none goes out before they are back or gone. */
+		S.holding = true;
+		store_set_swap_held(s, true);
+		log_info("%zu process(es) of a memextd that died may have pages in the swap areas: "
+			 "no slot is handed out until each is adopted or has exited",
+			 live);
+	}
+	state_rewrite();
+	return 0;
+}
+
+void adopt_swap_exit(void)
+{
+	unsigned kept = 0;
+
+	if (!S.path[0])
+		return;
+	if (table)
+		for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++)
+			kept += table->slot[i] != 0;
+	/* Clients left to a successor (their records kept) still need their slots. */
+	if (kept || S.nr_held)
+		state_rewrite();
+	else
+		unlink(S.path);
+	free(S.held);
+	S.held = NULL;
+	S.nr_held = 0;
+	S.path[0] = '\0';
+}
+
+/* The process is back: its pages are adopted (their slots reserved) or it had none. */
+static void held_forget(pid_t pid, uint64_t start_time)
+{
+	for (size_t i = 0; i < S.nr_held;) {
+		if (S.held[i].pid == pid && S.held[i].start_time == start_time)
+			S.held[i] = S.held[--S.nr_held];
+		else
+			i++;
+	}
+}
+
+static void held_reap(void)
+{
+	for (size_t i = 0; i < S.nr_held;) {
+		if (proc_alive(&S.held[i]))
+			i++;
+		else
+			S.held[i] = S.held[--S.nr_held];
+	}
+	if (S.holding && !S.nr_held) {
+		S.holding = false;
+		store_set_swap_held(S.store, false);
+		log_info("every process of the memextd that died is adopted or gone: the swap "
+			 "areas hand out slots again");
+		atomic_store(&S.state_dirty, true);
+	}
+	if (atomic_load(&S.state_dirty))
+		state_rewrite();
 }
 
 /* ---- the dead daemons ---- */
@@ -180,6 +330,7 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 
 void adopt_reap(void)
 {
+	held_reap();
 	for (struct old_daemon **pp = &olds; *pp;) {
 		struct old_daemon *o = *pp;
 
@@ -275,15 +426,27 @@ static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_REF, 0));
 }
 
-static int adopt_stored(struct adopt_ctx *a, uint64_t vpn, uint64_t old_handle)
+/* store_adopt() into our store; counts what it restored, and the pages left in swap areas. */
+static int adopt_handle(struct adopt_ctx *a, uint64_t old_handle, uint64_t *ret_handle)
 {
-	uint64_t h;
-	int r = store_adopt(a->c->m->store, a->v, a->old_store, old_handle, a->buf, &h);
+	struct store *s = a->c->m->store;
+	int r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, ret_handle);
 
 	if (r == 0) {
 		a->restored++;
-		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
+		if (store_load_may_block(s, *ret_handle))
+			atomic_fetch_add(&a->c->m->totals.adopt_swap_pages, 1);
 	}
+	return r;
+}
+
+static int adopt_stored(struct adopt_ctx *a, uint64_t vpn, uint64_t old_handle)
+{
+	uint64_t h;
+	int r = adopt_handle(a, old_handle, &h);
+
+	if (r == 0)
+		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
 	/* Our store is full: the page goes back into the process, if it can be read. */
 	if (store_view_load(a->v, a->old_store, old_handle, a->buf) < 0)
 		return mark_lost(a, vpn, r);
@@ -325,11 +488,8 @@ static int adopt_one(uint64_t vpn, pte_t old, void *userdata)
 
 			/* Its copy is kept again, or the page is just resident: the write
 			 * protection then costs one fault that finds it not clean. */
-			if (store_adopt(a->c->m->store, a->v, a->old_store, pte_payload(old),
-					a->buf, &h) == 0) {
-				a->restored++;
+			if (adopt_handle(a, pte_payload(old), &h) == 0)
 				return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_CLEAN, h));
-			}
 		}
 		return set_entry(a, vpn, pte_make(PTE_PRESENT, 0, 0));
 	case PTE_STORED:
@@ -374,7 +534,7 @@ static void replay_journal(struct client *c, const struct client_record *rec)
 	}
 }
 
-int64_t adopt_client(struct client *c, int old_pmem_fd)
+static int64_t adopt_client_pages(struct client *c, int old_pmem_fd)
 {
 	const struct client_record *rec = NULL;
 	struct old_daemon *o;
@@ -413,9 +573,19 @@ int64_t adopt_client(struct client *c, int old_pmem_fd)
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, poison_lost, c);
 	pthread_mutex_unlock(&c->lock);
 	o->pending[i] = o->pending[--o->nr_pending];
-	if (a.lost)
+	if (a.lost) {
+		atomic_fetch_add(&c->m->totals.adopt_poisoned, a.lost);
 		log_error("client %d: %" PRIu64 " pages could not be recovered and were poisoned",
 			  c->pid, a.lost);
-	adopt_reap();
+	}
 	return r < 0 ? r : a.restored;
+}
+
+int64_t adopt_client(struct client *c, int old_pmem_fd)
+{
+	int64_t r = adopt_client_pages(c, old_pmem_fd);
+
+	held_forget(c->pid, proc_start_time(c->pid));
+	adopt_reap();
+	return r;
 }

@@ -1101,6 +1101,17 @@ static void take_listen_fds(struct daemon *d)
 	free(names);
 }
 
+/* The swap state file (swapstate.h): memextd.state beside the client socket. */
+static void state_file_path(const char *socket_path, char *buf, size_t len)
+{
+	const char *slash = strrchr(socket_path, '/');
+
+	if (!slash)
+		snprintf(buf, len, "memextd.state");
+	else
+		snprintf(buf, len, "%.*s/memextd.state", (int)(slash - socket_path), socket_path);
+}
+
 static int setup(struct daemon *d)
 {
 	const struct memextd_config *cfg = d->cfg;
@@ -1160,6 +1171,18 @@ static int setup(struct daemon *d)
 		return EXIT_RUNTIME;
 	}
 	pmem_set_root(PMEM_ROOT_STORE, d->m.store);
+	/* Before any slot can go out: no client, no reclaim yet. */
+	if (scfg.nr_swap_areas) {
+		char path[PATH_MAX];
+
+		state_file_path(cfg->socket_path, path, sizeof(path));
+		r = adopt_swap_init(d->m.store, path);
+		if (r < 0)
+			log_warning_errno(r,
+					  "%s: no swap state file (%m): after a crash, pages in "
+					  "swap areas would be poisoned",
+					  path);
+	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -1234,6 +1257,7 @@ static void teardown(struct daemon *d)
 		for (struct client *c = m->clients; c; c = c->next)
 			if (!c->release_failed)
 				client_record_detach(c);
+		adopt_swap_exit();
 		return;
 	}
 	reclaim_stop(m);
@@ -1245,6 +1269,7 @@ static void teardown(struct daemon *d)
 		client_unref(c);
 	}
 	store_free(m->store);
+	adopt_swap_exit();
 }
 
 int main(int argc, char **argv)

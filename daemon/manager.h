@@ -55,6 +55,10 @@ struct manager_totals {
 	_Atomic uint64_t workingset_refault;  /* of pswpin: stored pages brought back */
 	_Atomic uint64_t workingset_activate; /* ... within the workingset size: activated */
 	_Atomic uint64_t workingset_restore;  /* ... of those, active before their eviction */
+	_Atomic uint64_t adopt_swap_pages; /* pages adopted from a dead daemon where they were, in
+					    * a swap area slot (no I/O) */
+	_Atomic uint64_t adopt_poisoned;   /* pages of a dead daemon's clients found nowhere and
+					    * poisoned (SIGBUS on access); should stay 0 */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
 };
