@@ -479,8 +479,12 @@ def wait_client_gone(daemon, pids, base, timeout, slack=0, settle=5):
         time.sleep(0.05)
 
 
-def check_adoption(daemon, clients):
-    """The restarted daemon adopted every client's evicted pages and lost none."""
+def check_adoption(args, daemon, clients, after):
+    """The restarted daemon adopted every client's evicted pages and lost none.
+
+    `after` is the restarted daemon's stats: its totals.adopt_poisoned (pages found nowhere
+    and poisoned) must be 0, and totals.adopt_swap_pages (pages adopted in place in a swap
+    area) at least --min-adopt-swap-pages."""
     with open(daemon.log_path, errors="replace") as f:
         text = f.read()
     problems = []
@@ -498,6 +502,16 @@ def check_adoption(daemon, clients):
                 f"(time from the new daemon's hello to service)")
     if "could not be recovered" in text:
         problems.append("the restarted memextd lost pages (see 'could not be recovered')")
+    poisoned = after["totals"].get("adopt_poisoned")
+    in_place = after["totals"].get("adopt_swap_pages")
+    log(f"restarted memextd: totals.adopt_poisoned {poisoned}, totals.adopt_swap_pages "
+        f"{in_place} (min {args.min_adopt_swap_pages})")
+    if poisoned != 0:
+        problems.append(f"totals.adopt_poisoned is {poisoned}, expected 0: pages were poisoned")
+    if not isinstance(in_place, int) or in_place < args.min_adopt_swap_pages:
+        problems.append(f"totals.adopt_swap_pages is {in_place}, expected at least "
+                        f"{args.min_adopt_swap_pages}: the pages in the swap area were not "
+                        f"adopted in place")
     return problems
 
 
@@ -569,7 +583,7 @@ def test_managed(args, tmp):
              for k in ("pswpout", "pswpin", "faults", "clients_seen", "workingset_refault",
                        "workingset_activate", "workingset_restore", "reclaim_deactivated")}
         if args.kill_daemon_at_phase:
-            failures_crash = check_adoption(daemon, clients)
+            failures_crash = check_adoption(args, daemon, clients, after)
         else:
             failures_crash = []
 
@@ -897,6 +911,9 @@ def main():
     ap.add_argument("--kill-daemon-at-phase", default=None,
                     help="SIGKILL memextd when the workload prints this phase and start a "
                          "new one; the workload must finish with every byte right")
+    ap.add_argument("--min-adopt-swap-pages", type=int, default=0,
+                    help="with --kill-daemon-at-phase: the restarted memextd must adopt at "
+                         "least this many pages in place in the swap area")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
     ap.add_argument("--pswpout-after-phase", default=None,
