@@ -91,11 +91,17 @@ int adopt_init(void)
 	return 0;
 }
 
+static void held_forget(pid_t pid, uint64_t start_time);
+
 int client_record_attach(struct client *c)
 {
 	struct client_record *rec;
 	unsigned i;
 
+	/* A process held for that says hello afresh has exec()ed: its old pages went with its
+	 * old address space. (A resume is forgotten once adopted.) */
+	if (!(c->flags & HELLO_RESUME))
+		held_forget(c->pid, proc_start_time(c->pid));
 	if (!table)
 		return 0;
 	rec = pmem_alloc(sizeof(*rec));
@@ -241,7 +247,7 @@ void adopt_swap_exit(void)
 	S.path[0] = '\0';
 }
 
-/* The process is back: its pages are adopted (their slots reserved) or it had none. */
+/* The process is back: its pages are adopted (their slots reserved) or it has none left. */
 static void held_forget(pid_t pid, uint64_t start_time)
 {
 	for (size_t i = 0; i < S.nr_held;) {
