@@ -20,6 +20,7 @@
 #include "pagetable.h"
 #include "pmem.h"
 #include "store.h"
+#include "swapstate.h"
 #include "uffd-compat.h"
 
 #define CLIENT_TABLE_SLOTS 8192
@@ -40,10 +41,33 @@ struct old_daemon {
 	unsigned nr_pending;
 	uint64_t *forks; /* old addresses of fork snapshots no child has claimed yet */
 	unsigned nr_forks;
+	/* Slots in swap areas adopted in place, by the dead daemon's handle: a fork shared
+	 * them, so another client may name the same one. Each holds a reference of its own
+	 * until the old daemon is released. Open addressing, a power of two or 0. */
+	struct slot_alias {
+		uint64_t old_handle, handle;
+	} *aliases;
+	size_t nr_aliases, cap_aliases;
 	uint64_t forks_deadline_usec; /* after which they are given up */
 };
 
 static struct old_daemon *olds;
+
+static void aliases_free(struct old_daemon *o, struct store *s);
+
+/*
+ * The swap areas while a dead daemon's clients may have pages in slots not reserved yet
+ * (adopt_swap_init()). Main thread only, but for state_dirty.
+ */
+static struct {
+	struct store *store;
+	char path[PATH_MAX];	     /* the state file; "" without swap areas */
+	struct swapstate_proc *held; /* processes to adopt or see gone before slots go out */
+	size_t nr_held;
+	bool holding;		  /* the store's areas are held (store_set_swap_held()) */
+	uint64_t forks_deadline_usec; /* fork snapshots held until then at most */
+	_Atomic bool state_dirty; /* a record was retired: rewrite the file */
+} S;
 
 uint64_t proc_start_time(pid_t pid)
 {
@@ -81,6 +105,8 @@ int adopt_init(void)
 	return 0;
 }
 
+static void held_forget(pid_t pid, uint64_t start_time);
+
 /* Puts rec, filled in, where a successor looks, magic last. Frees it on failure. */
 static int record_publish(struct client_record *rec, uint64_t magic)
 {
@@ -95,6 +121,21 @@ static int record_publish(struct client_record *rec, uint64_t magic)
 	if (i == CLIENT_TABLE_SLOTS) {
 		pmem_free(rec, sizeof(*rec));
 		return -ENOSPC;
+	}
+	if (S.path[0]) {
+		/* Before the client can have a page evicted, so before its first slot (a fork
+		 * snapshot's slots are its parent's, whose line is there already). */
+		struct swapstate_proc p = {.pid = rec->pid, .start_time = rec->start_time};
+		int r;
+
+		if (magic == FORK_RECORD_MAGIC)
+			p = (struct swapstate_proc){.pid = rec->pid, .fork = true, .token = rec->fork_token};
+		r = swapstate_append(S.path, &p);
+		if (r < 0)
+			log_warning_errno(r,
+					  "%s: cannot add process %d: %m; after a crash its pages "
+					  "in swap areas could be given to others",
+					  S.path, rec->pid);
 	}
 	__atomic_store_n(&rec->magic, magic, __ATOMIC_RELEASE);
 	return 0;
@@ -111,6 +152,151 @@ void record_retire(struct client_record *rec)
 			table->slot[i] = 0;
 	pthread_mutex_unlock(&table_lock);
 	pmem_free(rec, sizeof(*rec));
+	atomic_store(&S.state_dirty, true);
+}
+
+/* ---- the swap areas after a crash ---- */
+
+/* A process, while it lives; a fork snapshot, until its child claims it or it expires. */
+static bool proc_alive(const struct swapstate_proc *p)
+{
+	if (p->fork)
+		return now_usec() < S.forks_deadline_usec;
+	return p->start_time && proc_start_time(p->pid) == p->start_time;
+}
+
+/* Rewrites the state file: our clients (their records) and the processes we still hold the
+ * areas for. Main thread. */
+static void state_rewrite(void)
+{
+	_cleanup_free_ struct swapstate_proc *v = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!S.path[0])
+		return;
+	atomic_store(&S.state_dirty, false);
+	v = calloc(CLIENT_TABLE_SLOTS + S.nr_held, sizeof(*v));
+	if (!v) {
+		atomic_store(&S.state_dirty, true); /* next time */
+		return;
+	}
+	if (table) {
+		pthread_mutex_lock(&table_lock);
+		for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++) {
+			const struct client_record *rec = (void *)(uintptr_t)table->slot[i];
+
+			if (rec && rec->magic == FORK_RECORD_MAGIC)
+				v[n++] = (struct swapstate_proc){.pid = rec->pid, .fork = true,
+								 .token = rec->fork_token};
+			else if (rec)
+				v[n++] = (struct swapstate_proc){rec->pid, rec->start_time};
+		}
+		pthread_mutex_unlock(&table_lock);
+	}
+	memcpy(v + n, S.held, S.nr_held * sizeof(*v));
+	n += S.nr_held;
+	r = swapstate_write(S.path, getpid(), v, n);
+	if (r < 0)
+		log_warning_errno(r, "%s: cannot write: %m", S.path);
+}
+
+int adopt_swap_init(struct store *s, const char *state_path)
+{
+	struct swapstate_proc *v = NULL;
+	size_t live = 0;
+	int n;
+
+	if (snprintf(S.path, sizeof(S.path), "%s", state_path) >= (int)sizeof(S.path)) {
+		S.path[0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	S.store = s;
+	/* A child waiting for its fork snapshot tries again within a second of our start. */
+	S.forks_deadline_usec = now_usec() + FORK_CLAIM_TIMEOUT_USEC;
+	n = swapstate_read(S.path, &v);
+	if (n < 0 && n != -ENOENT)
+		log_warning_errno(n,
+				  "%s: cannot read: %m; if a memextd died with pages in swap "
+				  "areas, their slots may be given out again",
+				  S.path);
+	for (int i = 0; i < n; i++)
+		if (proc_alive(&v[i]) && v[i].pid != getpid())
+			v[live++] = v[i];
+	S.held = v;
+	S.nr_held = live;
+	if (live) {
+		/* Their pages may be in any slot: none goes out before they are back or gone. */
+		S.holding = true;
+		store_set_swap_held(s, true);
+		log_info("%zu process(es) of a memextd that died may have pages in the swap areas: "
+			 "no slot is handed out until each is adopted or has exited",
+			 live);
+	}
+	state_rewrite();
+	return 0;
+}
+
+void adopt_swap_exit(void)
+{
+	unsigned kept = 0;
+
+	if (!S.path[0])
+		return;
+	if (table)
+		for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++)
+			kept += table->slot[i] != 0;
+	/* Clients left to a successor (their records kept) still need their slots. */
+	if (kept || S.nr_held)
+		state_rewrite();
+	else
+		unlink(S.path);
+	free(S.held);
+	S.held = NULL;
+	S.nr_held = 0;
+	S.path[0] = '\0';
+}
+
+/* The process is back: its pages are adopted (their slots reserved) or it has none left. */
+static void held_drop(const struct swapstate_proc *p)
+{
+	for (size_t i = 0; i < S.nr_held;) {
+		if (S.held[i].pid == p->pid && S.held[i].start_time == p->start_time &&
+		    S.held[i].fork == p->fork && S.held[i].token == p->token)
+			S.held[i] = S.held[--S.nr_held];
+		else
+			i++;
+	}
+}
+
+static void held_forget(pid_t pid, uint64_t start_time)
+{
+	held_drop(&(struct swapstate_proc){.pid = pid, .start_time = start_time});
+}
+
+/* A fork snapshot's child is back: the snapshot's pages are adopted. */
+static void held_forget_fork(pid_t parent, uint32_t token)
+{
+	held_drop(&(struct swapstate_proc){.pid = parent, .fork = true, .token = token});
+}
+
+static void held_reap(void)
+{
+	for (size_t i = 0; i < S.nr_held;) {
+		if (proc_alive(&S.held[i]))
+			i++;
+		else
+			S.held[i] = S.held[--S.nr_held];
+	}
+	if (S.holding && !S.nr_held) {
+		S.holding = false;
+		store_set_swap_held(S.store, false);
+		log_info("every process of the memextd that died is adopted or gone: the swap "
+			 "areas hand out slots again");
+		atomic_store(&S.state_dirty, true);
+	}
+	if (atomic_load(&S.state_dirty))
+		state_rewrite();
 }
 
 /* A record for pid's table pt, not published yet; NULL when out of memory. */
@@ -127,8 +313,13 @@ static struct client_record *record_new(pid_t pid, const struct pagetable *pt)
 
 int client_record_attach(struct client *c)
 {
-	struct client_record *rec = table ? record_new(c->pid, c->pt) : NULL;
+	struct client_record *rec;
 
+	/* A process held for that says hello afresh has exec()ed: its old pages went with its
+	 * old address space. (A resume is forgotten once adopted.) */
+	if (!(c->flags & HELLO_RESUME))
+		held_forget(c->pid, proc_start_time(c->pid));
+	rec = table ? record_new(c->pid, c->pt) : NULL;
 	if (!table)
 		return 0;
 	if (!rec)
@@ -258,6 +449,7 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 
 void adopt_reap(void)
 {
+	held_reap();
 	for (struct old_daemon **pp = &olds; *pp;) {
 		struct old_daemon *o = *pp;
 
@@ -283,6 +475,7 @@ void adopt_reap(void)
 		log_info("the pmem of memextd %" PRIu64 " is released", o->v->hdr.daemon_pid);
 		*pp = o->next;
 		pmem_view_close(o->v, true);
+		aliases_free(o, S.store);
 		free(o->pending);
 		free(o->forks);
 		free(o);
@@ -293,6 +486,7 @@ void adopt_reap(void)
 
 struct adopt_ctx {
 	struct client *c;
+	struct old_daemon *o;
 	const struct pmem_view *v;
 	uint64_t old_store;
 	void *buf;
@@ -360,15 +554,81 @@ static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_REF, 0));
 }
 
+static struct slot_alias *alias_of(struct old_daemon *o, uint64_t old_handle)
+{
+	size_t mask = o->cap_aliases - 1, i = (old_handle * UINT64_C(0x9e3779b97f4a7c15)) >> 20;
+
+	for (i &= mask; o->aliases[i].old_handle && o->aliases[i].old_handle != old_handle;
+	     i = (i + 1) & mask)
+		;
+	return &o->aliases[i];
+}
+
+/* Remembers that old_handle's slot is handle now, with a reference of its own. */
+static void alias_add(struct old_daemon *o, struct store *s, uint64_t old_handle, uint64_t handle)
+{
+	if ((o->nr_aliases + 1) * 2 > o->cap_aliases) {
+		struct slot_alias *old = o->aliases;
+		size_t old_cap = o->cap_aliases, cap = old_cap ? old_cap * 2 : 1024;
+
+		o->aliases = calloc(cap, sizeof(*o->aliases));
+		if (!o->aliases) {
+			o->aliases = old; /* not shared, then: the other side's page is lost */
+			return;
+		}
+		o->cap_aliases = cap;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].old_handle)
+				*alias_of(o, old[i].old_handle) = old[i];
+		free(old);
+	}
+	if (store_dup(s, handle) == 0) {
+		*alias_of(o, old_handle) = (struct slot_alias){old_handle, handle};
+		o->nr_aliases++;
+	}
+}
+
+static void aliases_free(struct old_daemon *o, struct store *s)
+{
+	for (size_t i = 0; i < o->cap_aliases; i++)
+		if (o->aliases[i].old_handle)
+			store_drop(s, o->aliases[i].handle);
+	free(o->aliases);
+}
+
+/*
+ * store_adopt() into our store; counts what it restored, and the pages left in swap areas. A
+ * slot another client adopted already (a fork shared it) is shared again.
+ */
+static int adopt_handle(struct adopt_ctx *a, uint64_t old_handle, uint64_t *ret_handle)
+{
+	struct store *s = a->c->m->store;
+	struct slot_alias *al = a->o->cap_aliases ? alias_of(a->o, old_handle) : NULL;
+	int r;
+
+	if (al && al->old_handle && store_dup(s, al->handle) == 0) {
+		*ret_handle = al->handle;
+		r = 0;
+	} else {
+		r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, ret_handle);
+		if (r == 0 && store_load_may_block(s, *ret_handle))
+			alias_add(a->o, s, old_handle, *ret_handle);
+	}
+	if (r == 0) {
+		a->restored++;
+		if (store_load_may_block(s, *ret_handle))
+			atomic_fetch_add(&a->c->m->totals.adopt_swap_pages, 1);
+	}
+	return r;
+}
+
 static int adopt_stored(struct adopt_ctx *a, uint64_t vpn, uint64_t old_handle)
 {
 	uint64_t h;
-	int r = store_adopt(a->c->m->store, a->v, a->old_store, old_handle, a->buf, &h);
+	int r = adopt_handle(a, old_handle, &h);
 
-	if (r == 0) {
-		a->restored++;
+	if (r == 0)
 		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
-	}
 	/* Our store is full: the page goes back into the process, if it can be read. */
 	if (store_view_load(a->v, a->old_store, old_handle, a->buf) < 0)
 		return mark_lost(a, vpn, r);
@@ -410,11 +670,8 @@ static int adopt_one(uint64_t vpn, pte_t old, void *userdata)
 
 			/* Its copy is kept again, or the page is just resident: the write
 			 * protection then costs one fault that finds it not clean. */
-			if (store_adopt(a->c->m->store, a->v, a->old_store, pte_payload(old),
-					a->buf, &h) == 0) {
-				a->restored++;
+			if (adopt_handle(a, pte_payload(old), &h) == 0)
 				return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_CLEAN, h));
-			}
 		}
 		return set_entry(a, vpn, pte_make(PTE_PRESENT, 0, 0));
 	case PTE_STORED:
@@ -465,6 +722,7 @@ static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct 
 {
 	struct adopt_ctx a = {
 		.c = c,
+		.o = o,
 		.v = o->v,
 		.old_store = pmem_view_root(o->v, PMEM_ROOT_STORE),
 		.buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE),
@@ -484,9 +742,11 @@ static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct 
 	pthread_mutex_lock(&c->lock);
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, poison_lost, c);
 	pthread_mutex_unlock(&c->lock);
-	if (a.lost)
+	if (a.lost) {
+		atomic_fetch_add(&c->m->totals.adopt_poisoned, a.lost);
 		log_error("client %d: %" PRIu64 " pages could not be recovered and were poisoned",
 			  c->pid, a.lost);
+	}
 	return r < 0 ? r : a.restored;
 }
 
@@ -502,12 +762,16 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 		if (rec && rec->pid == c->pid && rec->start_time == proc_start_time(c->pid))
 			break;
 	}
-	if (i == o->nr_pending)
+	if (i == o->nr_pending) {
+		held_forget(c->pid, proc_start_time(c->pid)); /* nothing of it was evicted */
+		adopt_reap();
 		return -ENOENT;
+	}
 	n = adopt_table(c, o, rec);
 	/* A fork child that had its answer: the snapshot's table is its own. */
 	forks_claimed(o, rec->pt_root);
 	o->pending[i] = o->pending[--o->nr_pending];
+	held_forget(c->pid, proc_start_time(c->pid));
 	adopt_reap();
 	return n;
 }
@@ -519,6 +783,8 @@ int64_t adopt_client(struct client *c, int old_pmem_fd)
 
 	if (r < 0) {
 		close(old_pmem_fd);
+		held_forget(c->pid, proc_start_time(c->pid));
+		adopt_reap();
 		return r;
 	}
 	return adopt_pending(c, o);
@@ -546,6 +812,7 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 		return adopt_pending(c, o);
 	n = adopt_table(c, o, rec);
 	o->forks[i] = o->forks[--o->nr_forks];
+	held_forget_fork(parent, token);
 	/* The child's record from before its answer (it names the same table) is done with. */
 	for (unsigned j = 0; j < o->nr_pending;) {
 		const struct client_record *own = old_record(o->v, o->pending[j]);

@@ -23,6 +23,7 @@
 
 struct client;
 struct manager;
+struct store;
 
 #define CLIENT_RECORD_MAGIC UINT64_C(0x44524f4345525843) /* "CXRECORD" */
 #define FORK_RECORD_MAGIC UINT64_C(0x4e534b524f465843)   /* "CXFORKSN" */
@@ -80,8 +81,21 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
  */
 int64_t adopt_client(struct client *c, int old_pmem_fd);
 
-/* Frees the dead daemons' pmem once every client it had came back or exited. Main thread,
- * now and then. */
+/*
+ * Swap areas after a crash (store s has areas; state_path is the swap state file, swapstate.h).
+ * Call before any slot can be handed out. When the file lists processes still alive, a dead
+ * daemon's page tables may name slots of the areas, and only the pmem those processes bring
+ * back tells which: the areas hand out no slot (store_set_swap_held()) until each of them is
+ * adopted (adopt_client() reserves the slots its pages are in) or has exited. Then writes the
+ * file anew: from here on it lists this daemon's clients and the processes still held for.
+ * Returns 0, or -errno for a path too long (the file is then not used).
+ */
+int adopt_swap_init(struct store *s, const char *state_path);
+/* At a clean stop: the state file is removed, or kept for the clients left to a successor. */
+void adopt_swap_exit(void);
+
+/* Frees the dead daemons' pmem once every client it had came back or exited, lets go of the
+ * swap areas once every process held for is back or gone. Main thread, now and then. */
 void adopt_reap(void);
 
 /* Start time of pid (/proc/PID/stat field 22), or 0 when it is gone. */

@@ -962,7 +962,8 @@ static void help(void)
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
 	       "  --meminfo FILE          read MemTotal and MemAvailable from FILE, not\n"
-	       "                          /proc/meminfo (to test the system's watermarks)\n"
+	       "                          /proc/meminfo, and no PSI (to test the system's\n"
+	       "                          watermarks)\n"
 	       "  --crash-at POINT        SIGKILL itself at POINT (fork-ready, fork-claim), to\n"
 	       "                          test that a crash there loses nothing\n"
 	       "  --foreground            accepted for clarity: memextd never forks\n"
@@ -1159,6 +1160,8 @@ static void apply_runtime_config(struct daemon *d)
 	mc->pressure_avg10_pct = cfg->pressure_avg10_pct;
 	mc->track_above_pct = cfg->track_above_pct;
 	mc->meminfo_path = d->opts.meminfo_path ? d->opts.meminfo_path : "/proc/meminfo";
+	/* A stand-in is the system's whole state: the kernel's pressure would belie it. */
+	mc->psi_path = d->opts.meminfo_path ? NULL : "/proc/pressure/memory";
 	mc->crash_at = d->opts.crash_at;
 }
 
@@ -1215,6 +1218,17 @@ static void take_listen_fds(struct daemon *d)
 		for (int i = 0; i < n; i++)
 			free(names[i]);
 	free(names);
+}
+
+/* The swap state file (swapstate.h): memextd.state beside the client socket. */
+static void state_file_path(const char *socket_path, char *buf, size_t len)
+{
+	const char *slash = strrchr(socket_path, '/');
+
+	if (!slash)
+		snprintf(buf, len, "memextd.state");
+	else
+		snprintf(buf, len, "%.*s/memextd.state", (int)(slash - socket_path), socket_path);
 }
 
 static int setup(struct daemon *d)
@@ -1277,6 +1291,18 @@ static int setup(struct daemon *d)
 		return EXIT_RUNTIME;
 	}
 	pmem_set_root(PMEM_ROOT_STORE, d->m.store);
+	/* Before any slot can go out: no client, no reclaim yet. */
+	if (scfg.nr_swap_areas) {
+		char path[PATH_MAX];
+
+		state_file_path(cfg->socket_path, path, sizeof(path));
+		r = adopt_swap_init(d->m.store, path);
+		if (r < 0)
+			log_warning_errno(r,
+					  "%s: no swap state file (%m): after a crash, pages in "
+					  "swap areas would be poisoned",
+					  path);
+	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -1351,6 +1377,7 @@ static void teardown(struct daemon *d)
 		for (struct client *c = m->clients; c; c = c->next)
 			if (!c->release_failed)
 				client_record_detach(c);
+		adopt_swap_exit();
 		return;
 	}
 	reclaim_stop(m);
@@ -1363,6 +1390,7 @@ static void teardown(struct daemon *d)
 	}
 	fork_share_expire(m, 0, true);
 	store_free(m->store);
+	adopt_swap_exit();
 }
 
 int main(int argc, char **argv)

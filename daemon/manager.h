@@ -38,6 +38,7 @@ struct manager_config {
 	unsigned pressure_avg10_pct; /* 0: PSI ignored */
 	unsigned track_above_pct;    /* of the budget: resident memory at which a client is armed */
 	const char *meminfo_path;    /* /proc/meminfo, or a stand-in for tests */
+	const char *psi_path;	     /* /proc/pressure/memory; NULL with a stand-in meminfo */
 	const char *crash_at;	     /* a crash_point() that kills the daemon (tests), or NULL */
 };
 
@@ -57,6 +58,10 @@ struct manager_totals {
 	_Atomic uint64_t workingset_refault;  /* of pswpin: stored pages brought back */
 	_Atomic uint64_t workingset_activate; /* ... within the workingset size: activated */
 	_Atomic uint64_t workingset_restore;  /* ... of those, active before their eviction */
+	_Atomic uint64_t adopt_swap_pages; /* pages adopted from a dead daemon where they were, in
+					    * a swap area slot (no I/O) */
+	_Atomic uint64_t adopt_poisoned;   /* pages of a dead daemon's clients found nowhere and
+					    * poisoned (SIGBUS on access); should stay 0 */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
 	_Atomic uint64_t forks_shared;  /* forks whose child shared the evicted pages */

@@ -727,7 +727,7 @@ static void update_system_level(struct manager *m)
 	char a[32], b[32];
 	int r;
 
-	r = sysmem_read(m->cfg.meminfo_path, "/proc/pressure/memory", &s);
+	r = sysmem_read(m->cfg.meminfo_path, m->cfg.psi_path, &s);
 	if (r < 0) {
 		if (!said_unreadable)
 			log_warning_errno(r, "cannot read %s: the system's watermarks are not "

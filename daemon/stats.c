@@ -183,6 +183,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
 		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
 		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
+		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
 		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
@@ -195,7 +196,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.workingset_activate),
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.forks_drained),
-		atomic_load(&m->totals.fork_pages_shared), hist_quantile(snap, 0.50),
+		atomic_load(&m->totals.fork_pages_shared), atomic_load(&m->totals.adopt_swap_pages),
+		atomic_load(&m->totals.adopt_poisoned), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -320,6 +322,12 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		   " brought every page back first\n",
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
 		atomic_load(&m->totals.forks_drained));
+	if (atomic_load(&m->totals.adopt_swap_pages) || atomic_load(&m->totals.adopt_poisoned))
+		fprintf(f,
+			"adopted after a crash: %" PRIu64 " pages in place in swap areas, %" PRIu64
+			" poisoned (found nowhere)\n",
+			atomic_load(&m->totals.adopt_swap_pages),
+			atomic_load(&m->totals.adopt_poisoned));
 }
 
 /* Prometheus label values: backslash, double quote and newline are escaped. */
@@ -430,6 +438,12 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   atomic_load(&m->totals.workingset_restore));
 	prom_value(f, "memext_clients_seen_total", "counter", "Clients ever accepted.",
 		   atomic_load(&m->totals.clients_seen));
+	prom_value(f, "memext_adopt_swap_pages_total", "counter",
+		   "Pages of a dead daemon's clients adopted in place in a swap area.",
+		   atomic_load(&m->totals.adopt_swap_pages));
+	prom_value(f, "memext_adopt_poisoned_total", "counter",
+		   "Pages of a dead daemon's clients found nowhere and poisoned (SIGBUS).",
+		   atomic_load(&m->totals.adopt_poisoned));
 	prom_value(f, "memext_system_mem_available_bytes", "gauge",
 		   "MemAvailable at reclaim's last look.", atomic_load(&m->sys_available_bytes));
 	prom_value(f, "memext_system_watermark_level", "gauge",

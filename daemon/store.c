@@ -223,6 +223,13 @@ struct store {
 	struct dup_slot *dup; /* dup_cap slots, a power of two, or NULL */
 	size_t dup_cap;
 	_Atomic uint64_t dup_handles; /* slots in use: a drop takes dup_lock only when not 0 */
+	/* Which file each area type is: a successor finds the slots our handles name by this,
+	 * whatever type the file has there (store_adopt()). */
+	struct store_area_id {
+		uint64_t dev, ino; /* swapfile_area_stats's */
+		unsigned char uuid[SWAP_UUID_LEN];
+		bool valid;
+	} area_ids[SWAPFILE_MAX_AREAS];
 };
 
 static _printf_(4, 5) int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -269,6 +276,25 @@ static int writeback_start(struct store *s)
 	return r;
 }
 
+static int swap_areas_record(struct store *s, char *err, size_t errlen)
+{
+	_cleanup_free_ struct swapfile_area_stats *a = malloc(sizeof(*a));
+
+	if (!a)
+		return fail(err, errlen, -ENOMEM, "cannot set up the swap areas: out of memory");
+	for (unsigned t = 0; t < SWAPFILE_MAX_AREAS; t++) {
+		struct store_area_id *id = &s->area_ids[t];
+
+		if (swapfile_get_area_stats(s->sf, t, a) < 0)
+			continue;
+		id->dev = a->dev;
+		id->ino = a->ino;
+		memcpy(id->uuid, a->uuid, SWAP_UUID_LEN);
+		id->valid = true;
+	}
+	return 0;
+}
+
 static int swap_areas_open(struct store *s, const struct store_config *cfg, char *err,
 			   size_t errlen)
 {
@@ -286,7 +312,7 @@ static int swap_areas_open(struct store *s, const struct store_config *cfg, char
 		if (r < 0)
 			return r;
 	}
-	return 0;
+	return swap_areas_record(s, err, errlen);
 }
 
 int store_new_err(const struct store_config *cfg, struct store **ret, char *err, size_t errlen)
@@ -902,7 +928,7 @@ static uint64_t area_free_slots(struct store *s)
 {
 	struct swapfile_stats st;
 
-	if (!s->sf)
+	if (!s->sf || swapfile_held(s->sf))
 		return 0;
 	swapfile_get_stats(s->sf, &st);
 	return st.total_slots > st.bd_count ? st.total_slots - st.bd_count : 0;
@@ -1135,6 +1161,12 @@ static void *writeback_main(void *arg)
 	}
 	pthread_mutex_unlock(&s->wb_lock);
 	return NULL;
+}
+
+void store_set_swap_held(struct store *s, bool held)
+{
+	if (s->sf)
+		swapfile_set_held(s->sf, held);
 }
 
 int64_t store_writeback(struct store *s, uint64_t nr_pages)
@@ -1753,8 +1785,8 @@ int store_get_swap_stats(struct store *s, struct store_swap_stats *ret, size_t n
 /*
  * Recovery (pmem.h): loading a page from the store a dead daemon kept at old_store. Follows
  * only what names data: the pool's handle table and arena, same_words[] and the tier table.
- * Pages in swap areas are not read here (their slots would first have to be kept from the new
- * store's allocator): -EOPNOTSUPP.
+ * Pages in swap areas are not read here: a slot's content is the page only while the slot is
+ * kept from the new store's allocator, which store_adopt() does (-EOPNOTSUPP here).
  */
 static int view_pool_load(const struct pmem_view *v, const struct store *old, uint64_t payload,
 			  void *page)
@@ -1791,10 +1823,11 @@ static int view_same_load(const struct pmem_view *v, const struct store *old, ui
 	return 0;
 }
 
-static int view_tier_load(const struct pmem_view *v, const struct store *old, uint64_t handle,
-			  void *page)
+/* The state of the dead daemon's tier entry behind handle. Returns 0, -ENOENT, -EBADMSG. */
+static int view_tier_state(const struct pmem_view *v, const struct store *old, uint64_t handle,
+			   uint64_t *ret_state)
 {
-	uint64_t idx = handle & H_TIER_INDEX_MASK, st;
+	uint64_t idx = handle & H_TIER_INDEX_MASK;
 	const struct tier_entry *const *dir;
 	const struct tier_entry *chunk;
 
@@ -1808,7 +1841,19 @@ static int view_tier_load(const struct pmem_view *v, const struct store *old, ui
 			      TIER_CHUNK * sizeof(*chunk));
 	if (!chunk)
 		return -EBADMSG;
-	st = atomic_load_explicit(&chunk[idx & TIER_CHUNK_MASK].state, memory_order_relaxed);
+	*ret_state =
+		atomic_load_explicit(&chunk[idx & TIER_CHUNK_MASK].state, memory_order_relaxed);
+	return 0;
+}
+
+static int view_tier_load(const struct pmem_view *v, const struct store *old, uint64_t handle,
+			  void *page)
+{
+	uint64_t st;
+	int r = view_tier_state(v, old, handle, &st);
+
+	if (r < 0)
+		return r;
 	switch (st & TS_KIND_MASK) {
 	case TS_POOL:
 	case TS_WB:
@@ -1857,10 +1902,64 @@ static int adopt_pool_object(struct store *s, const struct pmem_view *v, const s
 	return 0;
 }
 
+/* The slot the dead daemon's handle names (its swp_entry there), or 0 for a page elsewhere. */
+static int view_area_entry(const struct pmem_view *v, const struct store *old, uint64_t handle,
+			   uint64_t *ret_entry)
+{
+	uint64_t st;
+	int r;
+
+	*ret_entry = 0;
+	if (handle & H_SAME)
+		return 0;
+	if (handle & H_SWAP) {
+		if (handle & ~(H_SWAP | H_SWAP_ENTRY_MASK))
+			return -ENOENT;
+		*ret_entry = handle & H_SWAP_ENTRY_MASK;
+		return 0;
+	}
+	if (!(handle & H_TIER))
+		return 0;
+	r = view_tier_state(v, old, handle, &st);
+	if (r == 0 && (st & TS_KIND_MASK) == TS_SWAP)
+		*ret_entry = st & TS_PAYLOAD_MASK & H_SWAP_ENTRY_MASK;
+	return r == -ENOENT ? 0 : r; /* -ENOENT: store_view_load() says it again */
+}
+
+/*
+ * A page the dead daemon left in a swap area stays where it is: the same slot of the same file
+ * (by device, inode and header UUID; its type here may differ) becomes ours, as a page in an
+ * area for good. The slot must not have been handed out meanwhile: the daemon holds the areas
+ * until every client its predecessors had is adopted or gone (adopt.h).
+ */
+static int adopt_area_slot(struct store *s, const struct store *old, uint64_t old_entry,
+			   uint64_t *ret_handle)
+{
+	const struct store_area_id *id;
+	uint64_t entry;
+	int type, r;
+
+	if (swp_type(old_entry) >= SWAPFILE_MAX_AREAS || !old->area_ids[swp_type(old_entry)].valid)
+		return -EBADMSG;
+	id = &old->area_ids[swp_type(old_entry)];
+	type = s->sf ? swapfile_find(s->sf, id->dev, id->ino, id->uuid) : -ENOENT;
+	if (type < 0)
+		return -ENODEV;
+	entry = swp_entry((unsigned)type, swp_offset(old_entry));
+	r = swapfile_reserve(s->sf, entry);
+	if (r < 0)
+		return r;
+	atomic_fetch_add(&s->swap_pages, 1);
+	atomic_fetch_add(&s->stored_pages, 1);
+	*ret_handle = H_SWAP | entry;
+	return 0;
+}
+
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
 		void *page, uint64_t *ret_handle)
 {
 	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
+	uint64_t entry;
 	int r;
 
 	if (!old)
@@ -1877,6 +1976,11 @@ int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, 
 		*ret_handle = old_handle;
 		return 0;
 	}
+	r = view_area_entry(v, old, old_handle, &entry);
+	if (r < 0)
+		return r;
+	if (entry)
+		return adopt_area_slot(s, old, entry, ret_handle);
 	pthread_rwlock_rdlock(&s->trim_lock);
 	r = adopt_pool_object(s, v, old, old_handle, ret_handle);
 	pthread_rwlock_unlock(&s->trim_lock);

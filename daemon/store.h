@@ -215,6 +215,14 @@ bool store_has_room_for(struct store *s, unsigned nr_pages);
  */
 int64_t store_writeback(struct store *s, uint64_t nr_pages);
 
+/*
+ * While held, no swap slot is handed out (saves and writeback that need one fail as when the
+ * areas are full; store_has_room_for() counts no free slot), but store_adopt() takes the slots
+ * a dead daemon's pages are in. A restarted daemon holds its areas until every process its
+ * predecessor served is adopted or gone (adopt.h). No-op without areas.
+ */
+void store_set_swap_held(struct store *s, bool held);
+
 /* Compacts the pool, giving whole pages back to the system; returns the number of pages freed.
  * Always compacts, whatever cfg.compaction says (that only governs compaction on its own). */
 uint64_t store_compact(struct store *s);
@@ -238,9 +246,12 @@ int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t hand
 
 /*
  * Takes the page behind old_handle in a dead daemon's store into this one: a compressed pool
- * object is copied as it is (the common case: nothing is decompressed or compressed again),
- * anything else is loaded into page (a 4 KiB buffer) and saved. Returns 0 and the new handle,
- * or store_view_load()'s and store_save()'s errors.
+ * object is copied as it is (the common case: nothing is decompressed or compressed again), a
+ * page in a swap area stays in its slot, which becomes this store's (no I/O: the area, found
+ * by device, inode and header UUID, must be one of this store's, and the slot free here: see
+ * store_set_swap_held()), anything else is loaded into page (a 4 KiB buffer) and saved. Returns
+ * 0 and the new handle, or store_view_load()'s and store_save()'s errors; for a page in an
+ * area -ENODEV (the area is not on here) or -EBUSY (the slot is in use here).
  */
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
 		void *page, uint64_t *ret_handle);

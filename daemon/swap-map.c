@@ -342,6 +342,38 @@ static struct swap_cluster *lock_slot_cluster(struct swap_map *m, uint32_t offse
 	return c;
 }
 
+int swap_map_reserve(struct swap_map *m, uint32_t offset)
+{
+	struct swap_cluster *c = lock_slot_cluster(m, offset);
+	uint32_t idx = offset / SWAP_CLUSTER_SLOTS;
+
+	if (!c)
+		return -EINVAL;
+	if (m->map[offset]) {
+		int r = m->map[offset] == SWAP_MAP_BAD ? -EINVAL : -EBUSY;
+
+		pthread_mutex_unlock(&c->lock);
+		return r;
+	}
+	m->map[offset] = 1;
+	c->count++;
+	atomic_fetch_add(&m->nr_used, 1);
+	/* A CURRENT cluster stays its CPU's, which skips the slot and marks it full in time. */
+	pthread_mutex_lock(&m->lock);
+	if (c->state == CLUSTER_FREE) {
+		list_del(m, &m->free_clusters, idx);
+		c->state = CLUSTER_NONFULL;
+		list_add_tail(m, &m->nonfull_clusters, idx);
+	}
+	if (c->state == CLUSTER_NONFULL && c->count == SWAP_CLUSTER_SLOTS) {
+		list_del(m, &m->nonfull_clusters, idx);
+		c->state = CLUSTER_FULL;
+	}
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
 int swap_map_duplicate(struct swap_map *m, uint32_t offset)
 {
 	struct swap_cluster *c = lock_slot_cluster(m, offset);

@@ -38,6 +38,13 @@ void swap_map_free(struct swap_map *m);
 int swap_map_alloc(struct swap_map *m, unsigned nr, uint32_t *ret_offsets);
 
 /*
+ * Takes the free slot at offset with a reference count of 1, as swap_map_alloc() would have:
+ * a restarted daemon keeps the slots its predecessor's page tables name (adopt.h). Returns 0,
+ * -EBUSY when the slot is in use already, -EINVAL when offset is out of range or bad.
+ */
+int swap_map_reserve(struct swap_map *m, uint32_t offset);
+
+/*
  * swap_duplicate(): one more reference to an allocated slot. Returns 0, -EINVAL when offset is
  * out of range, free or bad, -EOVERFLOW when the count is already SWAP_MAP_MAX (the caller
  * copies the page to a slot of its own instead).

@@ -47,6 +47,7 @@ struct swap_area {
 	bool direct_io;
 	bool has_holes;
 	bool draining; /* under swapfile.lock (write) */
+	uint64_t dev, ino;
 	char *path;
 	struct swap_header_info hdr;
 	struct swap_map *map;
@@ -62,6 +63,7 @@ struct swapfile {
 	struct swap_area *avail[SWAPFILE_MAX_AREAS]; /* not draining, highest priority first */
 	unsigned nr_avail;
 	int least_priority; /* the last default priority handed out */
+	_Atomic bool held;  /* swapfile_set_held() */
 	/* whose turn it is among equal priorities: rr[i] for the group starting at avail[i] */
 	_Atomic unsigned rr[SWAPFILE_MAX_AREAS];
 	/* counters of areas already swapped off, so that the totals stay cumulative */
@@ -321,6 +323,8 @@ static int area_open(const char *path, unsigned flags, struct swap_area **ret, c
 	if (!direct)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	a->bdev = bdev;
+	a->dev = bdev ? (uint64_t)fst.st_rdev : (uint64_t)fst.st_dev;
+	a->ino = bdev ? 0 : (uint64_t)fst.st_ino;
 	a->direct_io = direct;
 	a->fd = TAKE_FD(fd);
 	*ret = a;
@@ -395,6 +399,8 @@ int swapfile_alloc(struct swapfile *sf, unsigned nr, uint64_t *ret_entries)
 	if (!nr)
 		return -EINVAL;
 	nr = MIN(nr, SWAPFILE_ALLOC_BATCH);
+	if (atomic_load(&sf->held))
+		return -ENOSPC;
 
 	pthread_rwlock_rdlock(&sf->lock);
 	for (unsigned i = 0, j; i < sf->nr_avail && n < 0; i = j) {
@@ -415,6 +421,33 @@ int swapfile_alloc(struct swapfile *sf, unsigned nr, uint64_t *ret_entries)
 	return n;
 }
 
+void swapfile_set_held(struct swapfile *sf, bool held)
+{
+	atomic_store(&sf->held, held);
+}
+
+bool swapfile_held(struct swapfile *sf)
+{
+	return atomic_load(&sf->held);
+}
+
+int swapfile_find(struct swapfile *sf, uint64_t dev, uint64_t ino,
+		  const unsigned char uuid[SWAP_UUID_LEN])
+{
+	int r = -ENOENT;
+
+	pthread_rwlock_rdlock(&sf->lock);
+	for (unsigned t = 0; t < SWAPFILE_MAX_AREAS && r < 0; t++) {
+		const struct swap_area *a = sf->areas[t];
+
+		if (a && a->dev == dev && a->ino == ino &&
+		    memcmp(a->hdr.uuid, uuid, SWAP_UUID_LEN) == 0)
+			r = (int)t;
+	}
+	pthread_rwlock_unlock(&sf->lock);
+	return r;
+}
+
 /* Called with the read lock held. */
 static struct swap_area *entry_area(struct swapfile *sf, uint64_t entry)
 {
@@ -423,7 +456,8 @@ static struct swap_area *entry_area(struct swapfile *sf, uint64_t entry)
 	return type < SWAPFILE_MAX_AREAS ? sf->areas[type] : NULL;
 }
 
-int swap_duplicate(struct swapfile *sf, uint64_t entry)
+/* op on the slot of entry, under the read lock; -EINVAL when no area has its type. */
+static int slot_op(struct swapfile *sf, uint64_t entry, int (*op)(struct swap_map *, uint32_t))
 {
 	struct swap_area *a;
 	int r = -EINVAL;
@@ -431,35 +465,29 @@ int swap_duplicate(struct swapfile *sf, uint64_t entry)
 	pthread_rwlock_rdlock(&sf->lock);
 	a = entry_area(sf, entry);
 	if (a)
-		r = swap_map_duplicate(a->map, swp_offset(entry));
+		r = op(a->map, swp_offset(entry));
 	pthread_rwlock_unlock(&sf->lock);
 	return r;
+}
+
+int swapfile_reserve(struct swapfile *sf, uint64_t entry)
+{
+	return slot_op(sf, entry, swap_map_reserve);
+}
+
+int swap_duplicate(struct swapfile *sf, uint64_t entry)
+{
+	return slot_op(sf, entry, swap_map_duplicate);
 }
 
 int swap_free(struct swapfile *sf, uint64_t entry)
 {
-	struct swap_area *a;
-	int r = -EINVAL;
-
-	pthread_rwlock_rdlock(&sf->lock);
-	a = entry_area(sf, entry);
-	if (a)
-		r = swap_map_put(a->map, swp_offset(entry));
-	pthread_rwlock_unlock(&sf->lock);
-	return r;
+	return slot_op(sf, entry, swap_map_put);
 }
 
 int swap_count(struct swapfile *sf, uint64_t entry)
 {
-	struct swap_area *a;
-	int r = -EINVAL;
-
-	pthread_rwlock_rdlock(&sf->lock);
-	a = entry_area(sf, entry);
-	if (a)
-		r = swap_map_count(a->map, swp_offset(entry));
-	pthread_rwlock_unlock(&sf->lock);
-	return r;
+	return slot_op(sf, entry, swap_map_count);
 }
 
 /* Called with the read lock held: the area of an allocated slot, or NULL. */
@@ -631,6 +659,8 @@ int swapfile_get_area_stats(struct swapfile *sf, unsigned type, struct swapfile_
 	ret->direct_io = a->direct_io;
 	ret->has_holes = a->has_holes;
 	ret->draining = a->draining;
+	ret->dev = a->dev;
+	ret->ino = a->ino;
 	memcpy(ret->uuid, a->hdr.uuid, SWAP_UUID_LEN);
 	memcpy(ret->label, a->hdr.label, sizeof(ret->label));
 	ret->total_slots = swap_map_nr_usable(a->map);

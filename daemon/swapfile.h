@@ -75,6 +75,7 @@ struct swapfile_area_stats {
 	bool direct_io; /* opened with O_DIRECT */
 	bool has_holes; /* a sparse file: a write may find the file system full (ENOSPC) */
 	bool draining;	/* swapfile_swapoff() was called: no new slots come from it */
+	uint64_t dev, ino; /* which file: st_dev and st_ino, or st_rdev and 0 for a device */
 	unsigned char uuid[SWAP_UUID_LEN];
 	char label[SWAP_LABEL_LEN + 1];
 	uint64_t total_slots;  /* slots that can hold a page: last_page minus bad pages */
@@ -123,6 +124,24 @@ int swapfile_swapoff(struct swapfile *sf, unsigned type);
  * is full, -EINVAL when nr is 0.
  */
 int swapfile_alloc(struct swapfile *sf, unsigned nr, uint64_t *ret_entries);
+
+/*
+ * While held, swapfile_alloc() hands out no slot (-ENOSPC): a restarted daemon's predecessor
+ * may have pages in slots it has not reserved yet. Slots are reserved one by one meanwhile
+ * (swapfile_reserve()); frees and I/O go on as usual.
+ */
+void swapfile_set_held(struct swapfile *sf, bool held);
+bool swapfile_held(struct swapfile *sf);
+
+/*
+ * Takes the free slot entry (count 1) for a page a dead daemon left there. Returns 0, -EBUSY
+ * (the slot is in use), -EINVAL (no such area or slot).
+ */
+int swapfile_reserve(struct swapfile *sf, uint64_t entry);
+
+/* The type of the area on now that is file (dev, ino) with header uuid, or -ENOENT. */
+int swapfile_find(struct swapfile *sf, uint64_t dev, uint64_t ino,
+		  const unsigned char uuid[SWAP_UUID_LEN]);
 
 /* One more reference to the slot. Returns 0, -EINVAL (not an allocated slot), -EOVERFLOW. */
 int swap_duplicate(struct swapfile *sf, uint64_t entry);

@@ -166,8 +166,8 @@ class Daemon:
         self.log_file = open(self.log_path, "ab" if append_log else "wb")
         cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
         if self.system_available_pct is not None:
-            # A stand-in for /proc/meminfo: the system short of memory, whatever this
-            # machine really has.
+            # A stand-in for /proc/meminfo (and so no PSI): the system short of memory, or
+            # not, whatever this machine has and whatever else runs on it.
             path = os.path.join(os.path.dirname(self.sock), "meminfo")
             total_kib = 16 * 1024 * 1024
             with open(path, "w") as f:
@@ -490,8 +490,12 @@ def wait_client_gone(daemon, pids, base, timeout, slack=0, settle=5):
         time.sleep(0.05)
 
 
-def check_adoption(daemon, clients):
-    """The restarted daemon adopted every client's evicted pages and lost none."""
+def check_adoption(args, daemon, clients, after):
+    """The restarted daemon adopted every client's evicted pages and lost none.
+
+    `after` is the restarted daemon's stats: its totals.adopt_poisoned (pages found nowhere
+    and poisoned) must be 0, and totals.adopt_swap_pages (pages adopted in place in a swap
+    area) at least --min-adopt-swap-pages."""
     with open(daemon.log_path, errors="replace") as f:
         text = f.read()
     problems = []
@@ -509,6 +513,16 @@ def check_adoption(daemon, clients):
                 f"(time from the new daemon's hello to service)")
     if "could not be recovered" in text:
         problems.append("the restarted memextd lost pages (see 'could not be recovered')")
+    poisoned = after["totals"].get("adopt_poisoned")
+    in_place = after["totals"].get("adopt_swap_pages")
+    log(f"restarted memextd: totals.adopt_poisoned {poisoned}, totals.adopt_swap_pages "
+        f"{in_place} (min {args.min_adopt_swap_pages})")
+    if poisoned != 0:
+        problems.append(f"totals.adopt_poisoned is {poisoned}, expected 0: pages were poisoned")
+    if not isinstance(in_place, int) or in_place < args.min_adopt_swap_pages:
+        problems.append(f"totals.adopt_swap_pages is {in_place}, expected at least "
+                        f"{args.min_adopt_swap_pages}: the pages in the swap area were not "
+                        f"adopted in place")
     return problems
 
 
@@ -599,7 +613,7 @@ def test_managed(args, tmp):
              for k in ("pswpout", "pswpin", "faults", "clients_seen", "workingset_refault",
                        "workingset_activate", "workingset_restore", "reclaim_deactivated")}
         if args.kill_daemon_at_phase:
-            failures_crash = check_adoption(daemon, clients)
+            failures_crash = check_adoption(args, daemon, clients, after)
         elif args.daemon_crashes_at:
             failures_crash = check_fork_adoption(daemon, clients)
         else:
@@ -935,9 +949,10 @@ def main():
                          "must run untracked)")
     ap.add_argument("--max-pswpout", type=int, default=None,
                     help="fail if more pages than this were evicted")
-    ap.add_argument("--system-available-pct", type=int, default=None,
+    ap.add_argument("--system-available-pct", type=int, default=90,
                     help="run memextd with a stand-in /proc/meminfo whose MemAvailable is "
-                         "this percent of MemTotal (the system's watermarks)")
+                         "this percent of MemTotal (the system's watermarks; default %(default)s: "
+                         "the tests do not depend on what else runs on the machine)")
     ap.add_argument("--kill-daemon-at-phase", default=None,
                     help="SIGKILL memextd when the workload prints this phase and start a "
                          "new one; the workload must finish with every byte right")
@@ -945,6 +960,9 @@ def main():
                     help="fail unless totals.forks_shared grew by at least this much")
     ap.add_argument("--max-forks-drained", type=int, default=None,
                     help="fail if totals.forks_drained grew by more than this")
+    ap.add_argument("--min-adopt-swap-pages", type=int, default=0,
+                    help="with --kill-daemon-at-phase: the restarted memextd must adopt at "
+                         "least this many pages in place in the swap area")
     ap.add_argument("--kill-at-phase", default=None,
                     help="SIGKILL the workload when it prints this phase (crash test)")
     ap.add_argument("--pswpout-after-phase", default=None,

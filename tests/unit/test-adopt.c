@@ -8,24 +8,33 @@
  *    the pool compacted between saving and reading changes nothing;
  *  - a page table in pmem walked through the view gives exactly the entries it holds;
  *  - an mremap event interrupted at any point and applied again (the journal replay) leaves
- *    the table as one uninterrupted application would.
+ *    the table as one uninterrupted application would;
+ *  - pages a SIGKILLed process left in a swap area (backends swapfile and pool+swapfile) are
+ *    adopted in place by a new store that opens the same file at another type: their slots
+ *    are reserved (never handed out again, adopting one twice is -EBUSY), no slot goes out
+ *    while the store is held, and every page reads back right after new saves filled the area.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon/client.h"
 #include "daemon/fault.h"
 #include "daemon/manager.h"
+#include "daemon/mkswap.h"
 #include "daemon/pagetable.h"
 #include "daemon/pmem.h"
 #include "daemon/store.h"
 #include "shared/macro.h"
 
 #include "check.h"
+#include "swap-test.h"
 
 #define NR_PAGES 6000
 
@@ -81,13 +90,17 @@ static void test_pmem_alloc(void)
 	check(!pmem_contains(&b));
 }
 
+static int open_view_fd(int fd, struct pmem_view **ret)
+{
+	check(fd >= 0);
+	return pmem_view_open(fd, ret);
+}
+
 static struct pmem_view *open_view(void)
 {
 	struct pmem_view *v;
-	int fd = dup(pmem_fd());
 
-	check(fd >= 0);
-	check(pmem_view_open(fd, &v) == 0);
+	check(open_view_fd(dup(pmem_fd()), &v) == 0);
 	return v;
 }
 
@@ -307,6 +320,191 @@ static void test_remap_replay(unsigned done, enum cut cut)
 	free(c);
 }
 
+/* ---- pages in a swap area, after a crash ---- */
+
+#define SWAP_PAGES 1500
+#define SWAP_AREA_BYTES (UINT64_C(8) << 20) /* 2047 slots: the second round fills it */
+
+/* What the process that dies leaves for the test: its store's address and handles. */
+struct crashed {
+	uint64_t old_store;
+	uint64_t h[SWAP_PAGES];
+	unsigned nr_in_area;   /* of them, in the area when it died */
+	uint64_t written_back; /* pool+swapfile: pages moved to the area by writeback */
+};
+
+static void make_area(const char *path)
+{
+	struct mkswap_options o = {.size_bytes = SWAP_AREA_BYTES};
+	char err[512];
+
+	if (mkswap_format(path, &o, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mkswap_format: %s\n", err);
+		exit(1);
+	}
+}
+
+static void send_fd(int sock, int fd)
+{
+	char c = 0, buf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {&c, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = buf,
+			    .msg_controllen = sizeof(buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	check(sendmsg(sock, &mh, 0) == 1);
+}
+
+static int recv_fd(int sock)
+{
+	char c, buf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {&c, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = buf,
+			    .msg_controllen = sizeof(buf)};
+	struct cmsghdr *cm;
+	int fd;
+
+	check(recvmsg(sock, &mh, 0) == 1);
+	cm = CMSG_FIRSTHDR(&mh);
+	check(cm && cm->cmsg_type == SCM_RIGHTS);
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+/* The dying daemon: a store of its own pmem over area, SWAP_PAGES saved, then SIGKILL. */
+static void crash_with_pages(const struct store_config *cfg, struct crashed *out, int sock)
+{
+	unsigned char *page = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	struct store_stats st;
+	struct store *s;
+
+	pmem_exit(); /* the parent's: this process makes its own, as a daemon would */
+	check(page && pmem_init(UINT64_C(64) << 30) == 0);
+	check(store_new(cfg, &s) == 0);
+	pmem_set_root(PMEM_ROOT_STORE, s);
+	out->old_store = (uint64_t)(uintptr_t)s;
+	for (uint64_t i = 0; i < SWAP_PAGES; i++) {
+		make_page(i, page);
+		check(store_save(s, page, &out->h[i]) == 0);
+	}
+	for (uint64_t i = 0; i < SWAP_PAGES; i++)
+		out->nr_in_area += store_load_may_block(s, out->h[i]);
+	store_get_stats(s, &st);
+	out->written_back = st.written_back;
+	send_fd(sock, pmem_fd());
+	raise(SIGKILL);
+}
+
+static void test_swap_adopt(enum store_backend backend)
+{
+	const char *dir = swap_test_dir[0] ? swap_test_dir : swap_test_mkdtemp();
+	char old_path[512], new_path[512];
+	struct store_swap_area old_area = {.path = old_path};
+	/* The dead daemon's area comes second here: its type changes from 0 to 1. */
+	struct store_swap_area areas[2] = {{.path = new_path}, {.path = old_path}};
+	struct store_config cfg = {
+		.compressor = "lz4",
+		.backend = backend,
+		.swap_areas = &old_area,
+		.nr_swap_areas = 1,
+		.mem_limit_bytes = backend == STORE_BACKEND_POOL_SWAPFILE ? UINT64_C(1) << 20 : 0,
+		.writeback_on_save = true,
+	};
+	struct crashed *cr =
+		mmap(NULL, sizeof(*cr), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned char *page = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	unsigned char *want = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	uint64_t h[SWAP_PAGES], extra[2 * SWAP_PAGES], again;
+	unsigned nr_extra = 0, in_place = 0, twice = SWAP_PAGES;
+	struct store_swap_stats ss[2];
+	struct pmem_view *v;
+	struct store *s;
+	int sv[2], st;
+	pid_t pid;
+
+	check(cr != MAP_FAILED && page && want);
+	snprintf(old_path, sizeof(old_path), "%s/old-%d", dir, (int)backend);
+	snprintf(new_path, sizeof(new_path), "%s/new-%d", dir, (int)backend);
+	make_area(old_path);
+	make_area(new_path);
+	check(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+	pid = fork();
+	check(pid >= 0);
+	if (pid == 0)
+		crash_with_pages(&cfg, cr, sv[1]);
+	check(open_view_fd(recv_fd(sv[0]), &v) == 0);
+	check(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	close(sv[0]);
+	close(sv[1]);
+
+	/* The same file opens again (its lock died with the process), at another type. */
+	cfg.swap_areas = areas;
+	cfg.nr_swap_areas = 2;
+	check(store_new(&cfg, &s) == 0);
+	store_set_swap_held(s, true);
+	if (backend == STORE_BACKEND_SWAPFILE) {
+		swap_test_fill(page, 0);
+		check(store_save(s, page, &again) == -ENOSPC); /* held: no slot goes out */
+		check(!store_has_room_for(s, 1));
+	}
+	for (uint64_t i = 0; i < SWAP_PAGES; i++) {
+		check(store_adopt(s, v, cr->old_store, cr->h[i], page, &h[i]) == 0);
+		if (store_load_may_block(s, h[i])) {
+			in_place++;
+			twice = i;
+		}
+	}
+	check(in_place == cr->nr_in_area && in_place >= SWAP_PAGES / 4);
+	/* Tier entries in SWAP too, not only pages that went to the area straight away. */
+	check(backend == STORE_BACKEND_SWAPFILE || cr->written_back > 0);
+	/* A slot is adopted once: a second claim on it must not share it. */
+	check(store_adopt(s, v, cr->old_store, cr->h[twice], page, &again) == -EBUSY);
+	check(store_get_swap_stats(s, ss, 2) == 2);
+	check(strcmp(ss[1].path, old_path) == 0 && ss[1].used_slots == in_place);
+	check(ss[0].used_slots == 0);
+
+	/* Released, the areas fill up with new pages: none may land on an adopted one. */
+	store_set_swap_held(s, false);
+	while (nr_extra < ARRAY_SIZE(extra)) {
+		swap_test_fill(page, 1000000 + nr_extra);
+		if (store_save(s, page, &extra[nr_extra]) < 0)
+			break;
+		nr_extra++;
+	}
+	check(nr_extra > SWAP_PAGES);
+	for (uint64_t i = 0; i < SWAP_PAGES; i++) {
+		make_page(i, want);
+		check(store_load(s, h[i], page) == 0);
+		check(memcmp(page, want, PAGE_SIZE) == 0);
+		store_drop(s, h[i]);
+	}
+	for (unsigned i = 0; i < nr_extra; i++) {
+		swap_test_fill(want, 1000000 + i);
+		check(store_load(s, extra[i], page) == 0);
+		check(memcmp(page, want, PAGE_SIZE) == 0);
+		store_drop(s, extra[i]);
+	}
+	check(store_get_swap_stats(s, ss, 2) == 2);
+	check(ss[0].used_slots == 0 && ss[1].used_slots == 0);
+	printf("swap area after a crash (%s): %u of %u pages adopted in place (%" PRIu64
+	       " written back), %u new pages saved around them\n",
+	       backend == STORE_BACKEND_SWAPFILE ? "swapfile" : "pool+swapfile", in_place,
+	       SWAP_PAGES, cr->written_back, nr_extra);
+	store_free(s);
+	pmem_view_close(v, true);
+	munmap(cr, sizeof(*cr));
+	free(page);
+	free(want);
+}
+
 int main(void)
 {
 	int r = pmem_init(UINT64_C(64) << 30);
@@ -324,6 +522,8 @@ int main(void)
 			test_remap_replay(done, cut);
 	printf("mremap replayed after an interruption at each of %u points: same table\n",
 	       3 * (REMAP_PAGES + 1));
+	test_swap_adopt(STORE_BACKEND_SWAPFILE);
+	test_swap_adopt(STORE_BACKEND_POOL_SWAPFILE);
 	pmem_exit();
 	return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * swap_map: reference counts, bad slots, cluster allocation, and random alloc/free from several
- * threads checked against a shadow map (no slot handed out twice, bad slots never).
+ * swap_map: reference counts, bad slots, cluster allocation, reserving given slots (a restarted
+ * daemon's), and random alloc/free from several threads checked against a shadow map (no slot
+ * handed out twice, bad slots never).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -60,6 +61,52 @@ static void test_counts(void)
 	CHECK_EQ(swap_map_duplicate(m, s), -EOVERFLOW);
 	for (int i = SWAP_MAP_MAX - 1; i >= 0; i--)
 		CHECK_EQ(swap_map_put(m, s), i);
+	swap_map_free(m);
+}
+
+/*
+ * Slots reserved by offset (what a dead daemon's pages are in) are never handed out by the
+ * allocator, whether their cluster was free, nonfull or ends up full; once put, they are.
+ */
+static void test_reserve(void)
+{
+	enum { NR = 3 * SWAP_CLUSTER_SLOTS };
+	const uint32_t bad[] = {7};
+	static uint8_t reserved[NR];
+	struct swap_map *m;
+	uint32_t got[64], n = 0, nr_reserved = 0;
+	int r;
+
+	CHECK_EQ(swap_map_new(NR, bad, ARRAY_SIZE(bad), 1, &m), 0);
+	CHECK_EQ(swap_map_reserve(m, 0), -EINVAL); /* the header */
+	CHECK_EQ(swap_map_reserve(m, 7), -EINVAL);
+	CHECK_EQ(swap_map_reserve(m, NR), -EINVAL);
+	/* Every third slot of cluster 0, all of cluster 1 (it becomes full), one of cluster 2. */
+	for (uint32_t s = 1; s < NR; s++) {
+		if (s == 7 || !((s < SWAP_CLUSTER_SLOTS && s % 3 == 0) ||
+				(s >= SWAP_CLUSTER_SLOTS && s < 2 * SWAP_CLUSTER_SLOTS) ||
+				s == 2 * SWAP_CLUSTER_SLOTS + 100))
+			continue;
+		CHECK_EQ(swap_map_reserve(m, s), 0);
+		reserved[s] = 1;
+		nr_reserved++;
+	}
+	CHECK_EQ(swap_map_reserve(m, 3), -EBUSY);
+	CHECK_EQ(swap_map_count(m, 3), 1);
+	CHECK_EQ(swap_map_nr_used(m), nr_reserved);
+	/* The allocator hands out exactly the other slots, each once. */
+	while ((r = swap_map_alloc(m, 64, got)) > 0)
+		for (int i = 0; i < r; i++, n++) {
+			CHECK(got[i] > 0 && got[i] < NR && got[i] != 7);
+			CHECK_EQ(reserved[got[i]], 0);
+			reserved[got[i]] = 2;
+		}
+	CHECK_EQ(r, -ENOSPC);
+	CHECK_EQ(n + nr_reserved, swap_map_nr_usable(m));
+	/* A reserved slot put back is free for the allocator like any other. */
+	CHECK_EQ(swap_map_put(m, SWAP_CLUSTER_SLOTS + 5), 0);
+	CHECK_EQ(swap_map_alloc(m, 1, got), 1);
+	CHECK_EQ(got[0], SWAP_CLUSTER_SLOTS + 5);
 	swap_map_free(m);
 }
 
@@ -320,6 +367,7 @@ int main(void)
 {
 	test_counts();
 	test_clusters();
+	test_reserve();
 	test_random_model();
 	test_threads();
 	test_steal();
