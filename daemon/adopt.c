@@ -32,6 +32,10 @@ struct client_table {
 
 static struct client_table *table;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+/* A record's publication (slot, state-file line, magic) against a rewrite of the state file,
+ * which would lose a line appended meanwhile: the reclaim thread publishes fork snapshots.
+ * Taken before table_lock. */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A dead daemon's pmem and the records in it that no client has claimed yet. */
 struct old_daemon {
@@ -112,6 +116,7 @@ static int record_publish(struct client_record *rec, uint64_t magic)
 {
 	unsigned i;
 
+	pthread_mutex_lock(&state_lock);
 	pthread_mutex_lock(&table_lock);
 	for (i = 0; i < CLIENT_TABLE_SLOTS && table->slot[i]; i++)
 		;
@@ -119,6 +124,7 @@ static int record_publish(struct client_record *rec, uint64_t magic)
 		table->slot[i] = (uint64_t)(uintptr_t)rec;
 	pthread_mutex_unlock(&table_lock);
 	if (i == CLIENT_TABLE_SLOTS) {
+		pthread_mutex_unlock(&state_lock);
 		pmem_free(rec, sizeof(*rec));
 		return -ENOSPC;
 	}
@@ -138,6 +144,7 @@ static int record_publish(struct client_record *rec, uint64_t magic)
 					  S.path, rec->pid);
 	}
 	__atomic_store_n(&rec->magic, magic, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&state_lock);
 	return 0;
 }
 
@@ -181,6 +188,7 @@ static void state_rewrite(void)
 		atomic_store(&S.state_dirty, true); /* next time */
 		return;
 	}
+	pthread_mutex_lock(&state_lock);
 	if (table) {
 		pthread_mutex_lock(&table_lock);
 		for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++) {
@@ -197,6 +205,7 @@ static void state_rewrite(void)
 	memcpy(v + n, S.held, S.nr_held * sizeof(*v));
 	n += S.nr_held;
 	r = swapstate_write(S.path, getpid(), v, n);
+	pthread_mutex_unlock(&state_lock);
 	if (r < 0)
 		log_warning_errno(r, "%s: cannot write: %m", S.path);
 }
@@ -408,7 +417,7 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 	for (o = olds; o; o = o->next)
 		if (o->v->hdr.created_usec == v->hdr.created_usec &&
 		    o->v->hdr.daemon_pid == v->hdr.daemon_pid) {
-			pmem_view_close(v, false); /* the same one, from another client */
+			pmem_view_close(v); /* the same one, from another client */
 			*ret = o;
 			return 0;
 		}
@@ -424,7 +433,7 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 			free(o->forks);
 		}
 		free(o);
-		pmem_view_close(v, false);
+		pmem_view_close(v);
 		return t ? -ENOMEM : -EINVAL;
 	}
 	o->v = v;
@@ -474,7 +483,7 @@ void adopt_reap(void)
 		/* Every client it had is back or gone: its memory goes, for all holders. */
 		log_info("the pmem of memextd %" PRIu64 " is released", o->v->hdr.daemon_pid);
 		*pp = o->next;
-		pmem_view_close(o->v, true);
+		pmem_view_close(o->v);
 		aliases_free(o, S.store);
 		free(o->pending);
 		free(o->forks);
@@ -779,7 +788,7 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 int64_t adopt_client(struct client *c, int old_pmem_fd)
 {
 	struct old_daemon *o;
-	int r = old_daemon_open(old_pmem_fd, &o);
+	int r = pmem_is_own(old_pmem_fd) ? -ENOENT : old_daemon_open(old_pmem_fd, &o);
 
 	if (r < 0) {
 		close(old_pmem_fd);

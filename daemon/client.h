@@ -94,6 +94,7 @@ struct client {
 	bool evict_paused;   /* a fork is under way */
 	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
 	uint32_t fork_token; /* of that FORK_PREPARE: the child names it in its hello */
+	bool fork_drain;     /* that FORK_PREPARE asked for every page back (FORK_DRAIN) */
 	bool drain_requested; /* memextctl drain: bring everything back, evict no more */
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */

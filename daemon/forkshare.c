@@ -153,6 +153,16 @@ struct fork_share *fork_share_claim(struct manager *m, pid_t parent, uint32_t to
 	return f;
 }
 
+void fork_share_return(struct manager *m, struct fork_share *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&m->forks_lock);
+	f->next = m->forks;
+	m->forks = f;
+	pthread_mutex_unlock(&m->forks_lock);
+}
+
 bool fork_share_pending(struct manager *m)
 {
 	bool any;

@@ -81,6 +81,9 @@ int fork_share_settle(struct client *child);
  * record. NULL is fine. */
 void fork_share_free(struct store *s, struct fork_share *f);
 
+/* Puts a claimed snapshot back, not attached (the child could not be taken this time). */
+void fork_share_return(struct manager *m, struct fork_share *f);
+
 /* Whether a snapshot waits for its child. */
 bool fork_share_pending(struct manager *m);
 

@@ -494,13 +494,12 @@ static int accept_client(struct daemon *d)
 	/* A fork child: its parent's evicted pages, if a snapshot waits for it (forkshare.h).
 	 * One that sends a pmem has pages to claim; a dead daemon's pmem: adopted below. */
 	if ((hello.flags & HELLO_FORK_CHILD) && !(hello.flags & HELLO_RESUME)) {
-		if (nr_fds == 5 && pmem_is_own(fds[4])) {
+		share = fork_share_claim(m, hello.parent_pid, hello.fork_token, cred.uid);
+		if (nr_fds == 5 && (share || pmem_is_own(fds[4]))) {
 			close(fds[4]);
 			fds[4] = -1;
 		}
-		if (fds[4] < 0)
-			share = fork_share_claim(m, hello.parent_pid, hello.fork_token, cred.uid);
-		if (nr_fds == 5 && fds[4] < 0 && !share) {
+		if (!share && fds[4] < 0 && (hello.flags & HELLO_FORK_SHARED)) {
 			log_error("client %d: the pages its parent %d shared at fork are gone "
 				  "(expired?): refused",
 				  hello.pid, hello.parent_pid);
@@ -602,7 +601,8 @@ static int accept_client(struct daemon *d)
 
 fail_client:
 	log_warning("cannot take client %d: out of resources", hello.pid);
-	fork_share_free(m->store, TAKE_PTR(share));
+	/* Its child tries again: the snapshot waits for it as before. */
+	fork_share_return(m, TAKE_PTR(share));
 	if (c->control_fd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
 	client_unref(c);
@@ -618,7 +618,7 @@ refuse:
 	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), hello.h.seq);
 	(void)proto_send(fd, &ack, sizeof(ack), NULL, 0);
 fail:
-	fork_share_free(m->store, share);
+	fork_share_return(m, share);
 	for (unsigned i = 0; i < nr_fds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -651,6 +651,7 @@ static void handle_control(struct daemon *d, struct client *c)
 		c->evict_paused = true;
 		c->fork_requested = true;
 		c->fork_token = msg.h.seq;
+		c->fork_drain = msg.fork.flags & FORK_DRAIN;
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
@@ -894,6 +895,24 @@ static void drain_all(struct manager *m)
 	pthread_mutex_unlock(&m->reclaim_lock);
 }
 
+/*
+ * Whether a fork is between its parent's FORK_PREPARE and its child's claim. In this order: a
+ * snapshot is on the list before its parent's fork_requested is cleared.
+ */
+static bool forks_in_flight(struct manager *m)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&m->clients_lock);
+	for (struct client *c = m->clients; c && !any; c = c->next) {
+		pthread_mutex_lock(&c->lock);
+		any = c->fork_requested && !c->dead;
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&m->clients_lock);
+	return any || fork_share_pending(m);
+}
+
 static int run(struct daemon *d)
 {
 	for (;;) {
@@ -937,7 +956,7 @@ static int run(struct daemon *d)
 		/* A fork child that has not claimed its parent's pages yet would find no daemon
 		 * and wait for the next one: it comes within milliseconds (or the snapshot
 		 * expires). */
-		if (d->quit && !fork_share_pending(&d->m))
+		if (d->quit && !forks_in_flight(&d->m))
 			return 0;
 	}
 }

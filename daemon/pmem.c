@@ -10,6 +10,8 @@
 #include "pmem.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@ struct free_range {
 
 static struct {
 	int fd;
+	int ro_fd; /* a read-only open of fd: what clients hold */
 	char *base;
 	uint64_t window_bytes;
 	struct pmem_header *hdr;
@@ -34,7 +37,7 @@ static struct {
 	uint64_t next; /* bytes from base: the bump pointer */
 	struct free_range *free;
 	size_t nr_free, cap_free;
-} P = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} P = {.fd = -1, .ro_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 bool pmem_enabled(void)
 {
@@ -43,7 +46,7 @@ bool pmem_enabled(void)
 
 int pmem_fd(void)
 {
-	return P.fd;
+	return P.ro_fd;
 }
 
 bool pmem_is_own(int fd)
@@ -54,6 +57,24 @@ bool pmem_is_own(int fd)
 	       a.st_ino == b.st_ino;
 }
 
+/*
+ * Clients hold the memfd, and a client can reach its copy through /proc/PID/fd. So: only we
+ * may open it for writing (mode 0600), clients get a read-only open of it (P.ro_fd), and its
+ * size is sealed: nobody can truncate it under a daemon that maps it (SIGBUS) or under the
+ * pages it holds. A successor takes only a sealed file. Returns 0 or -1 with errno.
+ */
+static int seal_and_share(int fd)
+{
+	char path[64];
+
+	if (fchmod(fd, 0600) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	P.ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+	return P.ro_fd < 0 ? -1 : 0;
+}
+
 int pmem_init(uint64_t window_bytes)
 {
 	int fd;
@@ -62,10 +83,10 @@ int pmem_init(uint64_t window_bytes)
 	window_bytes = PAGE_ALIGN_UP(window_bytes);
 	if (P.base || window_bytes < 16 * PAGE_SIZE)
 		return -EINVAL;
-	fd = memfd_create("memextd-pmem", MFD_CLOEXEC);
+	fd = memfd_create("memextd-pmem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)window_bytes) < 0) {
+	if (ftruncate(fd, (off_t)window_bytes) < 0 || seal_and_share(fd) < 0) {
 		int r = -errno;
 
 		close(fd);
@@ -106,6 +127,8 @@ void pmem_exit(void)
 		return;
 	munmap(P.base, P.window_bytes);
 	close(P.fd);
+	close(P.ro_fd);
+	P.ro_fd = -1;
 	free(P.free);
 	P.base = NULL;
 	P.hdr = NULL;
@@ -201,9 +224,14 @@ int pmem_view_open(int fd, struct pmem_view **ret)
 	struct pmem_view *v;
 	struct stat st;
 	void *map;
+	int seals;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
+	/* Unsealed, its sender could truncate it under our mapping. */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+		return -EINVAL;
 	if (pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || hdr.magic != PMEM_MAGIC)
 		return -EINVAL;
 	if (hdr.version != PMEM_VERSION || hdr.page_size != PAGE_SIZE)
@@ -229,15 +257,14 @@ int pmem_view_open(int fd, struct pmem_view **ret)
 	return 0;
 }
 
-void pmem_view_close(struct pmem_view *v, bool release)
+void pmem_view_close(struct pmem_view *v)
 {
 	if (!v)
 		return;
 	munmap((void *)v->map, v->size);
-	/* Every client holds the same file: truncating it frees the memory for all of them. */
-	if (release && ftruncate(v->fd, 0) < 0) {
-		/* A read-only fd: the memory goes when the last holder closes it. */
-	}
+	/* The memory goes with the last holder: each adopted agent swaps it for our pmem. It is
+	 * not punched out here: an agent that has not had ours yet (we could die first) must
+	 * still find its pages in it. */
 	close(v->fd);
 	free(v);
 }

@@ -5,7 +5,8 @@
  * pmem: the memory a daemon's successor can read. memextd keeps what a restarted daemon needs
  * to give every client its evicted pages back — the pool's objects and handle table, the
  * store's tables, the page tables, a record per client — in one sparse memfd, mapped once over
- * a large window. Every client holds a copy of the memfd (sent with MSG_HELLO_ACK), so after a
+ * a large window. Every client holds a read-only copy of the memfd (MSG_AGENT_PMEM; its mode
+ * is 0600 and its size sealed, so no client can write or truncate it), so after a
  * SIGKILL the memory outlives the daemon; the client hands it to the next daemon when it
  * reconnects (docs/ARCHITECTURE.md, "Surviving a daemon crash").
  *
@@ -77,10 +78,11 @@ struct pmem_view {
 };
 
 /* Maps fd (which it takes over on success) and checks the header. Returns 0, -EINVAL (not a
- * memext pmem), -EPROTONOSUPPORT (another version), or -errno. */
+ * memext pmem, or one whose size is not sealed), -EPROTONOSUPPORT (another version), or
+ * -errno. */
 int pmem_view_open(int fd, struct pmem_view **ret);
-/* Unmaps, and with release frees the memfd's memory for every holder (ftruncate to 0). */
-void pmem_view_close(struct pmem_view *v, bool release);
+/* Unmaps and closes; the memfd's memory goes with its last holder. */
+void pmem_view_close(struct pmem_view *v);
 
 /* Where the dead daemon's object at old_addr, len bytes long, is in the view; NULL when it
  * was not in the window (a corrupt pointer). */

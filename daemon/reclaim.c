@@ -600,8 +600,9 @@ static void prepare_fork(struct reclaimer *rc, struct client *c)
 
 	pthread_mutex_lock(&c->lock);
 	uint32_t token = c->fork_token;
+	bool drain = c->fork_drain;
 	pthread_mutex_unlock(&c->lock);
-	r = fork_bring_back_touched(rc, c);
+	r = drain ? -EMFILE : fork_bring_back_touched(rc, c);
 	if (r == 0)
 		r = fork_share_take(c, token);
 	if (r >= 0) {

@@ -575,6 +575,8 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	hello.agent_tid = S.agent_tid;
 	hello.flags = S.flags | (parent ? HELLO_FORK_CHILD : 0) | (resume ? HELLO_RESUME : 0);
 	hello.fork_token = parent ? S.fork_token : 0;
+	if (parent && S.fork_shared > 0)
+		hello.flags |= HELLO_FORK_SHARED;
 	hello.budget_bytes = S.budget_bytes;
 	hello.uffd_features = S.features;
 	hello.staging = (struct mem_range){(uint64_t)(uintptr_t)S.staging,
@@ -946,6 +948,18 @@ static void start_agent_late(void)
 		shim_log("cannot name the agent to the daemon: %s", errstr(r));
 }
 
+/*
+ * A fork child that cannot get the evicted pages its parent shared with it: running on, it
+ * would read zeroes where they were.
+ */
+static _Noreturn void lost_shared_pages(const char *why, int r)
+{
+	shim_log("%s%s%s: the evicted pages this process shares with its parent would read as "
+		 "zeroes; aborting",
+		 why, r ? ": " : "", r ? errstr(r) : "");
+	abort();
+}
+
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 static void memext_start(pid_t parent)
 {
@@ -1043,13 +1057,8 @@ static void memext_start(pid_t parent)
 				      : S.control_fd;
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
-	if (r < 0 && must_wait) {
-		/* Running on would mean reading zeroes where the parent had evicted pages. */
-		shim_log("the daemon has lost the %d evicted pages this process shares with its "
-			 "parent (%s): aborting",
-			 S.fork_shared, errstr(r));
-		abort();
-	}
+	if (r < 0 && must_wait)
+		lost_shared_pages("the daemon has lost them", r);
 	if (r < 0) {
 		shim_log("the daemon did not accept us: %s; running without memext", errstr(r));
 		/* The agent sees its socket close and ends. */
@@ -1070,6 +1079,8 @@ static void memext_start(pid_t parent)
 	return;
 
 fail:
+	if (must_wait)
+		lost_shared_pages("this fork child cannot be managed (see above)", 0);
 	close_fd(&S.agent_fd);
 	close_fd(&pair[1]);
 	close_fd(&pidfd);
@@ -1159,6 +1170,25 @@ static uint32_t fork_token_new(void)
 }
 
 /*
+ * Whether the child will have the fds it needs to say hello (two uffds, a pidfd, a socketpair,
+ * its pagemap, the control socket, the pmem): without them it could not claim shared pages.
+ */
+static bool room_for_child_fds(int ctl)
+{
+	enum { CHILD_FDS = 8 };
+	int fd[CHILD_FDS], n;
+
+	for (n = 0; n < CHILD_FDS; n++) {
+		fd[n] = fcntl(ctl, F_DUPFD_CLOEXEC, 0);
+		if (fd[n] < 0)
+			break;
+	}
+	for (int i = 0; i < n; i++)
+		sys_close(fd[i]);
+	return n == CHILD_FDS;
+}
+
+/*
  * FORK_PREPARE on fd, then FORK_READY: how many evicted pages the daemon keeps for the child
  * and, with any, its pmem memfd (S.fork_pmem_fd) for the child to hand on. Returns false when
  * the daemon went away meanwhile.
@@ -1172,6 +1202,8 @@ static bool fork_request(int fd)
 	S.fork_parent = getpid();
 	S.fork_shared = 0;
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), S.fork_token);
+	if (!room_for_child_fds(fd))
+		m.flags = FORK_DRAIN;
 	if (proto_send(fd, &m, sizeof(m), NULL, 0) < 0)
 		return false;
 	for (;;) {
@@ -1186,12 +1218,17 @@ static bool fork_request(int fd)
 			continue;
 		if (n <= 0)
 			return false;
+		/* A READY for an earlier request (sent to a control socket we made anew) is
+		 * not ours. Without the pmem (our fd table was full) the child still claims its
+		 * pages from this daemon, only not from a successor. */
+		bool ours = m.h.type == MSG_FORK_READY && m.h.seq == S.fork_token;
+
 		for (unsigned i = 0; i < nr_fds; i++)
-			if (i == 0 && m.h.type == MSG_FORK_READY && S.fork_pmem_fd < 0)
+			if (i == 0 && ours && S.fork_pmem_fd < 0)
 				S.fork_pmem_fd = move_high(fds[0]);
 			else
 				sys_close(fds[i]);
-		if (m.h.type == MSG_FORK_READY) {
+		if (ours) {
 			S.fork_shared = MAX(m.status, 0);
 			return true;
 		}
@@ -1257,8 +1294,17 @@ static void fork_child(void)
 			(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
 				      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
 	}
-	if (was_active)
+	if (was_active) {
+		sigset_t all, old;
+
+		/* A handler run before the daemon has registered our memory would read zeroes
+		 * where the parent had evicted pages, or write to a page the daemon then takes
+		 * for the child's own: signals wait until fork returns. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
 		memext_start(parent);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	close_fd(&S.fork_pmem_fd);
 	S.fork_shared = 0;
 	S.fork_parent = 0;

@@ -162,7 +162,9 @@ ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nr_fds)
 	}
 	if (nr_fds)
 		*nr_fds = 0;
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+	/* MSG_CTRUNC alone: fds that found no free number in our table were dropped; the
+	 * message is whole, and the caller sees how many fds came. */
+	if (mh.msg_flags & MSG_TRUNC) {
 		close_all(got, nr_got);
 		return -EMSGSIZE;
 	}

@@ -76,6 +76,9 @@ struct mem_range {
 /* Reconnecting after the daemon died: a fifth fd is the dead daemon's pmem memfd, which the
  * new daemon adopts the process's evicted pages from (daemon/adopt.h). */
 #define HELLO_RESUME (1U << 2)
+/* A fork child that has evicted pages of its parent's to claim (FORK_READY said so): one the
+ * daemon cannot find them for must be refused, not served with zeroes. */
+#define HELLO_FORK_SHARED (1U << 3)
 
 struct msg_hello {
 	struct msg_header h;
@@ -106,8 +109,12 @@ struct msg_fork {
 	int32_t status; /* in FORK_READY: the evicted pages shared with the child (the daemon's
 			 * pmem memfd comes along when there are any), or -errno when they were
 			 * to be brought back and not all could be */
-	uint32_t pad;
+	uint32_t flags; /* in FORK_PREPARE: FORK_DRAIN */
 };
+
+/* The child could not take the shared pages (its fd table is full: it cannot make the uffd,
+ * sockets and pidfd a client needs): bring every evicted page back before the fork instead. */
+#define FORK_DRAIN (1U << 0)
 
 /*
  * MSG_AGENT_STARTED, shim -> daemon on the control socket. A fork child says hello before it

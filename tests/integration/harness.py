@@ -694,7 +694,8 @@ def test_managed(args, tmp):
                                     f"after phase '{args.pswpout_after_phase}', expected at "
                                     f"least {args.min_pswpout_after}: eviction stopped")
         failures += check_workingset(args, d)
-        if args.min_forks_shared or args.max_forks_drained is not None:
+        if (args.min_forks_shared or args.min_forks_drained or
+                args.max_forks_drained is not None):
             fk = {k: after["totals"].get(k, 0) - base["totals"].get(k, 0)
                   for k in ("forks_shared", "forks_drained", "fork_pages_shared")}
             log(f"forks: {fk['forks_shared']} shared {fk['fork_pages_shared']} evicted pages "
@@ -703,6 +704,9 @@ def test_managed(args, tmp):
                 failures.append(f"totals.forks_shared grew by {fk['forks_shared']}, expected "
                                 f"at least {args.min_forks_shared}: the children did not share "
                                 f"the evicted pages")
+            if fk["forks_drained"] < args.min_forks_drained:
+                failures.append(f"totals.forks_drained grew by {fk['forks_drained']}, expected "
+                                f"at least {args.min_forks_drained}")
             if args.max_forks_drained is not None and fk["forks_drained"] > args.max_forks_drained:
                 failures.append(f"totals.forks_drained grew by {fk['forks_drained']}, expected "
                                 f"at most {args.max_forks_drained}: forks brought pages back")
@@ -958,6 +962,8 @@ def main():
                          "new one; the workload must finish with every byte right")
     ap.add_argument("--min-forks-shared", type=int, default=0,
                     help="fail unless totals.forks_shared grew by at least this much")
+    ap.add_argument("--min-forks-drained", type=int, default=0,
+                    help="fail unless totals.forks_drained grew by at least this much")
     ap.add_argument("--max-forks-drained", type=int, default=None,
                     help="fail if totals.forks_drained grew by more than this")
     ap.add_argument("--min-adopt-swap-pages", type=int, default=0,

@@ -22,6 +22,7 @@
  *            pages; every child checks a spread of pages and writes a few of its own.
  */
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "wl-common.h"
@@ -242,6 +243,38 @@ static void mode_threads(void)
 	wl_log("parent: 32 forks from 4 threads while 2 faulted; all %zu pages verified", nr_pages);
 }
 
+/*
+ * A fork with the fd table full: the child cannot make the fds a client needs, so it cannot
+ * claim shared pages. Every page must be right in it all the same (the shim has them brought
+ * back first), and in the parent.
+ */
+static void mode_fdfull(void)
+{
+	struct rlimit rl = {.rlim_cur = 128, .rlim_max = 128};
+	unsigned filled = 0;
+	pid_t pid;
+
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		wl_die("setrlimit: %m");
+	while (dup(0) >= 0)
+		filled++;
+	if (errno != EMFILE)
+		wl_die("dup: %m");
+	wl_log("fd table full (%u fds added under a limit of 128)", filled);
+	pid = fork();
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0) {
+		wl_prog = "wl-fork(child)";
+		check_all("child with a full fd table", -1, 0);
+		wl_log("child: all %zu pages verified", nr_pages);
+		_exit(0);
+	}
+	wait_ok(pid, "parent");
+	check_all("parent after a fork with a full fd table", -1, 0);
+	wl_log("parent: all %zu pages verified", nr_pages);
+}
+
 int main(int argc, char **argv)
 {
 	int to_child[2], to_parent[2], status;
@@ -251,7 +284,7 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 2 && argc != 3)
-		wl_die("usage: %s SIZE [exit|nested|threads]", argv[0]);
+		wl_die("usage: %s SIZE [exit|nested|threads|fdfull]", argv[0]);
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	if (!nr_pages)
 		wl_die("bad SIZE");
@@ -279,6 +312,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(mode, "threads") == 0) {
 		mode_threads();
+		return 0;
+	}
+	if (strcmp(mode, "fdfull") == 0) {
+		mode_fdfull();
 		return 0;
 	}
 	if (*mode)

@@ -15,12 +15,14 @@
  *    while the store is held, and every page reads back right after new saves filled the area.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,6 +137,36 @@ static void adopt_into_new_store(const struct pmem_view *v, struct store *old, c
 	printf("  %" PRIu64 " pages adopted into a %s store, read back right\n", n, compressor);
 }
 
+/* What clients hold cannot be written or truncated, and a successor takes only a sealed file:
+ * a client could otherwise pull the memory from under the daemon (SIGBUS) or its neighbours. */
+static void test_pmem_sealed(void)
+{
+	int fd = pmem_fd(), seals = fcntl(fd, F_GET_SEALS), forged;
+	struct pmem_view *v;
+	char hdr[PAGE_SIZE];
+	struct stat st;
+
+	check(fd >= 0);
+	check((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+	check(fstat(fd, &st) == 0 && (st.st_mode & 0777) == 0600);
+	check(seals >= 0 && (seals & F_SEAL_SHRINK) && (seals & F_SEAL_GROW));
+	check(ftruncate(fd, 0) < 0);
+	check(write(fd, "x", 1) < 0);
+
+	/* The same header in a file whose size is not sealed: refused. */
+	check(pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr));
+	forged = memfd_create("forged", MFD_CLOEXEC);
+	check(forged >= 0 && ftruncate(forged, st.st_size) == 0);
+	check(pwrite(forged, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr));
+	check(pmem_view_open(forged, &v) == -EINVAL);
+	close(forged);
+
+	/* Ours, read through the fd a client holds: accepted. */
+	check(pmem_view_open(dup(fd), &v) == 0);
+	pmem_view_close(v);
+	printf("pmem: clients hold a read-only, sealed, 0600 memfd; an unsealed one is refused\n");
+}
+
 static void test_store_view(const char *compressor)
 {
 	struct store_config cfg = {.compressor = compressor, .zstd_level = 3, .compaction = true};
@@ -177,7 +209,7 @@ static void test_store_view(const char *compressor)
 	}
 	check(store_view_load(v, (uint64_t)(uintptr_t)s + PAGE_SIZE * 4096ULL, h[1], got) < 0);
 	adopt_into_new_store(v, s, h, strcmp(compressor, "lz4") ? "lz4" : "zstd");
-	pmem_view_close(v, false);
+	pmem_view_close(v);
 	printf("store over pmem (%s): %u pages read back through a view, %u dropped\n",
 	       compressor, NR_PAGES - dropped, dropped);
 	for (uint64_t i = 0; i < NR_PAGES; i++)
@@ -219,7 +251,7 @@ static void test_pagetable_view(void)
 		fprintf(stderr, "walked %" PRIu64 " of %" PRIu64 ", %" PRIu64 " wrong\n", e.n, n, e.bad);
 	check(e.n == n && e.bad == 0);
 	check(pagetable_view_walk(v, 12345, check_entry, &e) == -EBADMSG);
-	pmem_view_close(v, false);
+	pmem_view_close(v);
 	pagetable_free(pt);
 	printf("page table over pmem: %" PRIu64 " entries walked through a view\n", n);
 }
@@ -499,7 +531,7 @@ static void test_swap_adopt(enum store_backend backend)
 	       backend == STORE_BACKEND_SWAPFILE ? "swapfile" : "pool+swapfile", in_place,
 	       SWAP_PAGES, cr->written_back, nr_extra);
 	store_free(s);
-	pmem_view_close(v, true);
+	pmem_view_close(v);
 	munmap(cr, sizeof(*cr));
 	free(page);
 	free(want);
@@ -514,6 +546,7 @@ int main(void)
 		return 1;
 	}
 	test_pmem_alloc();
+	test_pmem_sealed();
 	test_store_view("lz4");
 	test_store_view("zstd");
 	test_pagetable_view();
