@@ -202,7 +202,8 @@ static void state_rewrite(void)
 		}
 		pthread_mutex_unlock(&table_lock);
 	}
-	memcpy(v + n, S.held, S.nr_held * sizeof(*v));
+	if (S.nr_held) /* S.held may be NULL: memcpy must not see it */
+		memcpy(v + n, S.held, S.nr_held * sizeof(*v));
 	n += S.nr_held;
 	r = swapstate_write(S.path, getpid(), v, n);
 	pthread_mutex_unlock(&state_lock);
