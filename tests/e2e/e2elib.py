@@ -23,15 +23,12 @@ Exit status: 0 pass, 1 fail, 77 skip.
 """
 
 import argparse
-import errno
 import fcntl
 import json
 import os
 import random
-import re
 import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -39,43 +36,15 @@ import tempfile
 import threading
 import time
 
-PAGE = 4096
-MiB = 1 << 20
-SKIP = 77
-
-
-class TestFailure(Exception):
-    pass
+sys.dont_write_bytecode = True      # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure, descendants,  # noqa: E402,F401
+                        is_socket, log, mib, missing_path, note_clients,
+                        parse_size, raise_on_signals, read_rss_anon, tail, wait_for)
 
 
 class Skip(Exception):
     pass
-
-
-_T0 = time.monotonic()
-
-
-def log(msg):
-    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
-
-
-def mib(n):
-    return f"{n / MiB:.1f} MiB"
-
-
-def parse_size(s):
-    m = re.fullmatch(r"(\d+)([KMG]?)", str(s).strip(), re.I)
-    if not m:
-        raise ValueError(f"bad size {s!r}")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
-
-
-def tail(path, lines=40):
-    try:
-        with open(path, errors="replace") as f:
-            return "\n".join(f.read().splitlines()[-lines:])
-    except OSError as e:
-        return f"({path}: {e})"
 
 
 # --------------------------------------------------------------------------- packages
@@ -169,141 +138,6 @@ def probe_uffd():
 
 
 # --------------------------------------------------------------------------- processes
-
-def read_rss_anon(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            for k in kids:
-                if k not in out:
-                    out.append(k)
-                    todo.append(k)
-    return out
-
-
-def is_socket(path):
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def wait_for(cond, timeout, what, interval=0.05, alive=None):
-    """Polls cond() until true; TestFailure after timeout s (a hang guard)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if alive is not None:
-            alive()
-        if time.monotonic() > deadline:
-            raise TestFailure(f"{what}: not done after {timeout} s (hang guard)")
-        time.sleep(interval)
-
-
-class Daemon:
-    def __init__(self, memextd, memextctl, tmp, extra_args=()):
-        self.sock = os.path.join(tmp, "memextd.sock")
-        self.stats_sock = os.path.join(tmp, "stats.sock")
-        self.log_path = os.path.join(tmp, "memextd.log")
-        self.memextd = memextd
-        self.memextctl = memextctl
-        self.extra = list(extra_args)
-        self.proc = None
-        self.log_file = None
-        self.stop_status = None
-
-    def start(self, timeout=20):
-        self.log_file = open(self.log_path, "wb")
-        cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock] + self.extra
-        log("starting: " + " ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise TestFailure(f"memextd exited with {self.proc.returncode} at start; its "
-                                  f"log:\n{tail(self.log_path)}")
-            return is_socket(self.sock) and is_socket(self.stats_sock)
-        wait_for(up, timeout, "memextd creating its sockets")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self):
-        if not self.alive():
-            hint = ""
-            if self.proc.returncode in (0, -signal.SIGTERM):
-                hint = (" -- stopped by a SIGTERM/SIGINT this test did not send (another "
-                        "process's pkill/killall of memextd?)")
-            raise TestFailure(f"memextd died (exit {self.proc.returncode}){hint}; its log:\n"
-                              f"{tail(self.log_path)}")
-
-    def stats(self, timeout=20):
-        cmd = [self.memextctl, "--stats-socket", self.stats_sock, "stats", "--json"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise TestFailure(f"'{' '.join(cmd)}' hung for {timeout} s")
-        if r.returncode != 0:
-            raise TestFailure(f"'{' '.join(cmd)}' exited {r.returncode}: {r.stderr.strip()} "
-                              f"(memextd {'alive' if self.alive() else 'dead'}); its log:\n"
-                              f"{tail(self.log_path)}")
-        try:
-            s = json.loads(r.stdout)
-            for k in ("totals", "store"):
-                if not isinstance(s[k], dict):
-                    raise ValueError(k)
-            if not isinstance(s["clients"], list):
-                raise ValueError("clients")
-        except (ValueError, KeyError) as e:
-            raise TestFailure(f"memextctl stats --json: bad output ({e}):\n{r.stdout}")
-        return s
-
-    def stop(self, timeout=30):
-        """SIGTERM, SIGKILL after timeout s. Returns the exit status (None if never run)."""
-        if self.proc is None:
-            return None
-        if self.stop_status is not None:
-            return self.stop_status
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"memextd ignored SIGTERM for {timeout} s: SIGKILL")
-                self.proc.kill()
-                self.proc.wait()
-                rc = f"hung (killed after {timeout} s)"
-        else:
-            rc = f"{rc} (it had exited before the SIGTERM)"
-        self.stop_status = rc
-        self.log_file.close()
-        return rc
-
 
 class App:
     """An application process (its own session), its output in a file in the temp dir."""
@@ -417,13 +251,7 @@ class Sampler(threading.Thread):
             self.stats_errors += 1
             self.last_stats_error = str(e)
             return
-        for c in s["clients"]:
-            e = self.seen.setdefault(c.get("pid"), {"budget_bytes": set(), "comm": c.get("comm")})
-            e["budget_bytes"].add(c.get("budget_bytes"))
-            for k in ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults",
-                      "move_failed"):
-                if isinstance(c.get(k), int):
-                    e[k] = max(e.get(k, 0), c[k])
+        note_clients(self.seen, s)
 
     def run(self):
         next_stats = 0
@@ -612,16 +440,11 @@ def run(name, body, packages=(), binaries=(), budget="64M", argv=None):
     args, rest = ap.parse_known_args(argv)
     args.rest = rest
 
-    for what in ("memextd", "memextctl", "shim"):
-        p = getattr(args, what)
-        if not os.path.exists(p):
-            log(f"FAIL [{name}]: {what} not found at {p}")
-            return 1
-
-    def on_term(signum, frame):
-        raise TestFailure(f"got signal {signum} (meson's timeout?)")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    missing = missing_path(args, ("memextd", "memextctl", "shim"))
+    if missing:
+        log(f"FAIL [{name}]: {missing}")
+        return 1
+    raise_on_signals(signal.SIGTERM, signal.SIGINT)
 
     t0 = time.monotonic()
     tmp = tempfile.mkdtemp(prefix=f"memext-e2e-{name}-")
