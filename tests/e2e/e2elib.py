@@ -11,6 +11,8 @@ One test script is one meson test. e2elib.run(name, body, ...) does the common p
      it, checks its data, and calls ctx.check_memext() which asserts that memext did its job:
        - the daemon's cumulative totals.pswpout grew by at least (footprint - RSS bound) / 4 KiB
          pages, totals.pswpin by a fraction of that (pages were evicted and brought back);
+         after ctx.kill_daemon() (SIGKILL, a new memextd on the same sockets) the killed
+         daemon's totals count too;
        - the managed processes' RssAnon, sampled every 20 ms, stayed under
          budget * 1.25 + 16 MiB in every "bounded" phase (ctx.phase(name, bounded=False)
          opens one that is only reported);
@@ -38,9 +40,10 @@ import time
 
 sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure, descendants,  # noqa: E402,F401
-                        is_socket, log, mib, missing_path, note_clients,
-                        parse_size, raise_on_signals, read_rss_anon, tail, wait_for)
+from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure,  # noqa: E402,F401
+                        adoption_problems, descendants, is_socket, log, mib, missing_path,
+                        note_clients, parse_size, raise_on_signals, read_rss_anon, tail,
+                        wait_for)
 
 
 class Skip(Exception):
@@ -319,8 +322,25 @@ class Ctx:
         return read_rss_anon(app.pid)
 
     def totals(self):
-        """The daemon's totals now (plus those of daemons killed by Daemon.crash_restart())."""
+        """The daemon's totals now, plus those of daemons killed by kill_daemon()."""
         return self.daemon.totals(self.daemon.stats())
+
+    def kill_daemon(self):
+        """SIGKILL memextd and start a new one on the same sockets with the same arguments
+        (the crash test). Its totals are carried over into totals() and check_memext()."""
+        s = self.daemon.crash_restart()
+        log(f"memextd restarted on the same sockets; the killed one had "
+            f"{len(s['clients'])} client(s): "
+            + ", ".join(f"{c.get('pid')} ({c.get('comm')}, {c.get('evicted_pages')} evicted "
+                        f"pages)" for c in s["clients"]))
+        return s
+
+    def check_adoption(self, pids):
+        """After kill_daemon(): the new memextd adopted each process in pids with its evicted
+        pages (N > 0 in its log), nothing was lost ("could not be recovered" never logged) and
+        its totals.adopt_poisoned is 0."""
+        for p in adoption_problems(self.daemon, pids, self.daemon.stats()):
+            self.fail(p)
 
     def forked_pids(self, app):
         """The descendants of app that the sampler saw (its fork children)."""
@@ -419,7 +439,8 @@ class Ctx:
         return d
 
 
-def run(name, body, packages=(), binaries=(), budget="64M", argv=None):
+def run(name, body, packages=(), binaries=(), budget="64M", argv=None, add_args=None):
+    """add_args(ap): the test's own options, on the argparse parser."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--memextd", required=True)
     ap.add_argument("--memextctl", required=True)
@@ -428,6 +449,8 @@ def run(name, body, packages=(), binaries=(), budget="64M", argv=None):
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiplies the data set (the overcommit stays ~4x the budget)")
     ap.add_argument("--keep-tmp", action="store_true", help="debugging: keep the temp dir")
+    if add_args is not None:
+        add_args(ap)
     args, rest = ap.parse_known_args(argv)
     args.rest = rest
 
