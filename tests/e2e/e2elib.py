@@ -11,9 +11,11 @@ One test script is one meson test. e2elib.run(name, body, ...) does the common p
      it, checks its data, and calls ctx.check_memext() which asserts that memext did its job:
        - the daemon's cumulative totals.pswpout grew by at least (footprint - RSS bound) / 4 KiB
          pages, totals.pswpin by a fraction of that (pages were evicted and brought back);
+         after ctx.kill_daemon() (SIGKILL, a new memextd on the same sockets) the killed
+         daemon's totals count too;
        - the managed processes' RssAnon, sampled every 20 ms, stayed under
-         budget * 1.25 + 16 MiB in every "bounded" phase (a fork, which brings every evicted
-         page back first, opens an unbounded phase);
+         budget * 1.25 + 16 MiB in every "bounded" phase (ctx.phase(name, bounded=False)
+         opens one that is only reported);
        - the daemon listed the client with budget_bytes = MEMEXT_BUDGET;
        - after the application exited it left "clients" and store.stored_pages is 0;
        - memextd is alive and exits 0 on SIGTERM.
@@ -23,15 +25,12 @@ Exit status: 0 pass, 1 fail, 77 skip.
 """
 
 import argparse
-import errno
 import fcntl
 import json
 import os
 import random
-import re
 import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -39,43 +38,16 @@ import tempfile
 import threading
 import time
 
-PAGE = 4096
-MiB = 1 << 20
-SKIP = 77
-
-
-class TestFailure(Exception):
-    pass
+sys.dont_write_bytecode = True      # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure,  # noqa: E402,F401
+                        adoption_problems, descendants, is_socket, log, mib, missing_path,
+                        note_clients, parse_size, raise_on_signals, read_rss_anon, tail,
+                        wait_for)
 
 
 class Skip(Exception):
     pass
-
-
-_T0 = time.monotonic()
-
-
-def log(msg):
-    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
-
-
-def mib(n):
-    return f"{n / MiB:.1f} MiB"
-
-
-def parse_size(s):
-    m = re.fullmatch(r"(\d+)([KMG]?)", str(s).strip(), re.I)
-    if not m:
-        raise ValueError(f"bad size {s!r}")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
-
-
-def tail(path, lines=40):
-    try:
-        with open(path, errors="replace") as f:
-            return "\n".join(f.read().splitlines()[-lines:])
-    except OSError as e:
-        return f"({path}: {e})"
 
 
 # --------------------------------------------------------------------------- packages
@@ -169,141 +141,6 @@ def probe_uffd():
 
 
 # --------------------------------------------------------------------------- processes
-
-def read_rss_anon(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            for k in kids:
-                if k not in out:
-                    out.append(k)
-                    todo.append(k)
-    return out
-
-
-def is_socket(path):
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def wait_for(cond, timeout, what, interval=0.05, alive=None):
-    """Polls cond() until true; TestFailure after timeout s (a hang guard)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if alive is not None:
-            alive()
-        if time.monotonic() > deadline:
-            raise TestFailure(f"{what}: not done after {timeout} s (hang guard)")
-        time.sleep(interval)
-
-
-class Daemon:
-    def __init__(self, memextd, memextctl, tmp, extra_args=()):
-        self.sock = os.path.join(tmp, "memextd.sock")
-        self.stats_sock = os.path.join(tmp, "stats.sock")
-        self.log_path = os.path.join(tmp, "memextd.log")
-        self.memextd = memextd
-        self.memextctl = memextctl
-        self.extra = list(extra_args)
-        self.proc = None
-        self.log_file = None
-        self.stop_status = None
-
-    def start(self, timeout=20):
-        self.log_file = open(self.log_path, "wb")
-        cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock] + self.extra
-        log("starting: " + " ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise TestFailure(f"memextd exited with {self.proc.returncode} at start; its "
-                                  f"log:\n{tail(self.log_path)}")
-            return is_socket(self.sock) and is_socket(self.stats_sock)
-        wait_for(up, timeout, "memextd creating its sockets")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self):
-        if not self.alive():
-            hint = ""
-            if self.proc.returncode in (0, -signal.SIGTERM):
-                hint = (" -- stopped by a SIGTERM/SIGINT this test did not send (another "
-                        "process's pkill/killall of memextd?)")
-            raise TestFailure(f"memextd died (exit {self.proc.returncode}){hint}; its log:\n"
-                              f"{tail(self.log_path)}")
-
-    def stats(self, timeout=20):
-        cmd = [self.memextctl, "--stats-socket", self.stats_sock, "stats", "--json"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise TestFailure(f"'{' '.join(cmd)}' hung for {timeout} s")
-        if r.returncode != 0:
-            raise TestFailure(f"'{' '.join(cmd)}' exited {r.returncode}: {r.stderr.strip()} "
-                              f"(memextd {'alive' if self.alive() else 'dead'}); its log:\n"
-                              f"{tail(self.log_path)}")
-        try:
-            s = json.loads(r.stdout)
-            for k in ("totals", "store"):
-                if not isinstance(s[k], dict):
-                    raise ValueError(k)
-            if not isinstance(s["clients"], list):
-                raise ValueError("clients")
-        except (ValueError, KeyError) as e:
-            raise TestFailure(f"memextctl stats --json: bad output ({e}):\n{r.stdout}")
-        return s
-
-    def stop(self, timeout=30):
-        """SIGTERM, SIGKILL after timeout s. Returns the exit status (None if never run)."""
-        if self.proc is None:
-            return None
-        if self.stop_status is not None:
-            return self.stop_status
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"memextd ignored SIGTERM for {timeout} s: SIGKILL")
-                self.proc.kill()
-                self.proc.wait()
-                rc = f"hung (killed after {timeout} s)"
-        else:
-            rc = f"{rc} (it had exited before the SIGTERM)"
-        self.stop_status = rc
-        self.log_file.close()
-        return rc
-
 
 class App:
     """An application process (its own session), its output in a file in the temp dir."""
@@ -417,13 +254,7 @@ class Sampler(threading.Thread):
             self.stats_errors += 1
             self.last_stats_error = str(e)
             return
-        for c in s["clients"]:
-            e = self.seen.setdefault(c.get("pid"), {"budget_bytes": set(), "comm": c.get("comm")})
-            e["budget_bytes"].add(c.get("budget_bytes"))
-            for k in ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults",
-                      "move_failed"):
-                if isinstance(c.get(k), int):
-                    e[k] = max(e.get(k, 0), c[k])
+        note_clients(self.seen, s)
 
     def run(self):
         next_stats = 0
@@ -490,23 +321,30 @@ class Ctx:
     def rss(self, app):
         return read_rss_anon(app.pid)
 
-    def wait_rss_under_bound(self, app, timeout=30):
-        """After a fork (which brings every page back), memext must take the process back
-        under its bound; hang guard only."""
-        def ok():
-            app.check_alive()
-            r = read_rss_anon(app.pid)
-            return r is not None and r <= self.bound
-        t0 = time.monotonic()
-        try:
-            wait_for(ok, timeout, f"{app.name}'s RssAnon back under {mib(self.bound)}",
-                     alive=self.daemon.check_alive)
-        except TestFailure as e:
-            self.fail(f"{e}: it is {mib(read_rss_anon(app.pid) or 0)}")
-            return False
-        log(f"{app.name}: RssAnon {mib(read_rss_anon(app.pid) or 0)}, under the bound again "
-            f"after {time.monotonic() - t0:.1f} s")
-        return True
+    def totals(self):
+        """The daemon's totals now, plus those of daemons killed by kill_daemon()."""
+        return self.daemon.totals(self.daemon.stats())
+
+    def kill_daemon(self):
+        """SIGKILL memextd and start a new one on the same sockets with the same arguments
+        (the crash test). Its totals are carried over into totals() and check_memext()."""
+        s = self.daemon.crash_restart()
+        log(f"memextd restarted on the same sockets; the killed one had "
+            f"{len(s['clients'])} client(s): "
+            + ", ".join(f"{c.get('pid')} ({c.get('comm')}, {c.get('evicted_pages')} evicted "
+                        f"pages)" for c in s["clients"]))
+        return s
+
+    def check_adoption(self, pids):
+        """After kill_daemon(): the new memextd adopted each process in pids with its evicted
+        pages (N > 0 in its log), nothing was lost ("could not be recovered" never logged) and
+        its totals.adopt_poisoned is 0."""
+        for p in adoption_problems(self.daemon, pids, self.daemon.stats()):
+            self.fail(p)
+
+    def forked_pids(self, app):
+        """The descendants of app that the sampler saw (its fork children)."""
+        return sorted({pid for (pid, _phase) in self.sampler.peaks} - {app.pid})
 
     # the checks --------------------------------------------------------------------
     def check_memext(self, footprint, min_pswpin_frac=0.5, pids=None, clients=1):
@@ -541,7 +379,8 @@ class Ctx:
         if "s" not in last:
             last["s"] = self.daemon.stats()
         after = last["s"]
-        d = {k: after["totals"][k] - self.base["totals"][k]
+        now = self.daemon.totals(after)
+        d = {k: now[k] - self.base["totals"][k]
              for k in ("pswpout", "pswpin", "faults", "clients_seen")}
         st = after["store"]
         log(f"daemon totals grew by: pswpout {d['pswpout']} pages (min {min_out}), pswpin "
@@ -600,7 +439,8 @@ class Ctx:
         return d
 
 
-def run(name, body, packages=(), binaries=(), budget="64M", argv=None):
+def run(name, body, packages=(), binaries=(), budget="64M", argv=None, add_args=None):
+    """add_args(ap): the test's own options, on the argparse parser."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--memextd", required=True)
     ap.add_argument("--memextctl", required=True)
@@ -609,19 +449,16 @@ def run(name, body, packages=(), binaries=(), budget="64M", argv=None):
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiplies the data set (the overcommit stays ~4x the budget)")
     ap.add_argument("--keep-tmp", action="store_true", help="debugging: keep the temp dir")
+    if add_args is not None:
+        add_args(ap)
     args, rest = ap.parse_known_args(argv)
     args.rest = rest
 
-    for what in ("memextd", "memextctl", "shim"):
-        p = getattr(args, what)
-        if not os.path.exists(p):
-            log(f"FAIL [{name}]: {what} not found at {p}")
-            return 1
-
-    def on_term(signum, frame):
-        raise TestFailure(f"got signal {signum} (meson's timeout?)")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    missing = missing_path(args, ("memextd", "memextctl", "shim"))
+    if missing:
+        log(f"FAIL [{name}]: {missing}")
+        return 1
+    raise_on_signals(signal.SIGTERM, signal.SIGINT)
 
     t0 = time.monotonic()
     tmp = tempfile.mkdtemp(prefix=f"memext-e2e-{name}-")

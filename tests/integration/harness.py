@@ -36,221 +36,27 @@ import shutil
 import signal
 import socket
 import struct
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-PAGE = 4096
-MiB = 1 << 20
-SKIP = 77
-
-
-class TestFailure(Exception):
-    pass
-
+sys.dont_write_bytecode = True      # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure, adoption_problems,  # noqa: E402
+                        descendants, log, mib, missing_path, note_clients, parse_size,
+                        raise_on_signals, read_rss_anon, tail)
 
 class Timeout(Exception):
     pass
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
-def parse_size(s):
-    m = re.fullmatch(r"(\d+)([KMG]?)(i?B)?", s.strip(), re.I)
-    if not m:
-        raise ValueError(f"bad size {s!r}")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
-
-
-def mib(n):
-    return f"{n / MiB:.1f} MiB"
-
-
-def tail(path_or_text, lines=40):
-    if path_or_text is None:
-        return ""
-    if os.path.sep in path_or_text and os.path.exists(path_or_text):
-        with open(path_or_text, errors="replace") as f:
-            text = f.read()
-    else:
-        text = path_or_text
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def read_rss_anon(pid):
-    """RssAnon of pid in bytes, or None if it is gone (or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return None
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            for k in kids:
-                if k not in out:
-                    out.append(k)
-                    todo.append(k)
-    return out
-
-
-class Daemon:
-    def __init__(self, args, tmp):
-        self.sock = os.path.join(tmp, "memextd.sock")
-        self.stats_sock = os.path.join(tmp, "stats.sock")
-        self.log_path = os.path.join(tmp, "memextd.log")
-        self.memextctl = args.memextctl
-        self.memextd = args.memextd
-        self.extra_args = list(args.daemon_arg or [])
-        self.make_swapfile = args.make_swapfile
-        self.swap_path = os.path.join(tmp, "swap")
-        self.proc = None
-        self.stop_status = None
-        self.carried = {}   # totals of daemons killed by crash_restart(), summed
-        self.system_available_pct = args.system_available_pct
-        self.crash_at = args.daemon_crashes_at
-        self.restarts = 0
-
-    def crash_restart(self, timeout):
-        """SIGKILL the daemon and start a new one on the same sockets (the crash test)."""
-        s = self.stats()
-        for k, v in s["totals"].items():
-            if isinstance(v, int):
-                self.carried[k] = self.carried.get(k, 0) + v
-        log(f"SIGKILL memextd {self.proc.pid} with {s['store']['stored_pages']} pages "
-            f"stored")
-        self.proc.kill()
-        self.start_again(timeout)
-        return s
-
-    def start_again(self, timeout):
-        """A new daemon on the same sockets, once this one is dead."""
-        self.proc.wait()
-        self.log_file.close()
-        # A killed daemon leaves its socket files: the new one binds anew.
-        for p in (self.sock, self.stats_sock):
-            if os.path.exists(p):
-                os.unlink(p)
-        self.restarts += 1
-        self.start(timeout, append_log=True)
-
-    def start(self, timeout, append_log=False):
-        if self.make_swapfile and not append_log:
-            mk = [self.memextctl, "mkswap", self.swap_path, "--size", self.make_swapfile]
-            r = subprocess.run(mk, capture_output=True, text=True, timeout=120)
-            if r.returncode != 0:
-                raise TestFailure(f"'{' '.join(mk)}' exited {r.returncode}: "
-                                  f"{(r.stdout + r.stderr).strip()}")
-            log(f"{' '.join(mk)}: {r.stdout.strip()}")
-        self.log_file = open(self.log_path, "ab" if append_log else "wb")
-        cmd = [self.memextd, "--socket", self.sock, "--stats-socket", self.stats_sock]
-        if self.system_available_pct is not None:
-            # A stand-in for /proc/meminfo (and so no PSI): the system short of memory, or
-            # not, whatever this machine has and whatever else runs on it.
-            path = os.path.join(os.path.dirname(self.sock), "meminfo")
-            total_kib = 16 * 1024 * 1024
-            with open(path, "w") as f:
-                f.write(f"MemTotal:       {total_kib} kB\nMemFree:        0 kB\n"
-                        f"MemAvailable:   {total_kib * self.system_available_pct // 100} kB\n")
-            cmd += ["--meminfo", path]
-        if self.make_swapfile:
-            cmd += ["--swap-file", self.swap_path]
-        if self.crash_at and self.restarts == 0:
-            cmd += ["--crash-at", self.crash_at]
-        cmd += self.extra_args
-        log("starting: " + " ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise TestFailure(f"memextd exited with {self.proc.returncode} before creating "
-                                  f"its sockets; its log:\n{tail(self.log_path)}")
-            if all(is_socket(p) for p in (self.sock, self.stats_sock)):
-                return
-            if time.monotonic() > deadline:
-                raise TestFailure(f"memextd did not create {self.sock} and {self.stats_sock} "
-                                  f"within {timeout} s; its log:\n{tail(self.log_path)}")
-            time.sleep(0.02)
-
-    def stats(self, timeout=20):
-        cmd = [self.memextctl, "--stats-socket", self.stats_sock, "stats", "--json"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise TestFailure(f"'{' '.join(cmd)}' hung for {timeout} s")
-        if r.returncode != 0:
-            state = ("still running" if self.alive() else
-                     f"exited with {self.proc.returncode}")
-            raise TestFailure(f"'{' '.join(cmd)}' exited {r.returncode}: {r.stderr.strip()}\n"
-                              f"(memextd is {state}; sockets now: "
-                              f"{sorted(os.listdir(os.path.dirname(self.stats_sock)))}); "
-                              f"memextd log:\n{tail(self.log_path)}")
-        try:
-            s = json.loads(r.stdout)
-        except ValueError as e:
-            raise TestFailure(f"memextctl stats --json printed invalid JSON ({e}):\n{r.stdout}")
-        for key, fields in (("totals", ("pswpin", "pswpout", "faults", "clients_seen")),
-                            ("store", ("orig_data_size", "compr_data_size",
-                                       "mem_used_total", "stored_pages"))):
-            if not isinstance(s.get(key), dict) or any(f not in s[key] for f in fields):
-                raise TestFailure(f"memextctl stats --json: '{key}' lacks one of {fields}:\n"
-                                  f"{r.stdout}")
-        if not isinstance(s.get("clients"), list):
-            raise TestFailure(f"memextctl stats --json: no 'clients' array:\n{r.stdout}")
-        return s
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=15):
-        """SIGTERM, then SIGKILL after timeout. Returns the exit status (None if never run)."""
-        if self.proc is None:
-            return None
-        if self.stop_status is not None:
-            return self.stop_status
-        self.stop_status = self.proc.poll()
-        if self.stop_status is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.stop_status = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"memextd ignored SIGTERM for {timeout} s: SIGKILL")
-                self.proc.kill()
-                self.proc.wait()
-                self.stop_status = f"hung (killed after {timeout} s)"
-        else:
-            self.stop_status = f"{self.stop_status} (it had exited before the SIGTERM)"
-        self.log_file.close()
-        return self.stop_status
-
-
-def is_socket(path):
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return False
+def make_daemon(args, tmp):
+    return Daemon(args.memextd, args.memextctl, tmp, extra_args=args.daemon_arg or [],
+                  make_swapfile=args.make_swapfile,
+                  system_available_pct=args.system_available_pct,
+                  crash_at=args.daemon_crashes_at, stop_timeout=15)
 
 
 class Client:
@@ -340,13 +146,7 @@ class StatsPoller(threading.Thread):
                 self.errors += 1
                 self.last_error = str(e)
                 continue
-            for c in s["clients"]:
-                pid = c.get("pid")
-                e = self.seen.setdefault(pid, {"budget_bytes": set()})
-                e["budget_bytes"].add(c.get("budget_bytes"))
-                for k in ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults"):
-                    if isinstance(c.get(k), int):
-                        e[k] = max(e.get(k, 0), c[k])
+            note_clients(self.seen, s)
 
     def stop(self):
         self.stop_event.set()
@@ -415,13 +215,8 @@ def run_clients(args, env, daemon):
                     daemon.restarts == 0 and daemon.proc.returncode == -signal.SIGKILL):
                 log(f"memextd killed itself at '{args.daemon_crashes_at}': starting a new one")
                 daemon.start_again(args.daemon_timeout)
-            if daemon is not None and not daemon.alive():
-                hint = ""
-                if daemon.proc.returncode in (0, -signal.SIGTERM):
-                    hint = (" -- it was stopped by a signal this harness did not send "
-                            "(another process's pkill/killall of memextd?)")
-                raise TestFailure(f"memextd died (exit {daemon.proc.returncode}) while the "
-                                  f"workload ran{hint}; its log:\n{tail(daemon.log_path)}")
+            if daemon is not None:
+                daemon.check_alive(" while the workload ran")
             if time.monotonic() > deadline:
                 raise Timeout(f"workload still running after {args.timeout} s (hang guard)")
             time.sleep(0.02)
@@ -491,46 +286,16 @@ def wait_client_gone(daemon, pids, base, timeout, slack=0, settle=5):
 
 
 def check_adoption(args, daemon, clients, after):
-    """The restarted daemon adopted every client's evicted pages and lost none.
-
-    `after` is the restarted daemon's stats: its totals.adopt_poisoned (pages found nowhere
-    and poisoned) must be 0, and totals.adopt_swap_pages (pages adopted in place in a swap
-    area) at least --min-adopt-swap-pages."""
-    with open(daemon.log_path, errors="replace") as f:
-        text = f.read()
-    problems = []
-    if daemon.restarts != 1:
-        problems.append("the workload never reached the phase at which memextd is killed")
-    for c in clients:
-        m = re.search(rf"client {c.pid} \(.*\) adopted: (\d+) evicted pages restored "
-                      rf"in ([0-9.]+) ms", text)
-        if not m:
-            problems.append(f"the restarted memextd did not adopt client {c.pid}")
-        elif int(m.group(1)) == 0:
-            problems.append(f"client {c.pid} had no evicted page when memextd was killed")
-        else:
-            log(f"client {c.pid}: {m.group(1)} evicted pages adopted in {m.group(2)} ms "
-                f"(time from the new daemon's hello to service)")
-    if "could not be recovered" in text:
-        problems.append("the restarted memextd lost pages (see 'could not be recovered')")
-    poisoned = after["totals"].get("adopt_poisoned")
-    in_place = after["totals"].get("adopt_swap_pages")
-    log(f"restarted memextd: totals.adopt_poisoned {poisoned}, totals.adopt_swap_pages "
-        f"{in_place} (min {args.min_adopt_swap_pages})")
-    if poisoned != 0:
-        problems.append(f"totals.adopt_poisoned is {poisoned}, expected 0: pages were poisoned")
-    if not isinstance(in_place, int) or in_place < args.min_adopt_swap_pages:
-        problems.append(f"totals.adopt_swap_pages is {in_place}, expected at least "
-                        f"{args.min_adopt_swap_pages}: the pages in the swap area were not "
-                        f"adopted in place")
-    return problems
+    """--kill-daemon-at-phase: the restarted daemon adopted every client's evicted pages and
+    lost none (totals.adopt_swap_pages at least --min-adopt-swap-pages)."""
+    return adoption_problems(daemon, [c.pid for c in clients], after,
+                             args.min_adopt_swap_pages)
 
 
 def check_fork_adoption(daemon, clients):
     """--daemon-crashes-at fork-*: the new daemon gave each fork child the pages its parent
     shared, taken from the dead daemon's memory, and lost none."""
-    with open(daemon.log_path, errors="replace") as f:
-        text = f.read()
+    text = daemon.log_text()
     problems = []
     if daemon.restarts != 1:
         problems.append("memextd never reached the point where it kills itself")
@@ -576,7 +341,7 @@ def test_managed(args, tmp):
     min_out = (args.min_pswpout if args.min_pswpout is not None else auto_out) * args.clients
     min_in = int(min_out * args.min_pswpin_frac)
 
-    daemon = Daemon(args, tmp)
+    daemon = make_daemon(args, tmp)
     poller = None
     try:
         daemon.start(args.daemon_timeout)
@@ -609,7 +374,8 @@ def test_managed(args, tmp):
             pids.update(c.peak.keys())
         after, gone_problems = wait_client_gone(daemon, pids, base, args.exit_timeout,
                                                  args.mem_used_slack)
-        d = {k: after["totals"].get(k, 0) + daemon.carried.get(k, 0) - base["totals"].get(k, 0)
+        now = daemon.totals(after)
+        d = {k: now.get(k, 0) - base["totals"].get(k, 0)
              for k in ("pswpout", "pswpin", "faults", "clients_seen", "workingset_refault",
                        "workingset_activate", "workingset_restore", "reclaim_deactivated")}
         if args.kill_daemon_at_phase:
@@ -747,7 +513,7 @@ def test_failopen(args, tmp):
             sock = os.path.join(tmp, "no-such-dir", "memextd.sock")
             budget = args.budget
         else:
-            daemon = Daemon(args, tmp)
+            daemon = make_daemon(args, tmp)
             daemon.start(args.daemon_timeout)
             base = daemon.stats()
             sock = daemon.sock
@@ -804,7 +570,7 @@ def setuid_copy(args, tmp, sock):
 
 def test_not_managed(args, tmp):
     """A setuid (--setuid) or static workload under the shim: it runs, and stays unmanaged."""
-    daemon = Daemon(args, tmp)
+    daemon = make_daemon(args, tmp)
     try:
         daemon.start(args.daemon_timeout)
         os.chmod(daemon.sock, 0o666)  # were the shim loaded, it could connect as nobody
@@ -1009,16 +775,11 @@ def main():
             return SKIP
         args.preload_also.append(lib)
 
-    for what in ("memextd", "memextctl", "shim", "probe"):
-        p = getattr(args, what)
-        if not os.path.exists(p):
-            log(f"FAIL [{args.name}]: {what} not found at {p}")
-            return 1
-
-    # meson's timeout sends SIGTERM: turn it into an exception so the cleanup runs.
-    def on_term(signum, frame):
-        raise TestFailure(f"harness got signal {signum} (test timeout?)")
-    signal.signal(signal.SIGTERM, on_term)
+    missing = missing_path(args, ("memextd", "memextctl", "shim", "probe"))
+    if missing:
+        log(f"FAIL [{args.name}]: {missing}")
+        return 1
+    raise_on_signals(signal.SIGTERM)
 
     tmp = tempfile.mkdtemp(prefix=f"memext-it-{args.name}-")
     try:
