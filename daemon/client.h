@@ -28,6 +28,7 @@
 #include "pagetable.h"
 #include "protocol.h"
 #include "rangeset.h"
+#include "writetrack.h"
 
 /* An mremap seen while a batch was in flight: the batch finds its pages at their new place. */
 struct mem_remap {
@@ -82,6 +83,7 @@ struct client {
 	struct lru lru;      /* active/inactive lists and workingset age (daemon/lru.h) */
 	uint64_t ra_next_vpn; /* a fault here continues a sequential run */
 	unsigned ra_window;   /* pages read ahead on the next sequential fault */
+	struct writetrack wtrack; /* keep the copies of pages read back? (writetrack.h) */
 	bool batch_in_flight;
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;

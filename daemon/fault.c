@@ -486,6 +486,7 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 			handle = pte_payload(*pte);
 			*pte = pte_make(PTE_PRESENT, *pte & (PTE_REF | PTE_ACTIVE | PTE_WORKINGSET), 0);
 			c->nr_cached--;
+			writetrack_written(&c->wtrack);
 		}
 		/* The write is a reference we get to see: a second one activates. */
 		lru_mark_accessed(&c->lru, pte);
@@ -572,18 +573,21 @@ static void readahead_install(struct client *c, const uint64_t *vpn, unsigned n,
 		uint64_t handle;
 		int r = -EAGAIN;
 
+		bool keep;
+
 		pthread_mutex_lock(&c->lock);
 		pte = pagetable_lookup(c->pt, vpn[i]);
 		handle = pte_payload(*pte);
+		keep = !stop && c->track_writes && writetrack_keep(&c->wtrack);
 		pthread_mutex_unlock(&c->lock);
 		/* Readahead never waits for a disk: a page in a swap file stops it. */
 		if (!stop && store_try_load(c->m->store, handle, buf) == 0)
 			r = uffd_copy_mode(c->uffd, vpn[i] * PAGE_SIZE, buf,
-					   c->track_writes ? UFFDIO_COPY_MODE_WP : 0);
+					   keep ? UFFDIO_COPY_MODE_WP : 0);
 		/* EAGAIN (events pending) or anything else: leave the rest for their faults. */
 		stop |= r != 0 && r != -EEXIST;
 		pthread_mutex_lock(&c->lock);
-		bool keep = r == 0 && c->track_writes;
+		keep = keep && r == 0;
 
 		if (r == 0 || r == -EEXIST) {
 			/* Referenced, as the faulting page: a sequential reader is about to use it.
@@ -840,10 +844,12 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		unsigned nr_ra;
 		int r;
 
-		bool keep = c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+		bool keep;
 
 		if (!from_reclaim && !is_agent && should_throttle(c))
 			goto park;
+		keep = c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) &&
+		       writetrack_keep(&c->wtrack);
 		/* A page in a swap file: a worker reads it; this thread serves others. */
 		if (store_load_may_block(c->m->store, pte_payload(*pte)) &&
 		    io_submit(c, req, vpn, pte, keep) > 0)
