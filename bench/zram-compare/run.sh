@@ -29,6 +29,7 @@ CONFIGS="native kernel memext"
 REPS=3    # runs of each pressure workload; the report shows the median by pages/s
 NP_REPS=3 # runs of each no-pressure workload; the report shows the median by wall time
 PERF=0
+PERF_WL=rand-read # the workload whose first memext run --perf profiles
 QUICK=0
 NICE=-20 # the benchmark's processes (and their autogroup) take their CPU even on a shared machine
 TIMEOUT=300 # seconds one workload may take before it counts as a hang
@@ -51,6 +52,7 @@ usage() {
 	  --nice N           niceness of the workloads and memextd (default $NICE)
 	  --perf             profile memextd during the first memext rand-read run:
 	                     raw/memextd.perf-{sym,dso,stat}.txt
+	  --perf-workload W  profile the first memext run of W instead (implies --perf)
 	  --quick            a quarter of the touches, no final check of every page
 	EOF
 }
@@ -69,6 +71,7 @@ while [ $# -gt 0 ]; do
 	--reps) REPS=$2; shift 2 ;;
 	--np-reps) NP_REPS=$2; shift 2 ;;
 	--perf) PERF=1; shift ;;
+	--perf-workload) PERF=1; PERF_WL=$2; shift 2 ;;
 	--quick) QUICK=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -242,7 +245,7 @@ run_one() {
 		cmd=(env LD_PRELOAD="$SHIM" MEMEXT_SOCKET="$TMPD/daemon/memextd.sock"
 			MEMEXT_BUDGET="$budget" MEMEXT_DEBUG=1 "${cmd[@]}" --helper-pid "$DPID"
 			--stats-socket "$TMPD/daemon/stats.sock" --stats-out "$base.stats")
-		if [ $PERF = 1 ] && [ "$w$tag.$rep" = rand-read.1 ]; then
+		if [ $PERF = 1 ] && [ "$w$tag.$rep" = "$PERF_WL.1" ]; then
 			perf record -q -e cpu-clock -F 999 -p "$DPID" -o "$OUT/raw/memextd.perf.data" \
 				>/dev/null 2>&1 &
 			PERF_PID=$!
