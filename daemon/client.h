@@ -140,6 +140,17 @@ uint64_t client_batch_addr_now(const struct client *c, uint64_t addr);
 /* Appends a fault to the parked list (lock held). Returns 0 or -ENOMEM. */
 int client_park_locked(struct client *c, const struct fault_req *req);
 
+/*
+ * The resolve lock as fault threads take it: spinning for up to CLIENT_LOCK_SPIN_USEC before
+ * sleeping on it. Its holder is usually the other fault thread, for microseconds (one read of
+ * the uffd, one resolve), while a futex sleep costs a wake-up from another CPU, ~50 µs on this
+ * kind of VM (DESIGN.md): longer than the wait it replaces, and the faulting thread waits
+ * through both.
+ */
+#define CLIENT_LOCK_SPIN_USEC 20
+void client_resolve_rdlock(struct client *c);
+void client_resolve_wrlock(struct client *c);
+
 /* The resident pages at which a client has pct percent of its budget free. */
 static inline uint64_t client_wmark_pages(const struct client *c, unsigned pct)
 {

@@ -254,7 +254,7 @@ static int read_uffd(struct client *c, struct pending *p)
 	int total = 0;
 
 	static_assert(READ_BATCH == CLIENT_JOURNAL_MSGS, "one read fills the journal");
-	pthread_rwlock_wrlock(&c->resolve_lock);
+	client_resolve_wrlock(c);
 	while (p->nr + READ_BATCH <= PENDING_MAX) {
 		ssize_t n = read(c->uffd, msgs, READ_BATCH * sizeof(*msgs));
 
@@ -953,7 +953,7 @@ static void resolve_pending(struct client *c, struct pending *p, void *buf, bool
 	for (unsigned i = 0; i < p->nr;) {
 		int r;
 
-		pthread_rwlock_rdlock(&c->resolve_lock);
+		client_resolve_rdlock(c);
 		r = resolve_one(c, &p->req[i], buf, from_reclaim);
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r == -EAGAIN) {
