@@ -18,6 +18,7 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 	       int control_fd, int fds[4], struct client **ret)
 {
 	pthread_rwlockattr_t attr;
+	pthread_mutexattr_t mattr;
 	struct client *c;
 
 	c = calloc(1, sizeof(*c));
@@ -53,10 +54,55 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&c->resolve_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
-	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutexattr_init(&mattr);
+	/* Held for microseconds by the fault threads: spin a little before sleeping. */
+	pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&c->lock, &mattr);
+	pthread_mutexattr_destroy(&mattr);
 	pthread_cond_init(&c->batch_done, NULL);
 	*ret = c;
 	return 0;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Tries take() until it succeeds or CLIENT_LOCK_SPIN_USEC have passed. */
+static bool spin_trylock(pthread_rwlock_t *l, int (*take)(pthread_rwlock_t *))
+{
+	uint64_t deadline = 0;
+
+	for (unsigned i = 0;; i++) {
+		if (take(l) == 0)
+			return true;
+		cpu_relax();
+		if (i % 64 == 63) {
+			uint64_t now = now_usec();
+
+			if (!deadline)
+				deadline = now + CLIENT_LOCK_SPIN_USEC;
+			else if (now >= deadline)
+				return false;
+		}
+	}
+}
+
+void client_resolve_rdlock(struct client *c)
+{
+	if (!spin_trylock(&c->resolve_lock, pthread_rwlock_tryrdlock))
+		pthread_rwlock_rdlock(&c->resolve_lock);
+}
+
+void client_resolve_wrlock(struct client *c)
+{
+	if (!spin_trylock(&c->resolve_lock, pthread_rwlock_trywrlock))
+		pthread_rwlock_wrlock(&c->resolve_lock);
 }
 
 struct client *client_ref(struct client *c)

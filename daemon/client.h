@@ -28,6 +28,7 @@
 #include "pagetable.h"
 #include "protocol.h"
 #include "rangeset.h"
+#include "writetrack.h"
 
 /* An mremap seen while a batch was in flight: the batch finds its pages at their new place. */
 struct mem_remap {
@@ -82,6 +83,7 @@ struct client {
 	struct lru lru;      /* active/inactive lists and workingset age (daemon/lru.h) */
 	uint64_t ra_next_vpn; /* a fault here continues a sequential run */
 	unsigned ra_window;   /* pages read ahead on the next sequential fault */
+	struct writetrack wtrack; /* keep the copies of pages read back? (writetrack.h) */
 	bool batch_in_flight;
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
@@ -143,6 +145,17 @@ uint64_t client_batch_addr_now(const struct client *c, uint64_t addr);
 
 /* Appends a fault to the parked list (lock held). Returns 0 or -ENOMEM. */
 int client_park_locked(struct client *c, const struct fault_req *req);
+
+/*
+ * The resolve lock as fault threads take it: spinning for up to CLIENT_LOCK_SPIN_USEC before
+ * sleeping on it. Its holder is usually the other fault thread, for microseconds (one read of
+ * the uffd, one resolve), while a futex sleep costs a wake-up from another CPU, ~50 µs on this
+ * kind of VM (DESIGN.md): longer than the wait it replaces, and the faulting thread waits
+ * through both.
+ */
+#define CLIENT_LOCK_SPIN_USEC 20
+void client_resolve_rdlock(struct client *c);
+void client_resolve_wrlock(struct client *c);
 
 /* The resident pages at which a client has pct percent of its budget free. */
 static inline uint64_t client_wmark_pages(const struct client *c, unsigned pct)

@@ -20,6 +20,9 @@ struct fault_req {
 	uint64_t read_usec; /* when it was read: its service time runs from here */
 };
 
+#define FAULT_RA_MAX_PAGES 32 /* swap-in readahead window, at most */
+#define FAULT_BUF_PAGES FAULT_RA_MAX_PAGES /* scratch pages fault_resolve() needs */
+
 int fault_threads_start(struct manager *m);
 void fault_threads_stop(struct manager *m);
 
@@ -33,7 +36,7 @@ void fault_threads_remove_client(struct manager *m, struct client *c);
  * Answers faults (already read from the uffd): maps a zero page (with fault-around) or brings
  * the stored page back. Faults on pages of a batch in flight are parked on the client and
  * answered by reclaim when the batch is done. from_reclaim: never park for throttling. buf is
- * a page-sized scratch buffer. Reads the uffd itself when the kernel reports that the address
+ * a scratch buffer of FAULT_BUF_PAGES pages (readahead decompresses a run into it). Reads the uffd itself when the kernel reports that the address
  * space is changing (EAGAIN), applying the events before it retries.
  */
 void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, void *buf,

@@ -40,7 +40,7 @@ struct batch {
 struct reclaimer {
 	struct manager *m;
 	struct batch b;
-	void *page_buf;
+	void *page_buf; /* FAULT_BUF_PAGES pages, for fault_resolve() */
 	uint32_t seq;
 };
 
@@ -832,7 +832,7 @@ int reclaim_start(struct manager *m)
 		return -ENOMEM;
 	rc->m = m;
 	rc->b.data = aligned_alloc(PAGE_SIZE, (size_t)MEMEXT_STAGING_PAGES * PAGE_SIZE);
-	rc->page_buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+	rc->page_buf = aligned_alloc(PAGE_SIZE, FAULT_BUF_PAGES * PAGE_SIZE);
 	if (!rc->b.data || !rc->page_buf) {
 		free(rc->b.data);
 		free(rc->page_buf);

@@ -29,7 +29,9 @@ CONFIGS="native kernel memext"
 REPS=3    # runs of each pressure workload; the report shows the median by pages/s
 NP_REPS=3 # runs of each no-pressure workload; the report shows the median by wall time
 PERF=0
+PERF_WL=rand-read # the workload whose first memext run --perf profiles
 QUICK=0
+ZIPF_WARMUP=4 # zipf warms up (touches per page of the footprint) until its refaults are steady
 NICE=-20 # the benchmark's processes (and their autogroup) take their CPU even on a shared machine
 TIMEOUT=300 # seconds one workload may take before it counts as a hang
 
@@ -51,7 +53,10 @@ usage() {
 	  --nice N           niceness of the workloads and memextd (default $NICE)
 	  --perf             profile memextd during the first memext rand-read run:
 	                     raw/memextd.perf-{sym,dso,stat}.txt
+	  --perf-workload W  profile the first memext run of W instead (implies --perf)
 	  --quick            a quarter of the touches, no final check of every page
+	  --zipf-warmup N    zipf warms up with N touches per page of the footprint before it
+	                     is measured (default $ZIPF_WARMUP), under every configuration
 	EOF
 }
 
@@ -69,7 +74,9 @@ while [ $# -gt 0 ]; do
 	--reps) REPS=$2; shift 2 ;;
 	--np-reps) NP_REPS=$2; shift 2 ;;
 	--perf) PERF=1; shift ;;
+	--perf-workload) PERF=1; PERF_WL=$2; shift 2 ;;
 	--quick) QUICK=1; shift ;;
+	--zipf-warmup) ZIPF_WARMUP=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -211,9 +218,9 @@ wl_args() {
 	seq) echo "--mode seq" ;;
 	rand-read) echo "--mode rand-read --touches $touches" ;;
 	rand-write) echo "--mode rand-write --touches $touches" ;;
-	zipf) echo "--mode zipf --touches $((touches * 2)) --warmup $touches" ;;
+	zipf) echo "--mode zipf --touches $((touches * 2)) --warmup $((touches * ZIPF_WARMUP))" ;;
 	rand-read-4t) echo "--mode rand-read --threads 4 --touches $touches" ;;
-	zipf-4t) echo "--mode zipf --threads 4 --touches $((touches * 2)) --warmup $touches" ;;
+	zipf-4t) echo "--mode zipf --threads 4 --touches $((touches * 2)) --warmup $((touches * ZIPF_WARMUP))" ;;
 	*) die "unknown workload $1" ;;
 	esac
 }
@@ -242,7 +249,7 @@ run_one() {
 		cmd=(env LD_PRELOAD="$SHIM" MEMEXT_SOCKET="$TMPD/daemon/memextd.sock"
 			MEMEXT_BUDGET="$budget" MEMEXT_DEBUG=1 "${cmd[@]}" --helper-pid "$DPID"
 			--stats-socket "$TMPD/daemon/stats.sock" --stats-out "$base.stats")
-		if [ $PERF = 1 ] && [ "$w$tag.$rep" = rand-read.1 ]; then
+		if [ $PERF = 1 ] && [ "$w$tag.$rep" = "$PERF_WL.1" ]; then
 			perf record -q -e cpu-clock -F 999 -p "$DPID" -o "$OUT/raw/memextd.perf.data" \
 				>/dev/null 2>&1 &
 			PERF_PID=$!
