@@ -220,8 +220,10 @@ const struct config_key config_table[] = {
 		.doc = "Share of time, in percent over the last 10 seconds, that tasks stalled on "
 		       "memory (the kernel's PSI, \"some avg10\" in /proc/pressure/memory) at "
 		       "which reclaim evicts from every client as it does when MemAvailable is "
-		       "below watermark-low. 0: PSI is not looked at. Without PSI in the kernel, "
-		       "only MemAvailable counts.",
+		       "below watermark-low, once MemAvailable is below watermark-high (above it, "
+		       "stalls come from a memory cgroup's limit or the page cache, which evicting "
+		       "clients would not relieve). 0: PSI is not looked at. Without PSI in the "
+		       "kernel, only MemAvailable counts.",
 	},
 	{
 		.section = "reclaim",

@@ -55,7 +55,9 @@ enum sysmem_level sysmem_level(const struct sysmem *s, const struct sysmem_wmark
 		return SYSMEM_MIN;
 	if (s->available_bytes < low)
 		return SYSMEM_LOW;
-	if (w->psi_pct && s->psi_some_avg10 >= (double)w->psi_pct)
+	/* Stalls count below high only: with more available they come from a memory cgroup's
+	 * limit or the page cache, which evicting our clients would not relieve. */
+	if (w->psi_pct && s->psi_some_avg10 >= (double)w->psi_pct && s->available_bytes < high)
 		return SYSMEM_LOW;
 	if (prev != SYSMEM_OK && s->available_bytes < high)
 		return SYSMEM_LOW;

@@ -75,10 +75,14 @@ static void test_levels(void)
 	check(level(4, 0, SYSMEM_OK) == SYSMEM_LOW);
 	check(level(1, 0, SYSMEM_OK) == SYSMEM_MIN);
 	check(level(1, 0, SYSMEM_LOW) == SYSMEM_MIN);
-	/* Pressure stalls start reclaim with plenty available; without PSI (-1) they cannot. */
-	check(level(50, 10.0, SYSMEM_OK) == SYSMEM_LOW);
-	check(level(50, 9.9, SYSMEM_OK) == SYSMEM_OK);
-	check(level(50, -1, SYSMEM_OK) == SYSMEM_OK);
+	/* Pressure stalls start reclaim between low and high, before MemAvailable reaches low;
+	 * without PSI (-1) they cannot. */
+	check(level(7, 10.0, SYSMEM_OK) == SYSMEM_LOW);
+	check(level(7, 9.9, SYSMEM_OK) == SYSMEM_OK);
+	check(level(7, -1, SYSMEM_OK) == SYSMEM_OK);
+	/* Above high they are some memory cgroup's or the page cache's: not ours to relieve. */
+	check(level(50, 10.0, SYSMEM_OK) == SYSMEM_OK);
+	check(level(11, 80.0, SYSMEM_LOW) == SYSMEM_OK);
 	/* A trace: MemAvailable falls, reclaim starts at low, goes on until high. */
 	{
 		const unsigned trace[] = {20, 12, 8, 4, 6, 9, 11, 8};
