@@ -146,6 +146,7 @@ static void hand_run(struct pagetable *pt, uint64_t *hand, int half_turns, pte_v
 
 struct scan_ctx {
 	struct lru *l;
+	struct pagetable *pt;
 	uint64_t nr_present;
 	uint64_t keep_inactive; /* shrink_active_list: stop once the inactive list has this */
 	uint64_t active_quota;	/* ... and the active hand has looked at this many pages */
@@ -197,10 +198,32 @@ static int deactivate_one(uint64_t vpn, pte_t *pte, void *userdata)
 	return active_done(s);
 }
 
+static bool run_candidate(struct pagetable *pt, uint64_t vpn)
+{
+	pte_t *pte = vpn < VPN_END ? pagetable_lookup(pt, vpn) : NULL;
+
+	return pte && pte_type(*pte) == PTE_PRESENT && !(*pte & PTE_ACTIVE);
+}
+
+void lru_victim_run(struct pagetable *pt, uint64_t vpn, unsigned max, uint64_t *ret_first,
+		    unsigned *ret_nr)
+{
+	uint64_t lo = vpn, hi = vpn + 1;
+
+	while (hi - lo < max && lo > 0 && run_candidate(pt, lo - 1))
+		lo--;
+	while (hi - lo < max && run_candidate(pt, hi))
+		hi++;
+	*ret_first = lo;
+	*ret_nr = (unsigned)(hi - lo);
+}
+
 /* shrink_inactive_list() with folio_check_references(): REF buys one more turn. */
 static int shrink_one(uint64_t vpn, pte_t *pte, void *userdata)
 {
 	struct scan_ctx *s = userdata;
+	uint64_t first;
+	unsigned nr;
 
 	if (pte_type(*pte) != PTE_PRESENT || (*pte & PTE_ACTIVE))
 		return 0;
@@ -209,8 +232,17 @@ static int shrink_one(uint64_t vpn, pte_t *pte, void *userdata)
 		*pte &= ~PTE_REF;
 		return 0;
 	}
-	s->nr_taken++;
-	return s->isolate(vpn, pte, s->userdata) || s->nr_taken == s->want;
+	/* The victim takes its inactive neighbours along: one UFFDIO_MOVE a run. */
+	lru_victim_run(s->pt, vpn, MIN(LRU_RUN_MAX, s->want - s->nr_taken), &first, &nr);
+	s->scanned += first + nr - (vpn + 1); /* the hand has seen those before vpn */
+	for (unsigned i = 0; i < nr; i++) {
+		pte_t *p = first + i == vpn ? pte : pagetable_lookup(s->pt, first + i);
+
+		s->nr_taken++;
+		if (s->isolate(first + i, p, s->userdata))
+			return 1;
+	}
+	return s->nr_taken == s->want;
 }
 
 unsigned lru_shrink(struct lru *l, struct pagetable *pt, uint64_t nr_present, unsigned want,
@@ -218,6 +250,7 @@ unsigned lru_shrink(struct lru *l, struct pagetable *pt, uint64_t nr_present, un
 {
 	struct scan_ctx s = {
 		.l = l,
+		.pt = pt,
 		.nr_present = nr_present,
 		.keep_inactive = want, /* the inactive list stays balanced after this batch */
 		.want = want,

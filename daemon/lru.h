@@ -72,6 +72,17 @@ typedef int (*lru_isolate_fn)(uint64_t vpn, pte_t *pte, void *userdata);
 unsigned lru_shrink(struct lru *l, struct pagetable *pt, uint64_t nr_present, unsigned want,
 		    lru_isolate_fn isolate, void *userdata, uint64_t *ret_scanned);
 
+/*
+ * The run of inactive PRESENT entries around the victim vpn, at most max long (max >= 1):
+ * its first vpn and length. The inactive hand takes the run instead of the victim alone, REF
+ * or not (docs/ARCHITECTURE.md, "Victims in runs"), so that one UFFDIO_MOVE covers it.
+ */
+#ifndef LRU_RUN_MAX
+#define LRU_RUN_MAX 16
+#endif
+void lru_victim_run(struct pagetable *pt, uint64_t vpn, unsigned max, uint64_t *ret_first,
+		    unsigned *ret_nr);
+
 /* Whether the inactive list should grow at the active one's expense (the kernel's ratio:
  * inactive * int_sqrt(10 * GiB) >= active, 1 below 1 GiB). */
 bool inactive_is_low(uint64_t nr_inactive, uint64_t nr_active);

@@ -250,6 +250,50 @@ static void test_second_chance(void)
 	printf("second chance: ok\n");
 }
 
+/* Victims in runs: the victim's inactive resident neighbours go along, in address order. */
+static void test_victim_run(void)
+{
+	struct sim s;
+	uint64_t scanned = 0, first;
+	unsigned nr;
+
+	sim_init(&s, TWO_LIST, 1000);
+	for (uint64_t v = 0; v < 10; v++)
+		sim_access(&s, v, true);
+	*pagetable_lookup(s.pt, 3) |= PTE_ACTIVE;
+	s.lru.nr_active++;
+	*pagetable_lookup(s.pt, 7) = pte_make(PTE_STORED, 0, 1);
+	s.nr_present--;
+	lru_victim_run(s.pt, 5, 16, &first, &nr); /* 3 active, 7 not resident */
+	assert(first == 4 && nr == 3);
+	lru_victim_run(s.pt, 5, 2, &first, &nr); /* backwards first */
+	assert(first == 4 && nr == 2);
+	lru_victim_run(s.pt, 5, 1, &first, &nr);
+	assert(first == 5 && nr == 1);
+	lru_victim_run(s.pt, 1, 16, &first, &nr); /* stops at vpn 0 */
+	assert(first == 0 && nr == 3);
+	lru_victim_run(s.pt, 9, 16, &first, &nr); /* and at the end of the table */
+	assert(first == 8 && nr == 2);
+	lru_victim_run(s.pt, 20, 16, &first, &nr); /* never resident: itself only */
+	assert(first == 20 && nr == 1);
+	sim_done(&s);
+
+	/* The hand takes the run around the first page without REF, REF or not, up to want. */
+	sim_init(&s, TWO_LIST, 1000);
+	for (uint64_t v = 0; v < 12; v++)
+		sim_access(&s, v, true);
+	*pagetable_lookup(s.pt, 5) &= ~PTE_REF;
+	assert(lru_shrink(&s.lru, s.pt, s.nr_present, 4, sim_isolate, &s, &scanned) == 4);
+	for (uint64_t v = 0; v < 12; v++)
+		assert((pte_type(*pagetable_lookup(s.pt, v)) == PTE_STORED) == (v >= 2 && v <= 5));
+	assert(s.evictions == 4 && s.nr_present == 8 && scanned == 6);
+	/* The next batch: 6-11 lose REF, the hand wraps and takes 0-1, then 6-11. */
+	assert(lru_shrink(&s.lru, s.pt, s.nr_present, 16, sim_isolate, &s, &scanned) == 8);
+	assert(s.nr_present == 0 && scanned == 6 + 14);
+	sim_done(&s);
+	printf("victim run: ok\n");
+}
+
 /* Refault distance: within the workingset size activates, one more does not. */
 static void test_refault_distance(void)
 {
@@ -474,6 +518,7 @@ int main(void)
 	test_mark_accessed();
 	test_aging_demotes();
 	test_second_chance();
+	test_victim_run();
 	test_refault_distance();
 	test_inactive_ratio();
 	test_loop_stops_thrashing();
