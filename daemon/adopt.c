@@ -386,15 +386,15 @@ static const struct client_record *old_record(const struct pmem_view *v, uint64_
 	return old_record_of(v, addr, CLIENT_RECORD_MAGIC);
 }
 
-/* Forgets the fork snapshots whose table is root: a child has it. */
-static void forks_claimed(struct old_daemon *o, uint64_t root)
+/* Forgets the records in addr[0..*nr) that are gone or name the table root: adopted. */
+static void forget_table(const struct pmem_view *v, uint64_t *addr, unsigned *nr, uint64_t magic,
+			 uint64_t root)
 {
-	for (unsigned i = 0; i < o->nr_forks;) {
-		const struct client_record *rec =
-			old_record_of(o->v, o->forks[i], FORK_RECORD_MAGIC);
+	for (unsigned i = 0; i < *nr;) {
+		const struct client_record *rec = old_record_of(v, addr[i], magic);
 
 		if (!rec || rec->pt_root == root)
-			o->forks[i] = o->forks[--o->nr_forks];
+			addr[i] = addr[--*nr];
 		else
 			i++;
 	}
@@ -760,7 +760,7 @@ static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct 
 	return r < 0 ? r : a.restored;
 }
 
-/* Adopts c from its own record in o, if o has one. */
+/* Adopts c from its own record in o, if o has one (-ENOENT: nothing of it was evicted). */
 static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 {
 	const struct client_record *rec = NULL;
@@ -772,32 +772,28 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 		if (rec && rec->pid == c->pid && rec->start_time == proc_start_time(c->pid))
 			break;
 	}
-	if (i == o->nr_pending) {
-		held_forget(c->pid, proc_start_time(c->pid)); /* nothing of it was evicted */
-		adopt_reap();
+	if (i == o->nr_pending)
 		return -ENOENT;
-	}
 	n = adopt_table(c, o, rec);
 	/* A fork child that had its answer: the snapshot's table is its own. */
-	forks_claimed(o, rec->pt_root);
+	forget_table(o->v, o->forks, &o->nr_forks, FORK_RECORD_MAGIC, rec->pt_root);
 	o->pending[i] = o->pending[--o->nr_pending];
-	held_forget(c->pid, proc_start_time(c->pid));
-	adopt_reap();
 	return n;
 }
 
 int64_t adopt_client(struct client *c, int old_pmem_fd)
 {
 	struct old_daemon *o;
-	int r = pmem_is_own(old_pmem_fd) ? -ENOENT : old_daemon_open(old_pmem_fd, &o);
+	int64_t n = pmem_is_own(old_pmem_fd) ? -ENOENT : old_daemon_open(old_pmem_fd, &o);
 
-	if (r < 0) {
+	if (n < 0)
 		close(old_pmem_fd);
-		held_forget(c->pid, proc_start_time(c->pid));
-		adopt_reap();
-		return r;
-	}
-	return adopt_pending(c, o);
+	else
+		n = adopt_pending(c, o);
+	/* Back, whatever it brought: its slots are reserved or it has none. */
+	held_forget(c->pid, proc_start_time(c->pid));
+	adopt_reap();
+	return n;
 }
 
 int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
@@ -818,19 +814,15 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 		if (rec && rec->pid == parent && rec->fork_token == token && rec->fork_uid == uid)
 			break;
 	}
-	if (i == o->nr_forks)
-		return adopt_pending(c, o);
-	n = adopt_table(c, o, rec);
-	o->forks[i] = o->forks[--o->nr_forks];
-	held_forget_fork(parent, token);
-	/* The child's record from before its answer (it names the same table) is done with. */
-	for (unsigned j = 0; j < o->nr_pending;) {
-		const struct client_record *own = old_record(o->v, o->pending[j]);
-
-		if (!own || own->pt_root == rec->pt_root)
-			o->pending[j] = o->pending[--o->nr_pending];
-		else
-			j++;
+	if (i == o->nr_forks) {
+		n = adopt_pending(c, o);
+		held_forget(c->pid, proc_start_time(c->pid));
+	} else {
+		n = adopt_table(c, o, rec);
+		o->forks[i] = o->forks[--o->nr_forks];
+		held_forget_fork(parent, token);
+		/* The child's record from before its answer names the same table: done with. */
+		forget_table(o->v, o->pending, &o->nr_pending, CLIENT_RECORD_MAGIC, rec->pt_root);
 	}
 	adopt_reap();
 	return n;
