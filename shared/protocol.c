@@ -26,6 +26,22 @@ static int check_hello(const struct msg_hello *m)
 	return 0;
 }
 
+/* The size of every message of a fixed size; 0: none of that type (or a variable size). */
+static const size_t fixed_size[_MSG_TYPE_MAX] = {
+	[MSG_HELLO_ACK] = sizeof(struct msg_hello_ack),
+	[MSG_FORK_PREPARE] = sizeof(struct msg_fork),
+	[MSG_FORK_READY] = sizeof(struct msg_fork),
+	[MSG_FORK_DONE] = sizeof(struct msg_fork),
+	[MSG_AGENT_MOVE_DONE] = sizeof(struct msg_agent_move_done),
+	[MSG_AGENT_FREE] = sizeof(struct msg_agent_free),
+	[MSG_AGENT_RELEASE] = sizeof(struct msg_agent_release),
+	[MSG_AGENT_ARM] = sizeof(struct msg_agent_arm),
+	[MSG_AGENT_PMEM] = sizeof(struct msg_agent_pmem),
+	[MSG_CONTROL_ATTACH] = sizeof(struct msg_control_attach),
+	[MSG_AGENT_BUDGET] = sizeof(struct msg_agent_budget),
+	[MSG_AGENT_STARTED] = sizeof(struct msg_agent_started),
+};
+
 int proto_check(const void *buf, size_t n)
 {
 	const struct msg_header *h = buf;
@@ -40,55 +56,18 @@ int proto_check(const void *buf, size_t n)
 	if (h->len != n)
 		return -EBADMSG;
 
-	switch (h->type) {
-	case MSG_HELLO:
-		if (n != sizeof(struct msg_hello))
-			return -EBADMSG;
-		return check_hello(buf);
-	case MSG_HELLO_ACK:
-		want = sizeof(struct msg_hello_ack);
-		break;
-	case MSG_FORK_PREPARE:
-	case MSG_FORK_READY:
-	case MSG_FORK_DONE:
-		want = sizeof(struct msg_fork);
-		break;
-	case MSG_AGENT_MOVE: {
+	if (h->type == MSG_HELLO)
+		return n == sizeof(struct msg_hello) ? check_hello(buf) : -EBADMSG;
+	if (h->type == MSG_AGENT_MOVE) {
 		const struct msg_agent_move *m = buf;
 
 		if (n < sizeof(*m) || m->nr > MEMEXT_MAX_MOVE_RANGES)
 			return -EBADMSG;
 		want = sizeof(*m) + m->nr * sizeof(struct move_range);
-		break;
+	} else {
+		want = h->type < _MSG_TYPE_MAX ? fixed_size[h->type] : 0;
 	}
-	case MSG_AGENT_MOVE_DONE:
-		want = sizeof(struct msg_agent_move_done);
-		break;
-	case MSG_AGENT_FREE:
-		want = sizeof(struct msg_agent_free);
-		break;
-	case MSG_AGENT_RELEASE:
-		want = sizeof(struct msg_agent_release);
-		break;
-	case MSG_AGENT_ARM:
-		want = sizeof(struct msg_agent_arm);
-		break;
-	case MSG_AGENT_PMEM:
-		want = sizeof(struct msg_agent_pmem);
-		break;
-	case MSG_CONTROL_ATTACH:
-		want = sizeof(struct msg_control_attach);
-		break;
-	case MSG_AGENT_BUDGET:
-		want = sizeof(struct msg_agent_budget);
-		break;
-	case MSG_AGENT_STARTED:
-		want = sizeof(struct msg_agent_started);
-		break;
-	default:
-		return -EBADMSG;
-	}
-	return n == want ? 0 : -EBADMSG;
+	return want && n == want ? 0 : -EBADMSG;
 }
 
 int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned nr_fds)
