@@ -242,9 +242,10 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 
 /*
  * Reads what the uffd holds: applies events at once, appends faults to p. Takes the resolve
- * lock exclusively (see client.h). Returns the number of messages read, or -errno.
+ * lock exclusively (see client.h). Returns the number of messages read, or -errno; *ret_full
+ * (if given) says whether it stopped because p was full rather than because the uffd was empty.
  */
-static int read_uffd(struct client *c, struct pending *p)
+static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 {
 	struct uffd_msg local[READ_BATCH];
 	/* Read into the client's pmem journal: a message read is gone from the kernel, so
@@ -254,8 +255,15 @@ static int read_uffd(struct client *c, struct pending *p)
 	int total = 0;
 
 	static_assert(READ_BATCH == CLIENT_JOURNAL_MSGS, "one read fills the journal");
+	if (ret_full)
+		*ret_full = false;
 	client_resolve_wrlock(c);
-	while (p->nr + READ_BATCH <= PENDING_MAX) {
+	for (;;) {
+		if (p->nr + READ_BATCH > PENDING_MAX) {
+			if (ret_full)
+				*ret_full = true;
+			break;
+		}
 		ssize_t n = read(c->uffd, msgs, READ_BATCH * sizeof(*msgs));
 
 		if (n < 0) {
@@ -283,6 +291,11 @@ static int read_uffd(struct client *c, struct pending *p)
 	}
 	pthread_rwlock_unlock(&c->resolve_lock);
 	return total;
+}
+
+static int read_uffd(struct client *c, struct pending *p)
+{
+	return read_uffd_full(c, p, NULL);
 }
 
 /*
@@ -1015,13 +1028,28 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 	}
 }
 
+/*
+ * Every fault thread has every uffd in its epoll set, edge-triggered, so every fault wakes
+ * them all: the one on the CPU that faulted usually runs first. One thread at a time drains a
+ * client; a thread that finds it taken goes back to sleep instead of waiting for the lock
+ * (which cost a wake-up of the other CPU per fault, and the time it spun). Nothing is
+ * stranded: the wake-up that found the client taken is in the owner's epoll set as well, so
+ * the owner reads again after it lets go.
+ */
 static void process_client(struct fault_thread *t, struct client *c, struct pending *p)
 {
-	int r = read_uffd(c, p);
+	bool full;
 
-	if (r < 0 && r != -EAGAIN)
-		log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
-	resolve_pending(c, p, t->page_buf, false);
+	if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
+		return;
+	do {
+		int r = read_uffd_full(c, p, &full);
+
+		if (r < 0 && r != -EAGAIN)
+			log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
+		resolve_pending(c, p, t->page_buf, false);
+	} while (full); /* edge-triggered: read on until the uffd is empty */
+	atomic_store_explicit(&c->fault_owned, false, memory_order_release);
 }
 
 static void pin_to_cpu(unsigned cpu)
@@ -1159,7 +1187,7 @@ void fault_threads_stop(struct manager *m)
 int fault_threads_add_client(struct manager *m, struct client *c)
 {
 	for (unsigned i = 0; i < m->nr_fault_threads; i++) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
 
 		if (epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_ADD, c->uffd, &ev) < 0) {
 			int r = -errno;

@@ -360,6 +360,7 @@ def test_managed(args, tmp):
 
         env = shim_env(args, daemon.sock, args.budget)
         env["MEMEXT_WL_EXPECT_EVICTION"] = "1"
+        env["MEMEXT_WL_DAEMON_PID"] = str(daemon.proc.pid)  # wl-burst stops it a moment
         poller = StatsPoller(daemon)
         poller.start()
         clients = run_clients(args, env, daemon)
