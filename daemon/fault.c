@@ -518,8 +518,9 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 	case PTE_MOVING:
 		if (is_agent) {
 			/* The agent's MADV_POPULATE_WRITE on a page it is about to move (to make
-			 * it exclusive after a fork): no data is written, the batch's copy of a
-			 * clean page stays valid, and the agent must not wait for its own batch. */
+			 * it exclusive after a fork): it must not wait for its own batch. The
+			 * agent lifts the protection itself first (make_exclusive in the shim),
+			 * so this is a shim that did not, and it reports the page written. */
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
