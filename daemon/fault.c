@@ -24,7 +24,6 @@
 
 #define READ_BATCH 32      /* uffd messages per read() */
 #define RA_MAX_PAGES FAULT_RA_MAX_PAGES
-#define PENDING_MAX 256    /* faults a thread holds between reading and answering */
 
 struct fault_thread {
 	struct manager *m;
@@ -36,11 +35,39 @@ struct fault_thread {
 	void *page_buf;
 };
 
-/* Faults read but not answered yet. */
+/*
+ * Faults read but not answered yet. It grows with what the uffd holds: a reader that stopped
+ * because it was full could not reach an event queued behind the faults, and while an event
+ * is unread every answer fails with EAGAIN.
+ */
 struct pending {
-	struct fault_req req[PENDING_MAX];
-	unsigned nr;
+	struct fault_req *req;
+	unsigned nr, cap;
 };
+
+/* Room for n more. False only when out of memory. */
+static bool pending_reserve(struct pending *p, unsigned n)
+{
+	unsigned cap = p->cap ? p->cap : READ_BATCH * 4;
+	struct fault_req *v;
+
+	if (p->nr + n <= p->cap)
+		return true;
+	while (cap < p->nr + n)
+		cap *= 2;
+	v = realloc(p->req, cap * sizeof(*v));
+	if (!v)
+		return false;
+	p->req = v;
+	p->cap = cap;
+	return true;
+}
+
+static void pending_free(struct pending *p)
+{
+	free(p->req);
+	*p = (struct pending){0};
+}
 
 static int uffd_zeropage(int uffd, uint64_t start, uint64_t len, uint64_t *ret_done)
 {
@@ -243,7 +270,7 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 /*
  * Reads what the uffd holds: applies events at once, appends faults to p. Takes the resolve
  * lock exclusively (see client.h). Returns the number of messages read, or -errno; *ret_full
- * (if given) says whether it stopped because p was full rather than because the uffd was empty.
+ * (if given) says whether it stopped before the uffd was empty (out of memory for p).
  */
 static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 {
@@ -259,7 +286,7 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 		*ret_full = false;
 	client_resolve_wrlock(c);
 	for (;;) {
-		if (p->nr + READ_BATCH > PENDING_MAX) {
+		if (!pending_reserve(p, READ_BATCH)) {
 			if (ret_full)
 				*ret_full = true;
 			break;
@@ -313,11 +340,26 @@ static bool should_throttle(struct client *c)
 	return c->budget_pages && c->nr_present >= client_wmark_pages(c, c->m->cfg.wmark_min_pct);
 }
 
+/* Forgets the claim of map_zero() on [from, to) but keep (lock held). */
+static void unclaim_zero_run(struct client *c, uint64_t from, uint64_t to, uint64_t keep)
+{
+	for (uint64_t v = from; v < to; v++) {
+		pte_t *pte = pagetable_lookup(c->pt, v);
+
+		if (v != keep && pte && pte_type(*pte) == PTE_PRESENT) {
+			lru_del(&c->lru, *pte);
+			*pte = 0;
+			c->nr_present--;
+		}
+	}
+}
+
 /* Maps zero pages over the faulting page and its never-evicted neighbours (lock held on entry,
  * dropped for the ioctl). Returns 0 or -EAGAIN. */
 static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 {
-	uint64_t lo = vpn, hi = vpn + 1, base = vpn & ~(uint64_t)(window - 1), done = 0;
+	uint64_t lo = vpn, hi = vpn + 1, base = vpn & ~(uint64_t)(window - 1);
+	uint64_t done = 0, lo_mapped;
 	pte_t *pte;
 	int r;
 
@@ -358,27 +400,25 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 	r = uffd_zeropage(c->uffd, lo * PAGE_SIZE, (hi - lo) * PAGE_SIZE, &done);
 	if (r == 0)
 		return 0;
-	if (r == -EEXIST || (r == -ENOENT && hi - lo > 1)) {
-		/* Some neighbour got mapped meanwhile, or the run crossed two mappings: the
-		 * faulting page alone. EEXIST: it is there, wake the thread. */
+	/*
+	 * The run stopped short: a neighbour got mapped meanwhile (EEXIST, or EAGAIN after some
+	 * pages), the run crossed two mappings (ENOENT: a registered range may span a stack and
+	 * its guard page, or an arena and its reservation), events are pending (EAGAIN) or the
+	 * range is gone (ENOENT, ESRCH). The pages it mapped stay claimed; the faulting page is
+	 * tried alone (EEXIST: it is there, wake the thread); the rest is unclaimed.
+	 */
+	lo_mapped = lo + done / PAGE_SIZE;
+	if (vpn >= lo_mapped) {
 		r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
 		if (r == -EEXIST) {
 			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
 			r = 0;
 		}
-		if (r == 0)
-			return 0;
+	} else {
+		r = 0;
 	}
-	/* EAGAIN (events pending) or the range is gone (ENOENT, ESRCH): undo the claim. */
 	pthread_mutex_lock(&c->lock);
-	for (uint64_t v = lo; v < hi; v++) {
-		pte = pagetable_lookup(c->pt, v);
-		if (pte && pte_type(*pte) == PTE_PRESENT) {
-			lru_del(&c->lru, *pte);
-			*pte = 0;
-			c->nr_present--;
-		}
-	}
+	unclaim_zero_run(c, lo_mapped, hi, r == 0 ? vpn : UINT64_MAX);
 	pthread_mutex_unlock(&c->lock);
 	return r == -EAGAIN ? -EAGAIN : 0;
 }
@@ -987,28 +1027,22 @@ static void resolve_pending(struct client *c, struct pending *p, void *buf, bool
 void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, void *buf,
 		   bool from_reclaim)
 {
-	struct pending *p = malloc(sizeof(*p));
+	struct pending p = {0};
 
-	if (!p) {
+	if (!pending_reserve(&p, n)) {
 		log_error("out of memory answering %u parked faults of client %d", n, c->pid);
 		return;
 	}
-	while (n > 0) {
-		unsigned k = MIN(n, (unsigned)PENDING_MAX / 2);
-
-		memcpy(p->req, reqs, k * sizeof(*reqs));
-		p->nr = k;
-		resolve_pending(c, p, buf, from_reclaim);
-		reqs += k;
-		n -= k;
-	}
-	free(p);
+	memcpy(p.req, reqs, n * sizeof(*reqs));
+	p.nr = n;
+	resolve_pending(c, &p, buf, from_reclaim);
+	pending_free(&p);
 }
 
 int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 {
 	for (;;) {
-		struct pending p;
+		struct pending p = {0};
 		pte_t *pte;
 		int r = 0;
 
@@ -1022,10 +1056,10 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r != -EAGAIN)
 			return r;
-		p.nr = 0;
 		if (read_uffd(c, &p) == 0)
 			sched_yield();
 		resolve_pending(c, &p, buf, true);
+		pending_free(&p);
 	}
 }
 
@@ -1049,7 +1083,7 @@ static void process_client(struct fault_thread *t, struct client *c, struct pend
 		if (r < 0 && r != -EAGAIN)
 			log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
 		resolve_pending(c, p, t->page_buf, false);
-	} while (full); /* edge-triggered: read on until the uffd is empty */
+	} while (full); /* out of memory for p: edge-triggered, so read on until it is empty */
 	atomic_store_explicit(&c->fault_owned, false, memory_order_release);
 }
 
@@ -1065,13 +1099,13 @@ static void pin_to_cpu(unsigned cpu)
 static void *fault_thread_main(void *arg)
 {
 	struct fault_thread *t = arg;
-	struct pending *p = malloc(sizeof(*p));
+	struct pending *p = calloc(1, sizeof(*p));
 
-	if (!p) {
+	if (!p || !pending_reserve(p, READ_BATCH)) {
 		log_error("fault thread %u: out of memory", t->cpu);
+		free(p);
 		return NULL;
 	}
-	p->nr = 0;
 	pin_to_cpu(t->cpu);
 	{
 		char name[16];
@@ -1103,6 +1137,7 @@ static void *fault_thread_main(void *arg)
 		if (atomic_load(&t->m->stopping))
 			break;
 	}
+	pending_free(p);
 	free(p);
 	return NULL;
 }

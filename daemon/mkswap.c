@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "forkshare.h"
 #include "size.h"
 #include "swapstate.h"
 
@@ -102,7 +101,7 @@ static int check_orphans(int fd, const char *path, const char *state_path, char 
 	if (pread(fd, page, sizeof(page), 0) != (ssize_t)sizeof(page) ||
 	    memcmp(page + PAGE_SIZE - 10, "SWAPSPACE2", 10) != 0)
 		return 0; /* not a swap area: no page of anyone's is in it */
-	n = swapstate_orphans(state_path, (unsigned)(FORK_CLAIM_TIMEOUT_USEC / 1000000));
+	n = swapstate_orphans(state_path);
 	if (n < 0)
 		return fail(err, errlen, n,
 			    "%s: cannot read %s (%s), which says whether processes still have "
@@ -170,6 +169,11 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 				    "%s: --size %" PRIu64 " is larger than the device (%" PRIu64
 				    " bytes)",
 				    path, opts->size_bytes, have);
+		if (!opts->force && opts->state_path) {
+			r = check_orphans(fd, path, opts->state_path, err, errlen);
+			if (r < 0)
+				return r;
+		}
 	} else {
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0)
 			return fail(err, errlen, -EBUSY,
@@ -178,6 +182,11 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 		if (pwrite(fd, "", 0, 0) < 0 && errno == ETXTBSY)
 			return fail(err, errlen, -EBUSY,
 				    "%s: in use as swap by the kernel; swapoff it first", path);
+		if (!res.created && !opts->force && opts->state_path) {
+			r = check_orphans(fd, path, opts->state_path, err, errlen);
+			if (r < 0)
+				return r;
+		}
 		have = (uint64_t)st.st_size;
 		if (opts->size_bytes > have || res.created) {
 			r = grow_file(fd, PAGE_ALIGN_DOWN(opts->size_bytes));
@@ -190,11 +199,6 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 		}
 	}
 	size = opts->size_bytes ? MIN(opts->size_bytes, have) : have;
-	if (!res.created && !opts->force && opts->state_path) {
-		r = check_orphans(fd, path, opts->state_path, err, errlen);
-		if (r < 0)
-			return r;
-	}
 
 	r = swap_uuid_generate(res.uuid);
 	if (r < 0) {

@@ -114,6 +114,7 @@ static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply,
 			return -ETIMEDOUT;
 		if ((p[1].revents & POLLIN) && !(p[0].revents & POLLIN))
 			return -ESRCH;
+		memset(reply, 0, sizeof(*reply)); /* an older shim's reply is shorter */
 		n = proto_recv(c->agent_fd, reply, sizeof(*reply), NULL, &nr_fds);
 		if (n == 0)
 			return -ECONNRESET;

@@ -14,10 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -162,26 +159,32 @@ static pid_t state_writer(const char *path)
 	return pid > 0 ? pid : 0;
 }
 
+/* pid is a memextd that runs (a killed one not reaped yet is a zombie: it holds nothing). */
 static bool memextd_runs(pid_t pid)
 {
-	char path[64], comm[32] = "";
-	FILE *f;
-	bool r;
+	char path[64], buf[256];
+	const char *close_paren;
+	ssize_t n;
+	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return false;
-	r = fgets(comm, sizeof(comm), f) && strcmp(comm, "memextd\n") == 0;
-	fclose(f);
-	return r;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	close_paren = strrchr(buf, ')');
+	return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' &&
+	       close_paren[2] != 'X' && strstr(buf, " (memextd) ") == strchr(buf, ' ');
 }
 
-int swapstate_orphans(const char *path, unsigned fork_timeout_sec)
+int swapstate_orphans(const char *path)
 {
 	_cleanup_free_ struct swapstate_proc *v = NULL;
 	pid_t writer = state_writer(path);
-	struct stat st;
 	int n, orphans = 0;
 
 	if (writer && memextd_runs(writer))
@@ -189,13 +192,11 @@ int swapstate_orphans(const char *path, unsigned fork_timeout_sec)
 	n = swapstate_read(path, &v);
 	if (n == -ENOENT)
 		return 0;
-	if (n < 0 || stat(path, &st) < 0)
-		return n < 0 ? n : negative_errno();
-	for (int i = 0; i < n; i++) {
-		if (v[i].fork)
-			orphans += time(NULL) < st.st_mtime + (time_t)fork_timeout_sec;
-		else
-			orphans += proc_start_time(v[i].pid) == v[i].start_time;
-	}
+	if (n < 0)
+		return n;
+	/* A fork snapshot's child has no pid here, and waits until a memextd starts. */
+	for (int i = 0; i < n; i++)
+		orphans += v[i].fork ||
+			   (v[i].start_time && proc_start_time(v[i].pid) == v[i].start_time);
 	return orphans;
 }

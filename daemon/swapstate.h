@@ -49,7 +49,7 @@ uint64_t proc_start_time(pid_t pid);
  * For a tool about to overwrite a swap area: the processes path lists whose evicted pages may
  * be in a swap area that no memextd holds, because the memextd that wrote the file is not
  * running (a running one keeps its areas locked). Processes count while they live, fork
- * snapshots while the file is younger than fork_timeout_sec. Returns the number (0 without a
- * file), or -errno.
+ * snapshots always (their child waits for a memextd, which drops the line once it gave up on
+ * it). Returns the number (0 without a file), or -errno.
  */
-int swapstate_orphans(const char *path, unsigned fork_timeout_sec);
+int swapstate_orphans(const char *path);

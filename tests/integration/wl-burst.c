@@ -2,14 +2,16 @@
 /*
  * wl-burst SIZE THREADS
  *
- * More faults waiting at once than a fault thread takes in one go (memextd reads at most 256
- * before it answers them). THREADS threads each wait to touch one page, 64 pages apart so
- * that no fault-around or readahead of one answers another. A monitor process, run without
- * the shim so that nothing it does waits for memextd, stops memextd (SIGSTOP, its pid in
- * MEMEXT_WL_DAEMON_PID), releases the threads, waits until every thread whose page was evicted
- * waits in the kernel for its fault (/proc/PID/task/TID/wchan), then lets memextd go on
- * (SIGCONT). The fault threads' epoll sets are edge-triggered: all of these faults came with
- * one wake-up, so memextd must read on until the uffd is empty, or the last threads wait for
+ * Hundreds of faults and an event waiting at once. THREADS threads each wait to touch one
+ * page, 64 pages apart so that no fault-around or readahead of one answers another, and one
+ * more drops page 1 (MADV_DONTNEED: a REMOVE event, which the kernel queues behind the
+ * faults and which makes every answer fail with EAGAIN until it is read). A monitor process,
+ * run without the shim so that nothing it does waits for memextd, stops memextd (SIGSTOP,
+ * its pid in MEMEXT_WL_DAEMON_PID), releases the threads, waits until every thread whose page
+ * was evicted waits in the kernel for its fault and the event is queued
+ * (/proc/PID/task/TID/wchan), then lets memextd go on (SIGCONT). All of this came with one
+ * wake-up of memextd's edge-triggered epoll sets, and the event sits behind more faults than
+ * memextd once took in one read: it must read on until the uffd is empty, or threads wait for
  * ever (the harness's timeout fails the test). Every page is checked at the end.
  *
  *   wl-burst --monitor DAEMON_PID PID PAGE_ADDR... (internal)
@@ -24,7 +26,8 @@
 #include "wl-common.h"
 
 #define SPACING 64          /* pages between two threads' pages: beyond fault-around and readahead */
-#define MEMEXTD_READ_MAX 256 /* faults a fault thread reads before it answers (PENDING_MAX) */
+#define MEMEXTD_READ_MAX 256 /* faults a fault thread once read at most before answering */
+#define REMOVED_PAGE 1       /* dropped by the remover thread */
 #define MONITOR_NOT_ENOUGH 3 /* the monitor's exit status: too few pages were evicted */
 
 extern char **environ;
@@ -68,10 +71,27 @@ static void *touch_thread(void *arg)
 	return NULL;
 }
 
+/* Drops REMOVED_PAGE once released: a REMOVE event queued behind the faults. */
+static void *remove_thread(void *arg)
+{
+	char go;
+
+	(void)arg;
+	stack_touch();
+	if (read(release_fd, &go, 1) != 1)
+		wl_die("read release pipe: %m");
+	if (madvise(region + REMOVED_PAGE * WL_PAGE_SIZE, WL_PAGE_SIZE, MADV_DONTNEED) < 0)
+		wl_die("madvise: %m");
+	__atomic_fetch_add(&touched, 1, __ATOMIC_RELEASE);
+	if (read(done_fd, &go, 1) != 1)
+		wl_die("read done pipe: %m");
+	return NULL;
+}
+
 /* --- the monitor: an ordinary process, not under the shim ------------------------------- */
 
-/* Threads of pid blocked in a userfaultfd fault. */
-static unsigned threads_in_uffd(pid_t pid)
+/* Threads of pid whose wait channel starts with wchan. */
+static unsigned threads_in(pid_t pid, const char *wait_channel)
 {
 	char path[300];
 	DIR *d;
@@ -93,7 +113,7 @@ static unsigned threads_in_uffd(pid_t pid)
 			continue;
 		len = read(fd, wchan, sizeof(wchan) - 1);
 		close(fd);
-		if (len > 0 && strncmp(wchan, "handle_userfault", 16) == 0)
+		if (len > 0 && strncmp(wchan, wait_channel, strlen(wait_channel)) == 0)
 			n++;
 	}
 	closedir(d);
@@ -123,7 +143,7 @@ static unsigned pages_not_present(pid_t pid, char **addrs, unsigned n)
 
 static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigned n)
 {
-	unsigned evicted, waiting = 0;
+	unsigned evicted, waiting = 0, event = 0;
 	double deadline = wl_now() + 20;
 	int status = 0;
 
@@ -131,15 +151,17 @@ static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigne
 		wl_die("SIGSTOP memextd %d: %m", (int)daemon);
 	/* Nothing brings a page back while memextd is stopped: each of these threads waits. */
 	evicted = pages_not_present(pid, addrs, n);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n + 1; i++) /* and the remover */
 		if (write(release_w, "g", 1) != 1)
 			wl_die("write release pipe: %m");
-	while ((waiting = threads_in_uffd(pid)) < evicted && wl_now() < deadline)
+	while (((waiting = threads_in(pid, "handle_userfault")) < evicted ||
+		(event = threads_in(pid, "userfaultfd_event")) < 1) &&
+	       wl_now() < deadline)
 		usleep(10000);
-	wl_log("monitor: %u of %u threads waiting on their fault (%u pages evicted) with memextd "
-	       "stopped", waiting, n, evicted);
-	if (waiting <= MEMEXTD_READ_MAX) {
-		wl_log("monitor: the test needs more than %d faults waiting at once",
+	wl_log("monitor: %u of %u threads waiting on their fault (%u pages evicted), %u on an "
+	       "event, with memextd stopped", waiting, n, evicted, event);
+	if (waiting <= MEMEXTD_READ_MAX || event < 1) {
+		wl_log("monitor: the test needs more than %d faults and an event waiting at once",
 		       MEMEXTD_READ_MAX);
 		status = MONITOR_NOT_ENOUGH;
 	}
@@ -198,7 +220,7 @@ int main(int argc, char **argv)
 	nr_threads = (unsigned)wl_parse_u64(argv[2]);
 	if (!nr_threads || thread_page(nr_threads - 1) >= nr_pages)
 		wl_die("SIZE holds fewer than THREADS pages %d apart", SPACING);
-	tid = calloc(nr_threads, sizeof(*tid));
+	tid = calloc(nr_threads + 1, sizeof(*tid));
 	if (!tid || pipe(pipefd) < 0 || pipe(donefd) < 0)
 		wl_die("calloc or pipe: %m");
 	release_fd = pipefd[0];
@@ -216,23 +238,28 @@ int main(int argc, char **argv)
 	for (unsigned t = 0; t < nr_threads; t++)
 		if ((errno = pthread_create(&tid[t], NULL, touch_thread, (void *)(uintptr_t)t)))
 			wl_die("pthread_create: %m");
+	if ((errno = pthread_create(&tid[nr_threads], NULL, remove_thread, NULL)))
+		wl_die("pthread_create: %m");
 	mon = start_monitor("/proc/self/exe", daemon, pipefd[1], nr_threads);
 	if (waitpid(mon, &status, 0) < 0)
 		wl_die("waitpid monitor: %m");
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		wl_die("the monitor failed (status %#x)", status);
 	/* A fault memextd never read leaves its thread waiting here for ever. */
-	while (__atomic_load_n(&touched, __ATOMIC_ACQUIRE) < nr_threads)
+	while (__atomic_load_n(&touched, __ATOMIC_ACQUIRE) < nr_threads + 1)
 		usleep(1000);
-	for (unsigned t = 0; t < nr_threads; t++)
+	for (unsigned t = 0; t < nr_threads + 1; t++)
 		if (write(donefd[1], "d", 1) != 1)
 			wl_die("write done pipe: %m");
-	for (unsigned t = 0; t < nr_threads; t++)
+	for (unsigned t = 0; t < nr_threads + 1; t++)
 		pthread_join(tid[t], NULL);
 
 	wl_phase("verify");
 	for (size_t p = 0; p < nr_pages; p++)
-		wl_page_check("final", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
+		if (p == REMOVED_PAGE)
+			wl_zero_check("dropped", region + p * WL_PAGE_SIZE, p);
+		else
+			wl_page_check("final", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
 	wl_log("all %zu pages verified after a burst of %u faults", nr_pages, nr_threads);
 	return 0;
 }

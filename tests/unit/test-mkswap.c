@@ -8,6 +8,7 @@
  */
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/swap.h>
 #include <sys/wait.h>
 
@@ -372,9 +373,28 @@ static void test_state_file(void)
 		    me + 1, (int)gone);
 	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), 0);
 
-	/* A fork snapshot waits for its child (which has no pid yet) while the file is young. */
+	/* A fork snapshot's child (no pid here) waits for a memextd, the parent gone or not. */
 	write_state("memextd %d\nfork %d 7\n", (int)gone, (int)gone);
 	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), -EBUSY);
+	/* A memextd killed but not reaped yet (a zombie) holds nothing. */
+	{
+		pid_t zombie = fork();
+		siginfo_t info;
+
+		if (zombie == 0) {
+			prctl(PR_SET_NAME, "memextd");
+			_exit(0);
+		}
+		CHECK(zombie > 0);
+		/* Wait until it has exited, leaving it unreaped. */
+		CHECK(waitid(P_PID, (id_t)zombie, &info, WEXITED | WNOWAIT) == 0);
+		write_state("memextd %d\nproc %d %llu\n", (int)zombie, (int)getpid(), me);
+		CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), -EBUSY);
+		CHECK(waitpid(zombie, NULL, 0) == zombie);
+	}
+	/* A line without a start time names nobody. */
+	write_state("memextd %d\nproc %d 0\n", (int)gone, (int)gone);
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), 0);
 
 	/* A file that is no swap area holds nobody's pages: formatted. */
 	make_sparse(path_in("plain"), 16 * MiB);
