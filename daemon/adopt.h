@@ -98,5 +98,3 @@ void adopt_swap_exit(void);
  * swap areas once every process held for is back or gone. Main thread, now and then. */
 void adopt_reap(void);
 
-/* Start time of pid (/proc/PID/stat field 22), or 0 when it is gone. */
-uint64_t proc_start_time(pid_t pid);

@@ -71,6 +71,8 @@ struct client {
 	unsigned nr_exclude;
 
 	pthread_rwlock_t resolve_lock;
+	/* A fault thread is draining the uffd: the others leave it alone (fault.c). */
+	_Atomic bool fault_owned;
 	pthread_mutex_t lock;
 	pthread_cond_t batch_done;
 

@@ -112,8 +112,9 @@ const struct config_key config_table[] = {
 		.flags = CONFIG_RESTART,
 		.offset = G(fault_threads),
 		.doc = "Threads that resolve page faults. 0 starts one per online CPU, each pinned "
-		       "to its CPU, so that a fault is answered on the CPU that took it: waking a "
-		       "thread on another CPU costs tens of microseconds.",
+		       "to its CPU, so that a fault is usually answered on the CPU that took it: "
+		       "waking a thread on another CPU costs tens of microseconds. One thread at a "
+		       "time serves a given process; the others serve other processes meanwhile.",
 	},
 	{
 		.section = "daemon",

@@ -24,7 +24,6 @@
 
 #define READ_BATCH 32      /* uffd messages per read() */
 #define RA_MAX_PAGES FAULT_RA_MAX_PAGES
-#define PENDING_MAX 256    /* faults a thread holds between reading and answering */
 
 struct fault_thread {
 	struct manager *m;
@@ -36,11 +35,39 @@ struct fault_thread {
 	void *page_buf;
 };
 
-/* Faults read but not answered yet. */
+/*
+ * Faults read but not answered yet. It grows with what the uffd holds: a reader that stopped
+ * because it was full could not reach an event queued behind the faults, and while an event
+ * is unread every answer fails with EAGAIN.
+ */
 struct pending {
-	struct fault_req req[PENDING_MAX];
-	unsigned nr;
+	struct fault_req *req;
+	unsigned nr, cap;
 };
+
+/* Room for n more. False only when out of memory. */
+static bool pending_reserve(struct pending *p, unsigned n)
+{
+	unsigned cap = p->cap ? p->cap : READ_BATCH * 4;
+	struct fault_req *v;
+
+	if (p->nr + n <= p->cap)
+		return true;
+	while (cap < p->nr + n)
+		cap *= 2;
+	v = realloc(p->req, cap * sizeof(*v));
+	if (!v)
+		return false;
+	p->req = v;
+	p->cap = cap;
+	return true;
+}
+
+static void pending_free(struct pending *p)
+{
+	free(p->req);
+	*p = (struct pending){0};
+}
 
 static int uffd_zeropage(int uffd, uint64_t start, uint64_t len, uint64_t *ret_done)
 {
@@ -242,9 +269,10 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 
 /*
  * Reads what the uffd holds: applies events at once, appends faults to p. Takes the resolve
- * lock exclusively (see client.h). Returns the number of messages read, or -errno.
+ * lock exclusively (see client.h). Returns the number of messages read, or -errno; *ret_full
+ * (if given) says whether it stopped before the uffd was empty (out of memory for p).
  */
-static int read_uffd(struct client *c, struct pending *p)
+static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 {
 	struct uffd_msg local[READ_BATCH];
 	/* Read into the client's pmem journal: a message read is gone from the kernel, so
@@ -254,8 +282,15 @@ static int read_uffd(struct client *c, struct pending *p)
 	int total = 0;
 
 	static_assert(READ_BATCH == CLIENT_JOURNAL_MSGS, "one read fills the journal");
+	if (ret_full)
+		*ret_full = false;
 	client_resolve_wrlock(c);
-	while (p->nr + READ_BATCH <= PENDING_MAX) {
+	for (;;) {
+		if (!pending_reserve(p, READ_BATCH)) {
+			if (ret_full)
+				*ret_full = true;
+			break;
+		}
 		ssize_t n = read(c->uffd, msgs, READ_BATCH * sizeof(*msgs));
 
 		if (n < 0) {
@@ -285,6 +320,11 @@ static int read_uffd(struct client *c, struct pending *p)
 	return total;
 }
 
+static int read_uffd(struct client *c, struct pending *p)
+{
+	return read_uffd_full(c, p, NULL);
+}
+
 /*
  * Whether a fault that would add a resident page must wait for reclaim (lock held): less than
  * watermark-min of the budget is free, as the kernel's direct reclaim. Never while reclaim
@@ -300,11 +340,26 @@ static bool should_throttle(struct client *c)
 	return c->budget_pages && c->nr_present >= client_wmark_pages(c, c->m->cfg.wmark_min_pct);
 }
 
+/* Forgets the claim of map_zero() on [from, to) but keep (lock held). */
+static void unclaim_zero_run(struct client *c, uint64_t from, uint64_t to, uint64_t keep)
+{
+	for (uint64_t v = from; v < to; v++) {
+		pte_t *pte = pagetable_lookup(c->pt, v);
+
+		if (v != keep && pte && pte_type(*pte) == PTE_PRESENT) {
+			lru_del(&c->lru, *pte);
+			*pte = 0;
+			c->nr_present--;
+		}
+	}
+}
+
 /* Maps zero pages over the faulting page and its never-evicted neighbours (lock held on entry,
  * dropped for the ioctl). Returns 0 or -EAGAIN. */
 static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 {
-	uint64_t lo = vpn, hi = vpn + 1, base = vpn & ~(uint64_t)(window - 1), done = 0;
+	uint64_t lo = vpn, hi = vpn + 1, base = vpn & ~(uint64_t)(window - 1);
+	uint64_t done = 0, lo_mapped;
 	pte_t *pte;
 	int r;
 
@@ -345,27 +400,25 @@ static int map_zero(struct client *c, uint64_t vpn, unsigned window)
 	r = uffd_zeropage(c->uffd, lo * PAGE_SIZE, (hi - lo) * PAGE_SIZE, &done);
 	if (r == 0)
 		return 0;
-	if (r == -EEXIST || (r == -ENOENT && hi - lo > 1)) {
-		/* Some neighbour got mapped meanwhile, or the run crossed two mappings: the
-		 * faulting page alone. EEXIST: it is there, wake the thread. */
+	/*
+	 * The run stopped short: a neighbour got mapped meanwhile (EEXIST, or EAGAIN after some
+	 * pages), the run crossed two mappings (ENOENT: a registered range may span a stack and
+	 * its guard page, or an arena and its reservation), events are pending (EAGAIN) or the
+	 * range is gone (ENOENT, ESRCH). The pages it mapped stay claimed; the faulting page is
+	 * tried alone (EEXIST: it is there, wake the thread); the rest is unclaimed.
+	 */
+	lo_mapped = lo + done / PAGE_SIZE;
+	if (vpn >= lo_mapped) {
 		r = uffd_zeropage(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE, &done);
 		if (r == -EEXIST) {
 			uffd_wake(c->uffd, vpn * PAGE_SIZE, PAGE_SIZE);
 			r = 0;
 		}
-		if (r == 0)
-			return 0;
+	} else {
+		r = 0;
 	}
-	/* EAGAIN (events pending) or the range is gone (ENOENT, ESRCH): undo the claim. */
 	pthread_mutex_lock(&c->lock);
-	for (uint64_t v = lo; v < hi; v++) {
-		pte = pagetable_lookup(c->pt, v);
-		if (pte && pte_type(*pte) == PTE_PRESENT) {
-			lru_del(&c->lru, *pte);
-			*pte = 0;
-			c->nr_present--;
-		}
-	}
+	unclaim_zero_run(c, lo_mapped, hi, r == 0 ? vpn : UINT64_MAX);
 	pthread_mutex_unlock(&c->lock);
 	return r == -EAGAIN ? -EAGAIN : 0;
 }
@@ -505,8 +558,9 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 	case PTE_MOVING:
 		if (is_agent) {
 			/* The agent's MADV_POPULATE_WRITE on a page it is about to move (to make
-			 * it exclusive after a fork): no data is written, the batch's copy of a
-			 * clean page stays valid, and the agent must not wait for its own batch. */
+			 * it exclusive after a fork): it must not wait for its own batch. The
+			 * agent lifts the protection itself first (make_exclusive in the shim),
+			 * so this is a shim that did not, and it reports the page written. */
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
@@ -973,28 +1027,22 @@ static void resolve_pending(struct client *c, struct pending *p, void *buf, bool
 void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, void *buf,
 		   bool from_reclaim)
 {
-	struct pending *p = malloc(sizeof(*p));
+	struct pending p = {0};
 
-	if (!p) {
+	if (!pending_reserve(&p, n)) {
 		log_error("out of memory answering %u parked faults of client %d", n, c->pid);
 		return;
 	}
-	while (n > 0) {
-		unsigned k = MIN(n, (unsigned)PENDING_MAX / 2);
-
-		memcpy(p->req, reqs, k * sizeof(*reqs));
-		p->nr = k;
-		resolve_pending(c, p, buf, from_reclaim);
-		reqs += k;
-		n -= k;
-	}
-	free(p);
+	memcpy(p.req, reqs, n * sizeof(*reqs));
+	p.nr = n;
+	resolve_pending(c, &p, buf, from_reclaim);
+	pending_free(&p);
 }
 
 int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 {
 	for (;;) {
-		struct pending p;
+		struct pending p = {0};
 		pte_t *pte;
 		int r = 0;
 
@@ -1008,20 +1056,35 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r != -EAGAIN)
 			return r;
-		p.nr = 0;
 		if (read_uffd(c, &p) == 0)
 			sched_yield();
 		resolve_pending(c, &p, buf, true);
+		pending_free(&p);
 	}
 }
 
+/*
+ * Every fault thread has every uffd in its epoll set, edge-triggered, so every fault wakes
+ * them all: the one on the CPU that faulted usually runs first. One thread at a time drains a
+ * client; a thread that finds it taken goes back to sleep instead of waiting for the lock
+ * (which cost a wake-up of the other CPU per fault, and the time it spun). Nothing is
+ * stranded: the wake-up that found the client taken is in the owner's epoll set as well, so
+ * the owner reads again after it lets go.
+ */
 static void process_client(struct fault_thread *t, struct client *c, struct pending *p)
 {
-	int r = read_uffd(c, p);
+	bool full;
 
-	if (r < 0 && r != -EAGAIN)
-		log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
-	resolve_pending(c, p, t->page_buf, false);
+	if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
+		return;
+	do {
+		int r = read_uffd_full(c, p, &full);
+
+		if (r < 0 && r != -EAGAIN)
+			log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
+		resolve_pending(c, p, t->page_buf, false);
+	} while (full); /* out of memory for p: edge-triggered, so read on until it is empty */
+	atomic_store_explicit(&c->fault_owned, false, memory_order_release);
 }
 
 static void pin_to_cpu(unsigned cpu)
@@ -1036,13 +1099,13 @@ static void pin_to_cpu(unsigned cpu)
 static void *fault_thread_main(void *arg)
 {
 	struct fault_thread *t = arg;
-	struct pending *p = malloc(sizeof(*p));
+	struct pending *p = calloc(1, sizeof(*p));
 
-	if (!p) {
+	if (!p || !pending_reserve(p, READ_BATCH)) {
 		log_error("fault thread %u: out of memory", t->cpu);
+		free(p);
 		return NULL;
 	}
-	p->nr = 0;
 	pin_to_cpu(t->cpu);
 	{
 		char name[16];
@@ -1074,6 +1137,7 @@ static void *fault_thread_main(void *arg)
 		if (atomic_load(&t->m->stopping))
 			break;
 	}
+	pending_free(p);
 	free(p);
 	return NULL;
 }
@@ -1159,7 +1223,7 @@ void fault_threads_stop(struct manager *m)
 int fault_threads_add_client(struct manager *m, struct client *c)
 {
 	for (unsigned i = 0; i < m->nr_fault_threads; i++) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
 
 		if (epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_ADD, c->uffd, &ev) < 0) {
 			int r = -errno;

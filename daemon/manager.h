@@ -67,6 +67,8 @@ struct manager_totals {
 	_Atomic uint64_t forks_shared;  /* forks whose child shared the evicted pages */
 	_Atomic uint64_t forks_drained; /* forks that brought every page back first */
 	_Atomic uint64_t fork_pages_shared; /* evicted pages handed to fork children */
+	_Atomic uint64_t fork_pages_unshared; /* resident pages the agent made exclusive again
+					       * (shared with a fork child) to evict them */
 };
 
 struct manager {

@@ -47,7 +47,17 @@ int maps_parse_line(const char *line, struct maps_entry *ret)
 
 bool maps_entry_eligible(const struct maps_entry *e)
 {
-	if (!e->writable || !e->readable || e->shared || e->inode != 0)
+	bool reserved = !e->readable && !e->writable && !e->executable;
+
+	if (e->shared || e->inode != 0)
+		return false;
+	/*
+	 * Readable and writable, or a reservation with no access at all: glibc reserves each
+	 * malloc arena (64 MiB) so and grows it with mprotect, which splits the mapping and keeps
+	 * its registration: the memory it makes writable is ours from its first fault, instead
+	 * of from the next rescan (10 ms at full speed past the budget).
+	 */
+	if (!reserved && !(e->readable && e->writable))
 		return false;
 	if (e->name[0] == 0 || strcmp(e->name, "[heap]") == 0)
 		return true;

@@ -23,8 +23,9 @@ struct maps_entry {
 /* Parses one line of /proc/PID/maps. Returns 0 or -EINVAL. */
 int maps_parse_line(const char *line, struct maps_entry *ret);
 
-/* True for mappings memext may register: private, writable, anonymous (or [heap] and named
- * anonymous memory), and not the main stack or a special mapping. */
+/* True for mappings memext may register: private anonymous memory (or [heap] and named
+ * anonymous memory), readable and writable or reserved with no access at all (maps.c), and not
+ * a special mapping. The main stack is left out by the caller. */
 bool maps_entry_eligible(const struct maps_entry *e);
 
 /* Calls fn for every eligible mapping of pid, in address order. Returns 0, fn's non-zero

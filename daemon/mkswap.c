@@ -20,6 +20,7 @@
 
 #include "macro.h"
 #include "size.h"
+#include "swapstate.h"
 
 /*
  * Old signatures to wipe: most sit in the first MiB (btrfs at 64 KiB, iso9660 at 32 KiB, LUKS,
@@ -86,6 +87,36 @@ static int grow_file(int fd, uint64_t size)
 	return negative_errno();
 }
 
+/*
+ * Refuses to overwrite a swap area that may hold the pages of processes whose memextd died and
+ * has not started again: their page tables (in the dead daemon's pmem) name its slots, and the
+ * next memextd adopts them from there (docs/ARCHITECTURE.md, "Surviving a daemon crash").
+ */
+static int check_orphans(int fd, const char *path, const char *state_path, char *err,
+			 size_t errlen)
+{
+	char page[PAGE_SIZE];
+	int n;
+
+	if (pread(fd, page, sizeof(page), 0) != (ssize_t)sizeof(page) ||
+	    memcmp(page + PAGE_SIZE - 10, "SWAPSPACE2", 10) != 0)
+		return 0; /* not a swap area: no page of anyone's is in it */
+	n = swapstate_orphans(state_path);
+	if (n < 0)
+		return fail(err, errlen, n,
+			    "%s: cannot read %s (%s), which says whether processes still have "
+			    "pages in swap areas; not formatting it (--force to format anyway)",
+			    path, state_path, strerror(-n));
+	if (n > 0)
+		return fail(err, errlen, -EBUSY,
+			    "%s: %d process(es) listed in %s may have pages in this swap area, "
+			    "and the memextd that wrote it is not running (it died and has not "
+			    "started again?); not formatting it: start memextd to take them back, "
+			    "or use --force to lose them",
+			    path, n, state_path);
+	return 0;
+}
+
 int mkswap_format(const char *path, const struct mkswap_options *opts, struct mkswap_result *ret,
 		  char *err, size_t errlen)
 {
@@ -138,6 +169,11 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 				    "%s: --size %" PRIu64 " is larger than the device (%" PRIu64
 				    " bytes)",
 				    path, opts->size_bytes, have);
+		if (!opts->force && opts->state_path) {
+			r = check_orphans(fd, path, opts->state_path, err, errlen);
+			if (r < 0)
+				return r;
+		}
 	} else {
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0)
 			return fail(err, errlen, -EBUSY,
@@ -146,6 +182,11 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 		if (pwrite(fd, "", 0, 0) < 0 && errno == ETXTBSY)
 			return fail(err, errlen, -EBUSY,
 				    "%s: in use as swap by the kernel; swapoff it first", path);
+		if (!res.created && !opts->force && opts->state_path) {
+			r = check_orphans(fd, path, opts->state_path, err, errlen);
+			if (r < 0)
+				return r;
+		}
 		have = (uint64_t)st.st_size;
 		if (opts->size_bytes > have || res.created) {
 			r = grow_file(fd, PAGE_ALIGN_DOWN(opts->size_bytes));
@@ -225,8 +266,12 @@ static void usage(FILE *f, const char *name)
 		"                      default: the whole file or device\n"
 		"  -L, --label LABEL   volume label, at most %d bytes\n"
 		"  -U, --uuid UUID     UUID, or \"random\" (the default) or \"clear\"\n"
+		"      --state FILE    memextd's swap state file (default %s): an existing\n"
+		"                      swap area is not formatted while it lists processes\n"
+		"                      whose pages may be in it and no memextd runs\n"
+		"  -f, --force         format even so (their evicted pages are lost)\n"
 		"  -h, --help          this text\n",
-		name, SWAP_LABEL_MAX);
+		name, SWAP_LABEL_MAX, MKSWAP_DEFAULT_STATE);
 }
 
 int mkswap_main(int argc, char **argv)
@@ -235,11 +280,13 @@ int mkswap_main(int argc, char **argv)
 		{"size", required_argument, NULL, 's'},
 		{"label", required_argument, NULL, 'L'},
 		{"uuid", required_argument, NULL, 'U'},
+		{"state", required_argument, NULL, 'S'},
+		{"force", no_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	const char *name = argc > 0 ? argv[0] : "mkswap";
-	struct mkswap_options opts = {0};
+	struct mkswap_options opts = {.state_path = MKSWAP_DEFAULT_STATE};
 	struct mkswap_result res = {0};
 	unsigned char uuid[SWAP_UUID_LEN];
 	char err[512], ubuf[37], sbuf[32];
@@ -247,8 +294,14 @@ int mkswap_main(int argc, char **argv)
 
 	/* memextctl may have run getopt already: 0 makes glibc start over. */
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "s:L:U:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:L:U:fh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'S':
+			opts.state_path = optarg;
+			break;
+		case 'f':
+			opts.force = true;
+			break;
 		case 's':
 			r = parse_size(optarg, &opts.size_bytes);
 			if (r < 0 || !opts.size_bytes) {

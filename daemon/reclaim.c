@@ -32,6 +32,7 @@ struct batch {
 	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
 	uint64_t locked[MEMEXT_STAGING_PAGES / 64]; /* moved into the mlocked half of staging */
 	uint64_t clean[MEMEXT_STAGING_PAGES / 64];  /* handle[i] is its kept copy: no compression */
+	uint64_t written[MEMEXT_STAGING_PAGES / 64]; /* the agent lifted its write protection */
 	uint64_t saved[MEMEXT_STAGING_PAGES / 64];
 	uint64_t workingset[MEMEXT_STAGING_PAGES / 64]; /* PTE_WORKINGSET: goes into the shadow */
 	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
@@ -113,6 +114,7 @@ static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply,
 			return -ETIMEDOUT;
 		if ((p[1].revents & POLLIN) && !(p[0].revents & POLLIN))
 			return -ESRCH;
+		memset(reply, 0, sizeof(*reply)); /* an older shim's reply is shorter */
 		n = proto_recv(c->agent_fd, reply, sizeof(*reply), NULL, &nr_fds);
 		if (n == 0)
 			return -ECONNRESET;
@@ -184,8 +186,10 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 	if (r < 0)
 		return r;
 	memcpy(ret_moved, reply.moved, sizeof(reply.moved));
-	if (!back)
+	if (!back) {
 		memcpy(b->locked, reply.locked, sizeof(reply.locked));
+		memcpy(b->written, reply.written, sizeof(reply.written));
+	}
 	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
 		if (test_bit(ret_moved, i) && (i >= b->nr || !test_bit(mask, i)))
 			return -EBADMSG; /* the agent claims a page we did not ask for */
@@ -237,6 +241,30 @@ static void read_staging(struct client *c, struct batch *b)
 				set_bit(b->saved, k); /* read; store_save may still refuse */
 		i = j;
 	}
+}
+
+/*
+ * Pages the agent had to make exclusive (shared with a fork child) are writable now, moved or
+ * not: their kept copies may be stale. They are read from staging and compressed like any
+ * dirty page, or stay resident untracked.
+ */
+static void forget_written_copies(struct client *c, struct batch *b)
+{
+	uint64_t unshared = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < b->nr; i++) {
+		if (!test_bit(b->written, i))
+			continue;
+		unshared++;
+		if (test_bit(b->clean, i)) {
+			b->clean[i / 64] &= ~(1ULL << (i % 64));
+			store_drop(c->m->store, b->handle[i]);
+			c->nr_cached--;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add(&c->m->totals.fork_pages_unshared, unshared);
 }
 
 /* Lands the batch in the page table: lock held. */
@@ -389,6 +417,7 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 		resolve_parked(rc, c);
 		return r;
 	}
+	forget_written_copies(c, b);
 	/* Clean pages need neither reading nor compressing: their copy is kept. */
 	for (unsigned i = 0; i < b->nr; i++)
 		if (test_bit(b->moved, i) && test_bit(b->clean, i))

@@ -183,6 +183,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
 		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
 		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
+		",\"fork_pages_unshared\":%" PRIu64
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
 		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
@@ -196,7 +197,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.workingset_activate),
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.forks_drained),
-		atomic_load(&m->totals.fork_pages_shared), atomic_load(&m->totals.adopt_swap_pages),
+		atomic_load(&m->totals.fork_pages_shared),
+		atomic_load(&m->totals.fork_pages_unshared), atomic_load(&m->totals.adopt_swap_pages),
 		atomic_load(&m->totals.adopt_poisoned), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
@@ -319,9 +321,9 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.clients_seen));
 	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
-		   " brought every page back first\n",
+		   " brought every page back first; %" PRIu64 " resident pages unshared to evict\n",
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
-		atomic_load(&m->totals.forks_drained));
+		atomic_load(&m->totals.forks_drained), atomic_load(&m->totals.fork_pages_unshared));
 	if (atomic_load(&m->totals.adopt_swap_pages) || atomic_load(&m->totals.adopt_poisoned))
 		fprintf(f,
 			"adopted after a crash: %" PRIu64 " pages in place in swap areas, %" PRIu64
@@ -459,6 +461,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_forks_drained_total", "counter",
 		   "Forks that brought every evicted page back first.",
 		   atomic_load(&m->totals.forks_drained));
+	prom_value(f, "memext_fork_pages_unshared_total", "counter",
+		   "Resident pages shared with a fork child that were made exclusive to evict them.",
+		   atomic_load(&m->totals.fork_pages_unshared));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

@@ -19,6 +19,31 @@
 
 #include "macro.h"
 
+uint64_t proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long t = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* comm may hold spaces and parentheses: fields are counted after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+				"%*d %*d %*d %llu",
+			 &t) != 1)
+		return 0;
+	return t;
+}
+
 static bool listed(const struct swapstate_proc *v, size_t n, const struct swapstate_proc *p)
 {
 	for (size_t i = 0; i < n; i++)
@@ -118,4 +143,60 @@ int swapstate_append(const char *path, const struct swapstate_proc *p)
 	if (write(fd, line, (size_t)len) != len)
 		return -EIO;
 	return 0;
+}
+
+/* The pid on the "memextd PID" line that starts a rewritten file, or 0. */
+static pid_t state_writer(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	int pid = 0;
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "memextd %d", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	return pid > 0 ? pid : 0;
+}
+
+/* pid is a memextd that runs (a killed one not reaped yet is a zombie: it holds nothing). */
+static bool memextd_runs(pid_t pid)
+{
+	char path[64], buf[256];
+	const char *close_paren;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	close_paren = strrchr(buf, ')');
+	return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' &&
+	       close_paren[2] != 'X' && strstr(buf, " (memextd) ") == strchr(buf, ' ');
+}
+
+int swapstate_orphans(const char *path)
+{
+	_cleanup_free_ struct swapstate_proc *v = NULL;
+	pid_t writer = state_writer(path);
+	int n, orphans = 0;
+
+	if (writer && memextd_runs(writer))
+		return 0;
+	n = swapstate_read(path, &v);
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return n;
+	/* A fork snapshot's child has no pid here, and waits until a memextd starts. */
+	for (int i = 0; i < n; i++)
+		orphans += v[i].fork ||
+			   (v[i].start_time && proc_start_time(v[i].pid) == v[i].start_time);
+	return orphans;
 }

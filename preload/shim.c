@@ -185,6 +185,35 @@ static void set_moved(struct msg_agent_move_done *reply, uint64_t staging_addr)
 		reply->moved[slot / 64] |= 1ULL << (slot % 64);
 }
 
+/* The page bound for staging_addr (in the unlocked half) is no longer write-protected. */
+static void set_written(struct msg_agent_move_done *reply, uint64_t staging_addr)
+{
+	uint64_t slot = (staging_addr - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE;
+
+	if (slot < MEMEXT_STAGING_PAGES)
+		reply->written[slot / 64] |= 1ULL << (slot % 64);
+}
+
+/*
+ * Makes a page shared with a fork child exclusive again, content unchanged: a write fault
+ * without a write (MADV_POPULATE_WRITE). A page brought back clean is write-protected, and that
+ * write fault would wait for the daemon: if it died meanwhile, the agent would wait for ever
+ * and never reconnect. So the agent lifts the protection itself first, through the uffd it
+ * holds, and says so in its reply, moved or not: the application may write the page from then
+ * on. Fails on a mapping that is not writable, without a signal.
+ */
+static int make_exclusive(uint64_t addr)
+{
+	struct uffdio_writeprotect wp = {.range = {.start = addr, .len = PAGE_SIZE}, .mode = 0};
+
+	/* An event pending (EAGAIN): the page stays this time. Any other error means the range
+	 * is not write-protected at all (registered without WP): nothing to lift. */
+	if (ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) < 0 &&
+	    errno == EAGAIN)
+		return -1;
+	return madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
+}
+
 /*
  * Moves one contiguous run; returns bytes moved from its start, and the error that stopped it.
  * Into staging through staging_uffd, back into the application through the main uffd: a
@@ -228,14 +257,10 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
 		}
 		if (err == EBUSY && moved == 0 && !back) {
-			/*
-			 * Still shared with a fork child (or the child has exited and the page was
-			 * not written since): the kernel moves only pages exclusive to us. A write
-			 * fault without a write (MADV_POPULATE_WRITE) makes it ours again, content
-			 * unchanged; on a mapping that is not writable it fails, no signal.
-			 */
-			if (madvise((void *)(uintptr_t)(r->src + done), PAGE_SIZE,
-				    MADV_POPULATE_WRITE) == 0)
+			/* Still shared with a fork child (or the child has exited and the page was
+			 * not written since): the kernel moves only pages exclusive to us. */
+			set_written(reply, r->dst + done);
+			if (make_exclusive(r->src + done) == 0)
 				moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
 		}
 		if (err == EINVAL && moved == 0 && !back && (S.flags & HELLO_IGNORE_MLOCK)) {

@@ -155,6 +155,11 @@ struct msg_agent_move_done {
 	uint64_t locked[MEMEXT_STAGING_PAGES / 64];
 	uint32_t nr_failed; /* pages the kernel refused to move */
 	int32_t first_err;  /* -errno of the first refusal, 0 if none */
+	/* Bit i set, moved or not: the agent lifted the write protection of page i to make it
+	 * exclusive (shared with a fork child) for the move, so the application may write it
+	 * without a fault from then on: a copy kept of it no longer holds its content. Last, and
+	 * absent from the replies of a shim from before it (proto_check), read as zeroes. */
+	uint64_t written[MEMEXT_STAGING_PAGES / 64];
 };
 
 struct msg_agent_free {

@@ -31,6 +31,7 @@ NP_REPS=3 # runs of each no-pressure workload; the report shows the median by wa
 PERF=0
 PERF_WL=rand-read # the workload whose first memext run --perf profiles
 QUICK=0
+DAEMON_ARGS= # extra memextd options (--daemon-args), e.g. to compare settings
 ZIPF_WARMUP=4 # zipf warms up (touches per page of the footprint) until its refaults are steady
 NICE=-20 # the benchmark's processes (and their autogroup) take their CPU even on a shared machine
 TIMEOUT=300 # seconds one workload may take before it counts as a hang
@@ -54,6 +55,7 @@ usage() {
 	  --perf             profile memextd during the first memext rand-read run:
 	                     raw/memextd.perf-{sym,dso,stat}.txt
 	  --perf-workload W  profile the first memext run of W instead (implies --perf)
+	  --daemon-args ARGS extra options for every memextd started (e.g. "--fault-threads 1")
 	  --quick            a quarter of the touches, no final check of every page
 	  --zipf-warmup N    zipf warms up with N touches per page of the footprint before it
 	                     is measured (default $ZIPF_WARMUP), under every configuration
@@ -76,6 +78,7 @@ while [ $# -gt 0 ]; do
 	--perf) PERF=1; shift ;;
 	--perf-workload) PERF=1; PERF_WL=$2; shift 2 ;;
 	--quick) QUICK=1; shift ;;
+	--daemon-args) DAEMON_ARGS=$2; shift 2 ;;
 	--zipf-warmup) ZIPF_WARMUP=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -193,7 +196,7 @@ stop_daemon() {
 start_daemon() { # $1: log file
 	local d=$TMPD/daemon
 	rm -rf "$d" && mkdir -p "$d"
-	nice -n "$NICE" "$MEMEXTD" --socket "$d/memextd.sock" --stats-socket "$d/stats.sock" >"$1" 2>&1 &
+	nice -n "$NICE" "$MEMEXTD" --socket "$d/memextd.sock" --stats-socket "$d/stats.sock" $DAEMON_ARGS >"$1" 2>&1 &
 	DPID=$!
 	for _ in $(seq 100); do [ -S "$d/stats.sock" ] && [ -S "$d/memextd.sock" ] && return 0; sleep 0.05; done
 	die "memextd did not come up: $(cat "$1")"

@@ -360,6 +360,7 @@ def test_managed(args, tmp):
 
         env = shim_env(args, daemon.sock, args.budget)
         env["MEMEXT_WL_EXPECT_EVICTION"] = "1"
+        env["MEMEXT_WL_DAEMON_PID"] = str(daemon.proc.pid)  # wl-burst stops it a moment
         poller = StatsPoller(daemon)
         poller.start()
         clients = run_clients(args, env, daemon)
@@ -483,6 +484,12 @@ def test_managed(args, tmp):
             if args.max_forks_drained is not None and fk["forks_drained"] > args.max_forks_drained:
                 failures.append(f"totals.forks_drained grew by {fk['forks_drained']}, expected "
                                 f"at most {args.max_forks_drained}: forks brought pages back")
+        for spec in args.min_total:
+            key, _, want = spec.partition("=")
+            grew = after["totals"].get(key, 0) - base["totals"].get(key, 0)
+            log(f"totals.{key} grew by {grew} (min {want})")
+            if grew < int(want):
+                failures.append(f"totals.{key} grew by {grew}, expected at least {want}")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -770,6 +777,8 @@ def main():
                          "itself, start a new one and check that the fork children were adopted")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
+    ap.add_argument("--min-total", action="append", default=[], metavar="KEY=N",
+                    help="the daemon's totals.KEY must grow by at least N (repeatable)")
     ap.add_argument("--max-workingset-refault", type=int, default=None,
                     help="totals.workingset_refault may grow by at most this many pages")
     ap.add_argument("--min-workingset-activate", type=int, default=None,

@@ -20,6 +20,8 @@
  *            its own pages and checks that it sees only its own writes.
  *   threads  4 threads fork 8 children each while 2 more threads read (fault in) random
  *            pages; every child checks a spread of pages and writes a few of its own.
+ *   clean    pages brought back clean are shared with the child, then evicted while the
+ *            parent rewrites them (mode_clean).
  */
 #include <pthread.h>
 #include <sys/resource.h>
@@ -275,6 +277,74 @@ static void mode_fdfull(void)
 	wl_log("parent: all %zu pages verified", nr_pages);
 }
 
+/*
+ * clean: pages brought back by reads are clean (write-protected, their copy kept); after the
+ * fork the child shares them, and evicting one makes the parent's agent lift its protection to
+ * break the share. Meanwhile two threads of the parent read and rewrite random pages of their
+ * own, so writes land on such pages around their eviction: a write after the protection went
+ * and before the page left must not be lost to its old copy. The child checks that every page
+ * still holds the pre-fork data once the parent is done.
+ */
+static uint32_t *clean_gen; /* parent: generation of each page, written by its owner */
+
+static void *clean_rewriter(void *arg)
+{
+	unsigned t = (unsigned)(uintptr_t)arg;
+	uint64_t rng = wl_mix(0xc1ea ^ t);
+
+	for (unsigned i = 0; i < 60000; i++) {
+		size_t p = wl_rand_below(&rng, nr_pages / 2) * 2 + t;
+
+		if (wl_rand_below(&rng, 2))
+			wl_page_check("parent read", page_addr(p), p, clean_gen[p],
+				      clean_gen[p] ? SALT_PARENT : SALT_PREFORK, 0);
+		else
+			wl_page_fill(page_addr(p), p, ++clean_gen[p], SALT_PARENT);
+	}
+	return NULL;
+}
+
+static void mode_clean(void)
+{
+	pthread_t tid[2];
+	int done[2];
+	char c;
+	pid_t pid;
+
+	/* Read everything back: what stays resident is clean. */
+	for (size_t p = 0; p < nr_pages; p++)
+		wl_page_check("read back", page_addr(p), p, 0, SALT_PREFORK, 0);
+	clean_gen = calloc(nr_pages, sizeof(*clean_gen));
+	if (!clean_gen || pipe(done) < 0)
+		wl_die("calloc or pipe: %m");
+	pid = fork();
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0) {
+		wl_prog = "wl-fork(child)";
+		close(done[1]);
+		if (read(done[0], &c, 1) < 0) /* EOF: the parent is done */
+			wl_die("child: read: %m");
+		check_all("child after the parent's rewrites", -1, 0);
+		fflush(stdout);
+		_exit(0);
+	}
+	child_pid = pid;
+	close(done[0]);
+	wl_phase("rewrite");
+	for (unsigned t = 0; t < 2; t++)
+		if ((errno = pthread_create(&tid[t], NULL, clean_rewriter, (void *)(uintptr_t)t)))
+			wl_die("pthread_create: %m");
+	for (unsigned t = 0; t < 2; t++)
+		pthread_join(tid[t], NULL);
+	for (size_t p = 0; p < nr_pages; p++)
+		wl_page_check("parent final", page_addr(p), p, clean_gen[p],
+			      clean_gen[p] ? SALT_PARENT : SALT_PREFORK, 0);
+	close(done[1]);
+	wait_ok(pid, "parent");
+	wl_log("parent: all %zu pages verified, and the child's", nr_pages);
+}
+
 int main(int argc, char **argv)
 {
 	int to_child[2], to_parent[2], status;
@@ -284,7 +354,7 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 2 && argc != 3)
-		wl_die("usage: %s SIZE [exit|nested|threads|fdfull]", argv[0]);
+		wl_die("usage: %s SIZE [exit|nested|threads|fdfull|clean]", argv[0]);
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	if (!nr_pages)
 		wl_die("bad SIZE");
@@ -316,6 +386,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(mode, "fdfull") == 0) {
 		mode_fdfull();
+		return 0;
+	}
+	if (strcmp(mode, "clean") == 0) {
+		mode_clean();
 		return 0;
 	}
 	if (*mode)

@@ -8,11 +8,14 @@
  */
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/swap.h>
+#include <sys/wait.h>
 
 #include "macro.h"
 #include "mkswap.h"
 #include "swapfile.h"
+#include "swapstate.h"
 #include "swap-test.h"
 
 #define MiB (1024ULL * 1024)
@@ -278,13 +281,17 @@ static void test_cli(void)
 	CHECK(strstr(out, "LABEL: cli"));
 
 	/* Options before the file, an existing file keeps its size, "clear" UUID. */
-	CHECK_EQ(run_main("mkswap", "-U", "clear", "-L", "again", path_in("cli"), NULL), 0);
+	CHECK_EQ(run_main("mkswap", "-U", "clear", "-L", "again", path_in("cli"), "--state",
+			  path_in("none.state"), NULL),
+		 0);
 	CHECK_EQ(stat(path_in("cli"), &st), 0);
 	CHECK_EQ(st.st_size, 64 * MiB);
 	CHECK_EQ(swap_test_run(out, sizeof(out), "swaplabel '%s'", path_in("cli")), 0);
 	CHECK(strstr(out, "LABEL: again"));
 	/* A smaller size uses the start only; the file is not cut. */
-	CHECK_EQ(run_main("mkswap", path_in("cli"), "--size", "8M", NULL), 0);
+	CHECK_EQ(run_main("mkswap", path_in("cli"), "--size", "8M", "--state", path_in("none.state"),
+			  NULL),
+		 0);
 	CHECK_EQ(stat(path_in("cli"), &st), 0);
 	CHECK_EQ(st.st_size, 64 * MiB);
 	{
@@ -312,6 +319,89 @@ static void test_cli(void)
 	CHECK_EQ(run_main("mkswap", "--help", NULL), 0);
 }
 
+static void write_state(const char *fmt, ...)
+{
+	FILE *f = fopen(path_in("memextd.state"), "w");
+	va_list ap;
+
+	CHECK(f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	CHECK_EQ(fclose(f), 0);
+}
+
+/*
+ * After a crash, a swap area may hold the pages of processes waiting for memextd to start
+ * again: it is not formatted while the state file lists any and the memextd that wrote it is
+ * not running, unless forced. A running memextd locks its areas instead (tested above).
+ */
+static void test_state_file(void)
+{
+	char state[512], err[512], before[4096], after[4096];
+	struct mkswap_options o = {.size_bytes = 16 * MiB, .state_path = state};
+	unsigned long long me = proc_start_time(getpid());
+	pid_t gone = fork();
+
+	if (gone == 0)
+		_exit(0);
+	CHECK(gone > 0 && waitpid(gone, NULL, 0) == gone);
+	CHECK(me > 0);
+	snprintf(state, sizeof(state), "%s", path_in("memextd.state")); /* path_in's buffers rotate */
+
+	/* No state file: made, and made again. */
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), 0);
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), 0);
+
+	/* Its memextd is gone and we (alive) are listed: refused, the area untouched. */
+	write_state("memextd %d\nproc %d %llu\n", (int)gone, (int)getpid(), me);
+	read_page0(path_in("held"), before);
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "1 process(es)") && strstr(err, "--force"));
+	read_page0(path_in("held"), after);
+	CHECK(memcmp(before, after, sizeof(before)) == 0);
+	CHECK_EQ(run_main("mkswap", path_in("held"), "--state", path_in("memextd.state"), NULL), 1);
+	/* Forced: formatted (a new UUID). */
+	CHECK_EQ(run_main("mkswap", path_in("held"), "--state", path_in("memextd.state"),
+			  "--force", NULL),
+		 0);
+	read_page0(path_in("held"), after);
+	CHECK(memcmp(before, after, sizeof(before)) != 0);
+
+	/* A listed pid now running another program (another start time) is not waiting. */
+	write_state("memextd %d\nproc %d %llu\nproc %d 12345\n", (int)gone, (int)getpid(),
+		    me + 1, (int)gone);
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), 0);
+
+	/* A fork snapshot's child (no pid here) waits for a memextd, the parent gone or not. */
+	write_state("memextd %d\nfork %d 7\n", (int)gone, (int)gone);
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), -EBUSY);
+	/* A memextd killed but not reaped yet (a zombie) holds nothing. */
+	{
+		pid_t zombie = fork();
+		siginfo_t info;
+
+		if (zombie == 0) {
+			prctl(PR_SET_NAME, "memextd");
+			_exit(0);
+		}
+		CHECK(zombie > 0);
+		/* Wait until it has exited, leaving it unreaped. */
+		CHECK(waitid(P_PID, (id_t)zombie, &info, WEXITED | WNOWAIT) == 0);
+		write_state("memextd %d\nproc %d %llu\n", (int)zombie, (int)getpid(), me);
+		CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), -EBUSY);
+		CHECK(waitpid(zombie, NULL, 0) == zombie);
+	}
+	/* A line without a start time names nobody. */
+	write_state("memextd %d\nproc %d 0\n", (int)gone, (int)gone);
+	CHECK_EQ(mkswap_format(path_in("held"), &o, NULL, err, sizeof(err)), 0);
+
+	/* A file that is no swap area holds nobody's pages: formatted. */
+	make_sparse(path_in("plain"), 16 * MiB);
+	CHECK_EQ(mkswap_format(path_in("plain"), &o, NULL, err, sizeof(err)), 0);
+	unlink(path_in("memextd.state"));
+}
+
 int main(void)
 {
 	if (!swap_test_have("mkswap") || !swap_test_have("blkid") || !swap_test_have("swaplabel")) {
@@ -327,6 +417,7 @@ int main(void)
 	test_kernel_accepts();
 	test_wipe();
 	test_cli();
+	test_state_file();
 	printf("test-mkswap: ok\n");
 	return 0;
 }

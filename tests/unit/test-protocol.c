@@ -81,6 +81,23 @@ static void test_check(void)
 		       offsetof(struct msg_hello, exclude));
 	}
 
+	/* MOVE_DONE: the full size, or the size before the written bitmap (an older shim). */
+	{
+		struct msg_agent_move_done d = {0};
+		size_t old = offsetof(struct msg_agent_move_done, written);
+
+		proto_init_header(&d.h, MSG_AGENT_MOVE_DONE, sizeof(d), 0);
+		assert(proto_check(&d, sizeof(d)) == 0);
+		d.h.len = (uint32_t)old;
+		assert(proto_check(&d, old) == 0);
+		d.h.len = (uint32_t)old - 8;
+		assert(proto_check(&d, old - 8) == -EBADMSG);
+		d.h.len = (uint32_t)old + 8;
+		assert(proto_check(&d, old + 8) == -EBADMSG);
+		assert(offsetof(struct msg_agent_move_done, nr_failed) <
+		       offsetof(struct msg_agent_move_done, written)); /* the old layout is a prefix */
+	}
+
 	/* Variable-length moves: the count must match the length exactly. */
 	memset(buf, 0, sizeof(buf));
 	m->nr = 3;

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wl-burst SIZE THREADS
+ *
+ * Hundreds of faults and an event waiting at once. THREADS threads each wait to touch one
+ * page, 64 pages apart so that no fault-around or readahead of one answers another, and one
+ * more drops page 1 (MADV_DONTNEED: a REMOVE event, which the kernel queues behind the
+ * faults and which makes every answer fail with EAGAIN until it is read). A monitor process,
+ * run without the shim so that nothing it does waits for memextd, stops memextd (SIGSTOP,
+ * its pid in MEMEXT_WL_DAEMON_PID), releases the threads, waits until every thread whose page
+ * was evicted waits in the kernel for its fault and the event is queued
+ * (/proc/PID/task/TID/wchan), then lets memextd go on (SIGCONT). All of this came with one
+ * wake-up of memextd's edge-triggered epoll sets, and the event sits behind more faults than
+ * memextd once took in one read: it must read on until the uffd is empty, or threads wait for
+ * ever (the harness's timeout fails the test). Every page is checked at the end.
+ *
+ *   wl-burst --monitor DAEMON_PID PID PAGE_ADDR... (internal)
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include "wl-common.h"
+
+#define SPACING 64          /* pages between two threads' pages: beyond fault-around and readahead */
+#define MEMEXTD_READ_MAX 256 /* faults a fault thread once read at most before answering */
+#define REMOVED_PAGE 1       /* dropped by the remover thread */
+#define MONITOR_NOT_ENOUGH 3 /* the monitor's exit status: too few pages were evicted */
+
+extern char **environ;
+
+static char *region;
+static size_t nr_pages;
+static int release_fd; /* read end: a byte for each thread to go */
+static int done_fd;    /* read end: a byte for each thread to exit */
+static unsigned touched; /* threads that have checked their page */
+
+static size_t thread_page(unsigned t)
+{
+	return (size_t)t * SPACING + 7;
+}
+
+/* Makes the stack this thread will use resident now, while memextd runs. */
+static __attribute__((noinline)) void stack_touch(void)
+{
+	volatile char deep[16 * 1024];
+
+	for (size_t i = 0; i < sizeof(deep); i += WL_PAGE_SIZE)
+		deep[i] = 1;
+}
+
+static void *touch_thread(void *arg)
+{
+	size_t p = thread_page((unsigned)(uintptr_t)arg);
+	char go;
+
+	stack_touch();
+
+	if (read(release_fd, &go, 1) != 1)
+		wl_die("read release pipe: %m");
+	wl_page_check("burst read", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
+	__atomic_fetch_add(&touched, 1, __ATOMIC_RELEASE);
+	/* Wait here, fault-free, until every thread is served: a thread that exits now (or
+	 * touches anything evicted) would raise a new fault or event, a new wake-up of memextd
+	 * that could read faults a missed wake-up left behind. */
+	if (read(done_fd, &go, 1) != 1)
+		wl_die("read done pipe: %m");
+	return NULL;
+}
+
+/* Drops REMOVED_PAGE once released: a REMOVE event queued behind the faults. */
+static void *remove_thread(void *arg)
+{
+	char go;
+
+	(void)arg;
+	stack_touch();
+	if (read(release_fd, &go, 1) != 1)
+		wl_die("read release pipe: %m");
+	if (madvise(region + REMOVED_PAGE * WL_PAGE_SIZE, WL_PAGE_SIZE, MADV_DONTNEED) < 0)
+		wl_die("madvise: %m");
+	__atomic_fetch_add(&touched, 1, __ATOMIC_RELEASE);
+	if (read(done_fd, &go, 1) != 1)
+		wl_die("read done pipe: %m");
+	return NULL;
+}
+
+/* --- the monitor: an ordinary process, not under the shim ------------------------------- */
+
+/* Threads of pid whose wait channel starts with wchan. */
+static unsigned threads_in(pid_t pid, const char *wait_channel)
+{
+	char path[300];
+	DIR *d;
+	struct dirent *e;
+	unsigned n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		wl_die("opendir %s: %m", path);
+	while ((e = readdir(d))) {
+		char wchan[64] = "";
+		int fd;
+		ssize_t len;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/wchan", (int)pid, e->d_name);
+		if ((fd = open(path, O_RDONLY)) < 0)
+			continue;
+		len = read(fd, wchan, sizeof(wchan) - 1);
+		close(fd);
+		if (len > 0 && strncmp(wchan, wait_channel, strlen(wait_channel)) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Pages of pid at the given addresses that are not present (pagemap bit 63). */
+static unsigned pages_not_present(pid_t pid, char **addrs, unsigned n)
+{
+	char path[64];
+	unsigned out = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		wl_die("open %s: %m", path);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t addr = strtoull(addrs[i], NULL, 0), entry = 0;
+
+		if (pread(fd, &entry, sizeof(entry), (off_t)(addr / WL_PAGE_SIZE * 8)) != 8)
+			wl_die("read %s: %m", path);
+		out += !(entry >> 63 & 1);
+	}
+	close(fd);
+	return out;
+}
+
+static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigned n)
+{
+	unsigned evicted, waiting = 0, event = 0;
+	double deadline = wl_now() + 20;
+	int status = 0;
+
+	if (kill(daemon, SIGSTOP) < 0)
+		wl_die("SIGSTOP memextd %d: %m", (int)daemon);
+	/* Nothing brings a page back while memextd is stopped: each of these threads waits. */
+	evicted = pages_not_present(pid, addrs, n);
+	for (unsigned i = 0; i < n + 1; i++) /* and the remover */
+		if (write(release_w, "g", 1) != 1)
+			wl_die("write release pipe: %m");
+	while (((waiting = threads_in(pid, "handle_userfault")) < evicted ||
+		(event = threads_in(pid, "userfaultfd_event")) < 1) &&
+	       wl_now() < deadline)
+		usleep(10000);
+	wl_log("monitor: %u of %u threads waiting on their fault (%u pages evicted), %u on an "
+	       "event, with memextd stopped", waiting, n, evicted, event);
+	if (waiting <= MEMEXTD_READ_MAX || event < 1) {
+		wl_log("monitor: the test needs more than %d faults and an event waiting at once",
+		       MEMEXTD_READ_MAX);
+		status = MONITOR_NOT_ENOUGH;
+	}
+	if (kill(daemon, SIGCONT) < 0)
+		wl_die("SIGCONT memextd %d: %m", (int)daemon);
+	return status;
+}
+
+/* Runs the monitor without the shim: it must never wait for the memextd it stopped. */
+static pid_t start_monitor(const char *self, pid_t daemon, int release_w, unsigned nr_threads)
+{
+	char **argv = calloc(nr_threads + 6, sizeof(char *)), **envp;
+	size_t nenv = 0, k = 0;
+	pid_t pid;
+
+	for (char **e = environ; *e; e++)
+		nenv++;
+	envp = calloc(nenv + 1, sizeof(char *));
+	if (!argv || !envp)
+		wl_die("calloc: %m");
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
+			envp[k++] = *e;
+	k = 0;
+	argv[k++] = (char *)self;
+	argv[k++] = "--monitor";
+	if (asprintf(&argv[k++], "%d", (int)daemon) < 0 ||
+	    asprintf(&argv[k++], "%d", (int)getpid()) < 0 ||
+	    asprintf(&argv[k++], "%d", release_w) < 0)
+		wl_die("asprintf: %m");
+	for (unsigned t = 0; t < nr_threads; t++)
+		if (asprintf(&argv[k++], "%p", (void *)(region + thread_page(t) * WL_PAGE_SIZE)) < 0)
+			wl_die("asprintf: %m");
+	if ((errno = posix_spawn(&pid, self, NULL, NULL, argv, envp)))
+		wl_die("posix_spawn %s: %m", self);
+	return pid;
+}
+
+int main(int argc, char **argv)
+{
+	const char *dpid_env = getenv("MEMEXT_WL_DAEMON_PID");
+	pid_t daemon = dpid_env ? (pid_t)atoi(dpid_env) : 0, mon;
+	unsigned nr_threads;
+	pthread_t *tid;
+	int pipefd[2], donefd[2], status;
+
+	wl_set_prog(argv[0]);
+	if (argc >= 5 && strcmp(argv[1], "--monitor") == 0)
+		return monitor(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argv + 5,
+			       (unsigned)(argc - 5));
+	if (argc != 3)
+		wl_die("usage: %s SIZE THREADS", argv[0]);
+	if (daemon <= 0)
+		wl_die("MEMEXT_WL_DAEMON_PID must name the memextd to stop");
+	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
+	nr_threads = (unsigned)wl_parse_u64(argv[2]);
+	if (!nr_threads || thread_page(nr_threads - 1) >= nr_pages)
+		wl_die("SIZE holds fewer than THREADS pages %d apart", SPACING);
+	tid = calloc(nr_threads + 1, sizeof(*tid));
+	if (!tid || pipe(pipefd) < 0 || pipe(donefd) < 0)
+		wl_die("calloc or pipe: %m");
+	release_fd = pipefd[0];
+	done_fd = donefd[0];
+	region = wl_mmap_anon(nr_pages * WL_PAGE_SIZE);
+
+	wl_phase("fill");
+	for (size_t p = 0; p < nr_pages; p++)
+		wl_page_fill(region + p * WL_PAGE_SIZE, p, 0, 0);
+	wl_wait_evicted("region before the burst", region, nr_pages * WL_PAGE_SIZE, 500,
+			wl_expect_eviction(), 60);
+
+	wl_phase("burst");
+	__atomic_store_n(&touched, 0, __ATOMIC_RELEASE); /* resident before memextd stops */
+	for (unsigned t = 0; t < nr_threads; t++)
+		if ((errno = pthread_create(&tid[t], NULL, touch_thread, (void *)(uintptr_t)t)))
+			wl_die("pthread_create: %m");
+	if ((errno = pthread_create(&tid[nr_threads], NULL, remove_thread, NULL)))
+		wl_die("pthread_create: %m");
+	mon = start_monitor("/proc/self/exe", daemon, pipefd[1], nr_threads);
+	if (waitpid(mon, &status, 0) < 0)
+		wl_die("waitpid monitor: %m");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		wl_die("the monitor failed (status %#x)", status);
+	/* A fault memextd never read leaves its thread waiting here for ever. */
+	while (__atomic_load_n(&touched, __ATOMIC_ACQUIRE) < nr_threads + 1)
+		usleep(1000);
+	for (unsigned t = 0; t < nr_threads + 1; t++)
+		if (write(donefd[1], "d", 1) != 1)
+			wl_die("write done pipe: %m");
+	for (unsigned t = 0; t < nr_threads + 1; t++)
+		pthread_join(tid[t], NULL);
+
+	wl_phase("verify");
+	for (size_t p = 0; p < nr_pages; p++)
+		if (p == REMOVED_PAGE)
+			wl_zero_check("dropped", region + p * WL_PAGE_SIZE, p);
+		else
+			wl_page_check("final", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
+	wl_log("all %zu pages verified after a burst of %u faults", nr_pages, nr_threads);
+	return 0;
+}
