@@ -1239,17 +1239,21 @@ int fault_threads_add_client(struct manager *m, struct client *c)
 void fault_threads_remove_client(struct manager *m, struct client *c)
 {
 	uint64_t seen[64];
-	unsigned n = MIN(m->nr_fault_threads, (unsigned)ARRAY_SIZE(seen));
 
 	for (unsigned i = 0; i < m->nr_fault_threads; i++)
 		epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_DEL, c->uffd, NULL);
 	/* A thread may hold c from an epoll_wait() that returned before the DEL. Once its epoch
-	 * moves on, it has finished that round and cannot see c again. */
-	for (unsigned i = 0; i < n; i++) {
-		seen[i] = atomic_load(&m->fault_threads[i].epoch);
-		kick(&m->fault_threads[i]);
+	 * moves on, it has finished that round and cannot see c again. Every thread, 64 at a
+	 * time. */
+	for (unsigned base = 0; base < m->nr_fault_threads; base += ARRAY_SIZE(seen)) {
+		unsigned n = MIN(m->nr_fault_threads - base, (unsigned)ARRAY_SIZE(seen));
+
+		for (unsigned i = 0; i < n; i++) {
+			seen[i] = atomic_load(&m->fault_threads[base + i].epoch);
+			kick(&m->fault_threads[base + i]);
+		}
+		for (unsigned i = 0; i < n; i++)
+			while (atomic_load(&m->fault_threads[base + i].epoch) == seen[i])
+				usleep(100);
 	}
-	for (unsigned i = 0; i < n; i++)
-		while (atomic_load(&m->fault_threads[i].epoch) == seen[i])
-			usleep(100);
 }

@@ -256,7 +256,7 @@ static void forget_written_copies(struct client *c, struct batch *b)
 	for (unsigned i = 0; i < b->nr; i++) {
 		if (!test_bit(b->written, i))
 			continue;
-		unshared++;
+		unshared += test_bit(b->moved, i);
 		if (test_bit(b->clean, i)) {
 			b->clean[i / 64] &= ~(1ULL << (i % 64));
 			store_drop(c->m->store, b->handle[i]);

@@ -99,8 +99,10 @@ static unsigned threads_in(pid_t pid, const char *wait_channel)
 	unsigned n = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	if (!(d = opendir(path)))
-		wl_die("opendir %s: %m", path);
+	if (!(d = opendir(path))) {
+		wl_log("monitor: opendir %s: %m", path);
+		return 0;
+	}
 	while ((e = readdir(d))) {
 		char wchan[64] = "";
 		int fd;
@@ -128,19 +130,40 @@ static unsigned pages_not_present(pid_t pid, char **addrs, unsigned n)
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
-	if ((fd = open(path, O_RDONLY)) < 0)
-		wl_die("open %s: %m", path);
+	if ((fd = open(path, O_RDONLY)) < 0) {
+		wl_log("monitor: open %s: %m", path);
+		return 0;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t addr = strtoull(addrs[i], NULL, 0), entry = 0;
 
 		if (pread(fd, &entry, sizeof(entry), (off_t)(addr / WL_PAGE_SIZE * 8)) != 8)
-			wl_die("read %s: %m", path);
+			break;
 		out += !(entry >> 63 & 1);
 	}
 	close(fd);
 	return out;
 }
 
+/* Whether pid is stopped (its state in /proc/PID/stat is T). */
+static bool is_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *p;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return false;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[len > 0 ? len : 0] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'T';
+}
+
+/* Between its SIGSTOP and SIGCONT it never exits: memextd would stay stopped. */
 static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigned n)
 {
 	unsigned evicted, waiting = 0, event = 0;
@@ -149,18 +172,23 @@ static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigne
 
 	if (kill(daemon, SIGSTOP) < 0)
 		wl_die("SIGSTOP memextd %d: %m", (int)daemon);
+	while (!is_stopped(daemon) && wl_now() < deadline)
+		usleep(1000);
 	/* Nothing brings a page back while memextd is stopped: each of these threads waits. */
 	evicted = pages_not_present(pid, addrs, n);
-	for (unsigned i = 0; i < n + 1; i++) /* and the remover */
-		if (write(release_w, "g", 1) != 1)
-			wl_die("write release pipe: %m");
-	while (((waiting = threads_in(pid, "handle_userfault")) < evicted ||
+	for (unsigned i = 0; i < n + 1 && status == 0; i++) /* and the remover */
+		if (write(release_w, "g", 1) != 1) {
+			wl_log("monitor: write release pipe: %m");
+			status = WL_EXIT_ERROR;
+		}
+	while (status == 0 &&
+	       ((waiting = threads_in(pid, "handle_userfault")) < evicted ||
 		(event = threads_in(pid, "userfaultfd_event")) < 1) &&
 	       wl_now() < deadline)
 		usleep(10000);
 	wl_log("monitor: %u of %u threads waiting on their fault (%u pages evicted), %u on an "
 	       "event, with memextd stopped", waiting, n, evicted, event);
-	if (waiting <= MEMEXTD_READ_MAX || event < 1) {
+	if (status == 0 && (waiting <= MEMEXTD_READ_MAX || event < 1)) {
 		wl_log("monitor: the test needs more than %d faults and an event waiting at once",
 		       MEMEXTD_READ_MAX);
 		status = MONITOR_NOT_ENOUGH;
