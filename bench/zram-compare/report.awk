@@ -50,6 +50,29 @@ function choose(c, w,   list, m, i, j, t, key, idx, val, lo, hi, k, kp) {
 	return R[idx[i], "rep"]
 }
 
+# memext / kernel of each repetition alone: its two runs ran back to back, so a machine that
+# speeds up or slows down between repetitions moves both. With more than one repetition.
+function round_ratios(   i, k, w, rep, m, v, list, t, j, printed) {
+	for (i = 1; i <= n; i++)
+		if (R[i, "config"] == "kernel" || R[i, "config"] == "memext")
+			P[R[i, "config"], R[i, "workload"], R[i, "rep"]] = R[i, "pages_per_s"]
+	for (i = 1; i <= nwl; i++) {
+		w = wl[i]; m = 0; list = ""
+		for (rep = 1; (("kernel", w, rep) in P) || (("memext", w, rep) in P); rep++)
+			if (num(P["kernel", w, rep]) && num(P["memext", w, rep]) && P["kernel", w, rep] > 0) {
+				v[++m] = P["memext", w, rep] / P["kernel", w, rep]
+				list = list sprintf(" %.2f", v[m])
+			}
+		if (m < 2)
+			continue
+		for (k = 2; k <= m; k++)
+			for (j = k; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+		if (!printed++)
+			print "\nmemext / kernel of each repetition alone (its two runs back to back), and their median:\n"
+		printf "- %s:%s; median %.2fx\n", w, list, m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+	}
+}
+
 function describe(w,   c) {
 	c = "memext"
 	if (w == "seq") return "sequential scan: every page once, in address order"
@@ -141,6 +164,7 @@ END {
 	if (("zipf") in seen)
 		printf "\nZipf refaults once warm (target < 5%% of touches): kernel %s%%, memext %s%%.\n",
 			fmt(get("kernel", "zipf", "fault_pct"), 2), fmt(get("memext", "zipf", "fault_pct"), 2)
+	round_ratios()
 
 	for (i = 1; i <= nwl; i++) {
 		w = wl[i]
