@@ -653,6 +653,7 @@ static void handle_control(struct daemon *d, struct client *c)
 		c->fork_token = msg.h.seq;
 		c->fork_drain = msg.fork.flags & FORK_DRAIN;
 		pthread_mutex_unlock(&c->lock);
+		atomic_store(&d->m.fork_prepared, true);
 		manager_kick_reclaim(&d->m);
 		break;
 	case MSG_FORK_DONE:

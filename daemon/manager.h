@@ -89,6 +89,7 @@ struct manager {
 	bool reclaim_kick;
 	_Atomic bool stopping;  /* the daemon is shutting down */
 	_Atomic bool draining;  /* reclaim gives every client its pages back, then lets go */
+	_Atomic bool fork_prepared; /* a client's FORK_PREPARE may wait for reclaim to serve it */
 	/* The whole system's memory (sysmem.h), read by reclaim every round. */
 	_Atomic int sys_level;	/* enum sysmem_level */
 	_Atomic uint64_t sys_available_bytes, sys_total_bytes;

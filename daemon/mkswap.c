@@ -169,11 +169,6 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 				    "%s: --size %" PRIu64 " is larger than the device (%" PRIu64
 				    " bytes)",
 				    path, opts->size_bytes, have);
-		if (!opts->force && opts->state_path) {
-			r = check_orphans(fd, path, opts->state_path, err, errlen);
-			if (r < 0)
-				return r;
-		}
 	} else {
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0)
 			return fail(err, errlen, -EBUSY,
@@ -182,11 +177,14 @@ int mkswap_format(const char *path, const struct mkswap_options *opts, struct mk
 		if (pwrite(fd, "", 0, 0) < 0 && errno == ETXTBSY)
 			return fail(err, errlen, -EBUSY,
 				    "%s: in use as swap by the kernel; swapoff it first", path);
-		if (!res.created && !opts->force && opts->state_path) {
-			r = check_orphans(fd, path, opts->state_path, err, errlen);
-			if (r < 0)
-				return r;
-		}
+	}
+	/* Before a file grows: a refused one is left as it was. */
+	if (!res.created && !opts->force && opts->state_path) {
+		r = check_orphans(fd, path, opts->state_path, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (!bdev) {
 		have = (uint64_t)st.st_size;
 		if (opts->size_bytes > have || res.created) {
 			r = grow_file(fd, PAGE_ALIGN_DOWN(opts->size_bytes));

@@ -716,15 +716,29 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	}
 }
 
-static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n)
+/*
+ * A forking process waits, its eviction paused: it goes before anyone else, also when its
+ * FORK_PREPARE arrives in the middle of a round. v[0..n) are the clients the round has not
+ * let go of yet, all of them when whole: a request for one already let go of is looked for
+ * again until the next round, which sees every client.
+ */
+static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, bool whole)
 {
+	bool served = false;
+
+	if (!atomic_exchange(&rc->m->fork_prepared, false))
+		return;
 	for (unsigned i = 0; i < n; i++) {
 		pthread_mutex_lock(&v[i]->lock);
 		bool pending = v[i]->fork_requested && !v[i]->dead;
 		pthread_mutex_unlock(&v[i]->lock);
-		if (pending)
+		if (pending) {
 			prepare_fork(rc, v[i]);
+			served = true;
+		}
 	}
+	if (!served && !whole)
+		atomic_store(&rc->m->fork_prepared, true);
 }
 
 static struct client **snapshot_clients(struct manager *m, unsigned *ret_nr)
@@ -822,15 +836,11 @@ static void *reclaim_main(void *arg)
 		for (unsigned i = 0; v && i < n; i++) {
 			struct client *c = v[i];
 
-			/* A forking process waits, its eviction paused: before anyone else. (The
-			 * clients before i are unreferenced already.) */
 			if (!draining)
-				serve_forks(rc, v + i, n - i);
+				serve_forks(rc, v + i, n - i, i == 0);
 			if (!c->dead) {
 				if (draining)
 					release_client(rc, c);
-				else if (c->fork_requested)
-					prepare_fork(rc, c);
 				else if (c->drain_requested)
 					drain_on_request(rc, c);
 				else

@@ -19,27 +19,44 @@
 
 #include "macro.h"
 
-uint64_t proc_start_time(pid_t pid)
+/*
+ * Reads /proc/PID/stat into buf; *ret_comm points at the command name (after its '('), and
+ * the return value at the fields after it (state first), or NULL when pid is gone. comm may
+ * hold spaces and parentheses: it ends at the last ')'.
+ */
+static const char *proc_stat(pid_t pid, char *buf, size_t size, const char **ret_comm)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long t = 0;
+	char path[64], *close_paren, *open_paren;
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return NULL;
+	n = read(fd, buf, size - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return NULL;
 	buf[n] = 0;
-	/* comm may hold spaces and parentheses: fields are counted after the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-				"%*d %*d %*d %llu",
-			 &t) != 1)
+	open_paren = strchr(buf, '(');
+	close_paren = strrchr(buf, ')');
+	if (!open_paren || !close_paren || close_paren < open_paren || close_paren[1] != ' ')
+		return NULL;
+	*close_paren = 0;
+	*ret_comm = open_paren + 1;
+	return close_paren + 2;
+}
+
+uint64_t proc_start_time(pid_t pid)
+{
+	char buf[1024];
+	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
+	unsigned long long t = 0;
+
+	if (!fields || sscanf(fields, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
+				      "%*d %*d %*d %*d %*d %llu",
+			      &t) != 1)
 		return 0;
 	return t;
 }
@@ -162,23 +179,10 @@ static pid_t state_writer(const char *path)
 /* pid is a memextd that runs (a killed one not reaped yet is a zombie: it holds nothing). */
 static bool memextd_runs(pid_t pid)
 {
-	char path[64], buf[256];
-	const char *close_paren;
-	ssize_t n;
-	int fd;
+	char buf[1024];
+	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	close_paren = strrchr(buf, ')');
-	return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' &&
-	       close_paren[2] != 'X' && strstr(buf, " (memextd) ") == strchr(buf, ' ');
+	return fields && strcmp(comm, "memextd") == 0 && fields[0] != 'Z' && fields[0] != 'X';
 }
 
 int swapstate_orphans(const char *path)
