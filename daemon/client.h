@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "fault.h"
+#include "faulthome.h"
 #include "histogram.h"
 #include "lru.h"
 #include "manager.h"
@@ -73,6 +74,11 @@ struct client {
 	pthread_rwlock_t resolve_lock;
 	/* A fault thread is draining the uffd: the others leave it alone (fault.c). */
 	_Atomic bool fault_owned;
+	/* The holder's: whether one fault thread waits on the uffd (faulthome.h), which one
+	 * (-1: all). removed (under fault.c's registration lock): it never waits again. */
+	struct faulthome fault_home;
+	_Atomic int fault_home_thread;
+	bool fault_removed;
 	pthread_mutex_t lock;
 	pthread_cond_t batch_done;
 

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1063,28 +1064,85 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 	}
 }
 
+/* Serializes changes of the epoll sets that hold a client with its removal. */
+static pthread_mutex_t registration_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Puts c's uffd in the epoll set of every fault thread (home < 0), or of home's only. */
+static void set_fault_home(struct manager *m, struct client *c, int home)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+
+	pthread_mutex_lock(&registration_lock);
+	for (unsigned i = 0; i < m->nr_fault_threads && !c->fault_removed; i++) {
+		int epfd = m->fault_threads[i].epfd;
+
+		/* Added before another lets go: ET reports at ADD what is pending already. */
+		if (home < 0 && (int)i != c->fault_home_thread)
+			(void)epoll_ctl(epfd, EPOLL_CTL_ADD, c->uffd, &ev);
+		else if (home >= 0 && (int)i != home)
+			(void)epoll_ctl(epfd, EPOLL_CTL_DEL, c->uffd, NULL);
+	}
+	c->fault_home_thread = home;
+	pthread_mutex_unlock(&registration_lock);
+}
+
+/* Counts a read of c's uffd by t, which holds c, and changes who waits on it (faulthome.h). */
+static void watch_fault_home(struct fault_thread *t, struct client *c, unsigned nr_faults)
+{
+	switch (faulthome_read(&c->fault_home, nr_faults)) {
+	case FAULTHOME_ONE:
+		set_fault_home(t->m, c, (int)(t - t->m->fault_threads));
+		atomic_fetch_add(&t->m->totals.fault_homed, 1);
+		break;
+	case FAULTHOME_ALL:
+		set_fault_home(t->m, c, -1);
+		atomic_fetch_add(&t->m->totals.fault_unhomed, 1);
+		break;
+	case FAULTHOME_KEEP:
+		break;
+	}
+}
+
+/* Whether c has messages waiting to be read. */
+static bool uffd_readable(struct client *c)
+{
+	struct pollfd pfd = {.fd = c->uffd, .events = POLLIN};
+
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN);
+}
+
 /*
- * Every fault thread has every uffd in its epoll set, edge-triggered, so every fault wakes
- * them all: the one on the CPU that faulted usually runs first. One thread at a time drains a
- * client; a thread that finds it taken goes back to sleep instead of waiting for the lock
- * (which cost a wake-up of the other CPU per fault, and the time it spun). Nothing is
- * stranded: the wake-up that found the client taken is in the owner's epoll set as well, so
- * the owner reads again after it lets go.
+ * A client's uffd is in every fault thread's epoll set, edge-triggered, so every fault wakes
+ * them all: the one on the CPU that faulted usually runs first, and answers there. One thread
+ * at a time drains a client; a thread that finds it taken goes back to sleep instead of
+ * waiting for the lock. Nothing is stranded: the wake-up that found the client taken is in the
+ * holder's epoll set as well, so the holder reads again after it lets go.
+ *
+ * While a client's threads fault side by side, the uffd is in one thread's set only, its home
+ * (faulthome.h). Another thread may still hold the client then, from a wake-up before: the
+ * wake-ups that find it taken are the home's alone, so that thread looks at the uffd once more
+ * after it lets go.
  */
 static void process_client(struct fault_thread *t, struct client *c, struct pending *p)
 {
-	bool full;
+	int self = (int)(t - t->m->fault_threads), home;
 
-	if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
-		return;
 	do {
-		int r = read_uffd_full(c, p, &full);
+		bool full;
 
-		if (r < 0 && r != -EAGAIN)
-			log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
-		resolve_pending(c, p, t->page_buf, false);
-	} while (full); /* out of memory for p: edge-triggered, so read on until it is empty */
-	atomic_store_explicit(&c->fault_owned, false, memory_order_release);
+		if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
+			return;
+		do {
+			int r = read_uffd_full(c, p, &full);
+
+			if (r < 0 && r != -EAGAIN)
+				log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
+			watch_fault_home(t, c, p->nr);
+			resolve_pending(c, p, t->page_buf, false);
+		} while (full); /* out of memory for p: edge-triggered, so read until empty */
+		atomic_store_explicit(&c->fault_owned, false, memory_order_seq_cst);
+		home = atomic_load(&c->fault_home_thread);
+	} while (home >= 0 && home != self && uffd_readable(c));
 }
 
 static void pin_to_cpu(unsigned cpu)
@@ -1222,6 +1280,7 @@ void fault_threads_stop(struct manager *m)
 
 int fault_threads_add_client(struct manager *m, struct client *c)
 {
+	c->fault_home_thread = -1;
 	for (unsigned i = 0; i < m->nr_fault_threads; i++) {
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
 
@@ -1240,8 +1299,11 @@ void fault_threads_remove_client(struct manager *m, struct client *c)
 {
 	uint64_t seen[64];
 
+	pthread_mutex_lock(&registration_lock);
+	c->fault_removed = true;
 	for (unsigned i = 0; i < m->nr_fault_threads; i++)
 		epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_DEL, c->uffd, NULL);
+	pthread_mutex_unlock(&registration_lock);
 	/* A thread may hold c from an epoll_wait() that returned before the DEL. Once its epoch
 	 * moves on, it has finished that round and cannot see c again. Every thread, 64 at a
 	 * time. */

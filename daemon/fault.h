@@ -4,7 +4,8 @@
 /*
  * The fault path: do_swap_page and do_anonymous_page for userfaultfd clients. One fault thread
  * per CPU, pinned, each waiting on every client's uffd, so the thread on the CPU of the
- * faulting application thread is usually the one that answers.
+ * faulting application thread is usually the one that answers; a client whose threads fault
+ * side by side is waited on by one of them only (faulthome.h).
  */
 
 #include <linux/userfaultfd.h>

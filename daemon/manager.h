@@ -69,6 +69,9 @@ struct manager_totals {
 	_Atomic uint64_t fork_pages_shared; /* evicted pages handed to fork children */
 	_Atomic uint64_t fork_pages_unshared; /* resident pages the agent made exclusive again
 					       * (shared with a fork child) to evict them */
+	_Atomic uint64_t fault_homed;	/* times a client's uffd went to one fault thread
+					 * (its threads faulted side by side, faulthome.h) */
+	_Atomic uint64_t fault_unhomed; /* ... and back to every fault thread */
 };
 
 struct manager {

@@ -184,6 +184,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
 		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
 		",\"fork_pages_unshared\":%" PRIu64
+		",\"fault_homed\":%" PRIu64 ",\"fault_unhomed\":%" PRIu64
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
 		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
@@ -198,7 +199,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.forks_drained),
 		atomic_load(&m->totals.fork_pages_shared),
-		atomic_load(&m->totals.fork_pages_unshared), atomic_load(&m->totals.adopt_swap_pages),
+		atomic_load(&m->totals.fork_pages_unshared), atomic_load(&m->totals.fault_homed),
+		atomic_load(&m->totals.fault_unhomed), atomic_load(&m->totals.adopt_swap_pages),
 		atomic_load(&m->totals.adopt_poisoned), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
@@ -316,6 +318,9 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "swap-in: %" PRIu64 " read ahead, %" PRIu64
 		   " first writes to clean pages\n",
 		atomic_load(&m->totals.readahead), atomic_load(&m->totals.wp_faults));
+	fprintf(f, "fault threads: %" PRIu64 " times a client went to one (its threads faulted "
+		   "side by side), %" PRIu64 " back to all\n",
+		atomic_load(&m->totals.fault_homed), atomic_load(&m->totals.fault_unhomed));
 	write_text_lru(m, f, v, n);
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
@@ -464,6 +469,12 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_fork_pages_unshared_total", "counter",
 		   "Resident pages shared with a fork child that were made exclusive to evict them.",
 		   atomic_load(&m->totals.fork_pages_unshared));
+	prom_value(f, "memext_fault_homed_total", "counter",
+		   "Times a client whose threads faulted side by side went to one fault thread.",
+		   atomic_load(&m->totals.fault_homed));
+	prom_value(f, "memext_fault_unhomed_total", "counter",
+		   "Times a client went back to every fault thread.",
+		   atomic_load(&m->totals.fault_unhomed));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

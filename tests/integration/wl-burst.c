@@ -14,7 +14,15 @@
  * memextd once took in one read: it must read on until the uffd is empty, or threads wait for
  * ever (the harness's timeout fails the test). Every page is checked at the end.
  *
- *   wl-burst --monitor DAEMON_PID PID PAGE_ADDR... (internal)
+ *   wl-burst SIZE THREADS ROUNDS
+ *
+ * Threads faulting side by side, and then not (daemon/faulthome.h). No event: THREADS threads
+ * touch one page each ROUNDS times, each time with memextd stopped until they all wait, so
+ * that one read of the uffd finds their faults together; then one thread touches pages at
+ * random, one fault at a time. memextd must give the client one fault thread, then every
+ * thread again (the harness checks the counters), and every page is checked on the way.
+ *
+ *   wl-burst --monitor DAEMON_PID PID RELEASE_FD SERVED_FD ROUNDS PAGE_ADDR... (internal)
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -29,6 +37,7 @@
 #define MEMEXTD_READ_MAX 256 /* faults a fault thread once read at most before answering */
 #define REMOVED_PAGE 1       /* dropped by the remover thread */
 #define MONITOR_NOT_ENOUGH 3 /* the monitor's exit status: too few pages were evicted */
+#define SERIAL_TOUCHES 1500 /* one at a time after the rounds: several windows of faulthome.h */
 
 extern char **environ;
 
@@ -36,11 +45,14 @@ static char *region;
 static size_t nr_pages;
 static int release_fd; /* read end: a byte for each thread to go */
 static int done_fd;    /* read end: a byte for each thread to exit */
+static int served_fd;  /* write end: a byte for each page checked in a round */
 static unsigned touched; /* threads that have checked their page */
+static unsigned nr_threads, nr_rounds;
 
-static size_t thread_page(unsigned t)
+/* Thread t's page in round r (burst: round 0). */
+static size_t thread_page(unsigned t, unsigned r)
 {
-	return (size_t)t * SPACING + 7;
+	return ((size_t)r * nr_threads + t) * SPACING + 7;
 }
 
 /* Makes the stack this thread will use resident now, while memextd runs. */
@@ -52,9 +64,28 @@ static __attribute__((noinline)) void stack_touch(void)
 		deep[i] = 1;
 }
 
+/* Rounds: checks its page of each round when released, and says so. */
+static void *round_thread(void *arg)
+{
+	unsigned t = (unsigned)(uintptr_t)arg;
+	char go;
+
+	for (unsigned r = 0; r < nr_rounds; r++) {
+		size_t p = thread_page(t, r);
+
+		stack_touch();
+		if (read(release_fd, &go, 1) != 1)
+			wl_die("read release pipe: %m");
+		wl_page_check("round read", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
+		if (write(served_fd, "s", 1) != 1)
+			wl_die("write served pipe: %m");
+	}
+	return NULL;
+}
+
 static void *touch_thread(void *arg)
 {
-	size_t p = thread_page((unsigned)(uintptr_t)arg);
+	size_t p = thread_page((unsigned)(uintptr_t)arg, 0);
 	char go;
 
 	stack_touch();
@@ -163,24 +194,43 @@ static bool is_stopped(pid_t pid)
 	return p && p[1] == ' ' && p[2] == 'T';
 }
 
+static void stop_daemon(pid_t daemon, double deadline)
+{
+	if (kill(daemon, SIGSTOP) < 0)
+		wl_die("SIGSTOP memextd %d: %m", (int)daemon);
+	while (!is_stopped(daemon) && wl_now() < deadline)
+		usleep(1000);
+}
+
+static void continue_daemon(pid_t daemon)
+{
+	if (kill(daemon, SIGCONT) < 0)
+		wl_die("SIGCONT memextd %d: %m", (int)daemon);
+}
+
+/* Writes n bytes to the release pipe; false on error. */
+static bool release(int release_w, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (write(release_w, "g", 1) != 1) {
+			wl_log("monitor: write release pipe: %m");
+			return false;
+		}
+	return true;
+}
+
 /* Between its SIGSTOP and SIGCONT it never exits: memextd would stay stopped. */
-static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigned n)
+static int monitor_burst(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigned n)
 {
 	unsigned evicted, waiting = 0, event = 0;
 	double deadline = wl_now() + 20;
 	int status = 0;
 
-	if (kill(daemon, SIGSTOP) < 0)
-		wl_die("SIGSTOP memextd %d: %m", (int)daemon);
-	while (!is_stopped(daemon) && wl_now() < deadline)
-		usleep(1000);
+	stop_daemon(daemon, deadline);
 	/* Nothing brings a page back while memextd is stopped: each of these threads waits. */
 	evicted = pages_not_present(pid, addrs, n);
-	for (unsigned i = 0; i < n + 1 && status == 0; i++) /* and the remover */
-		if (write(release_w, "g", 1) != 1) {
-			wl_log("monitor: write release pipe: %m");
-			status = WL_EXIT_ERROR;
-		}
+	if (!release(release_w, n + 1)) /* and the remover */
+		status = WL_EXIT_ERROR;
 	while (status == 0 &&
 	       ((waiting = threads_in(pid, "handle_userfault")) < evicted ||
 		(event = threads_in(pid, "userfaultfd_event")) < 1) &&
@@ -193,15 +243,57 @@ static int monitor(pid_t daemon, pid_t pid, int release_w, char **addrs, unsigne
 		       MEMEXTD_READ_MAX);
 		status = MONITOR_NOT_ENOUGH;
 	}
-	if (kill(daemon, SIGCONT) < 0)
-		wl_die("SIGCONT memextd %d: %m", (int)daemon);
+	continue_daemon(daemon);
 	return status;
 }
 
-/* Runs the monitor without the shim: it must never wait for the memextd it stopped. */
-static pid_t start_monitor(const char *self, pid_t daemon, int release_w, unsigned nr_threads)
+/*
+ * Each round: the threads' faults wait together while memextd is stopped, then it serves them
+ * all (the served pipe says when). At least 4 rounds in 5 must have had two faults or more
+ * waiting at once: one read of memextd each, in a row, more than faulthome.h's share of a
+ * window however the windows fall.
+ */
+static int monitor_rounds(pid_t daemon, pid_t pid, int release_w, int served_r, unsigned rounds,
+			  char **addrs, unsigned n)
 {
-	char **argv = calloc(nr_threads + 6, sizeof(char *)), **envp;
+	unsigned together = 0;
+
+	for (unsigned r = 0; r < rounds; r++) {
+		unsigned evicted, waiting = 0;
+		double deadline = wl_now() + 10;
+		char buf[64];
+
+		stop_daemon(daemon, deadline);
+		evicted = pages_not_present(pid, addrs + (size_t)r * n, n);
+		if (!release(release_w, n)) {
+			continue_daemon(daemon);
+			return WL_EXIT_ERROR;
+		}
+		while ((waiting = threads_in(pid, "handle_userfault")) < evicted &&
+		       wl_now() < deadline)
+			usleep(1000);
+		together += waiting >= 2;
+		continue_daemon(daemon);
+		/* A fault memextd never answers leaves this read waiting (the harness's timeout). */
+		for (unsigned got = 0; got < n;) {
+			ssize_t k = read(served_r, buf, n - got < sizeof(buf) ? n - got : sizeof(buf));
+
+			if (k <= 0) {
+				wl_log("monitor: read served pipe: %m");
+				return WL_EXIT_ERROR;
+			}
+			got += (unsigned)k;
+		}
+	}
+	wl_log("monitor: %u of %u rounds had two faults or more waiting at once", together, rounds);
+	return together * 5 >= rounds * 4 ? 0 : MONITOR_NOT_ENOUGH;
+}
+
+/* Runs the monitor without the shim: it must never wait for the memextd it stopped. */
+static pid_t start_monitor(const char *self, pid_t daemon, int release_w, int served_r)
+{
+	unsigned rounds = nr_rounds ? nr_rounds : 1, nr_addrs = rounds * nr_threads;
+	char **argv = calloc(nr_addrs + 8, sizeof(char *)), **envp;
 	size_t nenv = 0, k = 0;
 	pid_t pid;
 
@@ -218,41 +310,110 @@ static pid_t start_monitor(const char *self, pid_t daemon, int release_w, unsign
 	argv[k++] = "--monitor";
 	if (asprintf(&argv[k++], "%d", (int)daemon) < 0 ||
 	    asprintf(&argv[k++], "%d", (int)getpid()) < 0 ||
-	    asprintf(&argv[k++], "%d", release_w) < 0)
+	    asprintf(&argv[k++], "%d", release_w) < 0 || asprintf(&argv[k++], "%d", served_r) < 0 ||
+	    asprintf(&argv[k++], "%u", nr_rounds) < 0)
 		wl_die("asprintf: %m");
-	for (unsigned t = 0; t < nr_threads; t++)
-		if (asprintf(&argv[k++], "%p", (void *)(region + thread_page(t) * WL_PAGE_SIZE)) < 0)
-			wl_die("asprintf: %m");
+	for (unsigned r = 0; r < rounds; r++)
+		for (unsigned t = 0; t < nr_threads; t++)
+			if (asprintf(&argv[k++], "%p",
+				     (void *)(region + thread_page(t, r) * WL_PAGE_SIZE)) < 0)
+				wl_die("asprintf: %m");
 	if ((errno = posix_spawn(&pid, self, NULL, NULL, argv, envp)))
 		wl_die("posix_spawn %s: %m", self);
 	return pid;
 }
 
+static void wait_monitor(pid_t mon)
+{
+	int status;
+
+	if (waitpid(mon, &status, 0) < 0)
+		wl_die("waitpid monitor: %m");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		wl_die("the monitor failed (status %#x)", status);
+}
+
+/* All threads fault at once, with an event behind them. */
+static void burst(pid_t daemon, int served_r, int done_w)
+{
+	pthread_t *tid = calloc(nr_threads + 1, sizeof(*tid));
+	int pipefd[2];
+
+	if (!tid || pipe(pipefd) < 0)
+		wl_die("calloc or pipe: %m");
+	release_fd = pipefd[0];
+	__atomic_store_n(&touched, 0, __ATOMIC_RELEASE); /* resident before memextd stops */
+	for (unsigned t = 0; t < nr_threads; t++)
+		if ((errno = pthread_create(&tid[t], NULL, touch_thread, (void *)(uintptr_t)t)))
+			wl_die("pthread_create: %m");
+	if ((errno = pthread_create(&tid[nr_threads], NULL, remove_thread, NULL)))
+		wl_die("pthread_create: %m");
+	wait_monitor(start_monitor("/proc/self/exe", daemon, pipefd[1], served_r));
+	/* A fault memextd never read leaves its thread waiting here for ever. */
+	while (__atomic_load_n(&touched, __ATOMIC_ACQUIRE) < nr_threads + 1)
+		usleep(1000);
+	for (unsigned t = 0; t < nr_threads + 1; t++)
+		if (write(done_w, "d", 1) != 1)
+			wl_die("write done pipe: %m");
+	for (unsigned t = 0; t < nr_threads + 1; t++)
+		pthread_join(tid[t], NULL);
+	free(tid);
+}
+
+/* Faults side by side, round after round; then one at a time. */
+static void rounds(pid_t daemon, int served_r)
+{
+	pthread_t *tid = calloc(nr_threads, sizeof(*tid));
+	uint64_t rng = 42;
+	int pipefd[2];
+
+	if (!tid || pipe(pipefd) < 0)
+		wl_die("calloc or pipe: %m");
+	release_fd = pipefd[0];
+	for (unsigned t = 0; t < nr_threads; t++)
+		if ((errno = pthread_create(&tid[t], NULL, round_thread, (void *)(uintptr_t)t)))
+			wl_die("pthread_create: %m");
+	wait_monitor(start_monitor("/proc/self/exe", daemon, pipefd[1], served_r));
+	for (unsigned t = 0; t < nr_threads; t++)
+		pthread_join(tid[t], NULL);
+	free(tid);
+
+	wl_phase("serial");
+	for (unsigned i = 0; i < SERIAL_TOUCHES; i++) {
+		size_t p = wl_rand_below(&rng, nr_pages);
+
+		wl_page_check("serial read", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *dpid_env = getenv("MEMEXT_WL_DAEMON_PID");
-	pid_t daemon = dpid_env ? (pid_t)atoi(dpid_env) : 0, mon;
-	unsigned nr_threads;
-	pthread_t *tid;
-	int pipefd[2], donefd[2], status;
+	pid_t daemon = dpid_env ? (pid_t)atoi(dpid_env) : 0;
+	int donefd[2], servedfd[2];
 
 	wl_set_prog(argv[0]);
-	if (argc >= 5 && strcmp(argv[1], "--monitor") == 0)
-		return monitor(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argv + 5,
-			       (unsigned)(argc - 5));
-	if (argc != 3)
-		wl_die("usage: %s SIZE THREADS", argv[0]);
+	if (argc >= 7 && strcmp(argv[1], "--monitor") == 0) {
+		unsigned r = (unsigned)atoi(argv[6]), n = (unsigned)(argc - 7);
+
+		if (r == 0)
+			return monitor_burst(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argv + 7, n);
+		return monitor_rounds(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), r,
+				      argv + 7, n / r);
+	}
+	if (argc != 3 && argc != 4)
+		wl_die("usage: %s SIZE THREADS [ROUNDS]", argv[0]);
 	if (daemon <= 0)
 		wl_die("MEMEXT_WL_DAEMON_PID must name the memextd to stop");
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	nr_threads = (unsigned)wl_parse_u64(argv[2]);
-	if (!nr_threads || thread_page(nr_threads - 1) >= nr_pages)
-		wl_die("SIZE holds fewer than THREADS pages %d apart", SPACING);
-	tid = calloc(nr_threads + 1, sizeof(*tid));
-	if (!tid || pipe(pipefd) < 0 || pipe(donefd) < 0)
-		wl_die("calloc or pipe: %m");
-	release_fd = pipefd[0];
+	nr_rounds = argc == 4 ? (unsigned)wl_parse_u64(argv[3]) : 0;
+	if (!nr_threads || thread_page(nr_threads - 1, nr_rounds ? nr_rounds - 1 : 0) >= nr_pages)
+		wl_die("SIZE holds fewer than THREADS * ROUNDS pages %d apart", SPACING);
+	if (pipe(donefd) < 0 || pipe(servedfd) < 0)
+		wl_die("pipe: %m");
 	done_fd = donefd[0];
+	served_fd = servedfd[1];
 	region = wl_mmap_anon(nr_pages * WL_PAGE_SIZE);
 
 	wl_phase("fill");
@@ -261,33 +422,19 @@ int main(int argc, char **argv)
 	wl_wait_evicted("region before the burst", region, nr_pages * WL_PAGE_SIZE, 500,
 			wl_expect_eviction(), 60);
 
-	wl_phase("burst");
-	__atomic_store_n(&touched, 0, __ATOMIC_RELEASE); /* resident before memextd stops */
-	for (unsigned t = 0; t < nr_threads; t++)
-		if ((errno = pthread_create(&tid[t], NULL, touch_thread, (void *)(uintptr_t)t)))
-			wl_die("pthread_create: %m");
-	if ((errno = pthread_create(&tid[nr_threads], NULL, remove_thread, NULL)))
-		wl_die("pthread_create: %m");
-	mon = start_monitor("/proc/self/exe", daemon, pipefd[1], nr_threads);
-	if (waitpid(mon, &status, 0) < 0)
-		wl_die("waitpid monitor: %m");
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		wl_die("the monitor failed (status %#x)", status);
-	/* A fault memextd never read leaves its thread waiting here for ever. */
-	while (__atomic_load_n(&touched, __ATOMIC_ACQUIRE) < nr_threads + 1)
-		usleep(1000);
-	for (unsigned t = 0; t < nr_threads + 1; t++)
-		if (write(donefd[1], "d", 1) != 1)
-			wl_die("write done pipe: %m");
-	for (unsigned t = 0; t < nr_threads + 1; t++)
-		pthread_join(tid[t], NULL);
+	wl_phase(nr_rounds ? "rounds" : "burst");
+	if (nr_rounds)
+		rounds(daemon, servedfd[0]);
+	else
+		burst(daemon, servedfd[0], donefd[1]);
 
 	wl_phase("verify");
 	for (size_t p = 0; p < nr_pages; p++)
-		if (p == REMOVED_PAGE)
+		if (p == REMOVED_PAGE && !nr_rounds)
 			wl_zero_check("dropped", region + p * WL_PAGE_SIZE, p);
 		else
 			wl_page_check("final", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
-	wl_log("all %zu pages verified after a burst of %u faults", nr_pages, nr_threads);
+	wl_log("all %zu pages verified after %u %s of %u faults", nr_pages,
+	       nr_rounds ? nr_rounds : 1, nr_rounds ? "rounds" : "burst", nr_threads);
 	return 0;
 }

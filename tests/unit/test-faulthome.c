@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one-thread-or-all decision of daemon/faulthome.h on traces of uffd reads (how many faults
+ * each found): a client faulting one page at a time is never homed, one whose threads fault side
+ * by side is homed after its first window and stays so, a change of phase is followed both
+ * ways, reads that found nothing do not count, and a share between the two thresholds changes
+ * nothing in either state.
+ */
+#include <stdbool.h>
+
+#include "daemon/faulthome.h"
+
+#include "check.h"
+
+/* n reads, every period-th of which found several faults (period 0: none did); counts the
+ * changes to one thread and to all. */
+static void replay(struct faulthome *h, unsigned n, unsigned period, unsigned *ret_ones,
+		   unsigned *ret_alls)
+{
+	*ret_ones = *ret_alls = 0;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned nr = period && i % period == 0 ? 3 : 1;
+
+		switch (faulthome_read(h, nr)) {
+		case FAULTHOME_ONE:
+			(*ret_ones)++;
+			break;
+		case FAULTHOME_ALL:
+			(*ret_alls)++;
+			break;
+		case FAULTHOME_KEEP:
+			break;
+		}
+	}
+}
+
+int main(void)
+{
+	unsigned ones, alls;
+
+	/* One thread: never homed. */
+	{
+		struct faulthome h = {0};
+
+		replay(&h, 100 * FAULTHOME_WINDOW, 0, &ones, &alls);
+		check(ones == 0 && alls == 0 && !h.homed);
+	}
+	/* Four threads on two CPUs (a third of the reads found several): homed at the end of
+	 * the first window, not before, and never let go. */
+	{
+		struct faulthome h = {0};
+
+		replay(&h, FAULTHOME_WINDOW - 1, 3, &ones, &alls);
+		check(ones == 0 && !h.homed);
+		replay(&h, 1, 3, &ones, &alls);
+		check(ones == 1 && h.homed);
+		replay(&h, 50 * FAULTHOME_WINDOW, 3, &ones, &alls);
+		check(ones == 0 && alls == 0 && h.homed);
+	}
+	/* Phases: side by side, then alone (all again after one window), then side by side. */
+	{
+		struct faulthome h = {0};
+
+		replay(&h, 4 * FAULTHOME_WINDOW, 2, &ones, &alls);
+		check(ones == 1 && h.homed);
+		replay(&h, 4 * FAULTHOME_WINDOW, 0, &ones, &alls);
+		check(alls == 1 && ones == 0 && !h.homed);
+		replay(&h, 4 * FAULTHOME_WINDOW, 2, &ones, &alls);
+		check(ones == 1 && alls == 0 && h.homed);
+	}
+	/* Between the thresholds (1 read in 16, 6%): whatever it was stays. */
+	{
+		struct faulthome h = {0};
+
+		check(100 / 16 < FAULTHOME_ONE_PCT && 100 / 16 >= FAULTHOME_ALL_PCT);
+		replay(&h, 20 * FAULTHOME_WINDOW, 16, &ones, &alls);
+		check(ones == 0 && !h.homed);
+		h.homed = true;
+		replay(&h, 20 * FAULTHOME_WINDOW, 16, &ones, &alls);
+		check(alls == 0 && h.homed);
+	}
+	/* Reads that found nothing (a wake-up for a fault another read took) do not count. */
+	{
+		struct faulthome h = {0};
+
+		for (unsigned i = 0; i < 10 * FAULTHOME_WINDOW; i++)
+			check(faulthome_read(&h, 0) == FAULTHOME_KEEP);
+		check(h.reads == 0 && h.multi == 0);
+		replay(&h, FAULTHOME_WINDOW, 1, &ones, &alls);
+		check(ones == 1 && h.homed);
+	}
+	return 0;
+}
