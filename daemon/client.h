@@ -171,8 +171,8 @@ static inline uint64_t client_wmark_pages(const struct client *c, unsigned pct)
 	return c->budget_pages - c->budget_pages * pct / 100;
 }
 
-/* Reclaim should run: less than watermark-low of the budget is free. */
+/* Reclaim should run: less than client-watermark-low of the budget is free. */
 static inline bool client_over_low_wmark(const struct client *c)
 {
-	return c->budget_pages && c->nr_present > client_wmark_pages(c, c->m->cfg.wmark_low_pct);
+	return c->budget_pages && c->nr_present > client_wmark_pages(c, c->m->cfg.client_wmark_low_pct);
 }

@@ -79,6 +79,10 @@ struct memextd_config {
 	/* Percent of a client's budget kept free, as the kernel's zone watermarks: reclaim wakes
 	 * when free headroom drops below low and stops above high; below min a faulting thread
 	 * waits for reclaim. min <= low <= high. */
+	unsigned client_watermark_min_pct;
+	unsigned client_watermark_low_pct;
+	unsigned client_watermark_high_pct;
+	/* The same in percent of MemTotal (MemAvailable's headroom), for the system as a whole. */
 	unsigned watermark_min_pct;
 	unsigned watermark_low_pct;
 	unsigned watermark_high_pct;

@@ -328,7 +328,7 @@ static int read_uffd(struct client *c, struct pending *p)
 
 /*
  * Whether a fault that would add a resident page must wait for reclaim (lock held): less than
- * watermark-min of the budget is free, as the kernel's direct reclaim. Never while reclaim
+ * client-watermark-min of the budget is free, as the kernel's direct reclaim. Never while reclaim
  * cannot help (no agent, a fork under way, batches that evict nothing).
  */
 static bool should_throttle(struct client *c)
@@ -338,7 +338,7 @@ static bool should_throttle(struct client *c)
 	/* The whole system is at its min watermark: every client waits (direct reclaim). */
 	if (atomic_load(&c->m->sys_level) == SYSMEM_MIN && c->nr_present)
 		return true;
-	return c->budget_pages && c->nr_present >= client_wmark_pages(c, c->m->cfg.wmark_min_pct);
+	return c->budget_pages && c->nr_present >= client_wmark_pages(c, c->m->cfg.client_wmark_min_pct);
 }
 
 /* Forgets the claim of map_zero() on [from, to) but keep (lock held). */

@@ -1174,6 +1174,9 @@ static void apply_runtime_config(struct daemon *d)
 	mc->faultaround_pages = cfg->faultaround_pages;
 	mc->batch_pages = cfg->batch_pages;
 	mc->default_budget_bytes = cfg->default_budget_bytes;
+	mc->client_wmark_min_pct = cfg->client_watermark_min_pct;
+	mc->client_wmark_low_pct = cfg->client_watermark_low_pct;
+	mc->client_wmark_high_pct = cfg->client_watermark_high_pct;
 	mc->wmark_min_pct = cfg->watermark_min_pct;
 	mc->wmark_low_pct = cfg->watermark_low_pct;
 	mc->wmark_high_pct = cfg->watermark_high_pct;

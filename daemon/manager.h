@@ -34,6 +34,8 @@ struct manager_config {
 	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
 	/* Free headroom in percent of a client's budget, as the kernel's zone watermarks:
 	 * reclaim wakes below low and sleeps above high; below min faults wait for reclaim. */
+	unsigned client_wmark_min_pct, client_wmark_low_pct, client_wmark_high_pct;
+	/* The same in percent of MemTotal, for the system as a whole (MemAvailable). */
 	unsigned wmark_min_pct, wmark_low_pct, wmark_high_pct;
 	unsigned pressure_avg10_pct; /* 0: PSI ignored */
 	unsigned track_above_pct;    /* of the budget: resident memory at which a client is armed */

@@ -492,7 +492,7 @@ static void reclaim_client(struct reclaimer *rc, struct client *c)
 
 		pthread_mutex_lock(&c->lock);
 		present = c->nr_present;
-		high = client_wmark_pages(c, rc->m->cfg.wmark_high_pct);
+		high = client_wmark_pages(c, rc->m->cfg.client_wmark_high_pct);
 		own = c->budget_pages && (i > 0 ? present > high : client_over_low_wmark(c));
 		pthread_mutex_unlock(&c->lock);
 		/* Over its budget, down to its high watermark; else only for the system. */

@@ -196,18 +196,22 @@ static size_t cases_for(const struct config_key *k, struct value_case *c)
 static void context_for(const struct config_key *k, const char *value, char *before, size_t blen,
 			char *after, size_t alen)
 {
+	/* The client's watermarks and the system's each hold min <= low <= high. */
+	bool client = !strncmp(k->name, "client-", 7);
+	const char *pre = client ? "client-" : "", *wm = client ? k->name + 7 : k->name;
+
 	before[0] = after[0] = '\0';
 	if (!strcmp(k->section, "app:"))
 		snprintf(before, blen, "[app:foo]\n");
 	else
 		snprintf(before, blen, "[%s]\n", k->section);
 
-	if (!strcmp(k->name, "watermark-min"))
-		snprintf(after, alen, "watermark-low = 50\nwatermark-high = 50\n");
-	else if (!strcmp(k->name, "watermark-low"))
-		snprintf(after, alen, "watermark-min = 0\nwatermark-high = 50\n");
-	else if (!strcmp(k->name, "watermark-high"))
-		snprintf(after, alen, "watermark-min = 0\nwatermark-low = 0\n");
+	if (!strcmp(wm, "watermark-min"))
+		snprintf(after, alen, "%swatermark-low = 50\n%swatermark-high = 50\n", pre, pre);
+	else if (!strcmp(wm, "watermark-low"))
+		snprintf(after, alen, "%swatermark-min = 0\n%swatermark-high = 50\n", pre, pre);
+	else if (!strcmp(wm, "watermark-high"))
+		snprintf(after, alen, "%swatermark-min = 0\n%swatermark-low = 0\n", pre, pre);
 	else if (!strcmp(k->name, "backend") && strcmp(value, "pool") != 0)
 		snprintf(after, alen, "[swap]\nfile = /var/lib/memext/swap0\n");
 	else if (k->type == CONFIG_SWAPFILE)
@@ -333,6 +337,9 @@ static void test_defaults(void)
 	CHECK(cfg->watermark_min_pct == 2 && cfg->watermark_low_pct == 5 &&
 		      cfg->watermark_high_pct == 10,
 	      "watermarks");
+	CHECK(cfg->client_watermark_min_pct == 1 && cfg->client_watermark_low_pct == 2 &&
+		      cfg->client_watermark_high_pct == 3,
+	      "client watermarks");
 	CHECK(cfg->compressor == CONFIG_COMPRESSOR_LZ4 && cfg->zstd_level == 1, "compressor");
 	CHECK(cfg->store_backend == CONFIG_STORE_POOL && cfg->store_mem_limit_bytes == 0 &&
 		      cfg->compaction,
@@ -502,6 +509,13 @@ static void test_cross_keys(void)
 	r = load_text("[reclaim]\nwatermark-high = 30\nwatermark-low = 40\n", &cfg, err,
 		      sizeof(err));
 	check_error(r, err, -EINVAL, 3, "watermark-low = 40", "watermark-high = 30", NULL);
+	r = load_text("[reclaim]\nclient-watermark-min = 3\n", &cfg, err, sizeof(err));
+	check_error(r, err, -EINVAL, 2, "client-watermark-min = 3", "client-watermark-low = 2",
+		    "client-watermark-min <= client-watermark-low <= client-watermark-high", NULL);
+	r = load_text("[reclaim]\nclient-watermark-low = 9\nclient-watermark-high = 8\n", &cfg,
+		      err, sizeof(err));
+	check_error(r, err, -EINVAL, 3, "client-watermark-low = 9", "client-watermark-high = 8",
+		    NULL);
 	r = load_text("[reclaim]\nwatermark-min = 7\nwatermark-low = 7\nwatermark-high = 7\n", &cfg,
 		      err, sizeof(err));
 	CHECK(r == 0, "equal watermarks refused: %s", err);
