@@ -70,6 +70,7 @@ struct memextd_config {
 	char *stats_socket_path; /* stats socket (SOCK_STREAM), when not socket-activated */
 	int log_level;		 /* syslog priority: LOG_ERR..LOG_DEBUG */
 	unsigned fault_threads;	 /* 0: one per online CPU, each pinned to it */
+	unsigned fault_poll_us;	 /* a fault thread reads on this long after the last fault */
 	unsigned reclaim_threads;
 	unsigned faultaround_pages; /* power of two: window of never-evicted pages mapped at once */
 

@@ -1122,27 +1122,32 @@ static bool uffd_readable(struct client *c)
  * (faulthome.h). Another thread may still hold the client then, from a wake-up before: the
  * wake-ups that find it taken are the home's alone, so that thread looks at the uffd once more
  * after it lets go.
+ *
+ * Returns whether it read any fault.
  */
-static void process_client(struct fault_thread *t, struct client *c, struct pending *p)
+static bool process_client(struct fault_thread *t, struct client *c, struct pending *p)
 {
 	int self = (int)(t - t->m->fault_threads), home;
+	bool faulted = false;
 
 	do {
 		bool full;
 
 		if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
-			return;
+			return faulted;
 		do {
 			int r = read_uffd_full(c, p, &full);
 
 			if (r < 0 && r != -EAGAIN)
 				log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
+			faulted |= p->nr > 0;
 			watch_fault_home(t, c, p->nr);
 			resolve_pending(c, p, t->page_buf, false);
 		} while (full); /* out of memory for p: edge-triggered, so read until empty */
 		atomic_store_explicit(&c->fault_owned, false, memory_order_seq_cst);
 		home = atomic_load(&c->fault_home_thread);
 	} while (home >= 0 && home != self && uffd_readable(c));
+	return faulted;
 }
 
 static void pin_to_cpu(unsigned cpu)
@@ -1158,6 +1163,7 @@ static void *fault_thread_main(void *arg)
 {
 	struct fault_thread *t = arg;
 	struct pending *p = calloc(1, sizeof(*p));
+	uint64_t poll_until = 0;
 
 	if (!p || !pending_reserve(p, READ_BATCH)) {
 		log_error("fault thread %u: out of memory", t->cpu);
@@ -1173,10 +1179,17 @@ static void *fault_thread_main(void *arg)
 	}
 	for (;;) {
 		struct epoll_event ev[16];
-		int n;
+		bool faulted = false;
+		int n, timeout = -1;
 
+		/* fault-poll-us: after a fault, look again without sleeping for a while, giving
+		 * the CPU to whoever wants it in between: the next fault needs no wake-up. */
+		if (poll_until && now_usec() < poll_until)
+			timeout = 0;
+		else
+			poll_until = 0;
 		atomic_fetch_add(&t->epoch, 1);
-		n = epoll_wait(t->epfd, ev, ARRAY_SIZE(ev), -1);
+		n = epoll_wait(t->epfd, ev, ARRAY_SIZE(ev), timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1190,10 +1203,14 @@ static void *fault_thread_main(void *arg)
 				(void)!read(t->kick_fd, &v, sizeof(v));
 				continue;
 			}
-			process_client(t, ev[i].data.ptr, p);
+			faulted |= process_client(t, ev[i].data.ptr, p);
 		}
 		if (atomic_load(&t->m->stopping))
 			break;
+		if (faulted && t->m->cfg.fault_poll_us)
+			poll_until = now_usec() + t->m->cfg.fault_poll_us;
+		else if (n == 0)
+			sched_yield();
 	}
 	pending_free(p);
 	free(p);

@@ -77,6 +77,7 @@ struct options {
 	const char *swap_files[CONFIG_MAX_SWAPFILES]; /* "PATH[:PRIO]" */
 	unsigned nr_swap_files;
 	const char *fault_threads;
+	const char *fault_poll_us;
 	const char *batch_pages;
 	const char *faultaround_pages;
 	const char *log_level;
@@ -978,6 +979,7 @@ static void help(void)
 	       "  --store-backend B       pool, swapfile or pool+swapfile\n"
 	       "  --swap-file PATH[:PRIO] a swap area (repeatable; see memextctl mkswap)\n"
 	       "  --fault-threads N       fault threads (0: one per CPU)\n"
+	       "  --fault-poll-us N       microseconds a fault thread polls after a fault\n"
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
@@ -1008,6 +1010,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_STORE_BACKEND,
 		OPT_SWAP_FILE,
 		OPT_FAULT_THREADS,
+		OPT_FAULT_POLL,
 		OPT_BATCH_PAGES,
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
@@ -1028,6 +1031,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"store-backend", required_argument, NULL, OPT_STORE_BACKEND},
 		{"swap-file", required_argument, NULL, OPT_SWAP_FILE},
 		{"fault-threads", required_argument, NULL, OPT_FAULT_THREADS},
+		{"fault-poll-us", required_argument, NULL, OPT_FAULT_POLL},
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -1060,6 +1064,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->swap_files[o->nr_swap_files++] = optarg;
 			break;
 		case OPT_FAULT_THREADS: o->fault_threads = optarg; break;
+		case OPT_FAULT_POLL: o->fault_poll_us = optarg; break;
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
@@ -1093,6 +1098,7 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 		{"daemon", "stats-socket", o->stats_socket_path},
 		{"daemon", "log-level", o->log_level},
 		{"daemon", "fault-threads", o->fault_threads},
+		{"daemon", "fault-poll-us", o->fault_poll_us},
 		{"daemon", "faultaround-pages", o->faultaround_pages},
 		{"reclaim", "default-budget", o->default_budget},
 		{"reclaim", "batch-pages", o->batch_pages},
@@ -1288,6 +1294,7 @@ static int setup(struct daemon *d)
 	log_info("%s", caps);
 
 	d->m.cfg.nr_fault_threads = cfg->fault_threads;
+	d->m.cfg.fault_poll_us = cfg->fault_poll_us;
 	apply_runtime_config(d);
 	d->m.start_usec = now_usec();
 	pthread_mutex_init(&d->m.clients_lock, NULL);

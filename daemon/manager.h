@@ -29,6 +29,7 @@ struct fork_share;
 
 struct manager_config {
 	unsigned nr_fault_threads;    /* 0: one per CPU */
+	unsigned fault_poll_us;       /* reading on after a client's last fault before sleeping */
 	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
 	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
 	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
