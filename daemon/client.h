@@ -74,8 +74,10 @@ struct client {
 	pthread_rwlock_t resolve_lock;
 	/* A fault thread is draining the uffd: the others leave it alone (fault.c). */
 	_Atomic bool fault_owned;
-	/* The holder's: whether one fault thread waits on the uffd (faulthome.h), which one
-	 * (-1: all). removed (under fault.c's registration lock): it never waits again. */
+	/* fault_home: the holder's, whether one fault thread waits on the uffd (faulthome.h).
+	 * fault_home_thread: which one (-1: all); written under fault.c's registration lock.
+	 * fault_removed: read and written only under that lock; once set, no fault thread
+	 * waits on the uffd again. */
 	struct faulthome fault_home;
 	_Atomic int fault_home_thread;
 	bool fault_removed;
@@ -174,5 +176,6 @@ static inline uint64_t client_wmark_pages(const struct client *c, unsigned pct)
 /* Reclaim should run: less than client-watermark-low of the budget is free. */
 static inline bool client_over_low_wmark(const struct client *c)
 {
-	return c->budget_pages && c->nr_present > client_wmark_pages(c, c->m->cfg.client_wmark_low_pct);
+	return c->budget_pages &&
+	       c->nr_present > client_wmark_pages(c, c->m->cfg.client_wmark_low_pct);
 }

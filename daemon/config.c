@@ -250,8 +250,8 @@ const struct config_key config_table[] = {
 		.value_name = "PERCENT",
 		.offset = G(watermark_high_pct),
 		.doc = "For the system as a whole: available memory, in percent of MemTotal, at which "
-		       "that reclaim stops. The three must satisfy watermark-min <= watermark-low <= "
-		       "watermark-high.",
+		       "reclaim for the system stops. The three must satisfy watermark-min <= "
+		       "watermark-low <= watermark-high.",
 	},
 	{
 		.section = "reclaim",
@@ -1065,7 +1065,6 @@ static unsigned line_of_key(const struct parse_ctx *ctx, const char *dotted)
 	return k ? ctx->key_line[key_index(k)] : 0;
 }
 
-/* Checks that span keys, once the whole file is read. */
 /* Checks one set of watermarks (prefix "" or "client-"): min <= low <= high. */
 static int validate_watermarks(struct parse_ctx *ctx, const char *prefix, unsigned min,
 			       unsigned low, unsigned high)
@@ -1092,6 +1091,7 @@ static int validate_watermarks(struct parse_ctx *ctx, const char *prefix, unsign
 	return 0;
 }
 
+/* Checks that span keys, once the whole file is read. */
 static int validate(struct parse_ctx *ctx)
 {
 	const struct memextd_config *cfg = ctx->cfg;

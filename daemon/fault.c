@@ -338,7 +338,8 @@ static bool should_throttle(struct client *c)
 	/* The whole system is at its min watermark: every client waits (direct reclaim). */
 	if (atomic_load(&c->m->sys_level) == SYSMEM_MIN && c->nr_present)
 		return true;
-	return c->budget_pages && c->nr_present >= client_wmark_pages(c, c->m->cfg.client_wmark_min_pct);
+	return c->budget_pages &&
+	       c->nr_present >= client_wmark_pages(c, c->m->cfg.client_wmark_min_pct);
 }
 
 /* Forgets the claim of map_zero() on [from, to) but keep (lock held). */
@@ -1067,23 +1068,30 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 /* Serializes changes of the epoll sets that hold a client with its removal. */
 static pthread_mutex_t registration_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Puts c's uffd in the epoll set of every fault thread (home < 0), or of home's only. */
-static void set_fault_home(struct manager *m, struct client *c, int home)
+/*
+ * Puts c's uffd in the epoll set of every fault thread (home < 0), or of home's only. False
+ * when an ADD failed (out of memory): c stays with its home, which still gets every wake-up;
+ * a failed DEL only leaves a thread woken for nothing.
+ */
+static bool set_fault_home(struct manager *m, struct client *c, int home)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+	bool ok = true;
 
 	pthread_mutex_lock(&registration_lock);
-	for (unsigned i = 0; i < m->nr_fault_threads && !c->fault_removed; i++) {
+	for (unsigned i = 0; i < m->nr_fault_threads && !c->fault_removed && ok; i++) {
 		int epfd = m->fault_threads[i].epfd;
 
 		/* Added before another lets go: ET reports at ADD what is pending already. */
 		if (home < 0 && (int)i != c->fault_home_thread)
-			(void)epoll_ctl(epfd, EPOLL_CTL_ADD, c->uffd, &ev);
+			ok = epoll_ctl(epfd, EPOLL_CTL_ADD, c->uffd, &ev) == 0 || errno == EEXIST;
 		else if (home >= 0 && (int)i != home)
 			(void)epoll_ctl(epfd, EPOLL_CTL_DEL, c->uffd, NULL);
 	}
-	c->fault_home_thread = home;
+	if (ok)
+		c->fault_home_thread = home;
 	pthread_mutex_unlock(&registration_lock);
+	return ok;
 }
 
 /* Counts a read of c's uffd by t, which holds c, and changes who waits on it (faulthome.h). */
@@ -1095,7 +1103,11 @@ static void watch_fault_home(struct fault_thread *t, struct client *c, unsigned 
 		atomic_fetch_add(&t->m->totals.fault_homed, 1);
 		break;
 	case FAULTHOME_ALL:
-		set_fault_home(t->m, c, -1);
+		if (!set_fault_home(t->m, c, -1)) {
+			log_debug_errno(-errno, "client %d: back to every fault thread: %m", c->pid);
+			c->fault_home.homed = true; /* the next window tries again */
+			break;
+		}
 		atomic_fetch_add(&t->m->totals.fault_unhomed, 1);
 		break;
 	case FAULTHOME_KEEP:
@@ -1112,6 +1124,24 @@ static bool uffd_readable(struct client *c)
 }
 
 /*
+ * Called by a thread that let go of c and is not its home: the wake-ups that came meanwhile
+ * went to the home alone and found c taken. If anything waits, EPOLL_CTL_MOD makes the home's
+ * epoll set look at the uffd again and wake the home. Taking c again instead could keep a
+ * client that faults without pause on this thread for ever.
+ */
+static void wake_home(struct manager *m, struct client *c, int self)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+	int home;
+
+	pthread_mutex_lock(&registration_lock);
+	home = c->fault_home_thread;
+	if (!c->fault_removed && home >= 0 && home != self && uffd_readable(c))
+		(void)epoll_ctl(m->fault_threads[home].epfd, EPOLL_CTL_MOD, c->uffd, &ev);
+	pthread_mutex_unlock(&registration_lock);
+}
+
+/*
  * A client's uffd is in every fault thread's epoll set, edge-triggered, so every fault wakes
  * them all: the one on the CPU that faulted usually runs first, and answers there. One thread
  * at a time drains a client; a thread that finds it taken goes back to sleep instead of
@@ -1120,33 +1150,31 @@ static bool uffd_readable(struct client *c)
  *
  * While a client's threads fault side by side, the uffd is in one thread's set only, its home
  * (faulthome.h). Another thread may still hold the client then, from a wake-up before: the
- * wake-ups that find it taken are the home's alone, so that thread looks at the uffd once more
- * after it lets go.
+ * wake-ups that find it taken are the home's alone, so that thread wakes the home when it lets
+ * go (wake_home).
  *
  * Returns whether it read any fault.
  */
 static bool process_client(struct fault_thread *t, struct client *c, struct pending *p)
 {
 	int self = (int)(t - t->m->fault_threads), home;
-	bool faulted = false;
+	bool faulted = false, full;
 
+	if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
+		return false;
 	do {
-		bool full;
+		int r = read_uffd_full(c, p, &full);
 
-		if (atomic_exchange_explicit(&c->fault_owned, true, memory_order_acquire))
-			return faulted;
-		do {
-			int r = read_uffd_full(c, p, &full);
-
-			if (r < 0 && r != -EAGAIN)
-				log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
-			faulted |= p->nr > 0;
-			watch_fault_home(t, c, p->nr);
-			resolve_pending(c, p, t->page_buf, false);
-		} while (full); /* out of memory for p: edge-triggered, so read until empty */
-		atomic_store_explicit(&c->fault_owned, false, memory_order_seq_cst);
-		home = atomic_load(&c->fault_home_thread);
-	} while (home >= 0 && home != self && uffd_readable(c));
+		if (r < 0 && r != -EAGAIN)
+			log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
+		faulted |= p->nr > 0;
+		watch_fault_home(t, c, p->nr);
+		resolve_pending(c, p, t->page_buf, false);
+	} while (full); /* out of memory for p: edge-triggered, so read until empty */
+	atomic_store_explicit(&c->fault_owned, false, memory_order_seq_cst);
+	home = atomic_load(&c->fault_home_thread);
+	if (home >= 0 && home != self)
+		wake_home(t->m, c, self);
 	return faulted;
 }
 

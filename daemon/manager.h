@@ -12,7 +12,8 @@
  *   reclaim   evicts pages of clients over their budget, drains clients before fork, and
  *             answers faults that had to wait for a batch.
  *
- * Lock order: manager.clients_lock -> client.resolve_lock -> client.lock.
+ * Lock order: manager.clients_lock -> client.resolve_lock -> client.lock. fault.c's
+ * registration_lock is taken with no other lock held.
  */
 
 #include <pthread.h>

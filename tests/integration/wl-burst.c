@@ -34,6 +34,7 @@
 #include "wl-common.h"
 
 #define SPACING 64          /* pages between two threads' pages: beyond fault-around and readahead */
+#define ROUND_SPACING 32    /* the same in rounds, where more pages are needed: still beyond */
 #define MEMEXTD_READ_MAX 256 /* faults a fault thread once read at most before answering */
 #define REMOVED_PAGE 1       /* dropped by the remover thread */
 #define MONITOR_NOT_ENOUGH 3 /* the monitor's exit status: too few pages were evicted */
@@ -52,7 +53,7 @@ static unsigned nr_threads, nr_rounds;
 /* Thread t's page in round r (burst: round 0). */
 static size_t thread_page(unsigned t, unsigned r)
 {
-	return ((size_t)r * nr_threads + t) * SPACING + 7;
+	return ((size_t)r * nr_threads + t) * (nr_rounds ? ROUND_SPACING : SPACING) + 7;
 }
 
 /* Makes the stack this thread will use resident now, while memextd runs. */
@@ -409,8 +410,12 @@ int main(int argc, char **argv)
 	nr_threads = (unsigned)wl_parse_u64(argv[2]);
 	nr_rounds = argc == 4 ? (unsigned)wl_parse_u64(argv[3]) : 0;
 	if (!nr_threads || thread_page(nr_threads - 1, nr_rounds ? nr_rounds - 1 : 0) >= nr_pages)
-		wl_die("SIZE holds fewer than THREADS * ROUNDS pages %d apart", SPACING);
-	if (pipe(donefd) < 0 || pipe(servedfd) < 0)
+		wl_die("SIZE holds fewer than THREADS * ROUNDS pages %d apart",
+		       nr_rounds ? ROUND_SPACING : SPACING);
+	/* The monitor inherits only the served pipe's read end: with the write end open in the
+	 * monitor too, a workload that died would leave its read waiting rather than failing. */
+	if (pipe(donefd) < 0 || pipe2(servedfd, O_CLOEXEC) < 0 ||
+	    fcntl(servedfd[0], F_SETFD, 0) < 0)
 		wl_die("pipe: %m");
 	done_fd = donefd[0];
 	served_fd = servedfd[1];

@@ -34,6 +34,20 @@ static void replay(struct faulthome *h, unsigned n, unsigned period, unsigned *r
 	}
 }
 
+/* One window in which multi reads found several faults; what its last read decided. */
+static enum faulthome_change window_with(struct faulthome *h, unsigned multi)
+{
+	enum faulthome_change last = FAULTHOME_KEEP;
+
+	for (unsigned i = 0; i < FAULTHOME_WINDOW; i++) {
+		enum faulthome_change c = faulthome_read(h, i < multi ? 2 : 1);
+
+		check(i == FAULTHOME_WINDOW - 1 || c == FAULTHOME_KEEP);
+		last = c;
+	}
+	return last;
+}
+
 int main(void)
 {
 	unsigned ones, alls;
@@ -78,6 +92,16 @@ int main(void)
 		h.homed = true;
 		replay(&h, 20 * FAULTHOME_WINDOW, 16, &ones, &alls);
 		check(alls == 0 && h.homed);
+	}
+	/* The thresholds themselves: 31 reads of 256 with several faults (12.1%) home, 30
+	 * (11.7%) do not; homed, 7 (2.7%) go back to all, 8 (3.1%) do not. */
+	{
+		struct faulthome h = {0};
+
+		check(window_with(&h, 30) == FAULTHOME_KEEP && !h.homed);
+		check(window_with(&h, 31) == FAULTHOME_ONE && h.homed);
+		check(window_with(&h, 8) == FAULTHOME_KEEP && h.homed);
+		check(window_with(&h, 7) == FAULTHOME_ALL && !h.homed);
 	}
 	/* Reads that found nothing (a wake-up for a fault another read took) do not count. */
 	{
