@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "wl-common.h"
@@ -103,16 +104,42 @@ static void *touch_thread(void *arg)
 	return NULL;
 }
 
-/* Drops REMOVED_PAGE once released: a REMOVE event queued behind the faults. */
+/*
+ * Locks the pages of this thread's stack around the current frame. Between its release and
+ * its madvise() the remover must not fault: reclaim may evict a page it touched an instant ago
+ * (a new page starts on the inactive list), and a fault while memextd is stopped would leave
+ * it waiting on that instead of on its event.
+ */
+static __attribute__((noinline)) void stack_lock(void)
+{
+	char here;
+	uintptr_t page = (uintptr_t)&here & ~(uintptr_t)(WL_PAGE_SIZE - 1);
+	uintptr_t below = page - 16 * 1024;
+
+	/* One page above the frame too, where it is still the stack mapping. */
+	if (mlock((void *)below, page + 2 * WL_PAGE_SIZE - below) < 0 &&
+	    mlock((void *)below, page + WL_PAGE_SIZE - below) < 0)
+		wl_die("mlock the remover's stack: %m");
+}
+
+/*
+ * Drops REMOVED_PAGE once released: a REMOVE event queued behind the faults. From the release
+ * to the madvise it touches only its locked stack: the globals are read before, and raw system
+ * calls spare the thread descriptor that libc's cancellation points write (both are managed
+ * memory too).
+ */
 static void *remove_thread(void *arg)
 {
+	int fd = release_fd;
+	void *target = region + REMOVED_PAGE * WL_PAGE_SIZE;
 	char go;
 
 	(void)arg;
 	stack_touch();
-	if (read(release_fd, &go, 1) != 1)
+	stack_lock();
+	if (syscall(SYS_read, fd, &go, 1) != 1)
 		wl_die("read release pipe: %m");
-	if (madvise(region + REMOVED_PAGE * WL_PAGE_SIZE, WL_PAGE_SIZE, MADV_DONTNEED) < 0)
+	if (syscall(SYS_madvise, target, WL_PAGE_SIZE, MADV_DONTNEED) < 0)
 		wl_die("madvise: %m");
 	__atomic_fetch_add(&touched, 1, __ATOMIC_RELEASE);
 	if (read(done_fd, &go, 1) != 1)
