@@ -1106,6 +1106,13 @@ static int validate(struct parse_ctx *ctx)
 				cfg->watermark_high_pct);
 	if (r < 0)
 		return r;
+	/* Set by the file's parse; command-line overrides (validated again) leave it. */
+	if ((line_of_key(ctx, "reclaim.watermark-min") || line_of_key(ctx, "reclaim.watermark-low") ||
+	     line_of_key(ctx, "reclaim.watermark-high")) &&
+	    !line_of_key(ctx, "reclaim.client-watermark-min") &&
+	    !line_of_key(ctx, "reclaim.client-watermark-low") &&
+	    !line_of_key(ctx, "reclaim.client-watermark-high"))
+		ctx->cfg->system_watermarks_only = true;
 
 	if (cfg->store_backend != CONFIG_STORE_POOL && cfg->n_swapfiles == 0)
 		return fail(ctx, lbackend, -EINVAL,

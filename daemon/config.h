@@ -87,6 +87,9 @@ struct memextd_config {
 	unsigned watermark_min_pct;
 	unsigned watermark_low_pct;
 	unsigned watermark_high_pct;
+	/* The file sets watermark-* but no client-watermark-*: before session 5 the former also
+	 * applied to client budgets, so memextd says they no longer do. */
+	bool system_watermarks_only;
 	/* PSI "some avg10" of memory, in percent, at which reclaim runs for the whole system
 	 * as below watermark-low; 0: PSI is not looked at. */
 	unsigned pressure_avg10_pct;

@@ -1166,6 +1166,11 @@ static int load_config(struct daemon *d)
 		config_free(cfg);
 		return r;
 	}
+	if (cfg->system_watermarks_only)
+		log_notice("%s: [reclaim] watermark-min/low/high apply to the system as a whole "
+			   "only; a client's budget has client-watermark-min/low/high (now %u/%u/%u)",
+			   d->config_path, cfg->client_watermark_min_pct,
+			   cfg->client_watermark_low_pct, cfg->client_watermark_high_pct);
 	d->cfg = cfg;
 	return 0;
 }

@@ -509,6 +509,18 @@ static void test_cross_keys(void)
 	r = load_text("[reclaim]\nwatermark-high = 30\nwatermark-low = 40\n", &cfg, err,
 		      sizeof(err));
 	check_error(r, err, -EINVAL, 3, "watermark-low = 40", "watermark-high = 30", NULL);
+	/* A file written before the client's own keys: memextd is to say the system's keys no
+	 * longer set the clients'. */
+	r = load_text("[reclaim]\nwatermark-low = 6\n", &cfg, err, sizeof(err));
+	CHECK(r == 0 && cfg->system_watermarks_only, "system watermarks alone: %s", err);
+	config_free(cfg);
+	r = load_text("[reclaim]\nwatermark-low = 6\nclient-watermark-high = 4\n", &cfg, err,
+		      sizeof(err));
+	CHECK(r == 0 && !cfg->system_watermarks_only, "both sets: %s", err);
+	config_free(cfg);
+	r = load_text("[reclaim]\nbatch-pages = 64\n", &cfg, err, sizeof(err));
+	CHECK(r == 0 && !cfg->system_watermarks_only, "no watermarks: %s", err);
+	config_free(cfg);
 	r = load_text("[reclaim]\nclient-watermark-min = 3\n", &cfg, err, sizeof(err));
 	check_error(r, err, -EINVAL, 2, "client-watermark-min = 3", "client-watermark-low = 2",
 		    "client-watermark-min <= client-watermark-low <= client-watermark-high", NULL);
