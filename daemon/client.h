@@ -74,8 +74,9 @@ struct client {
 	pthread_rwlock_t resolve_lock;
 	/* A fault thread is draining the uffd: the others leave it alone (fault.c). */
 	_Atomic bool fault_owned;
-	/* fault_home: the holder's, whether one fault thread waits on the uffd (faulthome.h).
-	 * fault_home_thread: which one (-1: all); written under fault.c's registration lock.
+	/* fault_home: the holder's count of its reads (faulthome.h). fault_home_thread: the
+	 * one fault thread that waits on the uffd (-1: all); written under fault.c's
+	 * registration lock.
 	 * fault_removed: read and written only under that lock; once set, no fault thread
 	 * waits on the uffd again. */
 	struct faulthome fault_home;

@@ -1065,9 +1065,12 @@ static unsigned line_of_key(const struct parse_ctx *ctx, const char *dotted)
 	return k ? ctx->key_line[key_index(k)] : 0;
 }
 
-/* Checks one set of watermarks (prefix "" or "client-"): min <= low <= high. */
+/*
+ * Checks one set of watermarks (prefix "" or "client-"): min <= low <= high. *ret_set says
+ * whether the file sets any of the three.
+ */
 static int validate_watermarks(struct parse_ctx *ctx, const char *prefix, unsigned min,
-			       unsigned low, unsigned high)
+			       unsigned low, unsigned high, bool *ret_set)
 {
 	char key[64];
 	unsigned lmin, llow, lhigh;
@@ -1078,6 +1081,7 @@ static int validate_watermarks(struct parse_ctx *ctx, const char *prefix, unsign
 	llow = line_of_key(ctx, key);
 	snprintf(key, sizeof(key), "reclaim.%swatermark-high", prefix);
 	lhigh = line_of_key(ctx, key);
+	*ret_set = lmin || llow || lhigh;
 	if (min > low)
 		return fail(ctx, MAX(lmin, llow), -EINVAL,
 			    "[reclaim] %swatermark-min = %u is above %swatermark-low = %u; "
@@ -1096,22 +1100,20 @@ static int validate(struct parse_ctx *ctx)
 {
 	const struct memextd_config *cfg = ctx->cfg;
 	unsigned lbackend = line_of_key(ctx, "store.backend");
+	bool client_set, system_set;
 	int r;
 
 	r = validate_watermarks(ctx, "client-", cfg->client_watermark_min_pct,
-				cfg->client_watermark_low_pct, cfg->client_watermark_high_pct);
+				cfg->client_watermark_low_pct, cfg->client_watermark_high_pct,
+				&client_set);
 	if (r < 0)
 		return r;
 	r = validate_watermarks(ctx, "", cfg->watermark_min_pct, cfg->watermark_low_pct,
-				cfg->watermark_high_pct);
+				cfg->watermark_high_pct, &system_set);
 	if (r < 0)
 		return r;
 	/* Set by the file's parse; command-line overrides (validated again) leave it. */
-	if ((line_of_key(ctx, "reclaim.watermark-min") || line_of_key(ctx, "reclaim.watermark-low") ||
-	     line_of_key(ctx, "reclaim.watermark-high")) &&
-	    !line_of_key(ctx, "reclaim.client-watermark-min") &&
-	    !line_of_key(ctx, "reclaim.client-watermark-low") &&
-	    !line_of_key(ctx, "reclaim.client-watermark-high"))
+	if (system_set && !client_set)
 		ctx->cfg->system_watermarks_only = true;
 
 	if (cfg->store_backend != CONFIG_STORE_POOL && cfg->n_swapfiles == 0)

@@ -1068,6 +1068,12 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 /* Serializes changes of the epoll sets that hold a client with its removal. */
 static pthread_mutex_t registration_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* How a fault thread's epoll set holds a client's uffd. */
+static struct epoll_event uffd_event(struct client *c)
+{
+	return (struct epoll_event){.events = EPOLLIN | EPOLLET, .data.ptr = c};
+}
+
 /*
  * Puts c's uffd in the epoll set of every fault thread (home < 0), or of home's only. False
  * when an ADD failed (out of memory): c stays with its home, which still gets every wake-up;
@@ -1075,7 +1081,7 @@ static pthread_mutex_t registration_lock = PTHREAD_MUTEX_INITIALIZER;
  */
 static bool set_fault_home(struct manager *m, struct client *c, int home)
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+	struct epoll_event ev = uffd_event(c);
 	bool ok = true;
 
 	pthread_mutex_lock(&registration_lock);
@@ -1097,18 +1103,18 @@ static bool set_fault_home(struct manager *m, struct client *c, int home)
 /* Counts a read of c's uffd by t, which holds c, and changes who waits on it (faulthome.h). */
 static void watch_fault_home(struct fault_thread *t, struct client *c, unsigned nr_faults)
 {
-	switch (faulthome_read(&c->fault_home, nr_faults)) {
+	bool homed = atomic_load(&c->fault_home_thread) >= 0;
+
+	switch (faulthome_read(&c->fault_home, homed, nr_faults)) {
 	case FAULTHOME_ONE:
 		set_fault_home(t->m, c, (int)(t - t->m->fault_threads));
 		atomic_fetch_add(&t->m->totals.fault_homed, 1);
 		break;
 	case FAULTHOME_ALL:
-		if (!set_fault_home(t->m, c, -1)) {
+		if (set_fault_home(t->m, c, -1))
+			atomic_fetch_add(&t->m->totals.fault_unhomed, 1);
+		else /* still homed: the next window asks again */
 			log_debug_errno(-errno, "client %d: back to every fault thread: %m", c->pid);
-			c->fault_home.homed = true; /* the next window tries again */
-			break;
-		}
-		atomic_fetch_add(&t->m->totals.fault_unhomed, 1);
 		break;
 	case FAULTHOME_KEEP:
 		break;
@@ -1131,7 +1137,7 @@ static bool uffd_readable(struct client *c)
  */
 static void wake_home(struct manager *m, struct client *c, int self)
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+	struct epoll_event ev = uffd_event(c);
 	int home;
 
 	pthread_mutex_lock(&registration_lock);
@@ -1327,7 +1333,7 @@ int fault_threads_add_client(struct manager *m, struct client *c)
 {
 	c->fault_home_thread = -1;
 	for (unsigned i = 0; i < m->nr_fault_threads; i++) {
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
+		struct epoll_event ev = uffd_event(c);
 
 		if (epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_ADD, c->uffd, &ev) < 0) {
 			int r = -errno;

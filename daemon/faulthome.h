@@ -30,17 +30,21 @@
 struct faulthome {
 	uint32_t reads; /* reads that found faults, in this window */
 	uint32_t multi; /* ... of them, reads that found several */
-	bool homed;	/* one fault thread waits on the uffd */
 };
 
 enum faulthome_change {
 	FAULTHOME_KEEP, /* nothing to change */
-	FAULTHOME_ONE,	/* wait on the uffd in one thread only (homed is now true) */
-	FAULTHOME_ALL,	/* in every thread again (homed is now false) */
+	FAULTHOME_ONE,	/* wait on the uffd in one thread only */
+	FAULTHOME_ALL,	/* in every thread again */
 };
 
-/* Counts a read of the uffd that found nr_faults faults; says what to change. */
-static inline enum faulthome_change faulthome_read(struct faulthome *h, unsigned nr_faults)
+/*
+ * Counts a read of the uffd that found nr_faults faults; says what to change. homed: one
+ * thread waits on it now. The caller's registration is the state, so a change it could not
+ * make is simply asked for again at the end of the next window.
+ */
+static inline enum faulthome_change faulthome_read(struct faulthome *h, bool homed,
+						   unsigned nr_faults)
 {
 	uint32_t pct;
 
@@ -51,13 +55,9 @@ static inline enum faulthome_change faulthome_read(struct faulthome *h, unsigned
 		return FAULTHOME_KEEP;
 	pct = h->multi * 100 / h->reads;
 	h->reads = h->multi = 0;
-	if (!h->homed && pct >= FAULTHOME_ONE_PCT) {
-		h->homed = true;
+	if (!homed && pct >= FAULTHOME_ONE_PCT)
 		return FAULTHOME_ONE;
-	}
-	if (h->homed && pct < FAULTHOME_ALL_PCT) {
-		h->homed = false;
+	if (homed && pct < FAULTHOME_ALL_PCT)
 		return FAULTHOME_ALL;
-	}
 	return FAULTHOME_KEEP;
 }
