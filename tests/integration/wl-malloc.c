@@ -23,6 +23,11 @@ struct block {
 	size_t len;
 	uint64_t seed;
 	uint64_t csum;
+	/* History, for the report of a mismatch: how it was made, its last realloc. */
+	const char *made_by;
+	unsigned nr_reallocs;
+	char *moved_from;
+	size_t moved_from_len;
 };
 
 struct worker {
@@ -55,6 +60,81 @@ static uint64_t csum(const void *buf, size_t len)
 	return h;
 }
 
+/*
+ * Describes the damage to a block on stderr: each run of wrong pages, and whether it reads
+ * zero (a page lost: the fault was answered with zeroes) or something else (a page from
+ * elsewhere, or stale).
+ */
+/* The mapping that holds addr, from /proc/self/smaps: "um" in VmFlags means uffd-registered. */
+static void print_vma(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	bool inside = false;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
+			inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			if (inside)
+				fprintf(stderr, "  mapping: %s", line);
+		} else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+			fprintf(stderr, "  %s", line);
+		}
+	}
+	fclose(f);
+}
+
+static void describe_damage(const struct block *b, size_t len)
+{
+	const char *base = (const char *)((uintptr_t)b->ptr & ~(uintptr_t)(WL_PAGE_SIZE - 1));
+	/* mmap, not malloc: the heap itself may be what is damaged. */
+	char *want = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t first = 0, runs = 0;
+	bool in_run = false, run_zero = true;
+
+	if (want == MAP_FAILED)
+		return;
+	wl_stream_fill(want, len, b->seed);
+	for (const char *pg = base; pg < b->ptr + len; pg += WL_PAGE_SIZE) {
+		size_t lo = pg < b->ptr ? 0 : (size_t)(pg - b->ptr);
+		size_t hi = (size_t)(pg + WL_PAGE_SIZE - b->ptr);
+		bool bad, zero = true;
+
+		hi = hi < len ? hi : len;
+		bad = memcmp(b->ptr + lo, want + lo, hi - lo) != 0;
+		for (size_t i = lo; bad && i < hi && zero; i++)
+			zero = !b->ptr[i];
+		if (bad && !in_run) {
+			in_run = true;
+			run_zero = zero;
+			first = lo;
+		} else if (bad) {
+			run_zero &= zero;
+		}
+		if (in_run && (!bad || hi == len)) {
+			size_t end = bad ? hi : lo;
+
+			if (runs++ < 8)
+				fprintf(stderr, "  wrong: offsets %zu-%zu (%p-%p), %s\n", first, end,
+					(void *)(b->ptr + first), (void *)(b->ptr + end),
+					run_zero ? "all zero" : "not zero");
+			in_run = false;
+		}
+	}
+	munmap(want, len);
+	print_vma(b->ptr);
+	fprintf(stderr, "  %zu run(s) of wrong pages; block made by %s, %u realloc(s)", runs,
+		b->made_by ? b->made_by : "?", b->nr_reallocs);
+	if (b->moved_from)
+		fprintf(stderr, ", the last moved it from %p (%zu bytes)", (void *)b->moved_from,
+			b->moved_from_len);
+	fputc('\n', stderr);
+}
+
 static void block_fail(struct worker *w, const struct block *b, const char *what, size_t len)
 {
 	ptrdiff_t off = wl_stream_check(b->ptr, len, b->seed);
@@ -63,6 +143,7 @@ static void block_fail(struct worker *w, const struct block *b, const char *what
 		wl_mismatch("thread %u: %s: block %p (%zu bytes): checksum differs but the content "
 			    "matches its stream: checksum bookkeeping bug",
 			    w->id, what, (void *)b->ptr, b->len);
+	describe_damage(b, len);
 	wl_mismatch("thread %u: %s: block %p of %zu bytes, first bad byte at offset %td "
 		    "(address %p): 0x%02x",
 		    w->id, what, (void *)b->ptr, b->len, off, (void *)(b->ptr + off),
@@ -114,15 +195,20 @@ static void block_alloc(struct worker *w, struct block *b)
 	make_room(w, len);
 	b->len = len;
 	b->seed = wl_rand(&w->rng);
+	b->nr_reallocs = 0;
+	b->moved_from = NULL;
 	if (how == 0) {
+		b->made_by = "calloc";
 		b->ptr = calloc(1, len);
 		w->nr_calloc++;
 	} else if (how == 1) {
 		size_t align = (size_t)64 << wl_rand_below(&w->rng, 7); /* 64 B .. 4 KiB */
 		b->len = (len + align - 1) / align * align;
+		b->made_by = "aligned_alloc";
 		b->ptr = aligned_alloc(align, b->len);
 		w->nr_aligned++;
 	} else {
+		b->made_by = "malloc";
 		b->ptr = malloc(len);
 		w->nr_malloc++;
 	}
@@ -154,6 +240,11 @@ static void block_realloc(struct worker *w, struct block *b)
 	p = realloc(b->ptr, len);
 	if (!p)
 		wl_die("realloc %zu: %m", len);
+	b->nr_reallocs++;
+	if (p != b->ptr) {
+		b->moved_from = b->ptr;
+		b->moved_from_len = b->len;
+	}
 	b->ptr = p;
 	if (wl_stream_check(p, keep, b->seed) >= 0) {
 		size_t old = b->len;
