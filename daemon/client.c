@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "client.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "adopt.h"
@@ -14,12 +17,41 @@
 #include "store.h"
 #include "uffd-compat.h"
 
+/* The move gate: one page of a sealed memfd, mapped here and, once sent, by the agent. */
+static int make_gate(struct client *c)
+{
+	int fd = memfd_create("memext-gate", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	void *p;
+
+	static_assert(sizeof(struct move_gate) <= PAGE_SIZE, "the gate is one page");
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, PAGE_SIZE) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	c->gate = p;
+	c->gate_fd = fd;
+	return 0;
+}
+
 int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget_bytes,
 	       int control_fd, int fds[4], struct client **ret)
 {
 	pthread_rwlockattr_t attr;
 	pthread_mutexattr_t mattr;
 	struct client *c;
+	int r;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -28,6 +60,12 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 	if (!c->pt) {
 		free(c);
 		return -ENOMEM;
+	}
+	r = make_gate(c);
+	if (r < 0) {
+		pagetable_free(c->pt);
+		free(c);
+		return r;
 	}
 	c->pagemap_fd = fds[3];
 	c->m = m;
@@ -151,6 +189,9 @@ void client_unref(struct client *c)
 	close(c->pidfd);
 	close(c->agent_fd);
 	close(c->pagemap_fd);
+	munmap(c->gate, PAGE_SIZE);
+	if (c->gate_fd >= 0)
+		close(c->gate_fd);
 	if (c->control_fd >= 0)
 		close(c->control_fd);
 	pthread_rwlock_destroy(&c->resolve_lock);
@@ -222,18 +263,28 @@ static int register_gap(uint64_t start, uint64_t end, void *userdata)
 	};
 	int r;
 
+	/*
+	 * Shared, against the reads of the uffd: an UNMAP of the range read between the
+	 * ioctl and our bookkeeping would be applied before it, and leave us tracking pages of
+	 * whatever is mapped there next, unregistered — reclaim would take them, and a fault on
+	 * them would never reach us.
+	 */
+	client_resolve_rdlock(c);
 	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		r = -errno;
+		pthread_rwlock_unlock(&c->resolve_lock);
 		/* The mapping changed since maps was read, or is of a kind uffd refuses
 		 * (e.g. VM_PFNMAP): leave it alone, the next scan sees the new layout. */
-		log_debug_errno(-errno, "client %d: cannot register %#lx-%#lx: %m", c->pid,
+		log_debug_errno(r, "client %d: cannot register %#lx-%#lx: %m", c->pid,
 				(unsigned long)start, (unsigned long)end);
-		return errno == ESRCH ? -ESRCH : 0;
+		return r == -ESRCH ? -ESRCH : 0;
 	}
 	pthread_mutex_lock(&c->lock);
 	r = rangeset_add(&c->registered, start, end);
 	if (r == 0)
 		r = maps_scan_present(c->pagemap_fd, start, end, mark_present, c);
 	pthread_mutex_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->resolve_lock);
 	return r;
 }
 

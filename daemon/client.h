@@ -26,6 +26,7 @@
 #include "histogram.h"
 #include "lru.h"
 #include "manager.h"
+#include "movegate.h"
 #include "pagetable.h"
 #include "protocol.h"
 #include "rangeset.h"
@@ -72,6 +73,13 @@ struct client {
 	unsigned nr_exclude;
 
 	pthread_rwlock_t resolve_lock;
+	/* Shared with the agent (shared/movegate.h); gate_fd goes to the agent once, then is
+	 * closed. read_deferred: a read found the agent inside the gate and left the uffd
+	 * unread; whoever sees the agent out again makes a fault thread look at it
+	 * (fault_threads_rearm). */
+	struct move_gate *gate;
+	int gate_fd;
+	_Atomic bool read_deferred;
 	/* A fault thread is draining the uffd: the others leave it alone (fault.c). */
 	_Atomic bool fault_owned;
 	/* fault_home: the holder's count of its reads (faulthome.h). fault_home_thread: the

@@ -146,8 +146,11 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 		c->nr_stored--;
 		break;
 	case PTE_MOVING:
-		/* The batch discards what it moved; the application expects zeroes now. */
+		/* The batch discards what it moved; the application expects zeroes now. The
+		 * agent must not move it from here on: the address may hold new memory soon
+		 * (shared/movegate.h). */
 		*pte |= PTE_DEAD;
+		move_gate_cancel(c->gate, (unsigned)pte_payload(old));
 		break;
 	case PTE_LOADING:
 		/* An I/O worker is reading it from a swap file (a fault thread's LOADING never
@@ -219,6 +222,9 @@ static void handle_remap(struct client *c, struct uffd_msg *msg)
 		pte_t *src = pagetable_lookup(c->pt, from / PAGE_SIZE + i), *dst;
 
 		if (src && *src) {
+			/* The agent was told the old address, which may hold new memory soon. */
+			if (pte_type(*src) == PTE_MOVING)
+				move_gate_cancel(c->gate, (unsigned)pte_payload(*src));
 			dst = pagetable_ensure(c->pt, to / PAGE_SIZE + i);
 			if (!dst) {
 				/* Say so loudly rather than serve stale data later. */
@@ -269,8 +275,41 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 }
 
 /*
+ * Closes c's move gate for a read of its uffd (shared/movegate.h): false if the agent stays
+ * inside it, in one UFFDIO_MOVE, for longer than GATE_WAIT_USEC (preempted or stopped). The
+ * uffd is then left unread and read_deferred set: the reclaim thread, which gets the agent's
+ * answer when its move ends, has it read again (fault_threads_rearm).
+ */
+#define GATE_WAIT_USEC 200
+
+static bool close_gate(struct client *c)
+{
+	uint64_t deadline = 0;
+
+	move_gate_close(c->gate);
+	for (unsigned i = 0; !move_gate_agent_out(c->gate); i++) {
+		move_gate_relax();
+		if (i % 64 != 63)
+			continue;
+		if (!deadline) {
+			deadline = now_usec() + GATE_WAIT_USEC;
+		} else if (now_usec() >= deadline) {
+			move_gate_open(c->gate);
+			atomic_store(&c->read_deferred, true);
+			/* Out just now, before the reclaim thread could see the flag: go on. */
+			if (!move_gate_agent_out(c->gate) || !atomic_exchange(&c->read_deferred, false))
+				return false;
+			move_gate_close(c->gate);
+			deadline = 0;
+		}
+	}
+	return true;
+}
+
+/*
  * Reads what the uffd holds: applies events at once, appends faults to p. Takes the resolve
- * lock exclusively (see client.h). Returns the number of messages read, or -errno; *ret_full
+ * lock exclusively (see client.h) and the move gate. Returns the number of messages read, or
+ * -errno (-EBUSY: the agent is moving, see close_gate); *ret_full
  * (if given) says whether it stopped before the uffd was empty (out of memory for p).
  */
 static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
@@ -286,6 +325,10 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 	if (ret_full)
 		*ret_full = false;
 	client_resolve_wrlock(c);
+	if (!close_gate(c)) {
+		pthread_rwlock_unlock(&c->resolve_lock);
+		return -EBUSY;
+	}
 	for (;;) {
 		if (!pending_reserve(p, READ_BATCH)) {
 			if (ret_full)
@@ -317,6 +360,7 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 		if (n < (ssize_t)(READ_BATCH * sizeof(*msgs)))
 			break;
 	}
+	move_gate_open(c->gate);
 	pthread_rwlock_unlock(&c->resolve_lock);
 	return total;
 }
@@ -1003,6 +1047,17 @@ park:
 	return 1;
 }
 
+/* Parks the faults p->req[from..] (read_uffd found the move gate taken). */
+static void park_rest(struct client *c, struct pending *p, unsigned from)
+{
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = from; i < p->nr; i++)
+		if (client_park_locked(c, &p->req[i]) < 0)
+			log_error("client %d: out of memory parking a fault", c->pid);
+	pthread_mutex_unlock(&c->lock);
+	manager_kick_reclaim(c->m);
+}
+
 /* Answers the faults in p, reading the uffd again whenever the kernel asks for it. */
 static void resolve_pending(struct client *c, struct pending *p, void *buf, bool from_reclaim)
 {
@@ -1014,7 +1069,15 @@ static void resolve_pending(struct client *c, struct pending *p, void *buf, bool
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r == -EAGAIN) {
 			/* Events are pending: apply them, then retry this fault. */
-			if (read_uffd(c, p) == 0)
+			int n = read_uffd(c, p);
+
+			if (n == -EBUSY) {
+				/* The agent is inside its gate: the events wait for its batch,
+				 * and so do these faults, which reclaim answers after it. */
+				park_rest(c, p, i);
+				break;
+			}
+			if (n == 0)
 				sched_yield();
 			continue;
 		}
@@ -1058,7 +1121,7 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r != -EAGAIN)
 			return r;
-		if (read_uffd(c, &p) == 0)
+		if (read_uffd(c, &p) <= 0)
 			sched_yield();
 		resolve_pending(c, &p, buf, true);
 		pending_free(&p);
@@ -1147,6 +1210,21 @@ static void wake_home(struct manager *m, struct client *c, int self)
 	pthread_mutex_unlock(&registration_lock);
 }
 
+void fault_threads_rearm(struct manager *m, struct client *c)
+{
+	struct epoll_event ev = uffd_event(c);
+	int home;
+
+	if (!atomic_exchange(&c->read_deferred, false))
+		return;
+	pthread_mutex_lock(&registration_lock);
+	home = c->fault_home_thread;
+	for (unsigned i = 0; i < m->nr_fault_threads && !c->fault_removed; i++)
+		if (home < 0 || (int)i == home)
+			(void)epoll_ctl(m->fault_threads[i].epfd, EPOLL_CTL_MOD, c->uffd, &ev);
+	pthread_mutex_unlock(&registration_lock);
+}
+
 /*
  * A client's uffd is in every fault thread's epoll set, edge-triggered, so every fault wakes
  * them all: the one on the CPU that faulted usually runs first, and answers there. One thread
@@ -1171,7 +1249,7 @@ static bool process_client(struct fault_thread *t, struct client *c, struct pend
 	do {
 		int r = read_uffd_full(c, p, &full);
 
-		if (r < 0 && r != -EAGAIN)
+		if (r < 0 && r != -EAGAIN && r != -EBUSY)
 			log_debug_errno(r, "client %d: reading its userfaultfd: %m", c->pid);
 		faulted |= p->nr > 0;
 		watch_fault_home(t, c, p->nr);

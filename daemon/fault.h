@@ -33,6 +33,10 @@ int fault_threads_add_client(struct manager *m, struct client *c);
 /* Stops waiting on the client's uffd; returns once no fault thread can still be using it. */
 void fault_threads_remove_client(struct manager *m, struct client *c);
 
+/* If a read of the client's uffd was put off (client.read_deferred: its agent was moving),
+ * makes the fault threads that wait on it look again. */
+void fault_threads_rearm(struct manager *m, struct client *c);
+
 /*
  * Answers faults (already read from the uffd): maps a zero page (with fault-around) or brings
  * the stored page back. Faults on pages of a batch in flight are parked on the client and

@@ -580,6 +580,14 @@ static int accept_client(struct daemon *d)
 		(void)proto_send(c->agent_fd, &pm, sizeof(pm), &pfd, 1);
 	}
 	{
+		/* Before any MOVE: the agent moves nothing without it. */
+		struct msg_agent_gate g;
+
+		proto_init_header(&g.h, MSG_AGENT_GATE, sizeof(g), 0);
+		(void)proto_send(c->agent_fd, &g, sizeof(g), &c->gate_fd, 1);
+		close(TAKE_FD(c->gate_fd));
+	}
+	{
 		struct msg_agent_budget mb = {.budget_bytes = c->budget_pages * PAGE_SIZE};
 
 		proto_init_header(&mb.h, MSG_AGENT_BUDGET, sizeof(mb), 0);
@@ -816,6 +824,8 @@ static void on_timer(struct daemon *d)
 			client_unref(c);
 			continue;
 		}
+		/* A read put off while the agent was moving, if the reclaim thread missed it. */
+		fault_threads_rearm(m, c);
 		/* New memory shows as resident pages we do not track: register it soon. */
 		untracked = client_untracked_pages(c);
 		if (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||

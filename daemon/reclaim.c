@@ -183,6 +183,8 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 	if (r < 0)
 		return r;
 	r = agent_wait_reply(c, &reply, rc->seq);
+	/* The agent is out of its gate (or gone): a read put off meanwhile can happen now. */
+	fault_threads_rearm(c->m, c);
 	if (r < 0)
 		return r;
 	memcpy(ret_moved, reply.moved, sizeof(reply.moved));
@@ -357,11 +359,44 @@ static void resolve_parked(struct reclaimer *rc, struct client *c)
 	free(parked);
 }
 
+/*
+ * Pages moved out but not saved go back (back: the slots that did), unless the application
+ * dropped them. An mremap during the request cancels the move (the agent had the old address,
+ * shared/movegate.h): it is asked again, with the new one.
+ */
+static void move_back_unsaved(struct reclaimer *rc, struct client *c, uint64_t *back)
+{
+	struct batch *b = &rc->b;
+
+	for (int tries = 0; tries < 4; tries++) {
+		uint64_t want[MEMEXT_STAGING_PAGES / 64] = {0}, got[MEMEXT_STAGING_PAGES / 64];
+		bool any = false;
+
+		pthread_mutex_lock(&c->lock);
+		move_gate_clear(c->gate); /* events mark again from here on, under this lock */
+		for (unsigned i = 0; i < b->nr; i++) {
+			pte_t *pte = pagetable_lookup(
+				c->pt, client_batch_addr_now(c, b->vpn[i] * PAGE_SIZE) / PAGE_SIZE);
+
+			if (test_bit(b->moved, i) && !test_bit(b->saved, i) && !test_bit(back, i) &&
+			    pte && !(*pte & (PTE_DEAD | PTE_CANCEL))) {
+				set_bit(want, i);
+				any = true;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!any || agent_move(rc, c, want, true, got) < 0)
+			return;
+		for (unsigned w = 0; w < MEMEXT_STAGING_PAGES / 64; w++)
+			back[w] |= got[w];
+	}
+}
+
 /* Evicts one batch. Returns the number of pages evicted, or -errno when the agent is gone. */
 static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 {
 	struct batch *b = &rc->b;
-	uint64_t back[MEMEXT_STAGING_PAGES / 64] = {0}, unsaved[MEMEXT_STAGING_PAGES / 64] = {0};
+	uint64_t back[MEMEXT_STAGING_PAGES / 64] = {0};
 	uint64_t all[MEMEXT_STAGING_PAGES / 64];
 	unsigned evicted = 0;
 	int r;
@@ -381,6 +416,8 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	select_victims(c, b, want);
 	c->batch_in_flight = b->nr > 0;
 	c->nr_remaps = 0;
+	/* No move is asked for until the request below: the marks of the last batch go. */
+	move_gate_clear(c->gate);
 	pthread_mutex_unlock(&c->lock);
 	if (b->nr == 0)
 		return 0;
@@ -432,23 +469,7 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 			log_warning_errno(r, "client %d: cannot store page: %m", c->pid);
 		}
 	}
-	/* Pages moved out but not saved go back, unless the application dropped them. */
-	pthread_mutex_lock(&c->lock);
-	for (unsigned i = 0; i < b->nr; i++) {
-		pte_t *pte = pagetable_lookup(
-			c->pt, client_batch_addr_now(c, b->vpn[i] * PAGE_SIZE) / PAGE_SIZE);
-
-		if (test_bit(b->moved, i) && !test_bit(b->saved, i) && pte &&
-		    !(*pte & (PTE_DEAD | PTE_CANCEL)))
-			set_bit(unsaved, i);
-	}
-	pthread_mutex_unlock(&c->lock);
-	for (unsigned i = 0; i < b->nr; i++)
-		if (test_bit(unsaved, i)) {
-			if (agent_move(rc, c, unsaved, true, back) < 0)
-				memset(back, 0, sizeof(back));
-			break;
-		}
+	move_back_unsaved(rc, c, back);
 
 	pthread_mutex_lock(&c->lock);
 	complete_batch(c, b, back);

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "movegate.h"
 #include "protocol.h"
 #include "size.h"
 #include "uffd-compat.h"
@@ -57,16 +58,15 @@
 
 static struct {
 	bool debug;
+	/* MEMEXT_TEST_MOVE_DELAY_US: the agent waits this long before it moves a batch out, so
+	 * the tests can make the application change its memory under a batch in flight. */
+	uint32_t test_move_delay_usec;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 	int uffd;       /* our own copy, kept for the life of the process */
-	/* A second uffd that only staging is registered with, asking for no events: the
-	 * agent moves pages into staging through it (a move checks only the destination's
-	 * registration), so dropping staging raises no REMOVE event for anyone to read. */
-	int staging_uffd;
 	int control_fd; /* to the daemon */
 	int agent_fd;   /* the agent's end of the agent socketpair, until the agent has its own */
 	uint64_t features;
@@ -96,7 +96,6 @@ static struct {
 	bool hello_refused;  /* the last hello was answered, with an error */
 } S = {
 	.uffd = -1,
-	.staging_uffd = -1,
 	.control_fd = -1,
 	.agent_fd = -1,
 	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -113,13 +112,14 @@ static struct {
  */
 static struct {
 	int fd;           /* the agent's end of the socketpair */
-	int uffd;         /* moves back into the application */
-	int staging_uffd; /* moves into staging */
+	int uffd;         /* moves, both ways */
 	/* The daemon's pmem memfd (daemon/pmem.h), held, never mapped: after a daemon crash it
 	 * holds our evicted pages, and the next daemon adopts them from it (reconnect()). */
 	int pmem_fd;
 	bool private; /* in the agent's own fd table */
-} A = {.fd = -1, .uffd = -1, .staging_uffd = -1, .pmem_fd = -1};
+	/* The move gate the daemon shares (shared/movegate.h); NULL: move nothing. Agent only. */
+	struct move_gate *gate;
+} A = {.fd = -1, .uffd = -1, .pmem_fd = -1};
 
 extern int __close(int fd);
 extern int __dup2(int oldfd, int newfd);
@@ -214,23 +214,82 @@ static int make_exclusive(uint64_t addr)
 	return madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
 }
 
-/*
- * Moves one contiguous run; returns bytes moved from its start, and the error that stopped it.
- * Into staging through staging_uffd, back into the application through the main uffd: a
- * move needs its destination registered with the uffd it is issued on.
- */
-static uint64_t move_once(int uffd, uint64_t dst, uint64_t src, uint64_t len, int *ret_err)
+/* Pages one move takes at most: the daemon may wait for the end of one (GATE_WAIT_USEC). */
+#define GATE_MAX_PAGES 32
+/* How long the agent waits for the daemon to let go of the gate before it skips a page. */
+#define GATE_WAIT_NSEC 1000000000LL
+
+static int64_t monotonic_nsec(void)
 {
-	struct uffdio_move mv = {.dst = dst, .src = src, .len = len};
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Enters the move gate, waiting while the daemon reads the uffd. False after GATE_WAIT_NSEC
+ * (a daemon that died inside): moving nothing is always safe. */
+static bool gate_enter(struct move_gate *g)
+{
+	int64_t deadline = 0;
+
+	while (!move_gate_try_enter(g)) {
+		for (unsigned i = 0; move_gate_reading(g); i++) {
+			if (i % 256 != 255) {
+				move_gate_relax();
+				continue;
+			}
+			if (!deadline)
+				deadline = monotonic_nsec() + GATE_WAIT_NSEC;
+			else if (monotonic_nsec() >= deadline)
+				return false;
+			sched_yield();
+		}
+	}
+	return true;
+}
+
+/*
+ * Moves the start of one contiguous run through the main uffd, inside the move gate, and stops
+ * before the first page whose batch slot the daemon cancelled (shared/movegate.h): returns
+ * bytes moved from its start, and the error that stopped it (ECANCELED: the first page was
+ * cancelled). The slot is the staging page's: dst going out, src coming back.
+ */
+static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, int *ret_err)
+{
+	struct move_gate *g = A.gate;
+	uint64_t stage = back ? src : dst, st = (uint64_t)(uintptr_t)S.staging;
+	int uffd = __atomic_load_n(&A.uffd, __ATOMIC_RELAXED);
 	int retries = 0;
 
+	if (!g) {
+		*ret_err = ENOTCONN;
+		return 0;
+	}
+	len = MIN(len, (uint64_t)GATE_MAX_PAGES * PAGE_SIZE);
 	for (;;) {
-		mv.move = 0;
-		if (ioctl(uffd, UFFDIO_MOVE, &mv) == 0) {
-			*ret_err = 0;
-			return len;
+		struct uffdio_move mv = {.dst = dst, .src = src};
+		int r;
+
+		if (!gate_enter(g)) {
+			*ret_err = ETIMEDOUT;
+			return 0;
 		}
-		/* EAGAIN: the address space is changing (an event is pending); try again. */
+		while (mv.len < len &&
+		       !move_gate_cancelled(g, (unsigned)((stage + mv.len - st) / PAGE_SIZE)))
+			mv.len += PAGE_SIZE;
+		if (mv.len == 0) {
+			move_gate_leave(g);
+			*ret_err = ECANCELED;
+			return 0;
+		}
+		r = ioctl(uffd, UFFDIO_MOVE, &mv);
+		move_gate_leave(g);
+		if (r == 0) {
+			*ret_err = 0;
+			return mv.len;
+		}
+		/* EAGAIN: an event is pending; outside the gate, the daemon reads it. */
 		if (errno == EAGAIN && mv.move <= 0 && retries++ < MOVE_EAGAIN_RETRIES) {
 			sched_yield();
 			continue;
@@ -242,32 +301,35 @@ static uint64_t move_once(int uffd, uint64_t dst, uint64_t src, uint64_t len, in
 
 static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
 {
-	int uffd = back ? __atomic_load_n(&A.uffd, __ATOMIC_RELAXED)
-			: __atomic_load_n(&A.staging_uffd, __ATOMIC_RELAXED);
 	uint64_t done = 0;
 
 	while (done < r->len) {
 		uint64_t len = r->len - done, moved;
 		int err;
 
-		moved = move_once(uffd, r->dst + done, r->src + done, len, &err);
-		if (err && moved == 0 && len > PAGE_SIZE) {
+		moved = move_once(r->dst + done, r->src + done, len, back, &err);
+		if (err && err != ECANCELED && moved == 0 && len > PAGE_SIZE) {
 			/* A run may cross two mappings (EINVAL) or hold one page the kernel refuses:
 			 * find out page by page. */
-			moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
+			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
+		}
+		if (err == ECANCELED && moved == 0) {
+			/* An event took the page away from the batch: it is not ours to move. */
+			done += PAGE_SIZE;
+			continue;
 		}
 		if (err == EBUSY && moved == 0 && !back) {
 			/* Still shared with a fork child (or the child has exited and the page was
 			 * not written since): the kernel moves only pages exclusive to us. */
 			set_written(reply, r->dst + done);
 			if (make_exclusive(r->src + done) == 0)
-				moved = move_once(uffd, r->dst + done, r->src + done, PAGE_SIZE, &err);
+				moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
 		}
 		if (err == EINVAL && moved == 0 && !back && (S.flags & HELLO_IGNORE_MLOCK)) {
 			/* Mlocked memory moves only into locked memory: the locked half. */
 			uint64_t dst = r->dst + done + MEMEXT_STAGING_PAGES * PAGE_SIZE;
 
-			moved = move_once(uffd, dst, r->src + done, PAGE_SIZE, &err);
+			moved = move_once(dst, r->src + done, PAGE_SIZE, back, &err);
 			if (moved) {
 				set_moved(reply, dst);
 				done += moved;
@@ -295,6 +357,11 @@ static void agent_move(const struct msg_agent_move *m)
 	struct msg_agent_move_done reply;
 
 	memset(&reply, 0, sizeof(reply));
+	if (S.test_move_delay_usec && !back) {
+		struct timespec ts = {0, (long)S.test_move_delay_usec * 1000};
+
+		(void)syscall(SYS_nanosleep, &ts, NULL);
+	}
 	proto_init_header(&reply.h, MSG_AGENT_MOVE_DONE, sizeof(reply), m->h.seq);
 	for (uint32_t i = 0; i < m->nr; i++) {
 		const struct move_range *r = &m->r[i];
@@ -329,7 +396,7 @@ static void close_all_but(const int *keep, int n)
 /* Gives the agent a table of its own holding only its fds (see A). */
 static void agent_own_fds(void)
 {
-	int keep[4] = {A.fd, A.uffd, A.staging_uffd, A.pmem_fd}, n = A.pmem_fd >= 0 ? 4 : 3;
+	int keep[3] = {A.fd, A.uffd, A.pmem_fd}, n = A.pmem_fd >= 0 ? 3 : 2;
 
 	for (int i = 1; i < n; i++)
 		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
@@ -359,6 +426,48 @@ static void agent_take_pmem(const int *fds, unsigned nr_fds)
 	A.pmem_fd = fds[0];
 }
 
+/*
+ * MSG_AGENT_FREE: the daemon has read staging, give the memory back. Staging is registered
+ * with the main uffd, and MADV_DONTNEED on it would raise a REMOVE event that the agent then
+ * waits to see read: by a daemon that died meanwhile never, and the agent would never
+ * reconnect. So the range is unregistered around the drop (no event), and registered again
+ * for the next batch's moves. If it cannot be unregistered (an event pending), staging stays
+ * as it is: the next batch's moves into its full slots fail, and the next FREE tries again.
+ */
+static void drop_staging(void)
+{
+	struct uffdio_range range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()};
+	struct uffdio_register reg = {.range = range, .mode = UFFDIO_REGISTER_MODE_MISSING};
+	int uffd = __atomic_load_n(&A.uffd, __ATOMIC_RELAXED);
+
+	if (ioctl(uffd, UFFDIO_UNREGISTER, &range) < 0)
+		return;
+	(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
+	if (S.flags & HELLO_IGNORE_MLOCK)
+		(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
+			      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
+	for (int i = 0; i < MOVE_EAGAIN_RETRIES; i++) {
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 || errno != EAGAIN)
+			break;
+		sched_yield();
+	}
+}
+
+/* MSG_AGENT_GATE: the move gate of the daemon that sent it, which replaces any we had (a dead
+ * daemon's, or the fork parent's). Without one, nothing moves. */
+static void agent_take_gate(const int *fds, unsigned nr_fds)
+{
+	void *p = MAP_FAILED;
+
+	if (nr_fds == 1) {
+		p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+		(void)syscall(SYS_close, fds[0]);
+	}
+	if (A.gate)
+		(void)munmap(A.gate, PAGE_SIZE);
+	A.gate = p == MAP_FAILED ? NULL : p;
+}
+
 static void *agent_main(void *arg)
 {
 	/* Aligned for the largest message; lives on the agent's own (unregistered) stack. */
@@ -384,12 +493,15 @@ static void *agent_main(void *arg)
 			reconnect();
 			continue;
 		}
-		if (h->type != MSG_AGENT_PMEM)
+		if (h->type != MSG_AGENT_PMEM && h->type != MSG_AGENT_GATE)
 			for (unsigned i = 0; i < nr_fds; i++)
 				(void)syscall(SYS_close, fds[i]);
 		switch (h->type) {
 		case MSG_AGENT_PMEM:
 			agent_take_pmem(fds, nr_fds);
+			break;
+		case MSG_AGENT_GATE:
+			agent_take_gate(fds, nr_fds);
 			break;
 		case MSG_AGENT_ARM:
 			__atomic_store_n(&S.armed, true, __ATOMIC_RELEASE);
@@ -409,11 +521,7 @@ static void *agent_main(void *arg)
 			agent_move((const struct msg_agent_move *)buf);
 			break;
 		case MSG_AGENT_FREE:
-			/* The daemon has read staging: give the memory back. */
-			(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
-			if (S.flags & HELLO_IGNORE_MLOCK)
-				(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
-					      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
+			drop_staging();
 			break;
 		default:
 			break;
@@ -529,7 +637,6 @@ static int start_agent(void)
 	S.agent_tid = 0;
 	A.fd = S.agent_fd;
 	A.uffd = S.uffd;
-	A.staging_uffd = S.staging_uffd;
 	A.private = false;
 	r = -pthread_create(&S.agent, &attr, agent_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -728,7 +835,7 @@ static int move_high(int fd)
 }
 
 /* The shim's fds in the application's table (the agent's own table is out of its reach). */
-#define NR_FD_SLOTS 6
+#define NR_FD_SLOTS 5
 
 static int nr_fd_slots(int **slots)
 {
@@ -740,7 +847,6 @@ static int nr_fd_slots(int **slots)
 	if (!__atomic_load_n(&A.private, __ATOMIC_ACQUIRE)) {
 		slots[n++] = &A.fd;
 		slots[n++] = &A.uffd;
-		slots[n++] = &A.staging_uffd;
 	}
 	return n;
 }
@@ -1034,29 +1140,17 @@ static void memext_start(pid_t parent)
 			S.flags &= ~HELLO_IGNORE_MLOCK;
 		}
 	}
-	/* UFFDIO_MOVE only moves into memory registered with the uffd it is issued on. */
-	S.staging_uffd = open_uffd();
-	if (S.staging_uffd >= 0) {
-		uint64_t f;
-
-		r = uffd_api(S.staging_uffd, UFFD_FEATURE_MOVE, &f);
-		if (r < 0) {
-			sys_close(S.staging_uffd);
-			S.staging_uffd = r;
-		}
-	}
-	S.staging_uffd = move_high(S.staging_uffd);
-	if (S.staging_uffd < 0) {
-		shim_log("no second userfaultfd for staging (%s); running without memext",
-			 errstr(S.staging_uffd));
-		S.staging_uffd = -1;
-		goto fail;
-	}
+	/*
+	 * UFFDIO_MOVE only moves into memory registered with the uffd it is issued on, and
+	 * moves into staging go through the main uffd: the kernel refuses them while an
+	 * UNMAP, REMAP or REMOVE event of the application's is not read (shared/movegate.h).
+	 * Dropping staging unregisters it first, so that raises no event (drop_staging()).
+	 */
 	reg = (struct uffdio_register){
 		.range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()},
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	if (ioctl(S.staging_uffd, UFFDIO_REGISTER, &reg) < 0) {
+	if (ioctl(S.uffd, UFFDIO_REGISTER, &reg) < 0) {
 		shim_log("cannot register the staging area: %s; running without memext",
 			 errstr(errno));
 		goto fail;
@@ -1097,7 +1191,6 @@ static void memext_start(pid_t parent)
 	if (A.private) {
 		/* The agent has its own copies. */
 		close_fd(&S.agent_fd);
-		close_fd(&S.staging_uffd);
 	}
 	__atomic_store_n(&S.active, true, __ATOMIC_RELEASE);
 	shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
@@ -1116,7 +1209,6 @@ fail_agent:
 	close_fd(&S.control_fd);
 	/* Unregister whatever we registered: an uffd nobody serves would hang the process. */
 	close_fd(&S.uffd);
-	close_fd(&S.staging_uffd);
 }
 
 /* fork(): the child does not inherit the registrations (no UFFD_FEATURE_EVENT_FORK without
@@ -1195,8 +1287,9 @@ static uint32_t fork_token_new(void)
 }
 
 /*
- * Whether the child will have the fds it needs to say hello (two uffds, a pidfd, a socketpair,
- * its pagemap, the control socket, the pmem): without them it could not claim shared pages.
+ * Whether the child will have the fds it needs to say hello (the uffd, a pidfd, a socketpair,
+ * its pagemap, the control socket, the pmem, the move gate for a moment): without them it could
+ * not claim shared pages.
  */
 static bool room_for_child_fds(int ctl)
 {
@@ -1306,8 +1399,11 @@ static void fork_child(void)
 	close_fd(&S.control_fd);
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);
-	close_fd(&S.staging_uffd);
-	A.fd = A.uffd = A.staging_uffd = A.pmem_fd = -1;
+	A.fd = A.uffd = A.pmem_fd = -1;
+	/* The parent's gate, shared with its daemon: ours comes with our hello. */
+	if (A.gate)
+		(void)munmap(A.gate, PAGE_SIZE);
+	A.gate = NULL;
 	A.private = false;
 	S.agent_tid = 0;
 	S.armed = false;
@@ -1462,6 +1558,9 @@ __attribute__((constructor)) static void memext_init(void)
 		}
 	}
 	S.budget_bytes = budget;
+	e = getenv("MEMEXT_TEST_MOVE_DELAY_US");
+	if (e && *e)
+		S.test_move_delay_usec = (uint32_t)MIN(strtoul(e, NULL, 10), 500000UL);
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)
 		S.flags |= HELLO_IGNORE_MLOCK;

@@ -41,6 +41,7 @@ static const size_t fixed_size[_MSG_TYPE_MAX] = {
 	[MSG_CONTROL_ATTACH] = sizeof(struct msg_control_attach),
 	[MSG_AGENT_BUDGET] = sizeof(struct msg_agent_budget),
 	[MSG_AGENT_STARTED] = sizeof(struct msg_agent_started),
+	[MSG_AGENT_GATE] = sizeof(struct msg_agent_gate),
 };
 
 int proto_check(const void *buf, size_t n)

@@ -10,7 +10,8 @@
  *            (SCM_RIGHTS, in this order): the userfaultfd, a pidfd of the process, its end of
  *            the agent socketpair, and its /proc/self/pagemap (which memextd could not open
  *            for another user's process without CAP_DAC_READ_SEARCH). memextd answers
- *            MSG_HELLO_ACK (and sends the agent its pmem memfd, MSG_AGENT_PMEM). Later the
+ *            MSG_HELLO_ACK (and sends the agent its pmem memfd, MSG_AGENT_PMEM, and the move
+ *            gate, MSG_AGENT_GATE). Later the
  *            shim sends MSG_FORK_PREPARE (answered by MSG_FORK_READY once eviction is paused
  *            and the evicted pages are snapshotted for the child, or, where they cannot be
  *            shared, brought back) and MSG_FORK_DONE (the parent resumes). The header's seq
@@ -53,6 +54,7 @@ enum msg_type {
 	MSG_CONTROL_ATTACH,
 	MSG_AGENT_BUDGET,
 	MSG_AGENT_STARTED,
+	MSG_AGENT_GATE,
 	_MSG_TYPE_MAX,
 };
 
@@ -182,6 +184,13 @@ struct msg_agent_arm {
 /* Right after the hello, on the agent socket, with the daemon's pmem memfd attached: the agent
  * holds it in its own fd table (never maps it), so evicted pages outlive a daemon crash. */
 struct msg_agent_pmem {
+	struct msg_header h;
+};
+
+/* Right after the hello, on the agent socket, with a memfd of one page attached: the move gate
+ * (shared/movegate.h), which the agent maps and uses for every move from then on. An agent
+ * without one moves nothing. */
+struct msg_agent_gate {
 	struct msg_header h;
 };
 

@@ -174,6 +174,9 @@ def shim_env(args, sock, budget, debug=True):
     else:
         env.pop("MEMEXT_DEBUG", None)
     env["MALLOC_PERTURB_"] = "0"
+    for kv in args.env:
+        key, _, value = kv.partition("=")
+        env[key] = value
     return env
 
 
@@ -735,6 +738,8 @@ def main():
                     help="pages per client (default: (footprint - RSS bound) / 4 KiB)")
     ap.add_argument("--min-pswpin-frac", type=float, default=1.0,
                     help="minimum pswpin as a fraction of the minimum pswpout")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="set in the workload's environment")
     ap.add_argument("--rss-skip-from", default=None,
                     help="samples from this phase on are reported, not bounded")
     ap.add_argument("--max-faults", type=int, default=None,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wl-mm MODE SIZE      MODE: unmap | dontneed | free | mremap
+ * wl-mm MODE SIZE      MODE: unmap | dontneed | free | mremap | reuse
  *
  * Address-space changes on pages memext has evicted. The region of SIZE bytes is filled in
  * order, so its first quarter (the target) is the coldest; the workload waits until the target
@@ -20,6 +20,11 @@
  *   mremap    move evicted pages to a new address (MREMAP_FIXED): intact there, the old
  *             address unmapped (then mapped again: zero); grow an evicted range (it moves): old
  *             part intact, new part zero; shrink one: the cut tail unmapped, mapped again zero.
+ *   reuse     while the daemon evicts, runs of 16 pages picked at random are unmapped, mapped
+ *             again at the same address and written at once, REUSE_ROUNDS times: an eviction
+ *             that picked a page of the old mapping must not take the new one's in its place
+ *             (shared/movegate.h; MEMEXT_TEST_MOVE_DELAY_US widens the window). Every page is
+ *             checked at the end.
  */
 #include "wl-common.h"
 
@@ -262,6 +267,27 @@ static void mode_unmap(void)
 	check_all("after re-eviction");
 }
 
+#define REUSE_ROUNDS 20000
+#define REUSE_RUN_PAGES 16
+
+static void mode_reuse(void)
+{
+	size_t len = REUSE_RUN_PAGES * WL_PAGE_SIZE, nr_runs = nr_pages / REUSE_RUN_PAGES;
+	uint64_t rng = 0x72657573;
+
+	wl_phase("op");
+	for (uint32_t round = 1; round <= REUSE_ROUNDS; round++) {
+		char *a = page_addr(wl_rand_below(&rng, nr_runs) * REUSE_RUN_PAGES);
+
+		if (munmap(a, len) < 0)
+			wl_die("munmap: %m");
+		map_at(a, len, MAP_FIXED_NOREPLACE);
+		write_gen(a, len, 1, round);
+	}
+	wl_phase("check");
+	check_all("after reuse");
+}
+
 static void mode_dontneed(void)
 {
 	size_t tlen = nr_target * WL_PAGE_SIZE;
@@ -381,7 +407,7 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 3)
-		wl_die("usage: %s unmap|dontneed|free|mremap SIZE", argv[0]);
+		wl_die("usage: %s unmap|dontneed|free|mremap|reuse SIZE", argv[0]);
 	mode = argv[1];
 	nr_pages = wl_parse_size(argv[2]) / WL_PAGE_SIZE;
 	if (nr_pages < 4096)
@@ -414,6 +440,8 @@ int main(int argc, char **argv)
 		mode_free();
 	else if (!strcmp(mode, "mremap"))
 		mode_mremap();
+	else if (!strcmp(mode, "reuse"))
+		mode_reuse();
 	else
 		wl_die("unknown mode %s", mode);
 	wl_log("all pages verified");

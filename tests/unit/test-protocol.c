@@ -81,6 +81,19 @@ static void test_check(void)
 		       offsetof(struct msg_hello, exclude));
 	}
 
+	/* The move gate's message: a header alone (the memfd rides along), appended. */
+	{
+		struct msg_agent_gate g = {0};
+		char big[sizeof(g) + 8] = {0};
+
+		proto_init_header(&g.h, MSG_AGENT_GATE, sizeof(g), 0);
+		assert(proto_check(&g, sizeof(g)) == 0);
+		memcpy(big, &g, sizeof(g));
+		((struct msg_header *)big)->len = sizeof(big);
+		assert(proto_check(big, sizeof(big)) == -EBADMSG);
+		assert(MSG_AGENT_GATE == 15);
+	}
+
 	/* MOVE_DONE: the full size, or the size before the written bitmap (an older shim). */
 	{
 		struct msg_agent_move_done d = {0};

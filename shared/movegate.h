@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The move gate: a page the daemon shares with a client's agent (a memfd, MSG_AGENT_GATE) that
+ * keeps the agent's UFFDIO_MOVEs and the daemon's reads of the client's uffd apart.
+ *
+ * Why: the agent moves pages by address, some time after the daemon picked them. If the
+ * application unmaps (or mremaps) a picked page's mapping meanwhile and maps new memory at the
+ * same address (glibc's malloc does, from another thread, before the UNMAP event is even read),
+ * a move by address takes the new mapping's page, which the daemon then drops as the old
+ * one's: the application reads zeroes. Two things close that:
+ *
+ *  - The agent moves through the main uffd. The kernel refuses a move on a uffd while one of
+ *    its non-cooperative events (UNMAP, REMAP, REMOVE) is raised and not read yet (EAGAIN):
+ *    from the event's start until the daemon reads it, no move happens.
+ *  - From that read on, the daemon's answer to the event must reach the agent before its next
+ *    move: the daemon marks the batch's slots the event took away (cancelled), and the gate
+ *    makes "read the uffd, apply its events, mark" and "check the marks, move" exclusive.
+ *
+ * A Dekker pair of flags: each side raises its own flag, then looks at the other's. The daemon
+ * keeps its flag while it waits for the agent's move to end (one ioctl); the agent backs off
+ * while the daemon reads, so neither starves the other. Neither side ever waits without a
+ * bound: the agent skips the page (not moving is always safe), the daemon reads later.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol.h"
+
+struct move_gate {
+	uint32_t moving;  /* agent: between its look at the marks and the end of its move */
+	uint32_t reading; /* daemon: reading the uffd and applying what it read */
+	/* Slot i (staging page i, either half) of the batch in flight must not move. Set by the
+	 * daemon under its flag, cleared by it before it sends the next batch. */
+	uint64_t cancelled[MEMEXT_STAGING_PAGES / 64];
+};
+
+static inline void move_gate_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Agent: one attempt to enter. False: the daemon is reading, back off and wait. */
+static inline bool move_gate_try_enter(struct move_gate *g)
+{
+	__atomic_store_n(&g->moving, 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&g->reading, __ATOMIC_SEQ_CST))
+		return true;
+	__atomic_store_n(&g->moving, 0, __ATOMIC_SEQ_CST);
+	return false;
+}
+
+static inline void move_gate_leave(struct move_gate *g)
+{
+	__atomic_store_n(&g->moving, 0, __ATOMIC_RELEASE);
+}
+
+/* Agent: whether the daemon is reading (wait for this to clear before trying again). */
+static inline bool move_gate_reading(const struct move_gate *g)
+{
+	return __atomic_load_n(&g->reading, __ATOMIC_ACQUIRE);
+}
+
+/* Daemon: raises its flag. Then it waits, flag up, until move_gate_agent_out(). */
+static inline void move_gate_close(struct move_gate *g)
+{
+	__atomic_store_n(&g->reading, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline bool move_gate_agent_out(const struct move_gate *g)
+{
+	return !__atomic_load_n(&g->moving, __ATOMIC_SEQ_CST);
+}
+
+static inline void move_gate_open(struct move_gate *g)
+{
+	__atomic_store_n(&g->reading, 0, __ATOMIC_RELEASE);
+}
+
+static inline void move_gate_cancel(struct move_gate *g, unsigned slot)
+{
+	slot %= MEMEXT_STAGING_PAGES;
+	__atomic_fetch_or(&g->cancelled[slot / 64], 1ULL << (slot % 64), __ATOMIC_RELAXED);
+}
+
+static inline bool move_gate_cancelled(const struct move_gate *g, unsigned slot)
+{
+	slot %= MEMEXT_STAGING_PAGES;
+	return __atomic_load_n(&g->cancelled[slot / 64], __ATOMIC_RELAXED) & (1ULL << (slot % 64));
+}
+
+static inline void move_gate_clear(struct move_gate *g)
+{
+	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES / 64; i++)
+		__atomic_store_n(&g->cancelled[i], 0, __ATOMIC_RELAXED);
+}
