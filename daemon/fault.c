@@ -194,9 +194,9 @@ static void handle_remap(struct client *c, struct uffd_msg *msg)
 
 	pthread_mutex_lock(&c->lock);
 	/*
-	 * Never wait here for a batch in flight: this thread holds the resolve lock, and the
-	 * agent may be blocked until someone reads its own REMOVE event. The batch finds its
-	 * moved pages through the remap log instead.
+	 * Never wait here for a batch in flight: this thread holds the resolve lock and the move
+	 * gate, which the agent needs to go on. The batch finds its moved pages through the
+	 * remap log instead.
 	 */
 	if (c->batch_in_flight) {
 		if (c->nr_remaps == c->cap_remaps) {
@@ -274,18 +274,24 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 	}
 }
 
+#define GATE_WAIT_USEC 200
+
 /*
  * Closes c's move gate for a read of its uffd (shared/movegate.h): false if the agent stays
  * inside it, in one UFFDIO_MOVE, for longer than GATE_WAIT_USEC (preempted or stopped). The
  * uffd is then left unread and read_deferred set: the reclaim thread, which gets the agent's
- * answer when its move ends, has it read again (fault_threads_rearm).
+ * answer when its move ends, has it read again (fault_threads_rearm). Lock order: the
+ * resolve lock, then the gate.
  */
-#define GATE_WAIT_USEC 200
 
 static bool close_gate(struct client *c)
 {
 	uint64_t deadline = 0;
 
+	/* Put off already, and the agent still inside (stopped, or not ours to trust): do not
+	 * spin for it again on every wake-up; fault_threads_rearm() says when it is out. */
+	if (atomic_load(&c->read_deferred) && !move_gate_agent_out(c->gate))
+		return false;
 	move_gate_close(c->gate);
 	for (unsigned i = 0; !move_gate_agent_out(c->gate); i++) {
 		move_gate_relax();
@@ -1121,7 +1127,10 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)
 		pthread_rwlock_unlock(&c->resolve_lock);
 		if (r != -EAGAIN)
 			return r;
-		if (read_uffd(c, &p) <= 0)
+		r = read_uffd(c, &p);
+		if (r == -EBUSY) /* the agent holds its gate: the caller tries again later */
+			return r;
+		if (r == 0)
 			sched_yield();
 		resolve_pending(c, &p, buf, true);
 		pending_free(&p);
@@ -1215,7 +1224,9 @@ void fault_threads_rearm(struct manager *m, struct client *c)
 	struct epoll_event ev = uffd_event(c);
 	int home;
 
-	if (!atomic_exchange(&c->read_deferred, false))
+	/* Still inside: nothing to read yet, and the next look would only spin. */
+	if (!atomic_load(&c->read_deferred) || !move_gate_agent_out(c->gate) ||
+	    !atomic_exchange(&c->read_deferred, false))
 		return;
 	pthread_mutex_lock(&registration_lock);
 	home = c->fault_home_thread;

@@ -403,6 +403,21 @@ static int attach_control(struct daemon *d, int fd, const struct msg_control_att
 	return 0;
 }
 
+/* The move gate, before the client is anyone's to evict: the agent handles its messages in
+ * order, so it has the gate before the first MOVE. Only to a shim that asks for one. */
+static void send_gate(struct client *c)
+{
+	struct msg_agent_gate g;
+
+	if (c->flags & HELLO_MOVE_GATE) {
+		proto_init_header(&g.h, MSG_AGENT_GATE, sizeof(g), 0);
+		if (proto_send(c->agent_fd, &g, sizeof(g), &c->gate_fd, 1) < 0)
+			log_warning("client %d: cannot send the move gate: nothing of it will be "
+				    "evicted", c->pid);
+	}
+	close(TAKE_FD(c->gate_fd));
+}
+
 /*
  * A fork child whose hello came with a dead daemon's pmem: its parent's fork left a snapshot
  * there that no daemon gave it (we died before its answer). Returns whether it was found.
@@ -518,6 +533,7 @@ static int accept_client(struct daemon *d)
 	fd = -1;
 	for (unsigned i = 0; i < 4; i++)
 		fds[i] = -1; /* the client's now */
+	send_gate(c);
 	r = client_record_attach(c);
 	if (r < 0)
 		log_warning_errno(r, "client %d: no pmem record, a crash of this daemon would lose "
@@ -578,14 +594,6 @@ static int accept_client(struct daemon *d)
 
 		proto_init_header(&pm.h, MSG_AGENT_PMEM, sizeof(pm), 0);
 		(void)proto_send(c->agent_fd, &pm, sizeof(pm), &pfd, 1);
-	}
-	{
-		/* Before any MOVE: the agent moves nothing without it. */
-		struct msg_agent_gate g;
-
-		proto_init_header(&g.h, MSG_AGENT_GATE, sizeof(g), 0);
-		(void)proto_send(c->agent_fd, &g, sizeof(g), &c->gate_fd, 1);
-		close(TAKE_FD(c->gate_fd));
 	}
 	{
 		struct msg_agent_budget mb = {.budget_bytes = c->budget_pages * PAGE_SIZE};

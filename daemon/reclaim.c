@@ -368,7 +368,8 @@ static void move_back_unsaved(struct reclaimer *rc, struct client *c, uint64_t *
 {
 	struct batch *b = &rc->b;
 
-	for (int tries = 0; tries < 4; tries++) {
+	/* Each try that finds work again follows an mremap the application made meanwhile. */
+	for (int tries = 0; tries < 64; tries++) {
 		uint64_t want[MEMEXT_STAGING_PAGES / 64] = {0}, got[MEMEXT_STAGING_PAGES / 64];
 		bool any = false;
 
@@ -441,6 +442,10 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 					  "this process: %m",
 					  c->pid);
 		pthread_mutex_lock(&c->lock);
+		/* An agent still at it must move no more: events no longer mark these slots
+		 * (a fault on one makes it PRESENT again, serve_from_staging). */
+		for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
+			move_gate_cancel(c->gate, i);
 		/* Faults on these pages are served from staging, never from their copies. */
 		for (unsigned i = 0; i < b->nr; i++)
 			if (test_bit(b->clean, i)) {
@@ -575,7 +580,8 @@ static int drain_client(struct reclaimer *rc, struct client *c)
 		for (size_t i = 0; r == 0 && i < cc.nr; i++)
 			r = fault_swapin_vpn(c, cc.vpn[i], rc->page_buf);
 		free(cc.vpn);
-		if (r < 0)
+		/* -EBUSY: the agent holds its move gate (stopped?): another round. */
+		if (r < 0 && r != -EBUSY)
 			return r;
 		pthread_mutex_lock(&c->lock);
 		left = c->nr_stored;

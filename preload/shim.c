@@ -54,7 +54,7 @@
 #define DEFAULT_SOCKET "/run/memext/memextd.sock"
 #define AGENT_STACK_BYTES (128 * 1024)
 #define HELLO_TIMEOUT_MSEC 5000
-#define MOVE_EAGAIN_RETRIES 100
+#define MOVE_EAGAIN_NSEC 1000000LL /* how long a move waits for a pending event's read */
 
 static struct {
 	bool debug;
@@ -117,8 +117,11 @@ static struct {
 	 * holds our evicted pages, and the next daemon adopts them from it (reconnect()). */
 	int pmem_fd;
 	bool private; /* in the agent's own fd table */
-	/* The move gate the daemon shares (shared/movegate.h); NULL: move nothing. Agent only. */
+	/* The move gate the daemon shares (shared/movegate.h); NULL: move nothing. gate_failed:
+	 * it stayed closed, the rest of this request moves nothing. Agent only. */
 	struct move_gate *gate;
+	bool gate_failed;
+	bool staging_registered; /* with uffd: set up by the shim, then drop_staging() */
 } A = {.fd = -1, .uffd = -1, .pmem_fd = -1};
 
 extern int __close(int fd);
@@ -227,22 +230,35 @@ static int64_t monotonic_nsec(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Enters the move gate, waiting while the daemon reads the uffd. False after GATE_WAIT_NSEC
- * (a daemon that died inside): moving nothing is always safe. */
+/* Whether the daemon's end of the agent socket is gone (it died). */
+static bool daemon_gone(void)
+{
+	struct pollfd p = {.fd = __atomic_load_n(&A.fd, __ATOMIC_RELAXED), .events = POLLRDHUP};
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/*
+ * Enters the move gate, waiting while the daemon reads the uffd. False when the daemon is gone
+ * or GATE_WAIT_NSEC passed (a daemon stopped or dead inside): moving nothing is always safe, and
+ * the rest of the request is then not tried (A.gate_failed).
+ */
 static bool gate_enter(struct move_gate *g)
 {
 	int64_t deadline = 0;
 
-	while (!move_gate_try_enter(g)) {
-		for (unsigned i = 0; move_gate_reading(g); i++) {
-			if (i % 256 != 255) {
+	if (A.gate_failed)
+		return false;
+	for (unsigned i = 0; !move_gate_try_enter(g); i++) {
+		while (move_gate_reading(g)) {
+			if (++i % 256 != 0) {
 				move_gate_relax();
 				continue;
 			}
 			if (!deadline)
 				deadline = monotonic_nsec() + GATE_WAIT_NSEC;
-			else if (monotonic_nsec() >= deadline)
-				return false;
+			else if (monotonic_nsec() >= deadline || daemon_gone())
+				return !(A.gate_failed = true);
 			sched_yield();
 		}
 	}
@@ -253,14 +269,16 @@ static bool gate_enter(struct move_gate *g)
  * Moves the start of one contiguous run through the main uffd, inside the move gate, and stops
  * before the first page whose batch slot the daemon cancelled (shared/movegate.h): returns
  * bytes moved from its start, and the error that stopped it (ECANCELED: the first page was
- * cancelled). The slot is the staging page's: dst going out, src coming back.
+ * cancelled; ETIMEDOUT: the gate stayed closed). The slot is the staging page's: dst going out,
+ * src coming back. EAGAIN (an event is pending) is retried for up to MOVE_EAGAIN_NSEC, outside
+ * the gate, where the daemon reads the event.
  */
 static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, int *ret_err)
 {
 	struct move_gate *g = A.gate;
 	uint64_t stage = back ? src : dst, st = (uint64_t)(uintptr_t)S.staging;
 	int uffd = __atomic_load_n(&A.uffd, __ATOMIC_RELAXED);
-	int retries = 0;
+	int64_t deadline = 0;
 
 	if (!g) {
 		*ret_err = ENOTCONN;
@@ -289,10 +307,13 @@ static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, i
 			*ret_err = 0;
 			return mv.len;
 		}
-		/* EAGAIN: an event is pending; outside the gate, the daemon reads it. */
-		if (errno == EAGAIN && mv.move <= 0 && retries++ < MOVE_EAGAIN_RETRIES) {
-			sched_yield();
-			continue;
+		if (errno == EAGAIN && mv.move <= 0) {
+			if (!deadline)
+				deadline = monotonic_nsec() + MOVE_EAGAIN_NSEC;
+			if (monotonic_nsec() < deadline) {
+				sched_yield();
+				continue;
+			}
 		}
 		*ret_err = errno;
 		return mv.move > 0 ? (uint64_t)mv.move : 0;
@@ -308,7 +329,8 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 		int err;
 
 		moved = move_once(r->dst + done, r->src + done, len, back, &err);
-		if (err && err != ECANCELED && moved == 0 && len > PAGE_SIZE) {
+		if (err && moved == 0 && len > PAGE_SIZE && err != ECANCELED && err != ETIMEDOUT &&
+		    err != EAGAIN && err != ENOTCONN) {
 			/* A run may cross two mappings (EINVAL) or hold one page the kernel refuses:
 			 * find out page by page. */
 			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
@@ -350,6 +372,8 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 	}
 }
 
+static bool register_staging(void);
+
 static void agent_move(const struct msg_agent_move *m)
 {
 	uint64_t st = (uint64_t)(uintptr_t)S.staging, st_end = st + staging_bytes();
@@ -357,6 +381,9 @@ static void agent_move(const struct msg_agent_move *m)
 	struct msg_agent_move_done reply;
 
 	memset(&reply, 0, sizeof(reply));
+	A.gate_failed = false;
+	if (!back && !register_staging())
+		A.gate_failed = true; /* nowhere to move to: every page fails, ETIMEDOUT */
 	if (S.test_move_delay_usec && !back) {
 		struct timespec ts = {0, (long)S.test_move_delay_usec * 1000};
 
@@ -426,31 +453,49 @@ static void agent_take_pmem(const int *fds, unsigned nr_fds)
 	A.pmem_fd = fds[0];
 }
 
+/* Registers staging with the main uffd again (moves into it need that); tried again before
+ * every move out while it fails. */
+static bool register_staging(void)
+{
+	struct uffdio_register reg = {
+		.range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()},
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+
+	if (!A.staging_registered)
+		A.staging_registered =
+			ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_REGISTER, &reg) == 0;
+	return A.staging_registered;
+}
+
+static bool unregister_staging(void)
+{
+	struct uffdio_range range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()};
+
+	if (A.staging_registered &&
+	    ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_UNREGISTER, &range) < 0)
+		return false;
+	A.staging_registered = false;
+	return true;
+}
+
 /*
  * MSG_AGENT_FREE: the daemon has read staging, give the memory back. Staging is registered
  * with the main uffd, and MADV_DONTNEED on it would raise a REMOVE event that the agent then
  * waits to see read: by a daemon that died meanwhile never, and the agent would never
  * reconnect. So the range is unregistered around the drop (no event), and registered again
- * for the next batch's moves. If it cannot be unregistered (an event pending), staging stays
- * as it is: the next batch's moves into its full slots fail, and the next FREE tries again.
+ * for the next batch's moves. If it cannot be unregistered, staging stays as it is: the next
+ * batch's moves into its full slots fail, and the next FREE tries again.
  */
 static void drop_staging(void)
 {
-	struct uffdio_range range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()};
-	struct uffdio_register reg = {.range = range, .mode = UFFDIO_REGISTER_MODE_MISSING};
-	int uffd = __atomic_load_n(&A.uffd, __ATOMIC_RELAXED);
-
-	if (ioctl(uffd, UFFDIO_UNREGISTER, &range) < 0)
+	if (!unregister_staging())
 		return;
 	(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
 	if (S.flags & HELLO_IGNORE_MLOCK)
 		(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
 			      MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED_LOCKED);
-	for (int i = 0; i < MOVE_EAGAIN_RETRIES; i++) {
-		if (ioctl(uffd, UFFDIO_REGISTER, &reg) == 0 || errno != EAGAIN)
-			break;
-		sched_yield();
-	}
+	register_staging();
 }
 
 /* MSG_AGENT_GATE: the move gate of the daemon that sent it, which replaces any we had (a dead
@@ -512,7 +557,9 @@ static void *agent_main(void *arg)
 					 __ATOMIC_RELEASE);
 			break;
 		case MSG_AGENT_RELEASE:
-			/* Every page is back and nothing is registered: run on without memext. */
+			/* Every page is back and nothing is registered: run on without memext.
+			 * Staging too: nobody reads the uffd from now on. */
+			(void)unregister_staging();
 			__atomic_store_n(&S.released, true, __ATOMIC_RELEASE);
 			__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
 			__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
@@ -637,6 +684,7 @@ static int start_agent(void)
 	S.agent_tid = 0;
 	A.fd = S.agent_fd;
 	A.uffd = S.uffd;
+	A.staging_registered = true; /* by memext_start() */
 	A.private = false;
 	r = -pthread_create(&S.agent, &attr, agent_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -705,7 +753,8 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	hello.pid = (pid_t)syscall(SYS_getpid);
 	hello.parent_pid = parent;
 	hello.agent_tid = S.agent_tid;
-	hello.flags = S.flags | (parent ? HELLO_FORK_CHILD : 0) | (resume ? HELLO_RESUME : 0);
+	hello.flags = S.flags | HELLO_MOVE_GATE | (parent ? HELLO_FORK_CHILD : 0) |
+		      (resume ? HELLO_RESUME : 0);
 	hello.fork_token = parent ? S.fork_token : 0;
 	if (parent && S.fork_shared > 0)
 		hello.flags |= HELLO_FORK_SHARED;
@@ -761,6 +810,10 @@ static void reconnect(void)
 
 	memcpy(sa.sun_path, S.socket_path, sizeof(sa.sun_path));
 	agent_say("memext: the daemon is gone; waiting for it to come back\n");
+	/* The dead daemon's gate: the next one sends its own before asking for any move. */
+	if (A.gate)
+		(void)munmap(A.gate, PAGE_SIZE);
+	A.gate = NULL;
 	for (;;) {
 		int fd, pidfd = -1, pair[2] = {-1, -1}, r = -1;
 

@@ -18,10 +18,13 @@
  *    move: the daemon marks the batch's slots the event took away (cancelled), and the gate
  *    makes "read the uffd, apply its events, mark" and "check the marks, move" exclusive.
  *
- * A Dekker pair of flags: each side raises its own flag, then looks at the other's. The daemon
- * keeps its flag while it waits for the agent's move to end (one ioctl); the agent backs off
- * while the daemon reads, so neither starves the other. Neither side ever waits without a
- * bound: the agent skips the page (not moving is always safe), the daemon reads later.
+ * A Dekker pair of flags: each side raises its own flag, then looks at the other's (all
+ * sequentially consistent, so the store-load order holds). The daemon keeps its flag while it
+ * waits for the agent's move to end (one ioctl); the agent backs off while the daemon reads.
+ * Neither side waits without a bound: the agent skips the page (not moving is always safe),
+ * the daemon reads later. The marks are plain data published by the flags' release/acquire;
+ * clearing them outside the gate relies on no request being out then (the agent only moves
+ * while it works on one, and the socket orders the two).
  */
 
 #include <stdbool.h>
@@ -33,7 +36,8 @@ struct move_gate {
 	uint32_t moving;  /* agent: between its look at the marks and the end of its move */
 	uint32_t reading; /* daemon: reading the uffd and applying what it read */
 	/* Slot i (staging page i, either half) of the batch in flight must not move. Set by the
-	 * daemon under its flag, cleared by it before it sends the next batch. */
+	 * daemon under its flag, cleared by it (under its client lock, with no request out)
+	 * before each request. */
 	uint64_t cancelled[MEMEXT_STAGING_PAGES / 64];
 };
 

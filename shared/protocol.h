@@ -81,6 +81,9 @@ struct mem_range {
 /* A fork child that has evicted pages of its parent's to claim (FORK_READY said so): one the
  * daemon cannot find them for must be refused, not served with zeroes. */
 #define HELLO_FORK_SHARED (1U << 3)
+/* The agent takes a move gate (MSG_AGENT_GATE) and moves only through it. An older shim's agent
+ * would take the message for a protocol error: it gets none, and moves as it always did. */
+#define HELLO_MOVE_GATE (1U << 4)
 
 struct msg_hello {
 	struct msg_header h;

@@ -205,14 +205,14 @@ static unsigned pages_not_present(pid_t pid, char **addrs, unsigned n)
 }
 
 /* Whether pid is stopped (its state in /proc/PID/stat is T). */
-static bool is_stopped(pid_t pid)
+/* Whether the task's stat (a /proc path) says it is stopped. */
+static bool task_stopped(const char *path)
 {
-	char path[64], buf[512];
+	char buf[512];
 	const char *p;
 	ssize_t len;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY)) < 0)
 		return false;
 	len = read(fd, buf, sizeof(buf) - 1);
@@ -220,6 +220,28 @@ static bool is_stopped(pid_t pid)
 	buf[len > 0 ? len : 0] = 0;
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' && p[2] == 'T';
+}
+
+/* Every thread of pid, not only the first: a fault thread that has not stopped yet could still
+ * read the uffd, the remover's event with it. */
+static bool is_stopped(pid_t pid)
+{
+	char path[300];
+	struct dirent *e;
+	bool all = true;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		return false;
+	while (all && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+		all = task_stopped(path);
+	}
+	closedir(d);
+	return all;
 }
 
 static void stop_daemon(pid_t daemon, double deadline)

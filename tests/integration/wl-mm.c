@@ -21,11 +21,17 @@
  *             address unmapped (then mapped again: zero); grow an evicted range (it moves): old
  *             part intact, new part zero; shrink one: the cut tail unmapped, mapped again zero.
  *   reuse     while the daemon evicts, runs of 16 pages picked at random are unmapped, mapped
- *             again at the same address and written at once, REUSE_ROUNDS times: an eviction
+ *             again at the same address and written at once, REUSE_ROUNDS times, every other
+ *             time by a second thread that maps the run as soon as the address is free (before
+ *             the daemon has read the UNMAP event, which munmap waits for): an eviction
  *             that picked a page of the old mapping must not take the new one's in its place
  *             (shared/movegate.h; MEMEXT_TEST_MOVE_DELAY_US widens the window). Every page is
  *             checked at the end.
  */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
 #include "wl-common.h"
 
 enum kind { K_DATA, K_ZERO, K_MAYBE /* zero or the data (MADV_FREE) */ };
@@ -270,20 +276,87 @@ static void mode_unmap(void)
 #define REUSE_ROUNDS 20000
 #define REUSE_RUN_PAGES 16
 
+/*
+ * The other thread of reuse: maps the run main is unmapping as soon as the address is free,
+ * which is before main's munmap returns (the kernel has the UNMAP event read first), and
+ * writes it. So a new mapping is there before the daemon has even read the event.
+ */
+static struct {
+	char *_Atomic addr; /* the run to map and write; NULL: nothing to do */
+	_Atomic uint32_t gen;
+	_Atomic bool done, stop;
+} remapper;
+
+static void *remapper_main(void *arg)
+{
+	size_t len = REUSE_RUN_PAGES * WL_PAGE_SIZE;
+
+	(void)arg;
+	while (!atomic_load(&remapper.stop)) {
+		char *a = atomic_load(&remapper.addr);
+
+		if (!a || atomic_load(&remapper.done)) {
+			sched_yield();
+			continue;
+		}
+		while (mmap(a, len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED) {
+			if (errno != EEXIST)
+				wl_die("mmap at %p: %m", (void *)a);
+		}
+		for (size_t i = 0; i < REUSE_RUN_PAGES; i++)
+			wl_page_fill(a + i * WL_PAGE_SIZE,
+				     (uint32_t)((size_t)(a - region) / WL_PAGE_SIZE + i),
+				     atomic_load(&remapper.gen), 0);
+		atomic_store(&remapper.done, true);
+	}
+	return NULL;
+}
+
+/* Round `round` by the other thread: main unmaps, the remapper maps and writes. */
+static void reuse_by_remapper(char *a, uint32_t round)
+{
+	size_t len = REUSE_RUN_PAGES * WL_PAGE_SIZE;
+
+	atomic_store(&remapper.gen, round);
+	atomic_store(&remapper.done, false);
+	atomic_store(&remapper.addr, a);
+	if (munmap(a, len) < 0)
+		wl_die("munmap: %m");
+	while (!atomic_load(&remapper.done))
+		sched_yield();
+	atomic_store(&remapper.addr, NULL);
+	for (char *p = a; p < a + len; p += WL_PAGE_SIZE) {
+		struct expect *e = &exp_tab[find_exp(p)];
+
+		e->gen = round;
+		e->kind = K_DATA;
+	}
+}
+
 static void mode_reuse(void)
 {
 	size_t len = REUSE_RUN_PAGES * WL_PAGE_SIZE, nr_runs = nr_pages / REUSE_RUN_PAGES;
 	uint64_t rng = 0x72657573;
+	pthread_t t;
 
+	if (pthread_create(&t, NULL, remapper_main, NULL) != 0)
+		wl_die("pthread_create failed");
 	wl_phase("op");
 	for (uint32_t round = 1; round <= REUSE_ROUNDS; round++) {
 		char *a = page_addr(wl_rand_below(&rng, nr_runs) * REUSE_RUN_PAGES);
 
+		if (round % 2) {
+			reuse_by_remapper(a, round);
+			continue;
+		}
 		if (munmap(a, len) < 0)
 			wl_die("munmap: %m");
 		map_at(a, len, MAP_FIXED_NOREPLACE);
 		write_gen(a, len, 1, round);
 	}
+	atomic_store(&remapper.stop, true);
+	pthread_join(t, NULL);
 	wl_phase("check");
 	check_all("after reuse");
 }
