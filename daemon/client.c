@@ -102,15 +102,6 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 	return 0;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 /* Tries take() until it succeeds or CLIENT_LOCK_SPIN_USEC have passed. */
 static bool spin_trylock(pthread_rwlock_t *l, int (*take)(pthread_rwlock_t *))
 {

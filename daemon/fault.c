@@ -117,10 +117,6 @@ static int uffd_poison(int uffd, uint64_t start)
 
 /* Events: the application dropped, unmapped or moved memory. Resolve lock held exclusively. */
 
-struct remove_ctx {
-	struct client *c;
-};
-
 static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 {
 	struct client *c = userdata;
@@ -294,7 +290,7 @@ static bool close_gate(struct client *c)
 		return false;
 	move_gate_close(c->gate);
 	for (unsigned i = 0; !move_gate_agent_out(c->gate); i++) {
-		move_gate_relax();
+		cpu_relax();
 		if (i % 64 != 63)
 			continue;
 		if (!deadline) {

@@ -173,15 +173,6 @@ struct zpool {
 	_Atomic uint64_t limit_rejects;
 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 /* ---- entries ---- */
 
 static inline uint64_t ent_make(uint32_t id, uint32_t off, size_t len)

@@ -252,7 +252,7 @@ static bool gate_enter(struct move_gate *g)
 	for (unsigned i = 0; !move_gate_try_enter(g); i++) {
 		while (move_gate_reading(g)) {
 			if (++i % 256 != 0) {
-				move_gate_relax();
+				cpu_relax();
 				continue;
 			}
 			if (!deadline)

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "macro.h"
 #include "protocol.h"
 
 struct move_gate {
@@ -40,15 +41,6 @@ struct move_gate {
 	 * before each request. */
 	uint64_t cancelled[MEMEXT_STAGING_PAGES / 64];
 };
-
-static inline void move_gate_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
 
 /* Agent: one attempt to enter. False: the daemon is reading, back off and wait. */
 static inline bool move_gate_try_enter(struct move_gate *g)
