@@ -50,6 +50,9 @@ struct client_counters {
 	_Atomic uint64_t pswpout_clean; /* of pswpout: evicted clean, their copy reused */
 	_Atomic uint64_t wp_faults;   /* first writes to pages brought back clean */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time, for the mean */
+	/* Of faults: the agent's own. Each would hang the agent for good had the daemon died
+	 * before answering, so the shim keeps the agent off registered memory: should be 0. */
+	_Atomic uint64_t agent_faults;
 	struct histogram fault_usec;       /* fault service time, read to answer, µs */
 };
 

@@ -861,6 +861,11 @@ static void count_answered(struct client *c, const struct fault_req *req)
 
 	atomic_fetch_add(&c->stats.faults, 1);
 	atomic_fetch_add(&c->m->totals.faults, 1);
+	if ((pid_t)req->msg.arg.pagefault.feat.ptid == c->agent_tid) {
+		atomic_fetch_add(&c->stats.agent_faults, 1);
+		log_debug("client %d: its agent faulted at %#llx", c->pid,
+			  (unsigned long long)req->msg.arg.pagefault.address);
+	}
 	atomic_fetch_add(&c->stats.fault_usec_total, usec);
 	atomic_fetch_add(&c->m->totals.fault_usec_total, usec);
 	hist_add(&c->stats.fault_usec, usec);

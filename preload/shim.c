@@ -5,7 +5,8 @@
  *
  * Hostile ground (STYLE.md rule 7): the environment is read once in the constructor; the agent
  * thread never calls malloc, never takes a lock an application thread can hold and touches only
- * its own stack and the shim's static data, none of which is ever registered with the uffd.
+ * its own stack, staging and the static data of the shim, libc and the loader, none of which is
+ * ever registered with the uffd (find_own_objects()).
  * Anything that goes wrong before the daemon has the uffd leaves the application exactly as it
  * would run without the shim (fail-open), with one line on stderr when MEMEXT_DEBUG=1.
  */
@@ -85,7 +86,9 @@ static struct {
 	void *agent_stack; /* with a guard page below */
 	pthread_t agent;
 	pid_t agent_tid;
-	struct mem_range self; /* this library's own mappings */
+	struct mem_range self;   /* this library's own mappings */
+	struct mem_range libc;   /* libc's and the loader's, .bss included: see find_own_objects() */
+	struct mem_range loader;
 
 	pthread_mutex_t fork_lock;
 	uint32_t fork_token; /* of the last MSG_FORK_PREPARE; the child names it in its hello */
@@ -235,7 +238,7 @@ static bool daemon_gone(void)
 {
 	struct pollfd p = {.fd = __atomic_load_n(&A.fd, __ATOMIC_RELAXED), .events = POLLRDHUP};
 
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+	return syscall(SYS_poll, &p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /*
@@ -579,9 +582,15 @@ static void *agent_main(void *arg)
 
 /* Set-up. */
 
-static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+struct object_query {
+	uint64_t addr;	       /* an address inside the object */
+	struct mem_range *ret; /* its loaded segments, .bss included */
+};
+
+static int find_object(struct dl_phdr_info *info, size_t size, void *data)
 {
-	uint64_t lo = UINT64_MAX, hi = 0, me = (uint64_t)(uintptr_t)data;
+	struct object_query *q = data;
+	uint64_t lo = UINT64_MAX, hi = 0;
 
 	(void)size;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -592,10 +601,31 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 		lo = MIN(lo, (uint64_t)(info->dlpi_addr + ph->p_vaddr));
 		hi = MAX(hi, (uint64_t)(info->dlpi_addr + ph->p_vaddr + ph->p_memsz));
 	}
-	if (me < lo || me >= hi)
+	if (q->addr < lo || q->addr >= hi)
 		return 0;
-	S.self = (struct mem_range){PAGE_ALIGN_DOWN(lo), PAGE_ALIGN_UP(hi)};
+	*q->ret = (struct mem_range){PAGE_ALIGN_DOWN(lo), PAGE_ALIGN_UP(hi)};
 	return 1;
+}
+
+/*
+ * The memory the agent runs on, which the daemon must never register (sent in the hello): a
+ * fault of the agent's waits for the daemon, and after the daemon died nothing would answer it
+ * and the agent would never reconnect. Besides its stack and staging, that is this library and
+ * the two the agent's system calls and thread go through, libc and the dynamic loader: their
+ * .bss ends in anonymous memory (glibc's wrappers read __libc_single_threaded there, pthread
+ * keeps its counts there), which would otherwise be managed like the application's.
+ */
+static void find_own_objects(void)
+{
+	struct object_query q[] = {
+		{(uint64_t)(uintptr_t)&find_own_objects, &S.self},
+		{(uint64_t)(uintptr_t)&syscall, &S.libc},
+		{getauxval(AT_BASE), &S.loader}, /* 0 when the loader is the program itself */
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++)
+		if (q[i].addr)
+			dl_iterate_phdr(find_object, &q[i]);
 }
 
 static int open_uffd(void)
@@ -763,6 +793,9 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	hello.staging = (struct mem_range){(uint64_t)(uintptr_t)S.staging,
 					   (uint64_t)(uintptr_t)S.staging + staging_bytes()};
 	hello.exclude[hello.nr_exclude++] = S.self;
+	/* Empty when not found: the daemon excludes nothing for it. */
+	hello.exclude[hello.nr_exclude++] = S.libc;
+	hello.exclude[hello.nr_exclude++] = S.loader;
 	hello.exclude[hello.nr_exclude++] = (struct mem_range){
 		(uint64_t)(uintptr_t)S.agent_stack,
 		(uint64_t)(uintptr_t)S.agent_stack + AGENT_STACK_BYTES};
@@ -1625,7 +1658,7 @@ __attribute__((constructor)) static void memext_init(void)
 		return;
 	}
 	strcpy(S.socket_path, e);
-	dl_iterate_phdr(find_self, (void *)(uintptr_t)&memext_init);
+	find_own_objects();
 
 	memext_start(0);
 	if (S.active)

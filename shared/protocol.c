@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 void proto_init_header(struct msg_header *h, enum msg_type type, uint32_t len, uint32_t seq)
@@ -76,6 +77,12 @@ int proto_check(const void *buf, size_t n)
 	return want && n == want ? 0 : -EBADMSG;
 }
 
+/*
+ * Sending, receiving and closing are raw system calls: the shim's agent uses these, and glibc's
+ * wrappers of calls that can be cancelled read a flag in libc's data (__libc_single_threaded)
+ * first. Were that page evicted while the daemon died, the agent would fault on it and wait for
+ * ever, never reconnecting (the shim also keeps libc's data unregistered, shim.c).
+ */
 int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned nr_fds)
 {
 	union {
@@ -101,7 +108,7 @@ int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned n
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nr_fds);
 	}
 	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		n = syscall(SYS_sendmsg, sock, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -111,7 +118,7 @@ int proto_send(int sock, const void *msg, size_t len, const int *fds, unsigned n
 static void close_all(int *fds, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		close(fds[i]);
+		(void)syscall(SYS_close, fds[i]);
 }
 
 ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nr_fds)
@@ -133,7 +140,7 @@ ssize_t proto_recv(int sock, void *buf, size_t len, int *fds, unsigned *nr_fds)
 	int r;
 
 	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		n = syscall(SYS_recvmsg, sock, &mh, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;

@@ -398,7 +398,12 @@ class Ctx:
                 f"'{phase}'; daemon: budget {sorted(seen.get('budget_bytes', []), key=str)}, "
                 f"max resident {seen.get('resident_pages')} pages, max evicted "
                 f"{seen.get('evicted_pages')}, pswpout {seen.get('pswpout')}, pswpin "
-                f"{seen.get('pswpin')}, move_failed {seen.get('move_failed')}")
+                f"{seen.get('pswpin')}, move_failed {seen.get('move_failed')}, agent_faults "
+                f"{seen.get('agent_faults')}")
+            if seen.get("agent_faults", 0) != 0:
+                self.fail(f"process {pid}: agent_faults {seen.get('agent_faults')} in the "
+                          f"stats: the shim's agent touched registered memory (it would hang "
+                          f"had the daemon died)")
         if self.sampler.samples == 0:
             self.fail("no RssAnon sample was taken")
         checked = 0

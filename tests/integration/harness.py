@@ -429,7 +429,12 @@ def test_managed(args, tmp):
                     f"{sorted(seen['budget_bytes'], key=str)}, max resident_pages "
                     f"{seen.get('resident_pages')}, max evicted_pages "
                     f"{seen.get('evicted_pages')}, pswpout {seen.get('pswpout')}, pswpin "
-                    f"{seen.get('pswpin')}, faults {seen.get('faults')}")
+                    f"{seen.get('pswpin')}, faults {seen.get('faults')}, of them the "
+                    f"agent's {seen.get('agent_faults')}")
+                if seen.get("agent_faults") != 0:
+                    failures.append(f"client {c.pid}: agent_faults {seen.get('agent_faults')} "
+                                    f"in the stats: the shim's agent touched registered "
+                                    f"memory (it would hang had the daemon died)")
                 if seen["budget_bytes"] != {budget}:
                     failures.append(f"client {c.pid}: budget_bytes {seen['budget_bytes']} in "
                                     f"the stats, MEMEXT_BUDGET={args.budget} is {budget}")

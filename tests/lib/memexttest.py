@@ -127,7 +127,8 @@ def raise_on_signals(*signums):
 
 
 # what note_clients() keeps the maximum of, per client
-CLIENT_MAXIMA = ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults", "move_failed")
+CLIENT_MAXIMA = ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults", "move_failed",
+                 "agent_faults")
 
 
 def note_clients(seen, s):
