@@ -282,7 +282,8 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 
 static bool close_gate(struct client *c)
 {
-	uint64_t deadline = 0;
+	uint64_t start = 0, deadline = 0;
+	bool closed = true;
 
 	/* Put off already, and the agent still inside (stopped, or not ours to trust): do not
 	 * spin for it again on every wake-up; fault_threads_rearm() says when it is out. */
@@ -294,18 +295,28 @@ static bool close_gate(struct client *c)
 		if (i % 64 != 63)
 			continue;
 		if (!deadline) {
-			deadline = now_usec() + GATE_WAIT_USEC;
+			start = now_usec();
+			deadline = start + GATE_WAIT_USEC;
 		} else if (now_usec() >= deadline) {
 			move_gate_open(c->gate);
 			atomic_store(&c->read_deferred, true);
 			/* Out just now, before the reclaim thread could see the flag: go on. */
-			if (!move_gate_agent_out(c->gate) || !atomic_exchange(&c->read_deferred, false))
-				return false;
+			if (!move_gate_agent_out(c->gate) || !atomic_exchange(&c->read_deferred, false)) {
+				closed = false;
+				break;
+			}
 			move_gate_close(c->gate);
-			deadline = 0;
+			deadline = now_usec() + GATE_WAIT_USEC;
 		}
 	}
-	return true;
+	/* Waits shorter than 64 spins (a few microseconds) are not counted. */
+	if (start) {
+		atomic_fetch_add(&c->stats.gate_waits, 1);
+		atomic_fetch_add(&c->stats.gate_wait_usec, now_usec() - start);
+		if (!closed)
+			atomic_fetch_add(&c->stats.gate_deferred, 1);
+	}
+	return closed;
 }
 
 /*

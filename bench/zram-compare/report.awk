@@ -182,9 +182,10 @@ END {
 		printf "\nkernel: %s swap-ins, %s swap-outs, %s major faults; CPU: all in the workload (%s s user, %s s system).  \n",
 			get("kernel", w, "vm_pswpin"), get("kernel", w, "vm_pswpout"), get("kernel", w, "majflt"),
 			fmt(get("kernel", w, "cpu_user_s"), 2), fmt(get("kernel", w, "cpu_sys_s"), 2)
-		printf "memext: %s faults (%s zero), %s parked, %s swap-ins, %s swap-outs, %s move failures; the daemon's own fault time p50 / p99 %s / %s µs; CPU: workload threads %s s, shim agent %s s, memextd threads by age %s s.  \n",
+		printf "memext: %s faults (%s zero), %s parked, %s swap-ins, %s swap-outs, %s move failures; %s uffd reads waited %s ms for the agent's move gate, %s put off; the daemon's own fault time p50 / p99 %s / %s µs; CPU: workload threads %s s, shim agent %s s, memextd threads by age %s s.  \n",
 			get("memext", w, "d_faults"), get("memext", w, "d_zero_faults"), get("memext", w, "d_parked_faults"),
 			get("memext", w, "d_pswpin"), get("memext", w, "d_pswpout"), get("memext", w, "d_move_failed"),
+			get("memext", w, "d_gate_waits"), fmt(get("memext", w, "d_gate_wait_usec") / 1000, 1), get("memext", w, "d_gate_deferred"),
 			get("memext", w, "fault_usec_p50"), get("memext", w, "fault_usec_p99"),
 			fmt(get("memext", w, "workers_cpu_s"), 2), thread_cpu(get("memext", w, "self_threads_cpu"), "memext-agent"),
 			thread_cpu(get("memext", w, "helper_threads_cpu"), "")

@@ -1045,7 +1045,8 @@ int main(int argc, char **argv)
 	printf(" vm_pswpin=%" PRIu64 " vm_pswpout=%" PRIu64, vm_in1 - vm_in0, vm_out1 - vm_out0);
 	if (cl1) {
 		static const char *const counters[] = {"faults", "zero_faults", "parked_faults",
-						       "pswpin", "pswpout",	"move_failed"};
+						       "pswpin", "pswpout",	"move_failed",
+						       "gate_waits", "gate_wait_usec", "gate_deferred"};
 
 		for (size_t i = 0; i < ARRAY_SIZE(counters); i++)
 			printf(" d_%s=%.0f", counters[i],

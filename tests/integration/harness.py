@@ -430,11 +430,17 @@ def test_managed(args, tmp):
                     f"{seen.get('resident_pages')}, max evicted_pages "
                     f"{seen.get('evicted_pages')}, pswpout {seen.get('pswpout')}, pswpin "
                     f"{seen.get('pswpin')}, faults {seen.get('faults')}, of them the "
-                    f"agent's {seen.get('agent_faults')}")
+                    f"agent's {seen.get('agent_faults')}; uffd reads that waited for the move "
+                    f"gate {seen.get('gate_waits')} ({seen.get('gate_wait_usec')} µs), put off "
+                    f"{seen.get('gate_deferred')}")
                 if seen.get("agent_faults") != 0:
                     failures.append(f"client {c.pid}: agent_faults {seen.get('agent_faults')} "
                                     f"in the stats: the shim's agent touched registered "
                                     f"memory (it would hang had the daemon died)")
+                if not 0 <= seen.get("gate_deferred", -1) <= seen.get("gate_waits", -1):
+                    failures.append(f"client {c.pid}: gate_deferred {seen.get('gate_deferred')} "
+                                    f"and gate_waits {seen.get('gate_waits')} in the stats: "
+                                    f"missing, or more reads put off than waited")
                 if seen["budget_bytes"] != {budget}:
                     failures.append(f"client {c.pid}: budget_bytes {seen['budget_bytes']} in "
                                     f"the stats, MEMEXT_BUDGET={args.budget} is {budget}")
