@@ -49,6 +49,9 @@ static int release_fd; /* read end: a byte for each thread to go */
 static int done_fd;    /* read end: a byte for each thread to exit */
 static int served_fd;  /* write end: a byte for each page checked in a round */
 static unsigned touched; /* threads that have checked their page */
+/* Burst threads about to wait for their release: memextd is stopped only once all are, since
+ * a thread still starting would fault on its own stack there, not where the test wants it. */
+static unsigned ready;
 static unsigned nr_threads, nr_rounds;
 
 /* Thread t's page in round r (burst: round 0). */
@@ -91,7 +94,7 @@ static void *touch_thread(void *arg)
 	char go;
 
 	stack_touch();
-
+	__atomic_fetch_add(&ready, 1, __ATOMIC_RELEASE);
 	if (read(release_fd, &go, 1) != 1)
 		wl_die("read release pipe: %m");
 	wl_page_check("burst read", region + p * WL_PAGE_SIZE, p, 0, 0, 0);
@@ -137,6 +140,7 @@ static void *remove_thread(void *arg)
 	(void)arg;
 	stack_touch();
 	stack_lock();
+	__atomic_fetch_add(&ready, 1, __ATOMIC_RELEASE);
 	if (syscall(SYS_read, fd, &go, 1) != 1)
 		wl_die("read release pipe: %m");
 	if (syscall(SYS_madvise, target, WL_PAGE_SIZE, MADV_DONTNEED) < 0)
@@ -222,6 +226,44 @@ static bool task_stopped(const char *path)
 	return p && p[1] == ' ' && p[2] == 'T';
 }
 
+/* For a failed burst: where the threads of pid wait, other than on their fault, with the
+ * kernel stack of each (root only). */
+static void log_other_waits(pid_t pid)
+{
+	char path[300];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		return;
+	while ((e = readdir(d))) {
+		char wchan[64] = "", stack[2048] = "";
+		int fd;
+		ssize_t len;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/wchan", (int)pid, e->d_name);
+		if ((fd = open(path, O_RDONLY)) < 0)
+			continue;
+		len = read(fd, wchan, sizeof(wchan) - 1);
+		close(fd);
+		if (len > 0 && (strncmp(wchan, "handle_userfault", 16) == 0 ||
+				strncmp(wchan, "anon_pipe_read", 14) == 0 ||
+				strncmp(wchan, "pipe_read", 9) == 0))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stack", (int)pid, e->d_name);
+		if ((fd = open(path, O_RDONLY)) >= 0) {
+			len = read(fd, stack, sizeof(stack) - 1);
+			close(fd);
+			stack[len > 0 ? len : 0] = 0;
+		}
+		wl_log("monitor: thread %s waits in '%s'; kernel stack:\n%s", e->d_name, wchan, stack);
+	}
+	closedir(d);
+}
+
 /* Every thread of pid, not only the first: a fault thread that has not stopped yet could still
  * read the uffd, the remover's event with it. */
 static bool is_stopped(pid_t pid)
@@ -291,6 +333,7 @@ static int monitor_burst(pid_t daemon, pid_t pid, int release_w, char **addrs, u
 	if (status == 0 && (waiting <= MEMEXTD_READ_MAX || event < 1)) {
 		wl_log("monitor: the test needs more than %d faults and an event waiting at once",
 		       MEMEXTD_READ_MAX);
+		log_other_waits(pid);
 		status = MONITOR_NOT_ENOUGH;
 	}
 	continue_daemon(daemon);
@@ -393,11 +436,14 @@ static void burst(pid_t daemon, int served_r, int done_w)
 		wl_die("calloc or pipe: %m");
 	release_fd = pipefd[0];
 	__atomic_store_n(&touched, 0, __ATOMIC_RELEASE); /* resident before memextd stops */
+	__atomic_store_n(&ready, 0, __ATOMIC_RELEASE);
 	for (unsigned t = 0; t < nr_threads; t++)
 		if ((errno = pthread_create(&tid[t], NULL, touch_thread, (void *)(uintptr_t)t)))
 			wl_die("pthread_create: %m");
 	if ((errno = pthread_create(&tid[nr_threads], NULL, remove_thread, NULL)))
 		wl_die("pthread_create: %m");
+	while (__atomic_load_n(&ready, __ATOMIC_ACQUIRE) < nr_threads + 1)
+		usleep(1000);
 	wait_monitor(start_monitor("/proc/self/exe", daemon, pipefd[1], served_r));
 	/* A fault memextd never read leaves its thread waiting here for ever. */
 	while (__atomic_load_n(&touched, __ATOMIC_ACQUIRE) < nr_threads + 1)
