@@ -154,6 +154,22 @@ static void *remove_thread(void *arg)
 /* --- the monitor: an ordinary process, not under the shim ------------------------------- */
 
 /* Threads of pid whose wait channel starts with wchan. */
+/* /proc/PID/task/TID/NAME into buf, NUL-terminated; false if it cannot be read or is empty. */
+static bool task_file(pid_t pid, const char *tid, const char *name, char *buf, size_t size)
+{
+	char path[300];
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, tid, name);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return false;
+	len = read(fd, buf, size - 1);
+	close(fd);
+	buf[len > 0 ? len : 0] = 0;
+	return len > 0;
+}
+
 static unsigned threads_in(pid_t pid, const char *wait_channel)
 {
 	char path[300];
@@ -167,18 +183,10 @@ static unsigned threads_in(pid_t pid, const char *wait_channel)
 		return 0;
 	}
 	while ((e = readdir(d))) {
-		char wchan[64] = "";
-		int fd;
-		ssize_t len;
+		char wchan[64];
 
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/wchan", (int)pid, e->d_name);
-		if ((fd = open(path, O_RDONLY)) < 0)
-			continue;
-		len = read(fd, wchan, sizeof(wchan) - 1);
-		close(fd);
-		if (len > 0 && strncmp(wchan, wait_channel, strlen(wait_channel)) == 0)
+		if (e->d_name[0] != '.' && task_file(pid, e->d_name, "wchan", wchan, sizeof(wchan)) &&
+		    strncmp(wchan, wait_channel, strlen(wait_channel)) == 0)
 			n++;
 	}
 	closedir(d);
@@ -239,26 +247,13 @@ static void log_other_waits(pid_t pid)
 		return;
 	while ((e = readdir(d))) {
 		char wchan[64] = "", stack[2048] = "";
-		int fd;
-		ssize_t len;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' ||
+		    (task_file(pid, e->d_name, "wchan", wchan, sizeof(wchan)) &&
+		     (strncmp(wchan, "handle_userfault", 16) == 0 ||
+		      strstr(wchan, "pipe_read") != NULL)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/wchan", (int)pid, e->d_name);
-		if ((fd = open(path, O_RDONLY)) < 0)
-			continue;
-		len = read(fd, wchan, sizeof(wchan) - 1);
-		close(fd);
-		if (len > 0 && (strncmp(wchan, "handle_userfault", 16) == 0 ||
-				strncmp(wchan, "anon_pipe_read", 14) == 0 ||
-				strncmp(wchan, "pipe_read", 9) == 0))
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/stack", (int)pid, e->d_name);
-		if ((fd = open(path, O_RDONLY)) >= 0) {
-			len = read(fd, stack, sizeof(stack) - 1);
-			close(fd);
-			stack[len > 0 ? len : 0] = 0;
-		}
+		(void)task_file(pid, e->d_name, "stack", stack, sizeof(stack));
 		wl_log("monitor: thread %s waits in '%s'; kernel stack:\n%s", e->d_name, wchan, stack);
 	}
 	closedir(d);
