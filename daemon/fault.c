@@ -115,6 +115,13 @@ static int uffd_poison(int uffd, uint64_t start)
 	return ioctl(uffd, UFFDIO_POISON, &p) < 0 ? -errno : 0;
 }
 
+/* Whether the shim's agent raised this fault (it must never wait for reclaim, and should not
+ * fault at all: see agent_faults). */
+static bool fault_by_agent(const struct client *c, const struct uffd_msg *msg)
+{
+	return (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid;
+}
+
 /* Events: the application dropped, unmapped or moved memory. Resolve lock held exclusively. */
 
 static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
@@ -578,7 +585,7 @@ static int swap_in_loaded(struct client *c, uint64_t vpn, uint64_t handle, void 
 static int handle_wp_fault(struct client *c, const struct fault_req *req)
 {
 	uint64_t vpn = req->msg.arg.pagefault.address / PAGE_SIZE, handle = 0;
-	bool is_agent = (pid_t)req->msg.arg.pagefault.feat.ptid == c->agent_tid;
+	bool is_agent = fault_by_agent(c, &req->msg);
 	pte_t *pte;
 	int r;
 
@@ -872,7 +879,7 @@ static void count_answered(struct client *c, const struct fault_req *req)
 
 	atomic_fetch_add(&c->stats.faults, 1);
 	atomic_fetch_add(&c->m->totals.faults, 1);
-	if ((pid_t)req->msg.arg.pagefault.feat.ptid == c->agent_tid) {
+	if (fault_by_agent(c, &req->msg)) {
 		atomic_fetch_add(&c->stats.agent_faults, 1);
 		log_debug("client %d: its agent faulted at %#llx", c->pid,
 			  (unsigned long long)req->msg.arg.pagefault.address);
@@ -995,7 +1002,7 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 	uint64_t vpn = msg->arg.pagefault.address / PAGE_SIZE;
 	unsigned window = c->m->cfg.faultaround_pages;
 	/* The agent never waits: reclaim waits for the agent. */
-	bool is_agent = (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid;
+	bool is_agent = fault_by_agent(c, msg);
 	pte_t *pte;
 
 	if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)

@@ -41,7 +41,7 @@ import time
 sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure,  # noqa: E402,F401
-                        adoption_problems, descendants, is_socket, log, mib, missing_path,
+                        adoption_problems, agent_faults_problem, descendants, is_socket, log, mib, missing_path,
                         note_clients, parse_size, raise_on_signals, read_rss_anon, tail,
                         wait_for)
 
@@ -400,10 +400,9 @@ class Ctx:
                 f"{seen.get('evicted_pages')}, pswpout {seen.get('pswpout')}, pswpin "
                 f"{seen.get('pswpin')}, move_failed {seen.get('move_failed')}, agent_faults "
                 f"{seen.get('agent_faults')}")
-            if seen.get("agent_faults", 0) != 0:
-                self.fail(f"process {pid}: agent_faults {seen.get('agent_faults')} in the "
-                          f"stats: the shim's agent touched registered memory (it would hang "
-                          f"had the daemon died)")
+            problem = agent_faults_problem(f"process {pid}", seen.get("agent_faults", 0))
+            if problem:
+                self.fail(problem)
         if self.sampler.samples == 0:
             self.fail("no RssAnon sample was taken")
         checked = 0

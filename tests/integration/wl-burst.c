@@ -153,7 +153,6 @@ static void *remove_thread(void *arg)
 
 /* --- the monitor: an ordinary process, not under the shim ------------------------------- */
 
-/* Threads of pid whose wait channel starts with wchan. */
 /* /proc/PID/task/TID/NAME into buf, NUL-terminated; false if it cannot be read or is empty. */
 static bool task_file(pid_t pid, const char *tid, const char *name, char *buf, size_t size)
 {
@@ -170,6 +169,7 @@ static bool task_file(pid_t pid, const char *tid, const char *name, char *buf, s
 	return len > 0;
 }
 
+/* Threads of pid whose wait channel starts with wait_channel. */
 static unsigned threads_in(pid_t pid, const char *wait_channel)
 {
 	char path[300];

@@ -142,6 +142,15 @@ def note_clients(seen, s):
                 e[k] = max(e.get(k, 0), c[k])
 
 
+def agent_faults_problem(who, agent_faults):
+    """The failure to report when the stats give who (e.g. "client 123") agent_faults that are
+    not 0, else None: the shim's agent must never fault, or it hangs if the daemon dies."""
+    if agent_faults == 0:
+        return None
+    return (f"{who}: agent_faults {agent_faults} in the stats: the shim's agent touched "
+            f"registered memory (it would hang had the daemon died)")
+
+
 class Daemon:
     """memextd with both sockets and its log (memextd.log) in tmp.
 
