@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <link.h>
 #include <poll.h>
@@ -62,6 +63,12 @@ static struct {
 	/* MEMEXT_TEST_MOVE_DELAY_US: the agent waits this long before it moves a batch out, so
 	 * the tests can make the application change its memory under a batch in flight. */
 	uint32_t test_move_delay_usec;
+	/* MEMEXT_TEST_ZAP_SHARED=START-END (hex, as in /proc/PID/maps): in this process (not its
+	 * fork children), the agent zaps each page of [START, END) it found shared with a child
+	 * just before it makes the page exclusive, as an application thread could at that instant
+	 * (make_exclusive). */
+	pid_t test_zap_shared_pid;
+	uint64_t test_zap_shared_start, test_zap_shared_end;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
@@ -200,26 +207,6 @@ static void set_written(struct msg_agent_move_done *reply, uint64_t staging_addr
 		reply->written[slot / 64] |= 1ULL << (slot % 64);
 }
 
-/*
- * Makes a page shared with a fork child exclusive again, content unchanged: a write fault
- * without a write (MADV_POPULATE_WRITE). A page brought back clean is write-protected, and that
- * write fault would wait for the daemon: if it died meanwhile, the agent would wait for ever
- * and never reconnect. So the agent lifts the protection itself first, through the uffd it
- * holds, and says so in its reply, moved or not: the application may write the page from then
- * on. Fails on a mapping that is not writable, without a signal.
- */
-static int make_exclusive(uint64_t addr)
-{
-	struct uffdio_writeprotect wp = {.range = {.start = addr, .len = PAGE_SIZE}, .mode = 0};
-
-	/* An event pending (EAGAIN): the page stays this time. Any other error means the range
-	 * is not write-protected at all (registered without WP): nothing to lift. */
-	if (ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) < 0 &&
-	    errno == EAGAIN)
-		return -1;
-	return madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
-}
-
 /* Pages one move takes at most: the daemon may wait for the end of one (GATE_WAIT_USEC). */
 #define GATE_MAX_PAGES 32
 /* How long the agent waits for the daemon to let go of the gate before it skips a page. */
@@ -266,6 +253,37 @@ static bool gate_enter(struct move_gate *g)
 		}
 	}
 	return true;
+}
+
+/*
+ * Makes a page shared with a fork child exclusive again, content unchanged: a write fault
+ * without a write (MADV_POPULATE_WRITE). That fault must never be a userfault: the agent would
+ * wait for the daemon, and if it died meanwhile, for ever, and never reconnect. Two kinds are
+ * possible, and both are ruled out inside the move gate, where the daemon reads no event:
+ *  - write-protect: a page brought back clean is write-protected. The agent lifts the
+ *    protection itself, through the uffd it holds, and says so in its reply, moved or not: the
+ *    application may write the page from then on. (The daemon protects no page that is
+ *    present: it only installs protected ones.)
+ *  - missing: the application zapped the page since the failed move. So the agent looks
+ *    (mincore) and leaves a page that is not there alone. Once it has looked, nothing can zap
+ *    the page before the write fault: MADV_DONTNEED and its kin wait for their REMOVE event to
+ *    be read before they zap, and the gate holds that read off.
+ * Does nothing, without a signal, on a mapping that is not writable.
+ */
+static void make_exclusive(uint64_t addr)
+{
+	struct uffdio_writeprotect wp = {.range = {.start = addr, .len = PAGE_SIZE}, .mode = 0};
+	unsigned char present = 0;
+
+	if (!A.gate || !gate_enter(A.gate))
+		return;
+	/* An event pending (EAGAIN): the page stays this time. Any other error means the range
+	 * is not write-protected at all (registered without WP): nothing to lift. */
+	if ((ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) == 0 ||
+	     errno != EAGAIN) &&
+	    mincore((void *)(uintptr_t)addr, PAGE_SIZE, &present) == 0 && (present & 1))
+		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
+	move_gate_leave(A.gate);
 }
 
 /*
@@ -323,6 +341,14 @@ static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, i
 	}
 }
 
+/* MEMEXT_TEST_ZAP_SHARED: the application zaps the page the agent found shared (S). */
+static void test_zap_shared(uint64_t addr)
+{
+	if (S.test_zap_shared_pid && S.test_zap_shared_pid == syscall(SYS_getpid) &&
+	    addr >= S.test_zap_shared_start && addr < S.test_zap_shared_end)
+		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_DONTNEED);
+}
+
 static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
 {
 	uint64_t done = 0;
@@ -338,17 +364,19 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			 * find out page by page. */
 			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
 		}
+		if (err == EBUSY && moved == 0 && !back) {
+			/* Still shared with a fork child (or the child has exited and the page was
+			 * not written since): the kernel moves only pages exclusive to us. Tried
+			 * again whatever came of it: the page may be gone meanwhile (ECANCELED). */
+			set_written(reply, r->dst + done);
+			test_zap_shared(r->src + done);
+			make_exclusive(r->src + done);
+			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
+		}
 		if (err == ECANCELED && moved == 0) {
 			/* An event took the page away from the batch: it is not ours to move. */
 			done += PAGE_SIZE;
 			continue;
-		}
-		if (err == EBUSY && moved == 0 && !back) {
-			/* Still shared with a fork child (or the child has exited and the page was
-			 * not written since): the kernel moves only pages exclusive to us. */
-			set_written(reply, r->dst + done);
-			if (make_exclusive(r->src + done) == 0)
-				moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
 		}
 		if (err == EINVAL && moved == 0 && !back && (S.flags & HELLO_IGNORE_MLOCK)) {
 			/* Mlocked memory moves only into locked memory: the locked half. */
@@ -1647,6 +1675,10 @@ __attribute__((constructor)) static void memext_init(void)
 	e = getenv("MEMEXT_TEST_MOVE_DELAY_US");
 	if (e && *e)
 		S.test_move_delay_usec = (uint32_t)MIN(strtoul(e, NULL, 10), 500000UL);
+	e = getenv("MEMEXT_TEST_ZAP_SHARED");
+	if (e && sscanf(e, "%" SCNx64 "-%" SCNx64, &S.test_zap_shared_start,
+			&S.test_zap_shared_end) == 2)
+		S.test_zap_shared_pid = getpid();
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)
 		S.flags |= HELLO_IGNORE_MLOCK;

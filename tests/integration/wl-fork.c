@@ -22,6 +22,8 @@
  *            pages; every child checks a spread of pages and writes a few of its own.
  *   clean    pages brought back clean are shared with the child, then evicted while the
  *            parent rewrites them (mode_clean).
+ *   zap      the parent's agent zaps the shared pages it is about to make exclusive
+ *            (MEMEXT_TEST_ZAP_SHARED, mode_zap).
  */
 #include <pthread.h>
 #include <sys/resource.h>
@@ -278,6 +280,35 @@ static void mode_fdfull(void)
 }
 
 /*
+ * Forks a child that waits until the parent closes the returned fd (or exits), then checks that
+ * every page still holds the pre-fork data: the parent's changes since must not reach it.
+ */
+static int fork_waiting_child(const char *what)
+{
+	int done[2];
+	char c;
+	pid_t pid;
+
+	if (pipe(done) < 0)
+		wl_die("pipe: %m");
+	pid = fork();
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0) {
+		wl_prog = "wl-fork(child)";
+		close(done[1]);
+		if (read(done[0], &c, 1) < 0) /* EOF: the parent is done */
+			wl_die("child: read: %m");
+		check_all(what, -1, 0);
+		fflush(stdout);
+		_exit(0);
+	}
+	child_pid = pid;
+	close(done[0]);
+	return done[1];
+}
+
+/*
  * clean: pages brought back by reads are clean (write-protected, their copy kept); after the
  * fork the child shares them, and evicting one makes the parent's agent lift its protection to
  * break the share. Meanwhile two threads of the parent read and rewrite random pages of their
@@ -307,30 +338,15 @@ static void *clean_rewriter(void *arg)
 static void mode_clean(void)
 {
 	pthread_t tid[2];
-	int done[2];
-	char c;
-	pid_t pid;
+	int done;
 
 	/* Read everything back: what stays resident is clean. */
 	for (size_t p = 0; p < nr_pages; p++)
 		wl_page_check("read back", page_addr(p), p, 0, SALT_PREFORK, 0);
 	clean_gen = calloc(nr_pages, sizeof(*clean_gen));
-	if (!clean_gen || pipe(done) < 0)
-		wl_die("calloc or pipe: %m");
-	pid = fork();
-	if (pid < 0)
-		wl_die("fork: %m");
-	if (pid == 0) {
-		wl_prog = "wl-fork(child)";
-		close(done[1]);
-		if (read(done[0], &c, 1) < 0) /* EOF: the parent is done */
-			wl_die("child: read: %m");
-		check_all("child after the parent's rewrites", -1, 0);
-		fflush(stdout);
-		_exit(0);
-	}
-	child_pid = pid;
-	close(done[0]);
+	if (!clean_gen)
+		wl_die("calloc: %m");
+	done = fork_waiting_child("child after the parent's rewrites");
 	wl_phase("rewrite");
 	for (unsigned t = 0; t < 2; t++)
 		if ((errno = pthread_create(&tid[t], NULL, clean_rewriter, (void *)(uintptr_t)t)))
@@ -340,9 +356,89 @@ static void mode_clean(void)
 	for (size_t p = 0; p < nr_pages; p++)
 		wl_page_check("parent final", page_addr(p), p, clean_gen[p],
 			      clean_gen[p] ? SALT_PARENT : SALT_PREFORK, 0);
-	close(done[1]);
-	wait_ok(pid, "parent");
+	close(done);
+	wait_ok(child_pid, "parent");
 	wl_log("parent: all %zu pages verified, and the child's", nr_pages);
+}
+
+/*
+ * Checks a pre-fork page the agent may zap at any moment, even while it is read: a copy of it
+ * holds the pre-fork data, or zeroes (zapped before), or, zapped in the middle of the copy,
+ * bytes each of the one or the other, with the page reading zero from then on. Returns false
+ * when it was zapped.
+ */
+static bool check_zappable(size_t p)
+{
+	static char copy[WL_PAGE_SIZE], want[WL_PAGE_SIZE];
+	const char *addr = page_addr(p);
+
+	memcpy(copy, addr, WL_PAGE_SIZE);
+	if (wl_page_diff(copy, p, 0, SALT_PREFORK, 0) < 0)
+		return true;
+	if (wl_page_is_zero(copy))
+		return false;
+	wl_page_make(want, p, 0, SALT_PREFORK);
+	for (size_t i = 0; i < WL_PAGE_SIZE; i++)
+		if (copy[i] && copy[i] != want[i])
+			wl_page_check("parent (neither its data nor zeroes)", copy, p, 0,
+				      SALT_PREFORK, 0);
+	wl_zero_check("parent, a page zapped while read", addr, p);
+	return false;
+}
+
+/* zap: the region goes where MEMEXT_TEST_ZAP_SHARED=START-END says, the range zapped. */
+static char *zap_region(void)
+{
+	const char *e = getenv("MEMEXT_TEST_ZAP_SHARED");
+	uint64_t start, end;
+	void *p;
+
+	if (!e || sscanf(e, "%" SCNx64 "-%" SCNx64, &start, &end) != 2 ||
+	    end - start < nr_pages * WL_PAGE_SIZE)
+		wl_die("zap: MEMEXT_TEST_ZAP_SHARED must be START-END (hex), %zu bytes or more",
+		       nr_pages * WL_PAGE_SIZE);
+	p = mmap((void *)(uintptr_t)start, nr_pages * WL_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		wl_die("zap: mmap at %#" PRIx64 ": %m", start);
+	return p;
+}
+
+/*
+ * zap: the test sets MEMEXT_TEST_ZAP_SHARED to the region's range, so the parent's agent zaps each
+ * page it finds shared with the child just before it makes the page exclusive, as an application
+ * thread could at that instant; the agent must not fault on the missing page then (the harness
+ * checks its agent_faults). The parent reads every page twice over: its evicted pages come back and
+ * push its shared ones out. Each page must hold the pre-fork data, or zeroes once zapped, for good:
+ * a zapped page never shows its old data again. Some must be zeroes under memext (the window
+ * was met). The child, whose pages nobody zaps, checks every page once the parent is done.
+ */
+static void mode_zap(void)
+{
+	unsigned char *zapped = calloc(nr_pages, 1);
+	size_t nr_zapped = 0;
+	int done;
+
+	if (!zapped)
+		wl_die("calloc: %m");
+	done = fork_waiting_child("child after the parent's zaps");
+	wl_phase("read");
+	for (unsigned sweep = 0; sweep < 2; sweep++) {
+		for (size_t p = 0; p < nr_pages; p++) {
+			if (zapped[p]) {
+				wl_zero_check("parent, a zapped page", page_addr(p), p);
+			} else if (!check_zappable(p)) {
+				zapped[p] = 1;
+				nr_zapped++;
+			}
+		}
+	}
+	if (wl_expect_eviction() && nr_zapped == 0)
+		wl_mismatch("parent: no page was zapped: the agent never found a page shared");
+	close(done);
+	wait_ok(child_pid, "parent");
+	wl_log("parent: all %zu pages verified (%zu zapped), and the child's", nr_pages, nr_zapped);
+	free(zapped);
 }
 
 int main(int argc, char **argv)
@@ -354,11 +450,11 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 2 && argc != 3)
-		wl_die("usage: %s SIZE [exit|nested|threads|fdfull|clean]", argv[0]);
+		wl_die("usage: %s SIZE [exit|nested|threads|fdfull|clean|zap]", argv[0]);
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	if (!nr_pages)
 		wl_die("bad SIZE");
-	region = wl_mmap_anon(nr_pages * WL_PAGE_SIZE);
+	region = strcmp(mode, "zap") == 0 ? zap_region() : wl_mmap_anon(nr_pages * WL_PAGE_SIZE);
 	wl_log("%zu pages (%zu MiB)", nr_pages, nr_pages * WL_PAGE_SIZE >> 20);
 
 	wl_phase("fill");
@@ -390,6 +486,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(mode, "clean") == 0) {
 		mode_clean();
+		return 0;
+	}
+	if (strcmp(mode, "zap") == 0) {
+		mode_zap();
 		return 0;
 	}
 	if (*mode)
