@@ -281,7 +281,8 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 
 /*
  * Closes c's move gate for a read of its uffd (shared/movegate.h): false if the agent stays
- * inside it, in one UFFDIO_MOVE, for longer than GATE_WAIT_USEC (preempted or stopped). The
+ * inside it, in one UFFDIO_MOVE or in making one page exclusive, for longer than
+ * GATE_WAIT_USEC (preempted or stopped). The
  * uffd is then left unread and read_deferred set: the reclaim thread, which gets the agent's
  * answer when its move ends, has it read again (fault_threads_rearm). Lock order: the
  * resolve lock, then the gate.

@@ -18,6 +18,10 @@
  *    move: the daemon marks the batch's slots the event took away (cancelled), and the gate
  *    makes "read the uffd, apply its events, mark" and "check the marks, move" exclusive.
  *
+ * The agent also holds the gate while it makes a page shared with a fork child exclusive (a
+ * look at the page, then a write fault): no event read in between means no zap in between, so
+ * the write fault never finds the page missing (preload/shim.c, make_exclusive).
+ *
  * A Dekker pair of flags: each side raises its own flag, then looks at the other's (all
  * sequentially consistent, so the store-load order holds). The daemon keeps its flag while it
  * waits for the agent's move to end (one ioctl); the agent backs off while the daemon reads.
