@@ -281,11 +281,11 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 
 /*
  * Closes c's move gate for a read of its uffd (shared/movegate.h): false if the agent stays
- * inside it, in one UFFDIO_MOVE or in making one page exclusive, for longer than
- * GATE_WAIT_USEC (preempted or stopped). The
+ * inside it, in one UFFDIO_MOVE, for longer than GATE_WAIT_USEC (preempted or stopped). The
  * uffd is then left unread and read_deferred set: the reclaim thread, which gets the agent's
- * answer when its move ends, has it read again (fault_threads_rearm). Lock order: the
- * resolve lock, then the gate.
+ * answer when its move ends, has it read again (fault_threads_rearm). An agent inside only to
+ * make a page exclusive is waited for as long, then the uffd is read anyway: it may be waiting
+ * for this very read, on a userfault of its own. Lock order: the resolve lock, then the gate.
  */
 
 static bool close_gate(struct client *c)
@@ -295,7 +295,8 @@ static bool close_gate(struct client *c)
 
 	/* Put off already, and the agent still inside (stopped, or not ours to trust): do not
 	 * spin for it again on every wake-up; fault_threads_rearm() says when it is out. */
-	if (atomic_load(&c->read_deferred) && !move_gate_agent_out(c->gate))
+	if (atomic_load(&c->read_deferred) && !move_gate_agent_out(c->gate) &&
+	    !move_gate_agent_unsharing(c->gate))
 		return false;
 	move_gate_close(c->gate);
 	for (unsigned i = 0; !move_gate_agent_out(c->gate); i++) {
@@ -306,6 +307,8 @@ static bool close_gate(struct client *c)
 			start = now_usec();
 			deadline = start + GATE_WAIT_USEC;
 		} else if (now_usec() >= deadline) {
+			if (move_gate_agent_unsharing(c->gate))
+				break; /* read with the agent inside (see above) */
 			move_gate_open(c->gate);
 			atomic_store(&c->read_deferred, true);
 			/* Out just now, before the reclaim thread could see the flag: go on. */
@@ -1244,8 +1247,9 @@ void fault_threads_rearm(struct manager *m, struct client *c)
 	struct epoll_event ev = uffd_event(c);
 	int home;
 
-	/* Still inside: nothing to read yet, and the next look would only spin. */
-	if (!atomic_load(&c->read_deferred) || !move_gate_agent_out(c->gate) ||
+	/* Still inside a move: nothing to read yet, and the next look would only spin. */
+	if (!atomic_load(&c->read_deferred) ||
+	    (!move_gate_agent_out(c->gate) && !move_gate_agent_unsharing(c->gate)) ||
 	    !atomic_exchange(&c->read_deferred, false))
 		return;
 	pthread_mutex_lock(&registration_lock);

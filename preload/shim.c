@@ -63,12 +63,13 @@ static struct {
 	/* MEMEXT_TEST_MOVE_DELAY_US: the agent waits this long before it moves a batch out, so
 	 * the tests can make the application change its memory under a batch in flight. */
 	uint32_t test_move_delay_usec;
-	/* MEMEXT_TEST_ZAP_SHARED=START-END (hex, as in /proc/PID/maps): in this process (not its
-	 * fork children), the agent zaps each page of [START, END) it found shared with a child
-	 * just before it makes the page exclusive, as an application thread could at that instant
-	 * (make_exclusive). */
+	/* MEMEXT_TEST_ZAP_SHARED=START-END[:WHEN] (hex, as in /proc/PID/maps): in this process
+	 * (not its fork children), the agent zaps each page of [START, END) it found shared with a
+	 * child as it makes the page exclusive, as an application thread could (make_exclusive):
+	 * just before (default), or inside the gate after its look at the page (:after-look). */
 	pid_t test_zap_shared_pid;
 	uint64_t test_zap_shared_start, test_zap_shared_end;
+	enum zap_when { ZAP_BEFORE, ZAP_AFTER_LOOK } test_zap_shared_when;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
@@ -255,34 +256,54 @@ static bool gate_enter(struct move_gate *g)
 	return true;
 }
 
+/* MEMEXT_TEST_ZAP_SHARED: the application zaps the page the agent found shared (S), at the
+ * moment the test asked for. */
+static void test_zap_shared(uint64_t addr, enum zap_when when)
+{
+	if (S.test_zap_shared_pid && S.test_zap_shared_when == when &&
+	    S.test_zap_shared_pid == syscall(SYS_getpid) && addr >= S.test_zap_shared_start &&
+	    addr < S.test_zap_shared_end)
+		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_DONTNEED);
+}
+
 /*
  * Makes a page shared with a fork child exclusive again, content unchanged: a write fault
- * without a write (MADV_POPULATE_WRITE). That fault must never be a userfault: the agent would
- * wait for the daemon, and if it died meanwhile, for ever, and never reconnect. Two kinds are
- * possible, and both are ruled out inside the move gate, where the daemon reads no event:
- *  - write-protect: a page brought back clean is write-protected. The agent lifts the
- *    protection itself, through the uffd it holds, and says so in its reply, moved or not: the
- *    application may write the page from then on. (The daemon protects no page that is
- *    present: it only installs protected ones.)
- *  - missing: the application zapped the page since the failed move. So the agent looks
- *    (mincore) and leaves a page that is not there alone. Once it has looked, nothing can zap
- *    the page before the write fault: MADV_DONTNEED and its kin wait for their REMOVE event to
- *    be read before they zap, and the gate holds that read off.
- * Does nothing, without a signal, on a mapping that is not writable.
+ * without a write (MADV_POPULATE_WRITE). That fault should not be a userfault: the agent would
+ * wait for the daemon, and if it died meanwhile, for ever, and never reconnect. So the agent
+ * prepares it inside the move gate, where the daemon reads no event (shared/movegate.h):
+ *  - A page brought back clean is write-protected: the agent lifts the protection itself,
+ *    through the uffd it holds, and says so in its reply, moved or not: the application may
+ *    write the page from then on. (The daemon protects no page that is present: it only
+ *    installs protected ones.) With no event read, the page there is still the batch's: any
+ *    other change of the mapping makes the ioctl fail (EAGAIN) until its event is read, and
+ *    the read cancels the page's slot.
+ *  - A page the application zapped is missing. A zap (MADV_DONTNEED, MADV_FREE) waits for its
+ *    REMOVE event to be read, and the daemon cancels the page's slot as it reads it: the agent
+ *    leaves a cancelled slot alone, and a page not there (mincore). Past that look, no REMOVE
+ *    is read before the write fault.
+ * What the gate cannot hold off (munmap and a new mapping at once, mremap with
+ * MREMAP_DONTUNMAP) still makes the write fault a userfault: for that, the agent says it is
+ * unsharing, and the daemon reads and answers after GATE_WAIT_USEC. Does nothing, without a
+ * signal, on a mapping that is not writable. stage: the page's staging address (its slot).
  */
-static void make_exclusive(uint64_t addr)
+static void make_exclusive(uint64_t addr, uint64_t stage)
 {
 	struct uffdio_writeprotect wp = {.range = {.start = addr, .len = PAGE_SIZE}, .mode = 0};
+	unsigned slot = (unsigned)((stage - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE);
 	unsigned char present = 0;
 
 	if (!A.gate || !gate_enter(A.gate))
 		return;
 	/* An event pending (EAGAIN): the page stays this time. Any other error means the range
 	 * is not write-protected at all (registered without WP): nothing to lift. */
-	if ((ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) == 0 ||
+	if (!move_gate_cancelled(A.gate, slot) &&
+	    (ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) == 0 ||
 	     errno != EAGAIN) &&
-	    mincore((void *)(uintptr_t)addr, PAGE_SIZE, &present) == 0 && (present & 1))
+	    mincore((void *)(uintptr_t)addr, PAGE_SIZE, &present) == 0 && (present & 1)) {
+		move_gate_unsharing(A.gate);
+		test_zap_shared(addr, ZAP_AFTER_LOOK);
 		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
+	}
 	move_gate_leave(A.gate);
 }
 
@@ -341,14 +362,6 @@ static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, i
 	}
 }
 
-/* MEMEXT_TEST_ZAP_SHARED: the application zaps the page the agent found shared (S). */
-static void test_zap_shared(uint64_t addr)
-{
-	if (S.test_zap_shared_pid && S.test_zap_shared_pid == syscall(SYS_getpid) &&
-	    addr >= S.test_zap_shared_start && addr < S.test_zap_shared_end)
-		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_DONTNEED);
-}
-
 static void move_range(const struct move_range *r, bool back, struct msg_agent_move_done *reply)
 {
 	uint64_t done = 0;
@@ -369,8 +382,8 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			 * not written since): the kernel moves only pages exclusive to us. Tried
 			 * again whatever came of it: the page may be gone meanwhile (ECANCELED). */
 			set_written(reply, r->dst + done);
-			test_zap_shared(r->src + done);
-			make_exclusive(r->src + done);
+			test_zap_shared(r->src + done, ZAP_BEFORE);
+			make_exclusive(r->src + done, r->dst + done);
 			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
 		}
 		if (err == ECANCELED && moved == 0) {
@@ -1677,8 +1690,11 @@ __attribute__((constructor)) static void memext_init(void)
 		S.test_move_delay_usec = (uint32_t)MIN(strtoul(e, NULL, 10), 500000UL);
 	e = getenv("MEMEXT_TEST_ZAP_SHARED");
 	if (e && sscanf(e, "%" SCNx64 "-%" SCNx64, &S.test_zap_shared_start,
-			&S.test_zap_shared_end) == 2)
+			&S.test_zap_shared_end) == 2) {
 		S.test_zap_shared_pid = getpid();
+		if (strstr(e, ":after-look"))
+			S.test_zap_shared_when = ZAP_AFTER_LOOK;
+	}
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)
 		S.flags |= HELLO_IGNORE_MLOCK;

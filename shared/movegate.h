@@ -18,9 +18,14 @@
  *    move: the daemon marks the batch's slots the event took away (cancelled), and the gate
  *    makes "read the uffd, apply its events, mark" and "check the marks, move" exclusive.
  *
- * The agent also holds the gate while it makes a page shared with a fork child exclusive (a
- * look at the page, then a write fault): no event read in between means no zap in between, so
- * the write fault never finds the page missing (preload/shim.c, make_exclusive).
+ * The agent also enters the gate to make a page shared with a fork child exclusive: a look at
+ * the marks and the page, then a write fault, marked MOVE_GATE_UNSHARING. No event read in
+ * between means no zap in between, so the write fault does not find the page missing
+ * (preload/shim.c, make_exclusive). Not every removal waits for its event to be read, though
+ * (munmap and a new mapping at once, mremap with MREMAP_DONTUNMAP): the write fault may then be
+ * a userfault, which the daemon must read to answer. So it waits for an unsharing agent only as
+ * long as for a move, then reads anyway: the agent's moves check the marks again on their own
+ * entry.
  *
  * A Dekker pair of flags: each side raises its own flag, then looks at the other's (all
  * sequentially consistent, so the store-load order holds). The daemon keeps its flag while it
@@ -37,8 +42,14 @@
 #include "macro.h"
 #include "protocol.h"
 
+enum {
+	MOVE_GATE_OUT,
+	MOVE_GATE_MOVING,    /* between a look at the marks and the end of one UFFDIO_MOVE */
+	MOVE_GATE_UNSHARING, /* making one page exclusive: the daemon may read after a while */
+};
+
 struct move_gate {
-	uint32_t moving;  /* agent: between its look at the marks and the end of its move */
+	uint32_t moving;  /* agent: MOVE_GATE_* */
 	uint32_t reading; /* daemon: reading the uffd and applying what it read */
 	/* Slot i (staging page i, either half) of the batch in flight must not move. Set by the
 	 * daemon under its flag, cleared by it (under its client lock, with no request out)
@@ -49,11 +60,17 @@ struct move_gate {
 /* Agent: one attempt to enter. False: the daemon is reading, back off and wait. */
 static inline bool move_gate_try_enter(struct move_gate *g)
 {
-	__atomic_store_n(&g->moving, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&g->moving, MOVE_GATE_MOVING, __ATOMIC_SEQ_CST);
 	if (!__atomic_load_n(&g->reading, __ATOMIC_SEQ_CST))
 		return true;
 	__atomic_store_n(&g->moving, 0, __ATOMIC_SEQ_CST);
 	return false;
+}
+
+/* Agent, inside: from here on it only makes a page exclusive (see above). */
+static inline void move_gate_unsharing(struct move_gate *g)
+{
+	__atomic_store_n(&g->moving, MOVE_GATE_UNSHARING, __ATOMIC_SEQ_CST);
 }
 
 static inline void move_gate_leave(struct move_gate *g)
@@ -76,6 +93,12 @@ static inline void move_gate_close(struct move_gate *g)
 static inline bool move_gate_agent_out(const struct move_gate *g)
 {
 	return !__atomic_load_n(&g->moving, __ATOMIC_SEQ_CST);
+}
+
+/* Daemon: the agent is inside only to make a page exclusive (it may be stuck in a userfault). */
+static inline bool move_gate_agent_unsharing(const struct move_gate *g)
+{
+	return __atomic_load_n(&g->moving, __ATOMIC_SEQ_CST) == MOVE_GATE_UNSHARING;
 }
 
 static inline void move_gate_open(struct move_gate *g)

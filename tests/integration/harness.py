@@ -433,9 +433,15 @@ def test_managed(args, tmp):
                     f"agent's {seen.get('agent_faults')}; uffd reads that waited for the move "
                     f"gate {seen.get('gate_waits')} ({seen.get('gate_wait_usec')} µs), put off "
                     f"{seen.get('gate_deferred')}")
-                problem = agent_faults_problem(f"client {c.pid}", seen.get("agent_faults"))
-                if problem:
-                    failures.append(problem)
+                if args.min_agent_faults:
+                    if not seen.get("agent_faults", 0) >= args.min_agent_faults:
+                        failures.append(f"client {c.pid}: agent_faults {seen.get('agent_faults')}"
+                                        f" in the stats, expected {args.min_agent_faults} or "
+                                        f"more: the test did not reach its case")
+                else:
+                    problem = agent_faults_problem(f"client {c.pid}", seen.get("agent_faults"))
+                    if problem:
+                        failures.append(problem)
                 if not 0 <= seen.get("gate_deferred", -1) <= seen.get("gate_waits", -1):
                     failures.append(f"client {c.pid}: gate_deferred {seen.get('gate_deferred')} "
                                     f"and gate_waits {seen.get('gate_waits')} in the stats: "
@@ -764,6 +770,9 @@ def main():
     ap.add_argument("--kill-daemon-at-phase", default=None,
                     help="SIGKILL memextd when the workload prints this phase and start a "
                          "new one; the workload must finish with every byte right")
+    ap.add_argument("--min-agent-faults", type=int, default=0,
+                    help="the test makes the shim's agent fault on purpose: fail unless each "
+                         "client's agent_faults is at least this (default: fail unless 0)")
     ap.add_argument("--min-forks-shared", type=int, default=0,
                     help="fail unless totals.forks_shared grew by at least this much")
     ap.add_argument("--min-forks-drained", type=int, default=0,

@@ -105,6 +105,7 @@ static void test_rules(void)
 	check(move_gate_try_enter(&g));
 	move_gate_close(&g);
 	check(!move_gate_agent_out(&g));
+	check(!move_gate_agent_unsharing(&g));
 	move_gate_leave(&g);
 	check(move_gate_agent_out(&g));
 	/* The daemon reads: the agent backs off, its flag down, until the daemon is done. */
@@ -113,8 +114,13 @@ static void test_rules(void)
 	check(move_gate_reading(&g));
 	move_gate_open(&g);
 	check(!move_gate_reading(&g));
+	/* In to make a page exclusive: inside, and the daemon can tell why. */
 	check(move_gate_try_enter(&g));
+	move_gate_unsharing(&g);
+	check(!move_gate_agent_out(&g));
+	check(move_gate_agent_unsharing(&g));
 	move_gate_leave(&g);
+	check(move_gate_agent_out(&g) && !move_gate_agent_unsharing(&g));
 
 	/* Marks: slot i and slot i of the mlocked half are the same slot. */
 	move_gate_cancel(&g, 3);
