@@ -821,8 +821,13 @@ static int serve_from_staging(struct client *c, uint64_t vpn, pte_t *pte, void *
 			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
 		}
 	} else {
-		/* The batch skips it when it lands. */
+		/* The batch skips it when it lands, and the agent does not move it: what this
+		 * installs is the application's page again (the agent may be making it exclusive,
+		 * and the application write it, before its move). The agent waits in this fault
+		 * until the install below wakes it, which orders the mark before its next look. */
 		*pte |= PTE_CANCEL;
+		if (c->gate)
+			move_gate_cancel(c->gate, (unsigned)slot);
 	}
 	pthread_mutex_unlock(&c->lock);
 	/* Slot i of staging, or of its mlocked half (MEMEXT_IGNORE_MLOCK). */
