@@ -53,6 +53,10 @@ struct client_counters {
 	/* Of faults: the agent's own. Each would hang the agent for good had the daemon died
 	 * before answering, so the shim keeps the agent off registered memory: should be 0. */
 	_Atomic uint64_t agent_faults;
+	/* Of agent_faults: taken while it made a page exclusive, answered with the agent inside
+	 * the move gate (shared/movegate.h). Possible, rarely, when the application unmaps a
+	 * page at that instant; the same hang were the daemon to die then. */
+	_Atomic uint64_t agent_unshare_faults;
 	_Atomic uint64_t gate_waits;     /* uffd reads that found the agent moving (movegate.h) */
 	_Atomic uint64_t gate_wait_usec; /* ... and the time they waited for it */
 	_Atomic uint64_t gate_deferred;  /* ... and those put off, its faults parked */

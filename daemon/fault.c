@@ -372,7 +372,10 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 			break;
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				p->req[p->nr++] = (struct fault_req){msgs[i], now};
+				p->req[p->nr++] = (struct fault_req){
+					msgs[i], now,
+					fault_by_agent(c, &msgs[i]) &&
+						move_gate_agent_unsharing(c->gate)};
 			else
 				fault_apply_event(c, &msgs[i]);
 			/* Applied (or queued: a lost fault is raised again by the successor's
@@ -890,6 +893,8 @@ static void count_answered(struct client *c, const struct fault_req *req)
 	atomic_fetch_add(&c->m->totals.faults, 1);
 	if (fault_by_agent(c, &req->msg)) {
 		atomic_fetch_add(&c->stats.agent_faults, 1);
+		if (req->agent_unsharing)
+			atomic_fetch_add(&c->stats.agent_unshare_faults, 1);
 		log_debug("client %d: its agent faulted at %#llx", c->pid,
 			  (unsigned long long)req->msg.arg.pagefault.address);
 	}

@@ -19,6 +19,9 @@ struct client;
 struct fault_req {
 	struct uffd_msg msg;
 	uint64_t read_usec; /* when it was read: its service time runs from here */
+	/* The agent's, taken while it made a page exclusive (client.h, agent_unshare_faults):
+	 * seen as it was read, while the agent still waited in it. */
+	bool agent_unsharing;
 };
 
 #define FAULT_RA_MAX_PAGES 32 /* swap-in readahead window, at most */

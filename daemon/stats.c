@@ -21,7 +21,7 @@ struct client_figures {
 	char comm[16];
 	uint64_t budget_bytes, resident_pages, evicted_pages, cached_pages;
 	uint64_t pswpin, pswpout, faults, zero_faults, parked, move_failed, fault_usec_total;
-	uint64_t agent_faults;
+	uint64_t agent_faults, agent_unshare_faults;
 	uint64_t gate_waits, gate_wait_usec, gate_deferred;
 	uint64_t p50_usec, p99_usec;
 	uint64_t active_pages, inactive_pages;		/* resident pages on each LRU list */
@@ -72,6 +72,7 @@ static void figures_of(struct client *c, struct client_figures *f)
 	f->move_failed = atomic_load(&c->stats.move_failed);
 	f->fault_usec_total = atomic_load(&c->stats.fault_usec_total);
 	f->agent_faults = atomic_load(&c->stats.agent_faults);
+	f->agent_unshare_faults = atomic_load(&c->stats.agent_unshare_faults);
 	f->gate_waits = atomic_load(&c->stats.gate_waits);
 	f->gate_wait_usec = atomic_load(&c->stats.gate_wait_usec);
 	f->gate_deferred = atomic_load(&c->stats.gate_deferred);
@@ -173,7 +174,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			",\"fault_usec_p99\":%" PRIu64 ",\"active_pages\":%" PRIu64
 			",\"inactive_pages\":%" PRIu64 ",\"workingset_refault\":%" PRIu64
 			",\"workingset_activate\":%" PRIu64 ",\"workingset_restore\":%" PRIu64
-			",\"agent_faults\":%" PRIu64 ",\"gate_waits\":%" PRIu64
+			",\"agent_faults\":%" PRIu64 ",\"agent_unshare_faults\":%" PRIu64
+			",\"gate_waits\":%" PRIu64
 			",\"gate_wait_usec\":%" PRIu64 ",\"gate_deferred\":%" PRIu64 "}",
 			c->state, c->budget_bytes, c->resident_pages, c->evicted_pages,
 			c->cached_pages, c->pswpin,
@@ -181,7 +183,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec,
 			c->active_pages, c->inactive_pages, c->workingset_refault,
 			c->workingset_activate, c->workingset_restore, c->agent_faults,
-			c->gate_waits, c->gate_wait_usec, c->gate_deferred);
+			c->agent_unshare_faults, c->gate_waits, c->gate_wait_usec, c->gate_deferred);
 	}
 	fprintf(f,
 		"],\"totals\":{\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64 ",\"faults\":%" PRIu64

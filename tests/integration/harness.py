@@ -433,11 +433,16 @@ def test_managed(args, tmp):
                     f"agent's {seen.get('agent_faults')}; uffd reads that waited for the move "
                     f"gate {seen.get('gate_waits')} ({seen.get('gate_wait_usec')} µs), put off "
                     f"{seen.get('gate_deferred')}")
-                if args.min_agent_faults:
-                    if not seen.get("agent_faults", 0) >= args.min_agent_faults:
+                if args.min_agent_unshare_faults:
+                    unshare = seen.get("agent_unshare_faults", 0)
+                    if unshare < args.min_agent_unshare_faults:
+                        failures.append(f"client {c.pid}: agent_unshare_faults {unshare} in the "
+                                        f"stats, expected {args.min_agent_unshare_faults} or more: "
+                                        f"the test did not reach its case")
+                    if seen.get("agent_faults") != unshare:
                         failures.append(f"client {c.pid}: agent_faults {seen.get('agent_faults')}"
-                                        f" in the stats, expected {args.min_agent_faults} or "
-                                        f"more: the test did not reach its case")
+                                        f" but agent_unshare_faults {unshare}: the agent faulted "
+                                        f"elsewhere than in making a page exclusive")
                 else:
                     problem = agent_faults_problem(f"client {c.pid}", seen.get("agent_faults"))
                     if problem:
@@ -770,9 +775,10 @@ def main():
     ap.add_argument("--kill-daemon-at-phase", default=None,
                     help="SIGKILL memextd when the workload prints this phase and start a "
                          "new one; the workload must finish with every byte right")
-    ap.add_argument("--min-agent-faults", type=int, default=0,
-                    help="the test makes the shim's agent fault on purpose: fail unless each "
-                         "client's agent_faults is at least this (default: fail unless 0)")
+    ap.add_argument("--min-agent-unshare-faults", type=int, default=0,
+                    help="the test makes the shim's agent fault on purpose as it makes a page "
+                         "exclusive: fail unless each client's agent_unshare_faults is at least "
+                         "this and its agent_faults no more (default: fail unless both are 0)")
     ap.add_argument("--min-forks-shared", type=int, default=0,
                     help="fail unless totals.forks_shared grew by at least this much")
     ap.add_argument("--min-forks-drained", type=int, default=0,

@@ -128,7 +128,8 @@ def raise_on_signals(*signums):
 
 # what note_clients() keeps the maximum of, per client
 CLIENT_MAXIMA = ("resident_pages", "evicted_pages", "pswpin", "pswpout", "faults", "move_failed",
-                 "agent_faults", "gate_waits", "gate_wait_usec", "gate_deferred")
+                 "agent_faults", "agent_unshare_faults", "gate_waits", "gate_wait_usec",
+                 "gate_deferred")
 
 
 def note_clients(seen, s):
