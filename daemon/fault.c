@@ -293,10 +293,9 @@ static bool close_gate(struct client *c)
 	uint64_t start = 0, deadline = 0;
 	bool closed = true;
 
-	/* Put off already, and the agent still inside (stopped, or not ours to trust): do not
-	 * spin for it again on every wake-up; fault_threads_rearm() says when it is out. */
-	if (atomic_load(&c->read_deferred) && !move_gate_agent_out(c->gate) &&
-	    !move_gate_agent_unsharing(c->gate))
+	/* Put off already, and the agent still in its move (stopped, or not ours to trust): do
+	 * not spin for it again on every wake-up; fault_threads_rearm() says when it is out. */
+	if (atomic_load(&c->read_deferred) && move_gate_agent_moving(c->gate))
 		return false;
 	move_gate_close(c->gate);
 	for (unsigned i = 0; !move_gate_agent_out(c->gate); i++) {
@@ -1258,8 +1257,7 @@ void fault_threads_rearm(struct manager *m, struct client *c)
 	int home;
 
 	/* Still inside a move: nothing to read yet, and the next look would only spin. */
-	if (!atomic_load(&c->read_deferred) ||
-	    (!move_gate_agent_out(c->gate) && !move_gate_agent_unsharing(c->gate)) ||
+	if (!atomic_load(&c->read_deferred) || move_gate_agent_moving(c->gate) ||
 	    !atomic_exchange(&c->read_deferred, false))
 		return;
 	pthread_mutex_lock(&registration_lock);

@@ -63,7 +63,7 @@ static inline bool move_gate_try_enter(struct move_gate *g)
 	__atomic_store_n(&g->moving, MOVE_GATE_MOVING, __ATOMIC_SEQ_CST);
 	if (!__atomic_load_n(&g->reading, __ATOMIC_SEQ_CST))
 		return true;
-	__atomic_store_n(&g->moving, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&g->moving, MOVE_GATE_OUT, __ATOMIC_SEQ_CST);
 	return false;
 }
 
@@ -75,7 +75,7 @@ static inline void move_gate_unsharing(struct move_gate *g)
 
 static inline void move_gate_leave(struct move_gate *g)
 {
-	__atomic_store_n(&g->moving, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&g->moving, MOVE_GATE_OUT, __ATOMIC_RELEASE);
 }
 
 /* Agent: whether the daemon is reading (wait for this to clear before trying again). */
@@ -99,6 +99,12 @@ static inline bool move_gate_agent_out(const struct move_gate *g)
 static inline bool move_gate_agent_unsharing(const struct move_gate *g)
 {
 	return __atomic_load_n(&g->moving, __ATOMIC_SEQ_CST) == MOVE_GATE_UNSHARING;
+}
+
+/* Daemon: the agent is inside a move, which no read may overlap. */
+static inline bool move_gate_agent_moving(const struct move_gate *g)
+{
+	return __atomic_load_n(&g->moving, __ATOMIC_SEQ_CST) == MOVE_GATE_MOVING;
 }
 
 static inline void move_gate_open(struct move_gate *g)

@@ -118,6 +118,20 @@ static void check_still_evicted(const char *who, size_t before)
 	       nr_pages, before);
 }
 
+/* fork(), or exit: the child is named for reports, the parent records its pid. */
+static pid_t fork_child(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0)
+		wl_prog = "wl-fork(child)";
+	else
+		child_pid = pid;
+	return pid;
+}
+
 static int wait_ok(pid_t pid, const char *who)
 {
 	int status;
@@ -265,11 +279,8 @@ static void mode_fdfull(void)
 	if (errno != EMFILE)
 		wl_die("dup: %m");
 	wl_log("fd table full (%u fds added under a limit of 128)", filled);
-	pid = fork();
-	if (pid < 0)
-		wl_die("fork: %m");
+	pid = fork_child();
 	if (pid == 0) {
-		wl_prog = "wl-fork(child)";
 		check_all("child with a full fd table", -1, 0);
 		wl_log("child: all %zu pages verified", nr_pages);
 		_exit(0);
@@ -287,15 +298,10 @@ static int fork_waiting_child(const char *what)
 {
 	int done[2];
 	char c;
-	pid_t pid;
 
 	if (pipe(done) < 0)
 		wl_die("pipe: %m");
-	pid = fork();
-	if (pid < 0)
-		wl_die("fork: %m");
-	if (pid == 0) {
-		wl_prog = "wl-fork(child)";
+	if (fork_child() == 0) {
 		close(done[1]);
 		if (read(done[0], &c, 1) < 0) /* EOF: the parent is done */
 			wl_die("child: read: %m");
@@ -303,7 +309,6 @@ static int fork_waiting_child(const char *what)
 		fflush(stdout);
 		_exit(0);
 	}
-	child_pid = pid;
 	close(done[0]);
 	return done[1];
 }
@@ -496,11 +501,8 @@ int main(int argc, char **argv)
 		wl_die("unknown mode %s", mode);
 	if (pipe(to_child) < 0 || pipe(to_parent) < 0)
 		wl_die("pipe: %m");
-	pid = fork();
-	if (pid < 0)
-		wl_die("fork: %m");
+	pid = fork_child();
 	if (pid == 0) {
-		wl_prog = "wl-fork(child)";
 		check_still_evicted("child", evicted);
 		close(to_child[1]);
 		close(to_parent[0]);
@@ -508,7 +510,6 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		_exit(0);
 	}
-	child_pid = pid;
 	check_still_evicted("parent", evicted);
 	close(to_child[0]);
 	close(to_parent[1]);
