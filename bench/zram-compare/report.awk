@@ -50,26 +50,77 @@ function choose(c, w,   list, m, i, j, t, key, idx, val, lo, hi, k, kp) {
 	return R[idx[i], "rep"]
 }
 
-# memext / kernel of each repetition alone: its two runs ran back to back, so a machine that
-# speeds up or slows down between repetitions moves both. With more than one repetition.
-function round_ratios(   i, k, w, rep, m, v, list, t, j, printed) {
+# memext / kernel of each repetition alone: its two runs ran back to back (in turn one first,
+# then the other, run.sh), so a machine that speeds up or slows down between repetitions moves
+# both. PR[w, "n"] ratios sorted in PR[w, 1..n], their order of run in PR[w, "list"]; with a
+# single repetition none.
+function paired_ratios(   i, w, rep, m, q, v) {
 	for (i = 1; i <= n; i++)
-		if (R[i, "config"] == "kernel" || R[i, "config"] == "memext")
+		if (R[i, "config"] == "kernel" || R[i, "config"] == "memext") {
 			P[R[i, "config"], R[i, "workload"], R[i, "rep"]] = R[i, "pages_per_s"]
+			S[R[i, "config"], R[i, "workload"], R[i, "rep"]] = steal_pct(i)
+		}
 	for (i = 1; i <= nwl; i++) {
-		w = wl[i]; m = 0; list = ""
+		w = wl[i]; m = 0; q = 0
 		for (rep = 1; (("kernel", w, rep) in P) || (("memext", w, rep) in P); rep++)
 			if (num(P["kernel", w, rep]) && num(P["memext", w, rep]) && P["kernel", w, rep] > 0) {
-				v[++m] = P["memext", w, rep] / P["kernel", w, rep]
-				list = list sprintf(" %.2f", v[m])
+				v = P["memext", w, rep] / P["kernel", w, rep]
+				PR[w, ++m] = v
+				PR[w, "list"] = PR[w, "list"] sprintf(" %.2f (%s / %s)", v,
+					fmt(S["kernel", w, rep], 0), fmt(S["memext", w, rep], 0))
+				if (num(S["kernel", w, rep]) && num(S["memext", w, rep]) &&
+				    S["kernel", w, rep] < QUIET_STEAL_PCT && S["memext", w, rep] < QUIET_STEAL_PCT)
+					PQ[w, ++q] = v
 			}
-		if (m < 2)
+		PR[w, "n"] = m < 2 ? 0 : m
+		PQ[w, "n"] = q
+		sort_ratios(PR, w, m)
+		sort_ratios(PQ, w, q)
+	}
+}
+
+function sort_ratios(A, w, m,   t, j, v) {
+	for (t = 2; t <= m; t++)
+		for (j = t; j > 1 && A[w, j - 1] > A[w, j]; j--) {
+			v = A[w, j]; A[w, j] = A[w, j - 1]; A[w, j - 1] = v
+		}
+}
+
+function median_of(A, w, m) {
+	return m % 2 ? A[w, (m + 1) / 2] : (A[w, m / 2] + A[w, m / 2 + 1]) / 2
+}
+
+# The share of the vCPUs' time the hypervisor gave to others during run i's measured phase.
+function steal_pct(i) {
+	if (!num(R[i, "steal_s"]) || !num(R[i, "wall_s"]) || R[i, "wall_s"] <= 0 || ncpu <= 0)
+		return ""
+	return 100 * R[i, "steal_s"] / (R[i, "wall_s"] * ncpu)
+}
+
+function paired_median(w) {
+	return PR[w, "n"] ? median_of(PR, w, PR[w, "n"]) : ""
+}
+
+# The ratios of the repetitions, their median, the middle half of them (the second and third
+# quartiles' bounds, by rank) and how many reached the target.
+function round_ratios(   i, w, m, k, hit, printed) {
+	for (i = 1; i <= nwl; i++) {
+		w = wl[i]; m = PR[w, "n"]
+		if (!m)
 			continue
-		for (k = 2; k <= m; k++)
-			for (j = k; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-		if (!printed++)
-			print "\nmemext / kernel of each repetition alone (its two runs back to back), and their median:\n"
-		printf "- %s:%s; median %.2fx\n", w, list, m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+		hit = 0
+		for (k = 1; k <= m; k++)
+			hit += PR[w, k] >= target(w)
+		k = int(m / 4) + 1
+		if (!printed++) {
+			print "\nmemext / kernel of each repetition alone (its two runs back to back, in turn one first;"
+			print "in brackets the share of the vCPUs' time the hypervisor gave to others during the"
+			print "kernel's and memext's runs, %), their median, the middle half of them, how many met the"
+			printf "target, and the median of the repetitions whose two runs both lost under %d%%:\n\n", QUIET_STEAL_PCT
+		}
+		printf "- %s:%s; median %.2fx, middle half %.2f-%.2fx, %d of %d ≥ %.1fx; %s\n", w, PR[w, "list"],
+			paired_median(w), PR[w, k], PR[w, m + 1 - k], hit, m, target(w),
+			PQ[w, "n"] ? sprintf("on a quiet host %.2fx (%d of %d)", median_of(PQ, w, PQ[w, "n"]), PQ[w, "n"], m) : "never a quiet host"
 	}
 }
 
@@ -87,6 +138,12 @@ function describe(w,   c) {
 function target(w) {
 	if (w == "seq") return 1.5
 	return 1.0
+}
+
+function steal_of(c, w) {
+	if (!num(get(c, w, "steal_s")) || !num(get(c, w, "wall_s")) || get(c, w, "wall_s") <= 0 || ncpu <= 0)
+		return ""
+	return 100 * get(c, w, "steal_s") / (get(c, w, "wall_s") * ncpu)
 }
 
 function cpu(c, w) {
@@ -129,6 +186,7 @@ function bars(   i, w) {
 }
 
 END {
+	QUIET_STEAL_PCT = 5
 	for (g = 1; g <= ncw; g++) {
 		split(cws[g], cw, SUBSEP)
 		r = choose(cw[1], cw[2])
@@ -144,19 +202,26 @@ END {
 	print "not resident just before (native: no faults, latency of all touches). CPU: the"
 	print "workload's user+sys (getrusage) + the helper's (memextd; kswapd0 for the kernel, whose"
 	print "reclaim and zram compression otherwise run in the faulting task) over the measured phase.\n"
-	print "| workload | native | kernel zram | memext | memext / kernel | target | met | faults % kernel / memext |"
-	print "|---|---:|---:|---:|---:|---:|---|---:|"
+	print "The medians' ratio compares the median run of each; with more than one repetition, the"
+	print "target is judged on the median of the repetitions' own ratios (below), which a host"
+	print "slowing down or speeding up between repetitions does not move.\n"
+	print "| workload | native | kernel zram | memext | memext / kernel, medians | by repetition, median | target | met | faults % kernel / memext |"
+	print "|---|---:|---:|---:|---:|---:|---:|---|---:|"
+	paired_ratios()
 	for (i = 1; i <= nwl; i++) {
 		w = wl[i]
 		r = ratio(get("memext", w, "pages_per_s"), get("kernel", w, "pages_per_s"))
-		met = num(r + 0) && r + 0 > 0 ? (r + 0 >= target(w) ? "yes" : "no") : "–"
-		printf "| %s | %s | %s | %s | **%s** | ≥ %.1fx | %s | %s / %s |\n", w,
+		pm = paired_median(w)
+		judged = pm != "" ? pm : r + 0
+		met = num(judged) && judged > 0 ? (judged >= target(w) ? "yes" : "no") : "–"
+		printf "| %s | %s | %s | %s | %s | %s | ≥ %.1fx | %s | %s / %s |\n", w,
 			fmt(get("native", w, "pages_per_s"), "k"), fmt(get("kernel", w, "pages_per_s"), "k"),
-			fmt(get("memext", w, "pages_per_s"), "k"), r, target(w), met,
+			fmt(get("memext", w, "pages_per_s"), "k"), pm != "" ? r : "**" r "**",
+			pm != "" ? sprintf("**%.2fx**", pm) : "–", target(w), met,
 			fmt(get("kernel", w, "fault_pct"), 1), fmt(get("memext", w, "fault_pct"), 1)
 	}
 	if (("seq") in seen)
-		printf "| fill (first write of the footprint, in order) | %s | %s | %s | **%s** | | | |\n",
+		printf "| fill (first write of the footprint, in order) | %s | %s | %s | **%s** | | | | |\n",
 			fmt(get("native", "seq", "fill_pages_per_s"), "k"),
 			fmt(get("kernel", "seq", "fill_pages_per_s"), "k"),
 			fmt(get("memext", "seq", "fill_pages_per_s"), "k"),
@@ -189,8 +254,9 @@ END {
 			get("memext", w, "fault_usec_p50"), get("memext", w, "fault_usec_p99"),
 			fmt(get("memext", w, "workers_cpu_s"), 2), thread_cpu(get("memext", w, "self_threads_cpu"), "memext-agent"),
 			thread_cpu(get("memext", w, "helper_threads_cpu"), "")
-		printf "Load average before the native / kernel / memext runs: %s / %s / %s.\n",
-			get("native", w, "load1"), get("kernel", w, "load1"), get("memext", w, "load1")
+		printf "Load average before the native / kernel / memext runs: %s / %s / %s; the hypervisor took %s / %s / %s%% of the vCPUs' time during them.\n",
+			get("native", w, "load1"), get("kernel", w, "load1"), get("memext", w, "load1"),
+			fmt(steal_of("native", w), 1), fmt(steal_of("kernel", w), 1), fmt(steal_of("memext", w), 1)
 	}
 
 	if (nnp) {

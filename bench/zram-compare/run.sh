@@ -309,16 +309,22 @@ run_one() {
 
 echo "run.sh: budget $(numfmt --to=iec $BUDGET_BYTES), footprint $(numfmt --to=iec $FOOTPRINT_BYTES), results in $OUT" >&2
 setup_kernel
+# The configurations in the given order in odd repetitions, reversed in even ones: whatever
+# one run leaves behind (fragmented memory, a warm or cold cache) or a host slowing down
+# over the seconds of a repetition then favours neither side of a memext / kernel pair.
+configs_of_rep() {
+	if [ $(($1 % 2)) = 1 ]; then echo $CONFIGS; else echo $CONFIGS | tr ' ' '\n' | tac | tr '\n' ' '; fi
+}
 for rep in $(seq "$REPS"); do
 	for w in $WORKLOADS; do
-		for config in $CONFIGS; do
+		for config in $(configs_of_rep "$rep"); do
 			run_one $config "$w" $BUDGET_BYTES "" "$rep"
 		done
 	done
 done
 for rep in $(seq "$NP_REPS"); do
 	for w in $NOPRESSURE; do
-		for config in $CONFIGS; do
+		for config in $(configs_of_rep "$rep"); do
 			run_one $config "$w" $NP_BUDGET_BYTES "-nopressure" "$rep" --no-classify
 		done
 	done
@@ -332,7 +338,7 @@ trap - EXIT
 	echo "memext: $DESCRIBE when built, $(date -u +%Y-%m-%dT%H:%MZ); command: $CMDLINE"
 	echo "kernel side: $ZRAM lz4, cgroup v1 memory.limit_in_bytes = budget, memory.swappiness 100, other swap: ${OTHER_SWAPS:-none}, vm.page-cluster $(cat /proc/sys/vm/page-cluster), THP $(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled)"
 	echo
-	awk -f "$SRC/bench/zram-compare/report.awk" -v budget="$BUDGET_BYTES" -v footprint="$FOOTPRINT_BYTES" "$TSV"
+	awk -f "$SRC/bench/zram-compare/report.awk" -v budget="$BUDGET_BYTES" -v footprint="$FOOTPRINT_BYTES" -v ncpu="$(nproc)" "$TSV"
 } >"$OUT/results.md"
 
 if command -v gnuplot >/dev/null; then
