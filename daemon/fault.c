@@ -370,12 +370,15 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 		if (n == 0 || n % (ssize_t)sizeof(msgs[0]) != 0)
 			break;
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				p->req[p->nr++] = (struct fault_req){
-					msgs[i], now,
-					fault_by_agent(c, &msgs[i]) &&
-						move_gate_agent_unsharing(c->gate)};
-			else
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+				bool unsharing = fault_by_agent(c, &msgs[i]) &&
+						 move_gate_agent_unsharing(c->gate);
+
+				/* The one moment the agent cannot reconnect by itself. */
+				if (unsharing)
+					crash_point(c->m, "agent-unshare-fault");
+				p->req[p->nr++] = (struct fault_req){msgs[i], now, unsharing};
+			} else
 				fault_apply_event(c, &msgs[i]);
 			/* Applied (or queued: a lost fault is raised again by the successor's
 			 * wake-up); the journal slot is free. */

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <link.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,12 +50,18 @@
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24 /* 5.18 */
 #endif
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* 6.9 */
+#endif
 #ifndef MLOCK_ONFAULT
 #define MLOCK_ONFAULT 1
 #endif
 
 #define DEFAULT_SOCKET "/run/memext/memextd.sock"
 #define AGENT_STACK_BYTES (128 * 1024)
+#define WATCHDOG_STACK_BYTES (64 * 1024)
+/* One mapping, excluded from memext: [guard][watchdog's stack][guard][agent's stack]. */
+#define AGENT_AREA_BYTES (PAGE_SIZE + WATCHDOG_STACK_BYTES + PAGE_SIZE + AGENT_STACK_BYTES)
 #define HELLO_TIMEOUT_MSEC 5000
 #define MOVE_EAGAIN_NSEC 1000000LL /* how long a move waits for a pending event's read */
 
@@ -91,7 +98,7 @@ static struct {
 	char comm[16]; /* the main thread's name, for hellos the agent sends */
 
 	void *staging;
-	void *agent_stack; /* with a guard page below */
+	void *agent_stack; /* the agent's and the watchdog's stacks: AGENT_AREA_BYTES */
 	pthread_t agent;
 	pid_t agent_tid;
 	struct mem_range self;   /* this library's own mappings */
@@ -133,7 +140,38 @@ static struct {
 	struct move_gate *gate;
 	bool gate_failed;
 	bool staging_registered; /* with uffd: set up by the shim, then drop_staging() */
+	/* Whether the agent may be waiting on a userfault of its own: risk_word(). Shared with
+	 * the watchdog, which reconnects for an agent stuck so (watchdog_main()). */
+	int risk;
+	bool batch_dropped; /* the watchdog reconnected during this request: it was a dead daemon's */
 } A = {.fd = -1, .uffd = -1, .pmem_fd = -1};
+
+enum agent_risk {
+	RISK_NONE,  /* the agent touches no registered memory */
+	RISK_FAULT, /* it may wait on a userfault of its own (make_exclusive) */
+	RISK_TAKEN, /* its daemon died meanwhile: the watchdog reconnects for it */
+	RISK_DONE,  /* ... and has: the request the agent was working on is a dead daemon's */
+};
+#define RISK_STATE(w) ((enum agent_risk)((w) & 3))
+
+/* A.risk: the state, and the connection (S.generation) it is about, so that the watchdog,
+ * which saw one connection hang up, cannot take over from an agent serving the next. */
+static int risk_word(unsigned generation, enum agent_risk state)
+{
+	return (int)(((generation & 0x3fffffffU) << 2) | state);
+}
+
+static void futex_wait(int *word, int val)
+{
+	(void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(int *word)
+{
+	(void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static void agent_take_socket(void);
 
 extern int __close(int fd);
 extern int __dup2(int oldfd, int newfd);
@@ -267,6 +305,32 @@ static void test_zap_shared(uint64_t addr, enum zap_when when)
 }
 
 /*
+ * Ends a stretch in which the agent could fault (RISK_FAULT). True if nothing happened. False
+ * if its daemon died meanwhile and the watchdog took over: once the watchdog has reconnected,
+ * the agent drops the dead daemon's gate and the rest of its request (the new daemon adopted
+ * the batch from the process as it is), and sends no reply, which the new daemon would take
+ * for the answer to a request of its own.
+ */
+static bool agent_risk_over(int risk)
+{
+	int expect = risk;
+
+	if (__atomic_compare_exchange_n(&A.risk, &expect, RISK_NONE, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_SEQ_CST))
+		return true;
+	while (RISK_STATE(expect = __atomic_load_n(&A.risk, __ATOMIC_ACQUIRE)) != RISK_DONE)
+		futex_wait(&A.risk, expect);
+	agent_take_socket();
+	if (A.gate)
+		(void)munmap(A.gate, PAGE_SIZE);
+	A.gate = NULL;
+	A.batch_dropped = true;
+	__atomic_store_n(&A.risk, RISK_NONE, __ATOMIC_RELEASE);
+	futex_wake(&A.risk);
+	return false;
+}
+
+/*
  * Makes a page shared with a fork child exclusive again, content unchanged: a write fault
  * without a write (MADV_POPULATE_WRITE). That fault should not be a userfault: the agent would
  * wait for the daemon, and if it died meanwhile, for ever, and never reconnect. So the agent
@@ -283,28 +347,36 @@ static void test_zap_shared(uint64_t addr, enum zap_when when)
  *    is read before the write fault.
  * What the gate cannot hold off (munmap and a new mapping at once, mremap with
  * MREMAP_DONTUNMAP) still makes the write fault a userfault: for that, the agent says it is
- * unsharing, and the daemon reads and answers after GATE_WAIT_USEC. Does nothing, without a
- * signal, on a mapping that is not writable. stage: the page's staging address (its slot).
+ * unsharing, and the daemon reads and answers after GATE_WAIT_USEC; should the daemon die
+ * then, the watchdog reconnects for the agent (RISK_FAULT). Does nothing, without a signal, on
+ * a mapping that is not writable. stage: the page's staging address (its slot). False when
+ * the watchdog did: the rest of the request is a dead daemon's, and is dropped.
  */
-static void make_exclusive(uint64_t addr, uint64_t stage)
+static bool make_exclusive(uint64_t addr, uint64_t stage)
 {
 	struct uffdio_writeprotect wp = {.range = {.start = addr, .len = PAGE_SIZE}, .mode = 0};
 	unsigned slot = (unsigned)((stage - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE);
 	unsigned char present = 0;
 
 	if (!A.gate || !gate_enter(A.gate))
-		return;
+		return true;
 	/* An event pending (EAGAIN): the page stays this time. Any other error means the range
 	 * is not write-protected at all (registered without WP): nothing to lift. */
 	if (!move_gate_cancelled(A.gate, slot) &&
 	    (ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) == 0 ||
 	     errno != EAGAIN) &&
 	    mincore((void *)(uintptr_t)addr, PAGE_SIZE, &present) == 0 && (present & 1)) {
+		int risk = risk_word(__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE), RISK_FAULT);
+
 		move_gate_unsharing(A.gate);
+		__atomic_store_n(&A.risk, risk, __ATOMIC_SEQ_CST);
 		test_zap_shared(addr, ZAP_AFTER_LOOK);
 		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
+		if (!agent_risk_over(risk))
+			return false;
 	}
 	move_gate_leave(A.gate);
+	return true;
 }
 
 /*
@@ -383,7 +455,8 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			 * again whatever came of it: the page may be gone meanwhile (ECANCELED). */
 			set_written(reply, r->dst + done);
 			test_zap_shared(r->src + done, ZAP_BEFORE);
-			make_exclusive(r->src + done, r->dst + done);
+			if (!make_exclusive(r->src + done, r->dst + done))
+				return;
 			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
 		}
 		if (err == ECANCELED && moved == 0) {
@@ -426,6 +499,7 @@ static void agent_move(const struct msg_agent_move *m)
 
 	memset(&reply, 0, sizeof(reply));
 	A.gate_failed = false;
+	A.batch_dropped = false;
 	if (!back && !register_staging())
 		A.gate_failed = true; /* nowhere to move to: every page fails, ETIMEDOUT */
 	if (S.test_move_delay_usec && !back) {
@@ -434,7 +508,7 @@ static void agent_move(const struct msg_agent_move *m)
 		(void)syscall(SYS_nanosleep, &ts, NULL);
 	}
 	proto_init_header(&reply.h, MSG_AGENT_MOVE_DONE, sizeof(reply), m->h.seq);
-	for (uint32_t i = 0; i < m->nr; i++) {
+	for (uint32_t i = 0; i < m->nr && !A.batch_dropped; i++) {
 		const struct move_range *r = &m->r[i];
 		uint64_t stage = back ? r->src : r->dst, app = back ? r->dst : r->src;
 
@@ -448,7 +522,9 @@ static void agent_move(const struct msg_agent_move *m)
 		}
 		move_range(r, back, &reply);
 	}
-	(void)proto_send(__atomic_load_n(&A.fd, __ATOMIC_RELAXED), &reply, sizeof(reply), NULL, 0);
+	if (!A.batch_dropped)
+		(void)proto_send(__atomic_load_n(&A.fd, __ATOMIC_RELAXED), &reply, sizeof(reply),
+				 NULL, 0);
 }
 
 /* Closes every fd of the agent's (unshared) table but the sorted keep[0..n). */
@@ -605,6 +681,8 @@ static void *agent_main(void *arg)
 			 * Staging too: nobody reads the uffd from now on. */
 			(void)unregister_staging();
 			__atomic_store_n(&S.released, true, __ATOMIC_RELEASE);
+			/* The watchdog wakes up (POLLRDHUP) and sees released. */
+			(void)syscall(SYS_shutdown, A.fd, SHUT_RD);
 			__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
 			__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
 			return NULL;
@@ -740,6 +818,8 @@ static int connect_daemon(void)
 	return fd;
 }
 
+static void start_watchdog(void);
+
 static int start_agent(void)
 {
 	pthread_attr_t attr;
@@ -747,8 +827,8 @@ static int start_agent(void)
 	int r;
 
 	pthread_attr_init(&attr);
-	pthread_attr_setstack(&attr, (char *)S.agent_stack + PAGE_SIZE,
-			      AGENT_STACK_BYTES - PAGE_SIZE);
+	pthread_attr_setstack(&attr, (char *)S.agent_stack + AGENT_AREA_BYTES - AGENT_STACK_BYTES,
+			      AGENT_STACK_BYTES);
 	/* The agent takes no signal meant for the application. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -758,14 +838,15 @@ static int start_agent(void)
 	A.staging_registered = true; /* by memext_start() */
 	A.private = false;
 	r = -pthread_create(&S.agent, &attr, agent_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r == 0) {
 		pthread_detach(S.agent);
 		/* Its tid goes into the hello. */
 		while (!__atomic_load_n(&S.agent_tid, __ATOMIC_ACQUIRE))
 			sched_yield();
+		start_watchdog();
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return r;
 }
 
@@ -808,16 +889,17 @@ static int wait_readable(int fd, int timeout_msec)
  * only system calls and touches only its stack and the shim's data, never memory of the
  * application's, where a fault would stop it for good.
  */
-static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent, bool resume)
+static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent,
+		      int resume_pmem)
 {
 	struct msg_hello hello;
 	struct msg_hello_ack ack;
 	int pagemap = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int fds[5] = {uffd, pidfd, daemon_end, pagemap, resume ? A.pmem_fd : S.fork_pmem_fd};
+	bool resume = resume_pmem >= 0;
+	int fds[5] = {uffd, pidfd, daemon_end, pagemap, resume ? resume_pmem : S.fork_pmem_fd};
 	ssize_t n;
 	int r;
 
-	resume = resume && A.pmem_fd >= 0;
 	S.hello_refused = false;
 	memset(&hello, 0, sizeof(hello));
 	proto_init_header(&hello.h, MSG_HELLO, sizeof(hello), 1);
@@ -839,7 +921,7 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	hello.exclude[hello.nr_exclude++] = S.loader;
 	hello.exclude[hello.nr_exclude++] = (struct mem_range){
 		(uint64_t)(uintptr_t)S.agent_stack,
-		(uint64_t)(uintptr_t)S.agent_stack + AGENT_STACK_BYTES};
+		(uint64_t)(uintptr_t)S.agent_stack + AGENT_AREA_BYTES};
 	memcpy(hello.comm, S.comm, sizeof(hello.comm));
 
 	if (pagemap < 0)
@@ -871,23 +953,19 @@ static void agent_say(const char *msg)
 }
 
 /*
- * The agent, after its daemon died: connects to the next one (as systemd restarts it) and
- * hands over our uffd and the dead daemon's pmem, retrying for as long as it takes: the
- * application's evicted pages exist nowhere else. All in the agent's own fd table, with
- * system calls only. The socket it says hello on is closed after the answer: fork_prepare()
- * makes the application's control socket anew (control_reattach()).
+ * After our daemon died: connects to the next one (as systemd restarts it) and hands over our
+ * uffd and the dead daemon's pmem, retrying for as long as it takes: the application's evicted
+ * pages exist nowhere else. Returns the new agent socket. uffd, pmem and the result are in the
+ * caller's own fd table (the agent's or the watchdog's), and it makes system calls only. The
+ * socket it says hello on is closed after the answer: fork_prepare() makes the application's
+ * control socket anew (control_reattach()).
  */
-static void reconnect(void)
+static int connect_again(int uffd, int pmem)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timespec delay = {0, 50 * 1000 * 1000};
 
 	memcpy(sa.sun_path, S.socket_path, sizeof(sa.sun_path));
-	agent_say("memext: the daemon is gone; waiting for it to come back\n");
-	/* The dead daemon's gate: the next one sends its own before asking for any move. */
-	if (A.gate)
-		(void)munmap(A.gate, PAGE_SIZE);
-	A.gate = NULL;
 	for (;;) {
 		int fd, pidfd = -1, pair[2] = {-1, -1}, r = -1;
 
@@ -896,28 +974,177 @@ static void reconnect(void)
 			pidfd = (int)syscall(SYS_pidfd_open, syscall(SYS_getpid), 0);
 			if (pidfd >= 0 &&
 			    syscall(SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0)
-				r = send_hello(fd, A.uffd, pidfd, pair[1], 0, true);
-			/* The new agent socket takes the old one's number. */
-			if (r == 0 && syscall(SYS_dup3, pair[0], A.fd, O_CLOEXEC) < 0)
-				r = -EMFILE;
+				r = send_hello(fd, uffd, pidfd, pair[1], 0, pmem);
 		}
 		if (fd >= 0)
 			sys_close(fd);
 		if (pidfd >= 0)
 			sys_close(pidfd);
-		if (pair[0] >= 0)
-			sys_close(pair[0]);
 		if (pair[1] >= 0)
 			sys_close(pair[1]);
-		if (r == 0) {
-			__atomic_fetch_add(&S.generation, 1, __ATOMIC_RELEASE);
-			agent_say("memext: reconnected to the daemon\n");
-			return;
-		}
+		if (r == 0)
+			return pair[0];
+		if (pair[0] >= 0)
+			sys_close(pair[0]);
 		(void)syscall(SYS_nanosleep, &delay, NULL);
 		if (delay.tv_nsec < 500 * 1000 * 1000)
 			delay.tv_nsec *= 2;
 	}
+}
+
+/* The agent's socket is now end (in its table), a new daemon's: it takes the old number. */
+static void agent_reconnected(int end)
+{
+	if (syscall(SYS_dup3, end, A.fd, O_CLOEXEC) >= 0)
+		sys_close(end);
+	else
+		__atomic_store_n(&A.fd, end, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&S.generation, 1, __ATOMIC_RELEASE);
+	agent_say("memext: reconnected to the daemon\n");
+}
+
+static void reconnect(void)
+{
+	agent_say("memext: the daemon is gone; waiting for it to come back\n");
+	/* The dead daemon's gate: the next one sends its own before asking for any move. */
+	if (A.gate)
+		(void)munmap(A.gate, PAGE_SIZE);
+	A.gate = NULL;
+	agent_reconnected(connect_again(A.uffd, A.pmem_fd));
+}
+
+/*
+ * The watchdog: a thread that only reconnects, for an agent that cannot. The agent may wait on
+ * a userfault of its own in make_exclusive() (a page the application unmapped and mapped again
+ * between its look and its write); if memextd dies then, nobody would hand our uffd to the
+ * next one, and the process would hang. The watchdog sleeps until the agent's socket hangs up.
+ * If the agent is in such a stretch then (RISK_FAULT), it reconnects in its place: the new
+ * daemon adopts our pages and wakes every fault, the agent's too, and the agent takes the new
+ * socket from the watchdog's table (pidfd_getfd()). Otherwise the agent reconnects by itself.
+ *
+ * Like the agent, it is started by the application's thread in start_agent() (a thread the
+ * agent started would allocate its thread data from the application's heap, which may be
+ * evicted or locked by a thread that waits for the agent), takes no signal, keeps a table of
+ * its own with only its fds, and makes system calls only. It needs pidfds of threads
+ * (PIDFD_THREAD, Linux 6.9); without them there is no watchdog.
+ */
+static struct {
+	pid_t tid;
+	int agent; /* pidfd of the agent thread */
+	int uffd;  /* its copy of the uffd, for a hello */
+	int end;   /* the new agent socket, in its table, until the agent has it (RISK_DONE) */
+} W = {.agent = -1, .uffd = -1, .end = -1};
+
+/*
+ * Reconnects for the agent, which waits in its fault (RISK_TAKEN of connection gen), and
+ * hands it the socket. Its pages are in the pmem it holds: without a copy of it the next daemon
+ * could not adopt them, so that is retried for as long as the agent is stuck anyway.
+ */
+static void watchdog_take_over(unsigned gen)
+{
+	struct timespec pause = {0, 10 * 1000 * 1000};
+	int done = risk_word(gen, RISK_DONE), pmem = -1;
+
+	agent_say("memext: the daemon died while the agent waited on a fault of its own; "
+		  "reconnecting for it\n");
+	while (A.pmem_fd >= 0 && (pmem = (int)syscall(SYS_pidfd_getfd, W.agent, A.pmem_fd, 0)) < 0)
+		(void)syscall(SYS_nanosleep, &pause, NULL);
+	W.end = connect_again(W.uffd, pmem);
+	if (pmem >= 0)
+		sys_close(pmem);
+	__atomic_store_n(&A.risk, done, __ATOMIC_RELEASE);
+	futex_wake(&A.risk);
+	while (__atomic_load_n(&A.risk, __ATOMIC_ACQUIRE) == done)
+		futex_wait(&A.risk, done);
+	sys_close(W.end);
+	W.end = -1;
+}
+
+/*
+ * RISK_DONE: the agent takes the socket the watchdog made to the new daemon into its own table.
+ * Should that fail, its old socket stays, closed: it then reconnects by itself.
+ */
+static void agent_take_socket(void)
+{
+	int wd = (int)syscall(SYS_pidfd_open, W.tid, PIDFD_THREAD);
+	int end = wd >= 0 ? (int)syscall(SYS_pidfd_getfd, wd, W.end, 0) : -1;
+
+	if (wd >= 0)
+		sys_close(wd);
+	if (end >= 0)
+		agent_reconnected(end);
+}
+
+static void *watchdog_main(void *arg)
+{
+	/* With MEMEXT_DEBUG, the application's stderr as it was, for agent_say(). */
+	int keep[2] = {STDERR_FILENO, S.uffd};
+
+	(void)arg;
+	(void)prctl(PR_SET_NAME, "memext-watch");
+	W.tid = (pid_t)syscall(SYS_gettid);
+	if (unshare(CLONE_FILES) < 0)
+		return NULL;
+	if (S.debug && S.uffd > STDERR_FILENO)
+		close_all_but(keep, 2);
+	else
+		close_all_but(&keep[1], 1);
+	W.uffd = S.uffd;
+	W.agent = (int)syscall(SYS_pidfd_open, S.agent_tid, PIDFD_THREAD);
+	if (W.agent < 0) {
+		agent_say("memext: no pidfd for a thread (Linux 6.9+): the agent has no watchdog\n");
+		return NULL;
+	}
+	for (;;) {
+		unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
+		int fd = __atomic_load_n(&A.fd, __ATOMIC_ACQUIRE);
+		struct pollfd p = {.fd = (int)syscall(SYS_pidfd_getfd, W.agent, fd, 0),
+				   .events = POLLRDHUP};
+		struct timespec pause = {0, 20 * 1000 * 1000};
+		long r;
+
+		/* The agent has exited (released), or its socket cannot be had. */
+		if (p.fd < 0)
+			return NULL;
+		while ((r = syscall(SYS_poll, &p, 1, -1)) < 0 && errno == EINTR)
+			;
+		sys_close(p.fd);
+		if (r < 0)
+			return NULL;
+		/* That connection is over: the agent makes the next, unless it is stuck. */
+		while (__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) == gen) {
+			int expect = risk_word(gen, RISK_FAULT);
+
+			if (__atomic_load_n(&S.released, __ATOMIC_ACQUIRE))
+				return NULL;
+			if (__atomic_compare_exchange_n(&A.risk, &expect, risk_word(gen, RISK_TAKEN),
+							false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+				watchdog_take_over(gen);
+				break;
+			}
+			(void)syscall(SYS_nanosleep, &pause, NULL);
+		}
+	}
+}
+
+/* With the agent's signals blocked: see watchdog_main(). Failure only costs the watchdog. */
+static void start_watchdog(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	A.risk = RISK_NONE;
+	W.tid = 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, (char *)S.agent_stack + PAGE_SIZE, WATCHDOG_STACK_BYTES);
+	r = pthread_create(&t, &attr, watchdog_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		shim_log("cannot start the agent's watchdog thread: %s", errstr(r));
+		return;
+	}
+	pthread_detach(t);
 }
 
 static void close_fd(int *fd)
@@ -1159,7 +1386,7 @@ static int hello_waiting(int pidfd, int daemon_end, pid_t parent)
 
 	for (;;) {
 		int r = S.control_fd >= 0 ? send_hello(S.control_fd, S.uffd, pidfd, daemon_end, parent,
-							false)
+							-1)
 					  : S.control_fd;
 
 		if (r == 0 || S.hello_refused)
@@ -1250,13 +1477,16 @@ static void memext_start(pid_t parent)
 	if (!S.staging) {
 		S.staging = mmap(NULL, staging_bytes(), PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		S.agent_stack = mmap(NULL, AGENT_STACK_BYTES, PROT_READ | PROT_WRITE,
+		S.agent_stack = mmap(NULL, AGENT_AREA_BYTES, PROT_READ | PROT_WRITE,
 				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 		if (S.staging == MAP_FAILED || S.agent_stack == MAP_FAILED) {
 			shim_log("cannot map the agent's memory; running without memext");
 			goto fail;
 		}
-		(void)mprotect(S.agent_stack, PAGE_SIZE, PROT_NONE); /* guard page */
+		/* guard pages */
+		(void)mprotect(S.agent_stack, PAGE_SIZE, PROT_NONE);
+		(void)mprotect((char *)S.agent_stack + PAGE_SIZE + WATCHDOG_STACK_BYTES, PAGE_SIZE,
+			       PROT_NONE);
 		(void)madvise(S.staging, staging_bytes(), MADV_NOHUGEPAGE);
 		if ((S.flags & HELLO_IGNORE_MLOCK) &&
 		    mlock2((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
@@ -1299,7 +1529,7 @@ static void memext_start(pid_t parent)
 	if (must_wait)
 		r = hello_waiting(pidfd, pair[1], parent);
 	else
-		r = S.control_fd >= 0 ? send_hello(S.control_fd, S.uffd, pidfd, pair[1], parent, false)
+		r = S.control_fd >= 0 ? send_hello(S.control_fd, S.uffd, pidfd, pair[1], parent, -1)
 				      : S.control_fd;
 	close_fd(&pair[1]);
 	close_fd(&pidfd);

@@ -391,8 +391,10 @@ def test_managed(args, tmp):
                        "workingset_activate", "workingset_restore", "reclaim_deactivated")}
         if args.kill_daemon_at_phase:
             failures_crash = check_adoption(args, daemon, clients, after)
-        elif args.daemon_crashes_at:
+        elif args.daemon_crashes_at and args.daemon_crashes_at.startswith("fork-"):
             failures_crash = check_fork_adoption(daemon, clients)
+        elif args.daemon_crashes_at:
+            failures_crash = check_adoption(args, daemon, clients, after)
         else:
             failures_crash = []
 
@@ -402,6 +404,12 @@ def test_managed(args, tmp):
             log(f"stats after the workload exited: {json.dumps(after)}")
         for c in clients:
             rss, phase = c.peak_checked
+            if args.expect_client_says:
+                said = [l for l in c.err if args.expect_client_says in l]
+                log(f"workload {c.pid} said: {said[0] if said else '(nothing of it)'}")
+                if not said:
+                    failures.append(f"workload {c.pid}: no line of its stderr says "
+                                    f"'{args.expect_client_says}'")
             log(f"workload {c.pid}: exit {c.proc.returncode}; peak RssAnon {mib(rss)} in phase "
                 f"'{phase}' (bound {mib(bound)} = budget {mib(budget)} * 1.25 + 16 MiB; "
                 f"{c.samples} samples" +
@@ -439,14 +447,13 @@ def test_managed(args, tmp):
                         failures.append(f"client {c.pid}: agent_unshare_faults {unshare} in the "
                                         f"stats, expected {args.min_agent_unshare_faults} or more: "
                                         f"the test did not reach its case")
-                    if seen.get("agent_faults") != unshare:
+                    if not 0 <= seen.get("agent_faults", 0) - unshare <= args.agent_faults_slack:
                         failures.append(f"client {c.pid}: agent_faults {seen.get('agent_faults')}"
                                         f" but agent_unshare_faults {unshare}: the agent faulted "
                                         f"elsewhere than in making a page exclusive")
-                else:
-                    problem = agent_faults_problem(f"client {c.pid}", seen.get("agent_faults"))
-                    if problem:
-                        failures.append(problem)
+                elif (seen.get("agent_faults") or 0) > args.agent_faults_slack:
+                    failures.append(agent_faults_problem(f"client {c.pid}",
+                                                         seen.get("agent_faults")))
                 if not 0 <= seen.get("gate_deferred", -1) <= seen.get("gate_waits", -1):
                     failures.append(f"client {c.pid}: gate_deferred {seen.get('gate_deferred')} "
                                     f"and gate_waits {seen.get('gate_waits')} in the stats: "
@@ -804,7 +811,14 @@ def main():
                     help="bytes store.mem_used_total may stay above its value before the test")
     ap.add_argument("--daemon-crashes-at", default=None,
                     help="run the first memextd with --crash-at POINT; when it has killed "
-                         "itself, start a new one and check that the fork children were adopted")
+                         "itself, start a new one and check that the fork children (fork-*) "
+                         "or the workloads were adopted")
+    ap.add_argument("--agent-faults-slack", type=int, default=0,
+                    help="faults of the agent allowed besides those counted as unsharing: "
+                         "one a dead daemon read and never answered is read again by the next, "
+                         "which cannot know the agent was unsharing")
+    ap.add_argument("--expect-client-says", default=None, metavar="TEXT",
+                    help="every workload's stderr must have a line containing TEXT")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
     ap.add_argument("--min-total", action="append", default=[], metavar="KEY=N",
