@@ -3,8 +3,9 @@
 
 1. With too little memory for the evicted pages to come back (a stand-in /proc/meminfo, see
    memextd --meminfo), SIGTERM is refused: memextd stays up, says why, and keeps serving.
-2. With room, SIGTERM gives every page back and memextd exits 0; the client (wl-random,
-   waiting after its fill) then runs on without memext and verifies every byte.
+2. With room, SIGTERM gives every page back and memextd exits 0; the shim's threads in the
+   client end, and the client (wl-random, waiting after its fill) runs on without memext and
+   verifies every byte.
 Exit 77 when the kernel cannot run memext (uffd-probe).
 """
 import json, os, signal, subprocess, sys, tempfile, time
@@ -42,6 +43,18 @@ def wait_for(pred, timeout, what):
     fail(f"timed out ({timeout} s) waiting for {what}")
 
 
+def shim_threads(pid):
+    """Names of the shim's threads (memext-agent, memext-watch) in process pid."""
+    names = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return sorted(n for n in names if n.startswith("memext-"))
+
+
 def main():
     if subprocess.run([probe], capture_output=True).returncode == 77:
         print("SKIP: the kernel cannot run memext")
@@ -69,6 +82,10 @@ def main():
                      "pages evicted from the client")
             stored = stats(stats_sock)["store"]["stored_pages"]
             print(f"client {w.pid} filled; {stored} pages evicted")
+            before = shim_threads(w.pid)
+            if "memext-agent" not in before:
+                fail(f"no memext-agent thread in the client: {before}")
+            print(f"the shim's threads in the client: {', '.join(before)}")
 
             # 1% of 16 GiB available: less than the evicted pages need once above min.
             write_meminfo(meminfo, 1)
@@ -93,6 +110,9 @@ def main():
             if rc != 0:
                 fail(f"memextd exited {rc} on the second SIGTERM")
             print("SIGTERM with room: every page given back, memextd exited 0")
+            # Released for good: the agent and its watchdog end, nothing of memext runs on.
+            wait_for(lambda: not shim_threads(w.pid), 10, "the shim's threads to end")
+            print(f"the shim's threads ended: {', '.join(before)}")
 
             w.send_signal(signal.SIGUSR1)
             out, err = w.communicate(timeout=120)
