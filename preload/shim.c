@@ -837,6 +837,7 @@ static int start_agent(void)
 	A.uffd = S.uffd;
 	A.staging_registered = true; /* by memext_start() */
 	A.private = false;
+	A.risk = RISK_NONE;
 	r = -pthread_create(&S.agent, &attr, agent_main, NULL);
 	pthread_attr_destroy(&attr);
 	if (r == 0) {
@@ -1134,7 +1135,6 @@ static void start_watchdog(void)
 	pthread_t t;
 	int r;
 
-	A.risk = RISK_NONE;
 	W.tid = 0;
 	pthread_attr_init(&attr);
 	pthread_attr_setstack(&attr, (char *)S.agent_stack + PAGE_SIZE, WATCHDOG_STACK_BYTES);

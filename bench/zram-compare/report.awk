@@ -58,7 +58,7 @@ function paired_ratios(   i, w, rep, m, q, v) {
 	for (i = 1; i <= n; i++)
 		if (R[i, "config"] == "kernel" || R[i, "config"] == "memext") {
 			P[R[i, "config"], R[i, "workload"], R[i, "rep"]] = R[i, "pages_per_s"]
-			S[R[i, "config"], R[i, "workload"], R[i, "rep"]] = steal_pct(i)
+			S[R[i, "config"], R[i, "workload"], R[i, "rep"]] = steal_pct(R[i, "steal_s"], R[i, "wall_s"])
 		}
 	for (i = 1; i <= nwl; i++) {
 		w = wl[i]; m = 0; q = 0
@@ -90,11 +90,12 @@ function median_of(A, w, m) {
 	return m % 2 ? A[w, (m + 1) / 2] : (A[w, m / 2] + A[w, m / 2 + 1]) / 2
 }
 
-# The share of the vCPUs' time the hypervisor gave to others during run i's measured phase.
-function steal_pct(i) {
-	if (!num(R[i, "steal_s"]) || !num(R[i, "wall_s"]) || R[i, "wall_s"] <= 0 || ncpu <= 0)
+# The share of the vCPUs' time (%) the hypervisor gave to others during a measured phase of
+# wall seconds in which it took steal seconds.
+function steal_pct(steal, wall) {
+	if (!num(steal) || !num(wall) || wall <= 0 || ncpu <= 0)
 		return ""
-	return 100 * R[i, "steal_s"] / (R[i, "wall_s"] * ncpu)
+	return 100 * steal / (wall * ncpu)
 }
 
 function paired_median(w) {
@@ -138,12 +139,6 @@ function describe(w,   c) {
 function target(w) {
 	if (w == "seq") return 1.5
 	return 1.0
-}
-
-function steal_of(c, w) {
-	if (!num(get(c, w, "steal_s")) || !num(get(c, w, "wall_s")) || get(c, w, "wall_s") <= 0 || ncpu <= 0)
-		return ""
-	return 100 * get(c, w, "steal_s") / (get(c, w, "wall_s") * ncpu)
 }
 
 function cpu(c, w) {
@@ -256,7 +251,9 @@ END {
 			thread_cpu(get("memext", w, "helper_threads_cpu"), "")
 		printf "Load average before the native / kernel / memext runs: %s / %s / %s; the hypervisor took %s / %s / %s%% of the vCPUs' time during them.\n",
 			get("native", w, "load1"), get("kernel", w, "load1"), get("memext", w, "load1"),
-			fmt(steal_of("native", w), 1), fmt(steal_of("kernel", w), 1), fmt(steal_of("memext", w), 1)
+			fmt(steal_pct(get("native", w, "steal_s"), get("native", w, "wall_s")), 1),
+			fmt(steal_pct(get("kernel", w, "steal_s"), get("kernel", w, "wall_s")), 1),
+			fmt(steal_pct(get("memext", w, "steal_s"), get("memext", w, "wall_s")), 1)
 	}
 
 	if (nnp) {
