@@ -20,6 +20,7 @@
 #include "pagetable.h"
 #include "pmem.h"
 #include "store.h"
+#include "procfs.h"
 #include "swapstate.h"
 #include "uffd-compat.h"
 

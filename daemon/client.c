@@ -14,6 +14,7 @@
 #include "adopt.h"
 #include "log.h"
 #include "maps.h"
+#include "reclaim.h"
 #include "store.h"
 #include "uffd-compat.h"
 
@@ -167,6 +168,7 @@ void client_unref(struct client *c)
 {
 	if (!c || atomic_fetch_sub(&c->ref, 1) != 1)
 		return;
+	reclaim_client_gone(c);
 	client_release_pages(c);
 	/* Give the freed pool pages (and an empty pool's metadata) back to the system now. */
 	store_compact(c->m->store);

@@ -45,6 +45,7 @@ struct client_counters {
 	_Atomic uint64_t faults;      /* faults answered */
 	_Atomic uint64_t zero_faults; /* ... with zero pages (never evicted) */
 	_Atomic uint64_t parked;      /* faults that waited for a batch or for reclaim */
+	_Atomic uint64_t throttled;   /* ... of them, for reclaim: less than the min watermark free */
 	_Atomic uint64_t move_failed; /* pages the kernel refused to move */
 	_Atomic uint64_t readahead;   /* of pswpin: pages brought back ahead of a fault */
 	_Atomic uint64_t pswpout_clean; /* of pswpout: evicted clean, their copy reused */
@@ -62,6 +63,8 @@ struct client_counters {
 	_Atomic uint64_t gate_deferred;  /* ... and those put off, its faults parked */
 	struct histogram fault_usec;       /* fault service time, read to answer, µs */
 };
+
+struct batch;
 
 struct client {
 	struct manager *m;
@@ -92,6 +95,8 @@ struct client {
 	_Atomic bool read_deferred;
 	/* A fault thread is draining the uffd: the others leave it alone (fault.c). */
 	_Atomic bool fault_owned;
+	/* A reclaim thread works on this client: the others leave it alone (reclaim.c). */
+	_Atomic bool reclaim_owned;
 	/* fault_home: the holder's count of its reads (faulthome.h). fault_home_thread: the
 	 * one fault thread that waits on the uffd (-1: all); written under fault.c's
 	 * registration lock.
@@ -114,6 +119,11 @@ struct client {
 	unsigned ra_window;   /* pages read ahead on the next sequential fault */
 	struct writetrack wtrack; /* keep the copies of pages read back? (writetrack.h) */
 	bool batch_in_flight;
+	/* A batch whose process stopped before its agent answered request stalled_seq: in
+	 * flight until the process runs again. Only the reclaim thread holding the client
+	 * (reclaim_owned) touches these. */
+	struct batch *stalled_batch;
+	uint32_t stalled_seq;
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
 	struct fault_req *parked;

@@ -143,7 +143,11 @@ const struct config_key config_table[] = {
 		.value_name = "N",
 		.flags = CONFIG_RESTART,
 		.offset = G(reclaim_threads),
-		.doc = "Threads that evict cold pages, the counterpart of the kernel's kswapd.",
+		.doc = "Threads that evict cold pages, the counterpart of the kernel's kswapd. "
+		       "Each goes through the clients in turn and works on those no other "
+		       "thread has, so a process whose agent is slow to answer holds up one "
+		       "thread only, and compression of several processes' pages runs on as "
+		       "many CPUs. One is enough for a few processes on a few CPUs.",
 	},
 	{
 		.section = "daemon",

@@ -1046,7 +1046,7 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		bool keep;
 
 		if (!from_reclaim && !is_agent && should_throttle(c))
-			goto park;
+			goto throttle;
 		keep = c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) &&
 		       writetrack_keep(&c->wtrack);
 		/* A page in a swap file: a worker reads it; this thread serves others. */
@@ -1076,12 +1076,14 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 	case PTE_NONE:
 	default:
 		if (!from_reclaim && !is_agent && should_throttle(c))
-			goto park;
+			goto throttle;
 		atomic_fetch_add(&c->stats.zero_faults, 1);
 		atomic_fetch_add(&c->m->totals.zero_faults, 1);
 		return map_zero(c, vpn, window ? window : 1);
 	}
-park:
+throttle:
+	atomic_fetch_add(&c->stats.throttled, 1);
+	atomic_fetch_add(&c->m->totals.throttled, 1);
 	client_park_locked(c, req);
 	pthread_mutex_unlock(&c->lock);
 	manager_kick_reclaim(c->m);

@@ -77,6 +77,7 @@ struct options {
 	const char *swap_files[CONFIG_MAX_SWAPFILES]; /* "PATH[:PRIO]" */
 	unsigned nr_swap_files;
 	const char *fault_threads;
+	const char *reclaim_threads;
 	const char *fault_poll_us;
 	const char *batch_pages;
 	const char *faultaround_pages;
@@ -998,6 +999,7 @@ static void help(void)
 	       "  --swap-file PATH[:PRIO] a swap area (repeatable; see memextctl mkswap)\n"
 	       "  --fault-threads N       fault threads (0: one per CPU)\n"
 	       "  --fault-poll-us N       microseconds a fault thread polls after a fault\n"
+	       "  --reclaim-threads N     threads that evict pages (default 1)\n"
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
@@ -1030,6 +1032,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_SWAP_FILE,
 		OPT_FAULT_THREADS,
 		OPT_FAULT_POLL,
+		OPT_RECLAIM_THREADS,
 		OPT_BATCH_PAGES,
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
@@ -1051,6 +1054,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"swap-file", required_argument, NULL, OPT_SWAP_FILE},
 		{"fault-threads", required_argument, NULL, OPT_FAULT_THREADS},
 		{"fault-poll-us", required_argument, NULL, OPT_FAULT_POLL},
+		{"reclaim-threads", required_argument, NULL, OPT_RECLAIM_THREADS},
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -1084,6 +1088,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_FAULT_THREADS: o->fault_threads = optarg; break;
 		case OPT_FAULT_POLL: o->fault_poll_us = optarg; break;
+		case OPT_RECLAIM_THREADS: o->reclaim_threads = optarg; break;
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
@@ -1118,6 +1123,7 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 		{"daemon", "log-level", o->log_level},
 		{"daemon", "fault-threads", o->fault_threads},
 		{"daemon", "fault-poll-us", o->fault_poll_us},
+		{"daemon", "reclaim-threads", o->reclaim_threads},
 		{"daemon", "faultaround-pages", o->faultaround_pages},
 		{"reclaim", "default-budget", o->default_budget},
 		{"reclaim", "batch-pages", o->batch_pages},
@@ -1318,6 +1324,7 @@ static int setup(struct daemon *d)
 	log_info("%s", caps);
 
 	d->m.cfg.nr_fault_threads = cfg->fault_threads;
+	d->m.cfg.nr_reclaim_threads = cfg->reclaim_threads;
 	d->m.cfg.fault_poll_us = cfg->fault_poll_us;
 	apply_runtime_config(d);
 	d->m.start_usec = now_usec();

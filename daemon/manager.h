@@ -30,6 +30,7 @@ struct fork_share;
 
 struct manager_config {
 	unsigned nr_fault_threads;    /* 0: one per CPU */
+	unsigned nr_reclaim_threads;  /* at least 1 */
 	unsigned fault_poll_us;       /* reading on after a client's last fault before sleeping */
 	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
 	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
@@ -57,6 +58,8 @@ struct manager_totals {
 	_Atomic uint64_t clients_seen; /* clients ever accepted */
 	_Atomic uint64_t reclaim_scanned;  /* entries the two clock hands looked at */
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
+	_Atomic uint64_t reclaim_stalled;  /* batches a stopped process held (reclaim.c) */
+	_Atomic uint64_t throttled;	   /* faults parked below a min watermark (fault.c) */
 	_Atomic uint64_t sys_reclaim_rounds; /* reclaim rounds run for the system's watermarks */
 	_Atomic uint64_t reclaim_deactivated; /* pages moved from the active to the inactive list */
 	_Atomic uint64_t workingset_refault;  /* of pswpin: stored pages brought back */
@@ -90,13 +93,13 @@ struct manager {
 	unsigned nr_fault_threads;
 	struct fault_thread *fault_threads;
 
-	pthread_t reclaim_thread;
 	pthread_mutex_t reclaim_lock; /* protects reclaim_kick */
 	pthread_cond_t reclaim_cond;
 	bool reclaim_kick;
 	_Atomic bool stopping;  /* the daemon is shutting down */
 	_Atomic bool draining;  /* reclaim gives every client its pages back, then lets go */
 	_Atomic bool fork_prepared; /* a client's FORK_PREPARE may wait for reclaim to serve it */
+	_Atomic uint32_t agent_seq; /* the last sequence number of a request to an agent */
 	/* The whole system's memory (sysmem.h), read by reclaim every round. */
 	_Atomic int sys_level;	/* enum sysmem_level */
 	_Atomic uint64_t sys_available_bytes, sys_total_bytes;

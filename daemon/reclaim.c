@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -17,12 +18,14 @@
 #include "manager.h"
 #include "maps.h"
 #include "pmem.h"
+#include "procfs.h"
 #include "size.h"
 #include "store.h"
 #include "sysmem.h"
 #include "uffd-compat.h"
 
-#define AGENT_TIMEOUT_MSEC 10000
+#define AGENT_TIMEOUT_MSEC 10000 /* of time the agent could run without answering */
+#define AGENT_POLL_MSEC 200	 /* how often a wait looks whether the process is stopped */
 #define MAX_BATCHES_PER_ROUND 64 /* per client, so one client cannot starve the others */
 
 struct batch {
@@ -38,12 +41,60 @@ struct batch {
 	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
 };
 
+/*
+ * A reclaim thread (reclaim-threads of them). Each goes through every client in turn and works
+ * on those it can claim (client.reclaim_owned), so one client is never worked on by two, and a
+ * client whose agent is slow holds up only the thread that has it. The first thread also
+ * reads the system's memory and gives every client its pages back when the daemon stops.
+ */
 struct reclaimer {
 	struct manager *m;
-	struct batch b;
-	void *page_buf; /* FAULT_BUF_PAGES pages, for fault_resolve() */
-	uint32_t seq;
+	unsigned id;
+	pthread_t thread;
+	struct batch *b; /* the next batch; one a stopped process holds is its client's */
+	void *page_buf;	 /* FAULT_BUF_PAGES pages, for fault_resolve() */
 };
+
+static struct batch *batch_new(void)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+
+	if (b && !(b->data = aligned_alloc(PAGE_SIZE, (size_t)MEMEXT_STAGING_PAGES * PAGE_SIZE))) {
+		free(b);
+		b = NULL;
+	}
+	return b;
+}
+
+static void batch_free(struct batch *b)
+{
+	if (b)
+		free(b->data);
+	free(b);
+}
+
+/* Sequence numbers of requests to agents: unique across reclaim threads, so that a reply a
+ * thread gave up on cannot pass for the answer another thread waits for. */
+static uint32_t next_seq(struct manager *m)
+{
+	uint32_t seq;
+
+	do /* 0 means "nothing sent" to agent_move_send()'s callers */
+		seq = atomic_fetch_add(&m->agent_seq, 1) + 1;
+	while (seq == 0);
+	return seq;
+}
+
+/* Whether rc may work on c now; it must unclaim() it after. */
+static bool claim(struct client *c)
+{
+	return !atomic_exchange_explicit(&c->reclaim_owned, true, memory_order_acquire);
+}
+
+static void unclaim(struct client *c)
+{
+	atomic_store_explicit(&c->reclaim_owned, false, memory_order_release);
+}
 
 static bool test_bit(const uint64_t *map, unsigned i)
 {
@@ -95,8 +146,22 @@ static void select_victims(struct client *c, struct batch *b, unsigned want)
 
 /* Talking to the agent. */
 
-static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply, uint32_t seq)
+/* The process the agent is in cannot run now (Ctrl-Z, a debugger, a frozen cgroup). */
+static bool agent_stopped(const struct client *c)
 {
+	return proc_stopped(c->agent_tid > 0 ? c->agent_tid : c->pid);
+}
+
+/*
+ * Waits for the agent's answer to request seq. Only time in which the agent could run counts
+ * towards AGENT_TIMEOUT_MSEC: a stopped process answers once it runs again. -EAGAIN when it
+ * is stopped and may_stall: the caller may come back for the answer later.
+ */
+static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply, uint32_t seq,
+			    bool may_stall)
+{
+	int waited = 0;
+
 	for (;;) {
 		struct pollfd p[2] = {
 			{.fd = c->agent_fd, .events = POLLIN},
@@ -104,14 +169,22 @@ static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply,
 		};
 		unsigned nr_fds = 0;
 		ssize_t n;
-		int r = poll(p, 2, AGENT_TIMEOUT_MSEC);
+		int r = poll(p, 2, AGENT_POLL_MSEC);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return -errno;
-		if (r == 0)
-			return -ETIMEDOUT;
+		if (r == 0) {
+			if (agent_stopped(c)) {
+				if (may_stall)
+					return -EAGAIN;
+				waited = 0;
+			} else if ((waited += AGENT_POLL_MSEC) >= AGENT_TIMEOUT_MSEC) {
+				return -ETIMEDOUT;
+			}
+			continue;
+		}
 		if ((p[1].revents & POLLIN) && !(p[0].revents & POLLIN))
 			return -ESRCH;
 		memset(reply, 0, sizeof(*reply)); /* an older shim's reply is shorter */
@@ -128,17 +201,15 @@ static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply,
 
 /*
  * Sends one MOVE request for the batch slots in mask (forward: application -> staging; back:
- * staging -> application) and returns the moved bitmap in ret_moved.
+ * staging -> application). Returns its sequence number, 0 when mask holds nothing to move,
+ * or -errno.
  */
-static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *mask, bool back,
-		      uint64_t *ret_moved)
+static int64_t agent_move_send(struct client *c, struct batch *b, const uint64_t *mask, bool back)
 {
-	struct batch *b = &rc->b;
 	struct {
 		struct msg_agent_move m;
 		struct move_range r[MEMEXT_MAX_MOVE_RANGES];
 	} req;
-	struct msg_agent_move_done reply;
 	unsigned nr = 0;
 	int r;
 
@@ -171,18 +242,30 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 			.len = PAGE_SIZE,
 		};
 	}
-	if (nr == 0) {
-		memset(ret_moved, 0, sizeof(b->moved));
+	if (nr == 0)
 		return 0;
-	}
 	req.m.nr = nr;
 	req.m.flags = back ? AGENT_MOVE_BACK : 0;
 	proto_init_header(&req.m.h, MSG_AGENT_MOVE,
-			  (uint32_t)(sizeof(req.m) + nr * sizeof(struct move_range)), ++rc->seq);
+			  (uint32_t)(sizeof(req.m) + nr * sizeof(struct move_range)),
+			  next_seq(c->m));
 	r = proto_send(c->agent_fd, &req, req.m.h.len, NULL, 0);
-	if (r < 0)
+	return r < 0 ? (int64_t)r : (int64_t)req.m.h.seq;
+}
+
+/*
+ * Takes in the agent's answer to the request seq agent_move_send() made of the same
+ * arguments: the moved bitmap in ret_moved. -EAGAIN: the process is stopped and may_stall;
+ * the answer is still to come.
+ */
+static int agent_move_done(struct client *c, struct batch *b, const uint64_t *mask, bool back,
+			   uint32_t seq, bool may_stall, uint64_t *ret_moved)
+{
+	struct msg_agent_move_done reply;
+	int r = agent_wait_reply(c, &reply, seq, may_stall);
+
+	if (r == -EAGAIN)
 		return r;
-	r = agent_wait_reply(c, &reply, rc->seq);
 	/* The agent is out of its gate (or gone): a read put off meanwhile can happen now. */
 	fault_threads_rearm(c->m, c);
 	if (r < 0)
@@ -202,6 +285,19 @@ static int agent_move(struct reclaimer *rc, struct client *c, const uint64_t *ma
 				reply.nr_failed);
 	}
 	return 0;
+}
+
+/* agent_move_send() and agent_move_done(), waiting for as long as the process is stopped. */
+static int agent_move(struct client *c, struct batch *b, const uint64_t *mask, bool back,
+		      uint64_t *ret_moved)
+{
+	int64_t seq = agent_move_send(c, b, mask, back);
+
+	if (seq == 0)
+		memset(ret_moved, 0, sizeof(b->moved));
+	if (seq <= 0)
+		return (int)seq;
+	return agent_move_done(c, b, mask, back, (uint32_t)seq, false, ret_moved);
 }
 
 static void agent_free_staging(struct client *c, uint32_t seq)
@@ -364,10 +460,8 @@ static void resolve_parked(struct reclaimer *rc, struct client *c)
  * dropped them. An mremap during the request cancels the move (the agent had the old address,
  * shared/movegate.h): it is asked again, with the new one.
  */
-static void move_back_unsaved(struct reclaimer *rc, struct client *c, uint64_t *back)
+static void move_back_unsaved(struct client *c, struct batch *b, uint64_t *back)
 {
-	struct batch *b = &rc->b;
-
 	/* Each try that finds work again follows an mremap the application made meanwhile. */
 	for (int tries = 0; tries < 64; tries++) {
 		uint64_t want[MEMEXT_STAGING_PAGES / 64] = {0}, got[MEMEXT_STAGING_PAGES / 64];
@@ -386,22 +480,165 @@ static void move_back_unsaved(struct reclaimer *rc, struct client *c, uint64_t *
 			}
 		}
 		pthread_mutex_unlock(&c->lock);
-		if (!any || agent_move(rc, c, want, true, got) < 0)
+		if (!any || agent_move(c, b, want, true, got) < 0)
 			return;
 		for (unsigned w = 0; w < MEMEXT_STAGING_PAGES / 64; w++)
 			back[w] |= got[w];
 	}
 }
 
+/* The request that moves every page of b out. */
+static void batch_all(const struct batch *b, uint64_t *all)
+{
+	memset(all, 0, MEMEXT_STAGING_PAGES / 8);
+	for (unsigned i = 0; i < b->nr; i++)
+		set_bit(all, i);
+}
+
+/*
+ * The agent never answered (r): we cannot know what it moved, nor whether it is still moving.
+ * The batch's pages stay MOVING: a fault on one finds it in staging or maps zeroes
+ * (serve_from_staging), which is right whatever the agent still does.
+ */
+static int batch_failed(struct reclaimer *rc, struct client *c, struct batch *b, int r)
+{
+	if (r == -ESRCH || r == -ECONNRESET || r == -EPIPE)
+		log_debug_errno(r, "client %d: agent gone: %m", c->pid);
+	else
+		log_warning_errno(r, "client %d: the agent did not answer, eviction stops for this "
+				     "process: %m",
+				  c->pid);
+	pthread_mutex_lock(&c->lock);
+	/* An agent still at it must move no more: events no longer mark these slots (a fault
+	 * on one makes it PRESENT again, serve_from_staging). */
+	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
+		move_gate_cancel(c->gate, i);
+	/* Faults on these pages are served from staging, never from their copies. */
+	for (unsigned i = 0; i < b->nr; i++)
+		if (test_bit(b->clean, i)) {
+			store_drop(c->m->store, b->handle[i]);
+			c->nr_cached--;
+		}
+	c->agent_gone = true;
+	c->batch_in_flight = false;
+	pthread_cond_broadcast(&c->batch_done);
+	pthread_mutex_unlock(&c->lock);
+	resolve_parked(rc, c);
+	return r;
+}
+
+/* The agent moved b's pages out (b->moved): save them, land the batch. Returns the number of
+ * pages evicted. */
+static int batch_moved(struct reclaimer *rc, struct client *c, struct batch *b)
+{
+	uint64_t back[MEMEXT_STAGING_PAGES / 64] = {0};
+	unsigned evicted = 0;
+
+	forget_written_copies(c, b);
+	/* Clean pages need neither reading nor compressing: their copy is kept. */
+	for (unsigned i = 0; i < b->nr; i++)
+		if (test_bit(b->moved, i) && test_bit(b->clean, i))
+			set_bit(b->saved, i);
+	read_staging(c, b);
+	for (unsigned i = 0; i < b->nr; i++) {
+		int r;
+
+		if (!test_bit(b->saved, i) || test_bit(b->clean, i))
+			continue;
+		r = store_save(c->m->store, b->data + (size_t)i * PAGE_SIZE, &b->handle[i]);
+		if (r < 0) {
+			b->saved[i / 64] &= ~(1ULL << (i % 64));
+			log_warning_errno(r, "client %d: cannot store page: %m", c->pid);
+		}
+	}
+	move_back_unsaved(c, b, back);
+
+	pthread_mutex_lock(&c->lock);
+	complete_batch(c, b, back);
+	c->batch_in_flight = false;
+	pthread_cond_broadcast(&c->batch_done);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < b->nr; i++)
+		evicted += test_bit(b->moved, i) && test_bit(b->saved, i);
+	if (!c->agent_gone)
+		agent_free_staging(c, next_seq(c->m));
+	resolve_parked(rc, c);
+	return (int)evicted;
+}
+
+/*
+ * The process stopped (Ctrl-Z, a debugger, a frozen cgroup) before its agent answered the
+ * request seq for rc's batch: the batch stays with the client, in flight, until it runs again
+ * (batch_resume), and rc goes on with a new one. False when there is no memory for that: rc
+ * then waits for the answer.
+ */
+static bool batch_stall(struct reclaimer *rc, struct client *c, uint32_t seq)
+{
+	struct batch *next = batch_new();
+
+	if (!next)
+		return false;
+	c->stalled_batch = rc->b;
+	c->stalled_seq = seq;
+	rc->b = next;
+	atomic_fetch_add(&c->m->totals.reclaim_stalled, 1);
+	log_info("client %d: stopped before its agent moved a batch out; the batch waits until it "
+		 "runs again",
+		 c->pid);
+	return true;
+}
+
+/*
+ * The answer to c's stalled batch, if its process runs again (wait: however long it stays
+ * stopped). Returns the number of pages evicted, 0 while it is still stopped, or -errno when
+ * the agent is gone.
+ */
+static int batch_resume(struct reclaimer *rc, struct client *c, bool wait)
+{
+	struct batch *b = c->stalled_batch;
+	uint64_t all[MEMEXT_STAGING_PAGES / 64];
+	int r;
+
+	if (!wait && agent_stopped(c))
+		return 0;
+	batch_all(b, all);
+	r = agent_move_done(c, b, all, false, c->stalled_seq, !wait, b->moved);
+	if (r == -EAGAIN)
+		return 0;
+	c->stalled_batch = NULL;
+	log_info("client %d: runs again; its stalled batch goes on", c->pid);
+	r = r < 0 ? batch_failed(rc, c, b, r) : batch_moved(rc, c, b);
+	batch_free(b);
+	return r;
+}
+
+/*
+ * A batch of a client that ended while it was stopped: its kept copies are dropped with it
+ * (the client's teardown frees the rest).
+ */
+void reclaim_client_gone(struct client *c)
+{
+	struct batch *b = c->stalled_batch;
+
+	if (!b)
+		return;
+	for (unsigned i = 0; i < b->nr; i++)
+		if (test_bit(b->clean, i))
+			store_drop(c->m->store, b->handle[i]);
+	batch_free(b);
+	c->stalled_batch = NULL;
+}
+
 /* Evicts one batch. Returns the number of pages evicted, or -errno when the agent is gone. */
 static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 {
-	struct batch *b = &rc->b;
-	uint64_t back[MEMEXT_STAGING_PAGES / 64] = {0};
+	struct batch *b = rc->b;
 	uint64_t all[MEMEXT_STAGING_PAGES / 64];
-	unsigned evicted = 0;
+	int64_t seq;
 	int r;
 
+	if (c->stalled_batch)
+		return batch_resume(rc, c, false);
 	if (!store_has_room_for(c->m->store, want)) {
 		static _Atomic bool said;
 
@@ -423,70 +660,19 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	if (b->nr == 0)
 		return 0;
 
-	memset(all, 0, sizeof(all));
+	batch_all(b, all);
 	memset(b->locked, 0, sizeof(b->locked));
-	for (unsigned i = 0; i < b->nr; i++)
-		set_bit(all, i);
 	memset(b->saved, 0, sizeof(b->saved));
-	r = agent_move(rc, c, all, false, b->moved);
-	if (r < 0) {
-		/*
-		 * We cannot know what the agent moved, nor whether it is still moving. Leave
-		 * the batch's pages MOVING: a fault on one finds it in staging or maps zeroes
-		 * (serve_from_staging), which is right whatever the agent still does.
-		 */
-		if (r == -ESRCH || r == -ECONNRESET || r == -EPIPE)
-			log_debug_errno(r, "client %d: agent gone: %m", c->pid);
-		else
-			log_warning_errno(r, "client %d: the agent did not answer, eviction stops for "
-					  "this process: %m",
-					  c->pid);
-		pthread_mutex_lock(&c->lock);
-		/* An agent still at it must move no more: events no longer mark these slots
-		 * (a fault on one makes it PRESENT again, serve_from_staging). */
-		for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
-			move_gate_cancel(c->gate, i);
-		/* Faults on these pages are served from staging, never from their copies. */
-		for (unsigned i = 0; i < b->nr; i++)
-			if (test_bit(b->clean, i)) {
-				store_drop(c->m->store, b->handle[i]);
-				c->nr_cached--;
-			}
-		c->agent_gone = true;
-		c->batch_in_flight = false;
-		pthread_cond_broadcast(&c->batch_done);
-		pthread_mutex_unlock(&c->lock);
-		resolve_parked(rc, c);
-		return r;
+	seq = agent_move_send(c, b, all, false);
+	if (seq == 0) /* b->nr > 0: there was something to send */
+		seq = -EINVAL;
+	r = seq < 0 ? (int)seq : agent_move_done(c, b, all, false, (uint32_t)seq, true, b->moved);
+	if (r == -EAGAIN) {
+		if (batch_stall(rc, c, (uint32_t)seq))
+			return 0;
+		r = agent_move_done(c, b, all, false, (uint32_t)seq, false, b->moved);
 	}
-	forget_written_copies(c, b);
-	/* Clean pages need neither reading nor compressing: their copy is kept. */
-	for (unsigned i = 0; i < b->nr; i++)
-		if (test_bit(b->moved, i) && test_bit(b->clean, i))
-			set_bit(b->saved, i);
-	read_staging(c, b);
-	for (unsigned i = 0; i < b->nr; i++) {
-		if (!test_bit(b->saved, i) || test_bit(b->clean, i))
-			continue;
-		r = store_save(c->m->store, b->data + (size_t)i * PAGE_SIZE, &b->handle[i]);
-		if (r < 0) {
-			b->saved[i / 64] &= ~(1ULL << (i % 64));
-			log_warning_errno(r, "client %d: cannot store page: %m", c->pid);
-		}
-	}
-	move_back_unsaved(rc, c, back);
-
-	pthread_mutex_lock(&c->lock);
-	complete_batch(c, b, back);
-	c->batch_in_flight = false;
-	pthread_cond_broadcast(&c->batch_done);
-	pthread_mutex_unlock(&c->lock);
-	for (unsigned i = 0; i < b->nr; i++)
-		evicted += test_bit(b->moved, i) && test_bit(b->saved, i);
-	if (!c->agent_gone)
-		agent_free_staging(c, ++rc->seq);
-	resolve_parked(rc, c);
-	return (int)evicted;
+	return r < 0 ? batch_failed(rc, c, b, r) : batch_moved(rc, c, b);
 }
 
 /*
@@ -654,6 +840,10 @@ static void prepare_fork(struct reclaimer *rc, struct client *c)
 	struct msg_fork ready = {0};
 	int pfd = pmem_fd(), r;
 
+	/* It forks, so it runs: its agent answers (unless a debugger holds that one thread). */
+	if (c->stalled_batch)
+		(void)batch_resume(rc, c, true);
+
 	pthread_mutex_lock(&c->lock);
 	uint32_t token = c->fork_token;
 	bool drain = c->fork_drain;
@@ -691,6 +881,9 @@ static void drain_on_request(struct reclaimer *rc, struct client *c)
 {
 	int r;
 
+	/* A batch still held by a stopped process lands first: the next round tries again. */
+	if (c->stalled_batch && (batch_resume(rc, c, false), c->stalled_batch))
+		return;
 	pthread_mutex_lock(&c->lock);
 	bool pending = c->nr_stored > 0;
 	pthread_mutex_unlock(&c->lock);
@@ -711,7 +904,11 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	pthread_mutex_lock(&c->lock);
 	c->evict_paused = true;
 	pthread_mutex_unlock(&c->lock);
-	r = drain_client(rc, c);
+	/* A stopped process still holding a batch keeps it all for the next memextd, as if we
+	 * had crashed: its agent may move those pages any time it runs again. */
+	if (c->stalled_batch)
+		(void)batch_resume(rc, c, false);
+	r = c->stalled_batch ? -EAGAIN : drain_client(rc, c);
 	if (r < 0 && r != -ESRCH) {
 		/* Its pages stay in pmem for the next memextd, which it waits for (adopt.h). */
 		log_error_errno(r, "client %d: pages could not all be given back, keeping them for "
@@ -738,20 +935,21 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	{
 		struct msg_agent_release rel;
 
-		proto_init_header(&rel.h, MSG_AGENT_RELEASE, sizeof(rel), ++rc->seq);
+		proto_init_header(&rel.h, MSG_AGENT_RELEASE, sizeof(rel), next_seq(rc->m));
 		(void)proto_send(c->agent_fd, &rel, sizeof(rel), NULL, 0);
 	}
 }
 
 /*
  * A forking process waits, its eviction paused: it goes before anyone else, also when its
- * FORK_PREPARE arrives in the middle of a round. v[0..n) are the clients the round has not
- * let go of yet, all of them when whole: a request for one already let go of is looked for
- * again until the next round, which sees every client.
+ * FORK_PREPARE arrives in the middle of a round, so every thread looks for one before each
+ * client it takes. v[0..n): the round's clients. A request whose client another thread holds is
+ * looked for again; so is one not found among v, unless this is the round's first look (first):
+ * the client may have come after the snapshot, and the next round has it.
  */
-static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, bool whole)
+static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, bool first)
 {
-	bool served = false;
+	bool missed = false, served = false;
 
 	if (!atomic_exchange(&rc->m->fork_prepared, false))
 		return;
@@ -759,12 +957,17 @@ static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, boo
 		pthread_mutex_lock(&v[i]->lock);
 		bool pending = v[i]->fork_requested && !v[i]->dead;
 		pthread_mutex_unlock(&v[i]->lock);
-		if (pending) {
+		if (!pending)
+			continue;
+		if (claim(v[i])) {
 			prepare_fork(rc, v[i]);
+			unclaim(v[i]);
 			served = true;
+		} else {
+			missed = true;
 		}
 	}
-	if (!served && !whole)
+	if (missed || (!served && !first))
 		atomic_store(&rc->m->fork_prepared, true);
 }
 
@@ -828,91 +1031,140 @@ static void update_system_level(struct manager *m)
 			   now == SYSMEM_MIN ? ", their growth throttled" : "");
 }
 
+/* Waits for a kick or 20 ms; the first thread also for a drain. */
+static void wait_for_work(struct reclaimer *rc)
+{
+	struct manager *m = rc->m;
+
+	pthread_mutex_lock(&m->reclaim_lock);
+	if (!m->reclaim_kick && !atomic_load(&m->stopping) &&
+	    !(rc->id == 0 && atomic_load(&m->draining))) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&m->reclaim_cond, &m->reclaim_lock, &ts);
+	}
+	m->reclaim_kick = false;
+	pthread_mutex_unlock(&m->reclaim_lock);
+}
+
+/* The daemon stops: every client gets its pages back (the first thread only). A client
+ * another thread holds is waited for: that thread takes no new one while draining. */
+static void release_all(struct reclaimer *rc, struct client **v, unsigned n)
+{
+	struct manager *m = rc->m;
+
+	for (unsigned i = 0; i < n; i++) {
+		while (!claim(v[i]))
+			usleep(1000);
+		if (!v[i]->dead)
+			release_client(rc, v[i]);
+		unclaim(v[i]);
+	}
+	/* main waits for this: every client has its pages back. */
+	pthread_mutex_lock(&m->reclaim_lock);
+	atomic_store(&m->draining, false);
+	pthread_cond_broadcast(&m->reclaim_cond);
+	pthread_mutex_unlock(&m->reclaim_lock);
+}
+
+/* One round over the clients, each thread starting at its own place among them. */
+static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n)
+{
+	unsigned nr_threads = MAX(rc->m->cfg.nr_reclaim_threads, 1u);
+	unsigned first = n ? (unsigned)((uint64_t)rc->id * n / nr_threads) : 0;
+
+	for (unsigned k = 0; k < n; k++) {
+		struct client *c = v[(first + k) % n];
+
+		if (atomic_load(&rc->m->draining))
+			break;
+		serve_forks(rc, v, n, k == 0);
+		if (c->dead || !claim(c))
+			continue;
+		if (c->drain_requested)
+			drain_on_request(rc, c);
+		else
+			reclaim_client(rc, c);
+		unclaim(c);
+	}
+}
+
 static void *reclaim_main(void *arg)
 {
 	struct reclaimer *rc = arg;
 	struct manager *m = rc->m;
+	char name[16];
 
-	pthread_setname_np(pthread_self(), "reclaim");
+	snprintf(name, sizeof(name), rc->id ? "reclaim/%u" : "reclaim", rc->id);
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		struct client **v;
 		unsigned n;
 		bool draining;
 
-		pthread_mutex_lock(&m->reclaim_lock);
-		if (!m->reclaim_kick && !atomic_load(&m->stopping) && !atomic_load(&m->draining)) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 20 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&m->reclaim_cond, &m->reclaim_lock, &ts);
-		}
-		m->reclaim_kick = false;
-		pthread_mutex_unlock(&m->reclaim_lock);
+		wait_for_work(rc);
 		if (atomic_load(&m->stopping))
 			break;
 		draining = atomic_load(&m->draining);
-
-		if (!draining)
+		if (draining && rc->id != 0)
+			continue; /* the first thread gives the pages back */
+		if (rc->id == 0 && !draining)
 			update_system_level(m);
 		v = snapshot_clients(m, &n);
-		for (unsigned i = 0; v && i < n; i++) {
-			struct client *c = v[i];
-
-			if (!draining)
-				serve_forks(rc, v + i, n - i, i == 0);
-			if (!c->dead) {
-				if (draining)
-					release_client(rc, c);
-				else if (c->drain_requested)
-					drain_on_request(rc, c);
-				else
-					reclaim_client(rc, c);
-			}
-			client_unref(c);
-		}
+		if (draining)
+			release_all(rc, v, v ? n : 0);
+		else if (v)
+			reclaim_round(rc, v, n);
+		for (unsigned i = 0; v && i < n; i++)
+			client_unref(v[i]);
 		free(v);
-		if (draining) {
-			/* main waits for this: every client has its pages back. */
-			pthread_mutex_lock(&m->reclaim_lock);
-			atomic_store(&m->draining, false);
-			pthread_cond_broadcast(&m->reclaim_cond);
-			pthread_mutex_unlock(&m->reclaim_lock);
-		}
 	}
 	return NULL;
 }
 
-static struct reclaimer *the_reclaimer;
+static struct reclaimer **reclaimers;
+static unsigned nr_reclaimers;
+
+static void reclaimer_free(struct reclaimer *rc)
+{
+	batch_free(rc->b);
+	free(rc->page_buf);
+	free(rc);
+}
 
 int reclaim_start(struct manager *m)
 {
-	struct reclaimer *rc = calloc(1, sizeof(*rc));
-	int r;
+	unsigned n = MAX(m->cfg.nr_reclaim_threads, 1u);
 
-	if (!rc)
+	reclaimers = calloc(n, sizeof(*reclaimers));
+	if (!reclaimers)
 		return -ENOMEM;
-	rc->m = m;
-	rc->b.data = aligned_alloc(PAGE_SIZE, (size_t)MEMEXT_STAGING_PAGES * PAGE_SIZE);
-	rc->page_buf = aligned_alloc(PAGE_SIZE, FAULT_BUF_PAGES * PAGE_SIZE);
-	if (!rc->b.data || !rc->page_buf) {
-		free(rc->b.data);
-		free(rc->page_buf);
-		free(rc);
-		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct reclaimer *rc = calloc(1, sizeof(*rc));
+		int r = -ENOMEM;
+
+		if (rc) {
+			rc->m = m;
+			rc->id = i;
+			rc->b = batch_new();
+			rc->page_buf = aligned_alloc(PAGE_SIZE, FAULT_BUF_PAGES * PAGE_SIZE);
+			if (rc->b && rc->page_buf)
+				r = -pthread_create(&rc->thread, NULL, reclaim_main, rc);
+		}
+		if (r < 0) {
+			if (rc)
+				reclaimer_free(rc);
+			reclaim_stop(m);
+			return r;
+		}
+		reclaimers[nr_reclaimers++] = rc;
 	}
-	r = pthread_create(&m->reclaim_thread, NULL, reclaim_main, rc);
-	if (r) {
-		free(rc->b.data);
-		free(rc->page_buf);
-		free(rc);
-		return -r;
-	}
-	the_reclaimer = rc;
 	return 0;
 }
 
@@ -922,11 +1174,11 @@ void reclaim_stop(struct manager *m)
 	atomic_store(&m->stopping, true);
 	pthread_cond_broadcast(&m->reclaim_cond);
 	pthread_mutex_unlock(&m->reclaim_lock);
-	pthread_join(m->reclaim_thread, NULL);
-	if (the_reclaimer) {
-		free(the_reclaimer->b.data);
-		free(the_reclaimer->page_buf);
-		free(the_reclaimer);
-		the_reclaimer = NULL;
+	for (unsigned i = 0; i < nr_reclaimers; i++) {
+		pthread_join(reclaimers[i]->thread, NULL);
+		reclaimer_free(reclaimers[i]);
 	}
+	free(reclaimers);
+	reclaimers = NULL;
+	nr_reclaimers = 0;
 }

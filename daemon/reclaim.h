@@ -15,7 +15,11 @@
  * It also drains a client (brings every page back) before a fork and at shutdown.
  */
 
+struct client;
 struct manager;
 
 int reclaim_start(struct manager *m);
 void reclaim_stop(struct manager *m);
+
+/* Frees what reclaim still holds of a client being freed (a batch its stopped process held). */
+void reclaim_client_gone(struct client *c);

@@ -20,7 +20,8 @@ struct client_figures {
 	int pid;
 	char comm[16];
 	uint64_t budget_bytes, resident_pages, evicted_pages, cached_pages;
-	uint64_t pswpin, pswpout, faults, zero_faults, parked, move_failed, fault_usec_total;
+	uint64_t pswpin, pswpout, faults, zero_faults, parked, throttled, move_failed;
+	uint64_t fault_usec_total;
 	uint64_t agent_faults, agent_unshare_faults;
 	uint64_t gate_waits, gate_wait_usec, gate_deferred;
 	uint64_t p50_usec, p99_usec;
@@ -69,6 +70,7 @@ static void figures_of(struct client *c, struct client_figures *f)
 	f->faults = atomic_load(&c->stats.faults);
 	f->zero_faults = atomic_load(&c->stats.zero_faults);
 	f->parked = atomic_load(&c->stats.parked);
+	f->throttled = atomic_load(&c->stats.throttled);
 	f->move_failed = atomic_load(&c->stats.move_failed);
 	f->fault_usec_total = atomic_load(&c->stats.fault_usec_total);
 	f->agent_faults = atomic_load(&c->stats.agent_faults);
@@ -170,7 +172,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			",\"evicted_pages\":%" PRIu64 ",\"swapcache_pages\":%" PRIu64
 			",\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64
 			",\"faults\":%" PRIu64 ",\"zero_faults\":%" PRIu64 ",\"parked_faults\":%" PRIu64
-			",\"move_failed\":%" PRIu64 ",\"fault_usec_mean\":%.1f,\"fault_usec_p50\":%" PRIu64
+			",\"throttled_faults\":%" PRIu64 ",\"move_failed\":%" PRIu64
+			",\"fault_usec_mean\":%.1f,\"fault_usec_p50\":%" PRIu64
 			",\"fault_usec_p99\":%" PRIu64 ",\"active_pages\":%" PRIu64
 			",\"inactive_pages\":%" PRIu64 ",\"workingset_refault\":%" PRIu64
 			",\"workingset_activate\":%" PRIu64 ",\"workingset_restore\":%" PRIu64
@@ -179,7 +182,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			",\"gate_wait_usec\":%" PRIu64 ",\"gate_deferred\":%" PRIu64 "}",
 			c->state, c->budget_bytes, c->resident_pages, c->evicted_pages,
 			c->cached_pages, c->pswpin,
-			c->pswpout, c->faults, c->zero_faults, c->parked, c->move_failed,
+			c->pswpout, c->faults, c->zero_faults, c->parked, c->throttled, c->move_failed,
 			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec,
 			c->active_pages, c->inactive_pages, c->workingset_refault,
 			c->workingset_activate, c->workingset_restore, c->agent_faults,
@@ -187,10 +190,12 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 	}
 	fprintf(f,
 		"],\"totals\":{\"pswpin\":%" PRIu64 ",\"pswpout\":%" PRIu64 ",\"faults\":%" PRIu64
-		",\"zero_faults\":%" PRIu64 ",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
+		",\"zero_faults\":%" PRIu64 ",\"throttled_faults\":%" PRIu64
+		",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
-		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
+		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
+		",\"reclaim_deactivated\":%" PRIu64
 		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
 		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
 		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
@@ -201,11 +206,12 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
-		atomic_load(&m->totals.readahead), atomic_load(&m->totals.pswpout_clean),
+		atomic_load(&m->totals.throttled), atomic_load(&m->totals.readahead),
+		atomic_load(&m->totals.pswpout_clean),
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
-		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_deactivated),
-		atomic_load(&m->totals.workingset_refault),
+		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
+		atomic_load(&m->totals.reclaim_deactivated), atomic_load(&m->totals.workingset_refault),
 		atomic_load(&m->totals.workingset_activate),
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.forks_drained),
@@ -311,15 +317,18 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 					    : 0,
 				    a, sizeof(a)),
 			(double)st->orig_data_size / (double)st->mem_used_total);
-	fprintf(f, "\nfaults: %" PRIu64 " (%" PRIu64 " zero-filled), service time p50 %" PRIu64
-		   " us, p99 %" PRIu64 " us, mean %.1f us\n",
+	fprintf(f, "\nfaults: %" PRIu64 " (%" PRIu64 " zero-filled, %" PRIu64
+		   " throttled), service time p50 %" PRIu64 " us, p99 %" PRIu64 " us, mean %.1f us\n",
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
+		atomic_load(&m->totals.throttled),
 		hist_quantile(snap, 0.50), hist_quantile(snap, 0.99),
 		mean(atomic_load(&m->totals.fault_usec_total), atomic_load(&m->totals.faults)));
 	fprintf(f, "reclaim: %" PRIu64 " scanned, %" PRIu64 " stolen (%" PRIu64
-		   " clean: no compression), %" PRIu64 " refused by the kernel\n",
+		   " clean: no compression), %" PRIu64 " refused by the kernel, %" PRIu64
+		   " batches waited for a stopped process\n",
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
-		atomic_load(&m->totals.pswpout_clean), atomic_load(&m->totals.reclaim_failed));
+		atomic_load(&m->totals.pswpout_clean), atomic_load(&m->totals.reclaim_failed),
+		atomic_load(&m->totals.reclaim_stalled));
 	fprintf(f, "system: %s of %s available, watermark level %s, %" PRIu64
 		   " reclaim rounds for the system\n",
 		format_size(atomic_load(&m->sys_available_bytes), a, sizeof(a)),
@@ -437,12 +446,18 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_zero_faults_total", "counter",
 		   "Faults answered with zero pages (memory never evicted).",
 		   atomic_load(&m->totals.zero_faults));
+	prom_value(f, "memext_throttled_faults_total", "counter",
+		   "Faults that waited for reclaim: less than the min watermark was free.",
+		   atomic_load(&m->totals.throttled));
 	prom_value(f, "memext_reclaim_scanned_total", "counter",
 		   "Pages the reclaim clock looked at.", atomic_load(&m->totals.reclaim_scanned));
 	prom_value(f, "memext_reclaim_stolen_total", "counter", "Pages reclaim evicted.",
 		   atomic_load(&m->totals.pswpout));
 	prom_value(f, "memext_reclaim_failed_total", "counter",
 		   "Pages the kernel refused to move out.", atomic_load(&m->totals.reclaim_failed));
+	prom_value(f, "memext_reclaim_stalled_total", "counter",
+		   "Batches whose process was stopped before its agent moved them out.",
+		   atomic_load(&m->totals.reclaim_stalled));
 	prom_value(f, "memext_reclaim_deactivated_total", "counter",
 		   "Pages moved from the active to the inactive list.",
 		   atomic_load(&m->totals.reclaim_deactivated));

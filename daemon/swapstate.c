@@ -18,48 +18,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-
-/*
- * Reads /proc/PID/stat into buf; *ret_comm points at the command name (after its '('), and
- * the return value at the fields after it (state first), or NULL when pid is gone. comm may
- * hold spaces and parentheses: it ends at the last ')'.
- */
-static const char *proc_stat(pid_t pid, char *buf, size_t size, const char **ret_comm)
-{
-	char path[64], *close_paren, *open_paren;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n <= 0)
-		return NULL;
-	buf[n] = 0;
-	open_paren = strchr(buf, '(');
-	close_paren = strrchr(buf, ')');
-	if (!open_paren || !close_paren || close_paren < open_paren || close_paren[1] != ' ')
-		return NULL;
-	*close_paren = 0;
-	*ret_comm = open_paren + 1;
-	return close_paren + 2;
-}
-
-uint64_t proc_start_time(pid_t pid)
-{
-	char buf[1024];
-	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
-	unsigned long long t = 0;
-
-	if (!fields || sscanf(fields, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
-				      "%*d %*d %*d %*d %*d %llu",
-			      &t) != 1)
-		return 0;
-	return t;
-}
+#include "procfs.h"
 
 static bool listed(const struct swapstate_proc *v, size_t n, const struct swapstate_proc *p)
 {

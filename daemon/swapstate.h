@@ -42,9 +42,6 @@ int swapstate_write(const char *path, pid_t daemon_pid, const struct swapstate_p
 /* Adds one process to path with a single append. Returns 0 or -errno. */
 int swapstate_append(const char *path, const struct swapstate_proc *p);
 
-/* Start time of pid (/proc/PID/stat field 22), or 0 when it is gone. */
-uint64_t proc_start_time(pid_t pid);
-
 /*
  * For a tool about to overwrite a swap area: the processes path lists whose evicted pages may
  * be in a swap area that no memextd holds, because the memextd that wrote the file is not

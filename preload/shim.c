@@ -77,6 +77,11 @@ static struct {
 	pid_t test_zap_shared_pid;
 	uint64_t test_zap_shared_start, test_zap_shared_end;
 	enum zap_when { ZAP_BEFORE, ZAP_AFTER_LOOK } test_zap_shared_when;
+	/* MEMEXT_TEST_STOP_AT_MOVE=N: in this process (not its fork children), the agent stops
+	 * the whole process (SIGSTOP, as Ctrl-Z would) in the middle of the Nth batch it moves
+	 * out, after its first range: someone else must send SIGCONT. */
+	pid_t test_stop_pid;
+	uint32_t test_stop_at_move, test_moves;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
@@ -521,6 +526,11 @@ static void agent_move(const struct msg_agent_move *m)
 			continue;
 		}
 		move_range(r, back, &reply);
+		if (i == 0 && !back && S.test_stop_at_move &&
+		    ++S.test_moves == S.test_stop_at_move && S.test_stop_pid == syscall(SYS_getpid))
+			/* To this thread: it stops on the way out of the call, before it
+			 * answers, as every thread does in a group stop. */
+			(void)syscall(SYS_tgkill, S.test_stop_pid, syscall(SYS_gettid), SIGSTOP);
 	}
 	if (!A.batch_dropped)
 		(void)proto_send(__atomic_load_n(&A.fd, __ATOMIC_RELAXED), &reply, sizeof(reply),
@@ -1924,6 +1934,11 @@ __attribute__((constructor)) static void memext_init(void)
 		S.test_zap_shared_pid = getpid();
 		if (strstr(e, ":after-look"))
 			S.test_zap_shared_when = ZAP_AFTER_LOOK;
+	}
+	e = getenv("MEMEXT_TEST_STOP_AT_MOVE");
+	if (e && *e) {
+		S.test_stop_at_move = (uint32_t)strtoul(e, NULL, 10);
+		S.test_stop_pid = getpid();
 	}
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)

@@ -76,6 +76,8 @@ class Client:
         self.checked_samples = []  # RssAnon of the workload itself, in bounded phases
         self.samples = 0
         self.phase_totals = None  # the daemon's totals at --pswpout-after-phase
+        self.stopped_since = None  # when it was first seen stopped (--continue-stopped-after)
+        self.stops = 0
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False))]
@@ -193,6 +195,32 @@ def mark_phase(args, daemon, c):
         f"{json.dumps(c.phase_totals)}")
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat ('R', 'S', 'T', ...), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def continue_stopped(args, c):
+    """SIGCONT for a workload that has stayed stopped --continue-stopped-after s (the shim
+    stops it with MEMEXT_TEST_STOP_AT_MOVE, as Ctrl-Z would)."""
+    if proc_state(c.pid) not in ("T", "t"):
+        c.stopped_since = None
+        return
+    now = time.monotonic()
+    if c.stopped_since is None:
+        c.stopped_since = now
+        c.stops += 1
+        log(f"workload {c.pid} is stopped (phase '{c.phase}')")
+    elif now - c.stopped_since >= args.continue_stopped_after:
+        log(f"workload {c.pid} stayed stopped {args.continue_stopped_after} s: SIGCONT")
+        os.kill(c.pid, signal.SIGCONT)
+        c.stopped_since = None
+
+
 def run_clients(args, env, daemon):
     clients = [Client(i, args.cmd, env) for i in range(args.clients)]
     log("started workload pid(s) " + ", ".join(str(c.pid) for c in clients) + ": " +
@@ -205,6 +233,8 @@ def run_clients(args, env, daemon):
                 if c.proc.poll() is None:
                     c.sample(args.rss_skip_from)
                     mark_phase(args, daemon, c)
+                    if args.continue_stopped_after is not None:
+                        continue_stopped(args, c)
                     if (args.kill_at_phase and c.idx not in killed and
                             args.kill_at_phase in c.phases):
                         log(f"workload {c.pid} reached phase '{args.kill_at_phase}': SIGKILL")
@@ -515,12 +545,27 @@ def test_managed(args, tmp):
             if args.max_forks_drained is not None and fk["forks_drained"] > args.max_forks_drained:
                 failures.append(f"totals.forks_drained grew by {fk['forks_drained']}, expected "
                                 f"at most {args.max_forks_drained}: forks brought pages back")
+        if args.continue_stopped_after is not None:
+            for c in clients:
+                if c.stops == 0:
+                    failures.append(f"workload {c.pid} was never seen stopped: the test "
+                                    f"tested nothing")
+        with open(daemon.log_path, errors="replace") as f:
+            if "the agent did not answer" in f.read():
+                failures.append("memextd gave up on an agent that did not answer: that "
+                                "process is no longer evicted")
         for spec in args.min_total:
             key, _, want = spec.partition("=")
             grew = after["totals"].get(key, 0) - base["totals"].get(key, 0)
             log(f"totals.{key} grew by {grew} (min {want})")
             if grew < int(want):
                 failures.append(f"totals.{key} grew by {grew}, expected at least {want}")
+        for spec in args.max_total:
+            key, _, most = spec.partition("=")
+            grew = after["totals"].get(key, 0) - base["totals"].get(key, 0)
+            log(f"totals.{key} grew by {grew} (max {most})")
+            if key not in after["totals"] or grew > int(most):
+                failures.append(f"totals.{key} grew by {grew}, expected at most {most}")
         if failures:
             msg = "\n".join("FAIL: " + f for f in failures)
             for c in clients:
@@ -821,6 +866,11 @@ def main():
                     help="every workload's stderr must have a line containing TEXT")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
+    ap.add_argument("--continue-stopped-after", type=float, default=None, metavar="SECS",
+                    help="SIGCONT a workload that stayed stopped this long (with "
+                         "MEMEXT_TEST_STOP_AT_MOVE); it must have been seen stopped")
+    ap.add_argument("--max-total", action="append", default=[], metavar="KEY=N",
+                    help="the daemon's totals.KEY must grow by at most N (repeatable)")
     ap.add_argument("--min-total", action="append", default=[], metavar="KEY=N",
                     help="the daemon's totals.KEY must grow by at least N (repeatable)")
     ap.add_argument("--max-workingset-refault", type=int, default=None,

@@ -15,6 +15,7 @@
 #include "macro.h"
 #include "mkswap.h"
 #include "swapfile.h"
+#include "procfs.h"
 #include "swapstate.h"
 #include "swap-test.h"
 

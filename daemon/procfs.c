@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+#include "procfs.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+/* Reads the start of the file at path into buf, a string; false when it cannot. */
+static bool read_text(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	return true;
+}
+
+const char *proc_stat(pid_t pid, char *buf, size_t size, const char **ret_comm)
+{
+	char path[64], *close_paren, *open_paren;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!read_text(path, buf, size))
+		return NULL;
+	open_paren = strchr(buf, '(');
+	close_paren = strrchr(buf, ')');
+	if (!open_paren || !close_paren || close_paren < open_paren || close_paren[1] != ' ')
+		return NULL;
+	*close_paren = 0;
+	*ret_comm = open_paren + 1;
+	return close_paren + 2;
+}
+
+uint64_t proc_start_time(pid_t pid)
+{
+	char buf[1024];
+	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
+	unsigned long long t = 0;
+
+	if (!fields || sscanf(fields, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
+				      "%*d %*d %*d %*d %*d %llu",
+			      &t) != 1)
+		return 0;
+	return t;
+}
+
+/* Whether a line of /proc/PID/cgroup puts pid in a frozen cgroup. */
+static bool cgroup_frozen(const char *line)
+{
+	const char *v1 = strstr(line, ":freezer:");
+	char file[4096 + 64], text[256]; /* file: a line of /proc/PID/cgroup and more */
+
+	if (v1) {
+		snprintf(file, sizeof(file), "/sys/fs/cgroup/freezer%s/freezer.state",
+			 v1 + strlen(":freezer:"));
+		return read_text(file, text, sizeof(text)) && strncmp(text, "THAWED", 6) != 0;
+	}
+	if (strncmp(line, "0::", 3) == 0) {
+		/* cgroup2 alone at /sys/fs/cgroup, or beside v1 (systemd's hybrid layout). */
+		static const char *const roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+
+		for (size_t i = 0; i < ARRAY_SIZE(roots); i++) {
+			snprintf(file, sizeof(file), "%s%s/cgroup.events", roots[i], line + 3);
+			if (read_text(file, text, sizeof(text)))
+				return strstr(text, "frozen 1") != NULL;
+		}
+	}
+	return false;
+}
+
+bool proc_stopped(pid_t pid)
+{
+	char buf[1024], path[64], line[4096];
+	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
+	bool frozen = false;
+	FILE *f;
+
+	if (!fields)
+		return false;
+	if (fields[0] == 'T' || fields[0] == 't')
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!frozen && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		frozen = cgroup_frozen(line);
+	}
+	fclose(f);
+	return frozen;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* What /proc (and the cgroup freezer) say about another process. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Reads /proc/PID/stat into buf; *ret_comm points at the command name (after its '('), and
+ * the return value at the fields after it (state first), or NULL when pid is gone. comm may
+ * hold spaces and parentheses: it ends at the last ')'.
+ */
+const char *proc_stat(pid_t pid, char *buf, size_t size, const char **ret_comm);
+
+/* Start time of pid (/proc/PID/stat field 22), or 0 when it is gone. */
+uint64_t proc_start_time(pid_t pid);
+
+/*
+ * Whether pid cannot run now until someone else lets it: stopped by a signal (Ctrl-Z,
+ * SIGSTOP), stopped by a debugger, or in a frozen cgroup (v1 freezer or v2 cgroup.freeze).
+ * False when it is gone or nothing can be read.
+ */
+bool proc_stopped(pid_t pid);

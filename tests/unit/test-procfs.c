@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What /proc says about another process (daemon/procfs.c): a command name with spaces and
+ * parentheses, a process stopped by a signal, by a debugger and in a frozen cgroup (v1
+ * freezer, where it can be made), one running again, and one gone.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/procfs.h"
+
+#include "check.h"
+
+#define ODD_NAME "a) b (c"
+
+static pid_t start_child(void)
+{
+	pid_t pid = fork();
+
+	check(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_NAME, ODD_NAME);
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+/* Waits (no time limit: a hang is the failure) until the child has renamed itself. */
+static void wait_renamed(pid_t pid)
+{
+	for (;;) {
+		char buf[1024];
+		const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
+
+		check(fields);
+		if (strcmp(comm, ODD_NAME) == 0) {
+			check(fields[0] == 'S' || fields[0] == 'R');
+			return;
+		}
+		usleep(1000);
+	}
+}
+
+static void test_signal_stop(pid_t pid)
+{
+	int status;
+
+	check(!proc_stopped(pid));
+	check(kill(pid, SIGSTOP) == 0);
+	check(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
+	check(proc_stopped(pid));
+	check(kill(pid, SIGCONT) == 0);
+	check(waitpid(pid, &status, WCONTINUED) == pid && WIFCONTINUED(status));
+	check(!proc_stopped(pid));
+	printf("stopped by a signal: ok\n");
+}
+
+static void test_debugger_stop(pid_t pid)
+{
+	int status;
+
+	check(ptrace(PTRACE_SEIZE, pid, 0, 0) == 0);
+	check(ptrace(PTRACE_INTERRUPT, pid, 0, 0) == 0);
+	check(waitpid(pid, &status, __WALL) == pid && WIFSTOPPED(status));
+	check(proc_stopped(pid));
+	check(ptrace(PTRACE_DETACH, pid, 0, 0) == 0);
+	printf("stopped by a debugger: ok\n");
+}
+
+static bool write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fputs(text, f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+static void test_freezer(pid_t pid)
+{
+	char dir[128], file[192], text[32];
+
+	snprintf(dir, sizeof(dir), "/sys/fs/cgroup/freezer/memext-test-procfs-%d", (int)getpid());
+	if (mkdir(dir, 0755) < 0) {
+		printf("frozen cgroup: not tested (no cgroup v1 freezer to use here: %s)\n",
+		       strerror(errno));
+		return;
+	}
+	snprintf(file, sizeof(file), "%s/tasks", dir);
+	snprintf(text, sizeof(text), "%d", (int)pid);
+	check(write_text(file, text));
+	check(!proc_stopped(pid));
+	snprintf(file, sizeof(file), "%s/freezer.state", dir);
+	check(write_text(file, "FROZEN"));
+	check(proc_stopped(pid)); /* FREEZING counts too: it cannot run either way */
+	check(write_text(file, "THAWED"));
+	check(!proc_stopped(pid));
+	check(write_text("/sys/fs/cgroup/freezer/tasks", text));
+	check(rmdir(dir) == 0);
+	printf("frozen cgroup: ok\n");
+}
+
+int main(void)
+{
+	pid_t pid = start_child();
+	int status;
+
+	check(proc_start_time(getpid()) > 0);
+	wait_renamed(pid);
+	check(proc_start_time(pid) >= proc_start_time(getpid()));
+	test_signal_stop(pid);
+	test_debugger_stop(pid);
+	test_freezer(pid);
+	check(kill(pid, SIGKILL) == 0);
+	check(waitpid(pid, &status, 0) == pid);
+	check(!proc_stopped(pid));
+	check(proc_start_time(pid) == 0);
+	printf("gone: ok\n");
+	return 0;
+}
