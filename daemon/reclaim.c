@@ -911,9 +911,15 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	r = c->stalled_batch ? -EAGAIN : drain_client(rc, c);
 	if (r < 0 && r != -ESRCH) {
 		/* Its pages stay in pmem for the next memextd, which it waits for (adopt.h). */
-		log_error_errno(r, "client %d: pages could not all be given back, keeping them for "
-				   "the next memextd: %m",
-				c->pid);
+		if (c->stalled_batch)
+			log_warning("client %d: stopped in the middle of an eviction: keeping its "
+				    "pages for the next memextd, which it connects to when it runs "
+				    "again",
+				    c->pid);
+		else
+			log_error_errno(r, "client %d: pages could not all be given back, keeping "
+					   "them for the next memextd: %m",
+					c->pid);
 		pthread_mutex_lock(&c->lock);
 		c->release_failed = true;
 		pthread_mutex_unlock(&c->lock);

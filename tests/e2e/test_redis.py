@@ -138,21 +138,37 @@ databases 16
     if used < 3 * budget:
         ctx.fail(f"used_memory {mib(used)} is not 3x the budget {mib(budget)}: no overcommit")
 
-    def verify_all(label):
-        t0 = time.monotonic()
+    def wrong_keys():
         bad = []
         for start in range(0, nkeys, batch):
             ids = range(start, min(nkeys, start + batch))
             for i, got in zip(ids, r.pipeline([(b"GET", key(i)) for i in ids])):
                 if got != val(i):
                     bad.append((i, got))
+        return bad
+
+    def damage(bad):
+        """What the wrong values look like: how many, and for the first few where they
+        start to differ and whether what is there instead is zeroes (a page lost)."""
+        lines = [f"{len(bad)} of {nkeys} keys have wrong values; DBSIZE {r.call('DBSIZE')}"]
+        for i, got in bad[:5]:
+            want = val(i)
+            if got is None:
+                lines.append(f"  {key(i).decode()}: missing ({len(want)} bytes expected)")
+                continue
+            at = next((k for k in range(min(len(got), len(want))) if got[k] != want[k]),
+                      min(len(got), len(want)))
+            rest = got[at:at + 64]
+            lines.append(f"  {key(i).decode()}: {len(got)} bytes ({len(want)} expected), "
+                         f"differs from byte {at}: {rest[:32]!r}"
+                         f"{' (zeroes)' if rest and not rest.strip(bytes(1)) else ''}")
+        return "\n".join(lines)
+
+    def verify_all(label):
+        t0 = time.monotonic()
+        bad = wrong_keys()
         if bad:
-            i, got = bad[0]
-            raise TestFailure(f"{label}: {len(bad)} of {nkeys} keys have wrong values; first "
-                              f"{key(i).decode()}: expected {val(i)[:60]!r}... "
-                              f"({len(val(i))} bytes), got "
-                              f"{None if got is None else got[:60]!r} "
-                              f"({None if got is None else len(got)} bytes)")
+            raise TestFailure(f"{label}: {damage(bad)}")
         log(f"{label}: all {nkeys} keys verified in {time.monotonic() - t0:.1f} s")
 
     ctx.phase("verify-fill")
@@ -163,7 +179,10 @@ databases 16
     def check_digest(label):
         d = r.call("DEBUG", "DIGEST")
         if d != digest:
-            raise TestFailure(f"DEBUG DIGEST {label}: {d.decode()}, was {digest.decode()}")
+            # Which keys, and how: the next person to see this needs more than a hash.
+            bad = wrong_keys()
+            raise TestFailure(f"DEBUG DIGEST {label}: {d.decode()}, was {digest.decode()}; "
+                              f"{damage(bad) if bad else 'every key of db 0 reads right'}")
         log(f"DEBUG DIGEST {label}: unchanged")
 
     # --kill-daemon-during: SIGKILL memextd once redis has served 2000 commands of the
