@@ -2,15 +2,16 @@
 #pragma once
 
 /*
- * The daemon's state: the store, the clients, the fault threads and the reclaim thread.
+ * The daemon's state: the store, the clients, the fault threads and the reclaim threads.
  *
  * Threads:
  *   main      accepts clients, reads their control sockets and pidfds, rescans their maps,
  *             serves the stats socket, creates and destroys clients.
  *   fault/N   one per CPU, pinned, each waiting on every client's userfaultfd, so the thread on
  *             the faulting CPU usually answers (see DESIGN.md, "The physics of this machine").
- *   reclaim   evicts pages of clients over their budget, drains clients before fork, and
- *             answers faults that had to wait for a batch.
+ *   reclaim   (reclaim/N beside it with reclaim-threads > 1) evicts pages of clients over
+ *             their budget, drains clients before fork, and answers faults that had to wait
+ *             for a batch; one thread works on a client at a time (client.reclaim_owned).
  *
  * Lock order: manager.clients_lock -> client.resolve_lock -> client.lock. fault.c's
  * registration_lock is taken with no other lock held.
