@@ -119,11 +119,10 @@ struct client {
 	unsigned ra_window;   /* pages read ahead on the next sequential fault */
 	struct writetrack wtrack; /* keep the copies of pages read back? (writetrack.h) */
 	bool batch_in_flight;
-	/* A batch whose process stopped before its agent answered request stalled_seq: in
+	/* A batch whose process stopped before its agent answered the request for it: in
 	 * flight until the process runs again. Only the reclaim thread holding the client
-	 * (reclaim_owned) touches these. */
+	 * (reclaim_owned) touches it. */
 	struct batch *stalled_batch;
-	uint32_t stalled_seq;
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
 	struct fault_req *parked;

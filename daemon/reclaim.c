@@ -30,6 +30,7 @@
 
 struct batch {
 	unsigned nr;
+	uint32_t seq; /* of the request that moves it out, once sent */
 	uint64_t vpn[MEMEXT_STAGING_PAGES];
 	uint64_t handle[MEMEXT_STAGING_PAGES];
 	uint64_t moved[MEMEXT_STAGING_PAGES / 64];
@@ -495,6 +496,19 @@ static void batch_all(const struct batch *b, uint64_t *all)
 		set_bit(all, i);
 }
 
+/* Drops the kept copies of b's clean pages; returns how many. */
+static unsigned drop_kept_copies(struct store *s, const struct batch *b)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < b->nr; i++)
+		if (test_bit(b->clean, i)) {
+			store_drop(s, b->handle[i]);
+			n++;
+		}
+	return n;
+}
+
 /*
  * The agent never answered (r): we cannot know what it moved, nor whether it is still moving.
  * The batch's pages stay MOVING: a fault on one finds it in staging or maps zeroes
@@ -514,11 +528,7 @@ static int batch_failed(struct reclaimer *rc, struct client *c, struct batch *b,
 	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
 		move_gate_cancel(c->gate, i);
 	/* Faults on these pages are served from staging, never from their copies. */
-	for (unsigned i = 0; i < b->nr; i++)
-		if (test_bit(b->clean, i)) {
-			store_drop(c->m->store, b->handle[i]);
-			c->nr_cached--;
-		}
+	c->nr_cached -= drop_kept_copies(c->m->store, b);
 	c->agent_gone = true;
 	c->batch_in_flight = false;
 	pthread_cond_broadcast(&c->batch_done);
@@ -578,8 +588,8 @@ static bool batch_stall(struct reclaimer *rc, struct client *c, uint32_t seq)
 
 	if (!next)
 		return false;
+	rc->b->seq = seq;
 	c->stalled_batch = rc->b;
-	c->stalled_seq = seq;
 	rc->b = next;
 	atomic_fetch_add(&c->m->totals.reclaim_stalled, 1);
 	log_info("client %d: stopped before its agent moved a batch out; the batch waits until it "
@@ -602,7 +612,7 @@ static int batch_resume(struct reclaimer *rc, struct client *c, bool wait)
 	if (!wait && agent_stopped(c))
 		return 0;
 	batch_all(b, all);
-	r = agent_move_done(c, b, all, false, c->stalled_seq, !wait, b->moved);
+	r = agent_move_done(c, b, all, false, b->seq, !wait, b->moved);
 	if (r == -EAGAIN)
 		return 0;
 	c->stalled_batch = NULL;
@@ -622,9 +632,7 @@ void reclaim_client_gone(struct client *c)
 
 	if (!b)
 		return;
-	for (unsigned i = 0; i < b->nr; i++)
-		if (test_bit(b->clean, i))
-			store_drop(c->m->store, b->handle[i]);
+	drop_kept_copies(c->m->store, b);
 	batch_free(b);
 	c->stalled_batch = NULL;
 }
