@@ -501,6 +501,7 @@ static int set_entry(struct adopt_ctx *a, uint64_t vpn, pte_t e)
 	case PTE_PRESENT:
 		a->c->nr_present++;
 		a->c->nr_cached += !!(e & PTE_CLEAN);
+		a->c->lru.nr_unevictable += !!(e & PTE_UNEVICTABLE);
 		break;
 	case PTE_STORED:
 		a->c->nr_stored++;
@@ -511,13 +512,14 @@ static int set_entry(struct adopt_ctx *a, uint64_t vpn, pte_t e)
 	return 0;
 }
 
-/* A page whose content is nowhere: marked, and poisoned after the replay (adopt_client). */
+/* A page whose content is nowhere: marked (unevictable until then), and poisoned after the
+ * replay (adopt_client). */
 static int mark_lost(struct adopt_ctx *a, uint64_t vpn, int why)
 {
 	log_error_errno(why, "client %d: page %#" PRIx64 " could not be recovered: %m", a->c->pid,
 			vpn * PAGE_SIZE);
 	a->lost++;
-	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_DEAD, 0));
+	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_UNEVICTABLE, 0));
 }
 
 /* Puts the page in a->buf into our store as vpn's STORED entry; if the store refuses it, into
@@ -679,11 +681,12 @@ static int poison_lost(uint64_t vpn, pte_t *pte, void *userdata)
 	struct client *c = userdata;
 	struct uffdio_poison p = {.range = {.start = vpn * PAGE_SIZE, .len = PAGE_SIZE}};
 
-	if (pte_type(*pte) == PTE_PRESENT && (*pte & PTE_DEAD)) {
+	if (pte_type(*pte) == PTE_PRESENT && (*pte & PTE_UNEVICTABLE)) {
 		/* SIGBUS on access is better than any wrong byte. */
 		if (ioctl(c->uffd, UFFDIO_POISON, &p) < 0 && errno != EEXIST)
 			log_error_errno(-errno, "client %d: cannot poison lost page %#" PRIx64 ": %m", c->pid,
 				  vpn * PAGE_SIZE);
+		lru_del(&c->lru, *pte);
 		*pte = pte_make(PTE_PRESENT, 0, 0);
 	}
 	return 0;

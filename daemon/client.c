@@ -161,6 +161,7 @@ void client_release_pages(struct client *c)
 	c->nr_stored = 0;
 	c->nr_cached = 0;
 	c->lru.nr_active = 0;
+	c->lru.nr_unevictable = 0;
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -145,6 +145,8 @@ struct client {
 	uint64_t rss_pages;
 	bool release_failed; /* the daemon stops but could not give it every page back */
 	unsigned fruitless_batches; /* in a row; stops throttling while reclaim cannot help */
+	uint64_t unevictable_retry_ns; /* CLOCK_MONOTONIC: its unevictable pages are tried
+					* again then (0: none yet) */
 
 	struct client_counters stats;
 	struct client_record *record; /* in pmem, for a successor after a crash (adopt.h) */

@@ -303,6 +303,21 @@ const struct config_key config_table[] = {
 		       "page; the most is the size of the shim's staging area.",
 	},
 	{
+		.section = "reclaim",
+		.name = "unevictable-retry-sec",
+		.type = CONFIG_UINT,
+		.default_value = "60",
+		.min = 1,
+		.max = 86400,
+		.value_name = "SECONDS",
+		.offset = G(unevictable_retry_sec),
+		.doc = "How often pages the kernel refused to evict (mlocked, or made read-only "
+		       "by mprotect) are tried again. The shim reports munlock(), munlockall() "
+		       "and mprotect() back to read-write at once; this catches programs that "
+		       "make those system calls without libc. Each try costs a failed move per "
+		       "page still locked.",
+	},
+	{
 		.section = "store",
 		.name = "backend",
 		.type = CONFIG_ENUM,

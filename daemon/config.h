@@ -77,6 +77,7 @@ struct memextd_config {
 	/* [reclaim] */
 	uint64_t default_budget_bytes; /* for a client that sets no MEMEXT_BUDGET; 0: none */
 	unsigned batch_pages;	       /* pages evicted together, <= MEMEXT_STAGING_PAGES */
+	unsigned unevictable_retry_sec; /* unevictable pages go back on the lists this often */
 	/* Percent of a client's budget kept free, as the kernel's zone watermarks: reclaim wakes
 	 * when free headroom drops below low and stops above high; below min a faulting thread
 	 * waits for reclaim. min <= low <= high. */

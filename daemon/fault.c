@@ -612,7 +612,9 @@ static int handle_wp_fault(struct client *c, const struct fault_req *req)
 	case PTE_PRESENT:
 		if (*pte & PTE_CLEAN) {
 			handle = pte_payload(*pte);
-			*pte = pte_make(PTE_PRESENT, *pte & (PTE_REF | PTE_ACTIVE | PTE_WORKINGSET), 0);
+			*pte = pte_make(PTE_PRESENT,
+					*pte & (PTE_REF | PTE_ACTIVE | PTE_WORKINGSET | PTE_UNEVICTABLE),
+					0);
 			c->nr_cached--;
 			writetrack_written(&c->wtrack);
 		}

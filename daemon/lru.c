@@ -17,6 +17,12 @@
 #define ACTIVE_AGING_TURNS 32
 #endif
 
+/* The pages on the active and inactive lists, of nr_present resident. */
+static uint64_t evictable(const struct lru *l, uint64_t nr_present)
+{
+	return nr_present > l->nr_unevictable ? nr_present - l->nr_unevictable : 0;
+}
+
 static uint64_t int_sqrt(uint64_t x)
 {
 	uint64_t r = 0;
@@ -48,8 +54,8 @@ bool inactive_is_low(uint64_t nr_inactive, uint64_t nr_active)
  */
 uint64_t lru_workingset_size(const struct lru *l, uint64_t nr_present)
 {
-	uint64_t ratio = inactive_ratio(nr_present);
-	uint64_t target = nr_present / (ratio + 1) * ratio;
+	uint64_t nr = evictable(l, nr_present), ratio = inactive_ratio(nr);
+	uint64_t target = nr / (ratio + 1) * ratio;
 
 	return MAX(l->nr_active, target);
 }
@@ -92,7 +98,7 @@ uint64_t workingset_refault(struct lru *l, uint32_t shadow, uint64_t nr_present)
 
 void lru_mark_accessed(struct lru *l, pte_t *pte)
 {
-	if (pte_type(*pte) != PTE_PRESENT || (*pte & PTE_ACTIVE))
+	if (pte_type(*pte) != PTE_PRESENT || (*pte & (PTE_ACTIVE | PTE_UNEVICTABLE)))
 		return;
 	if (!(*pte & PTE_REF)) {
 		*pte |= PTE_REF;
@@ -107,8 +113,40 @@ void lru_mark_accessed(struct lru *l, pte_t *pte)
 
 void lru_del(struct lru *l, pte_t e)
 {
-	if (pte_type(e) == PTE_PRESENT && (e & PTE_ACTIVE))
+	if (pte_type(e) != PTE_PRESENT)
+		return;
+	if (e & PTE_ACTIVE)
 		l->nr_active--;
+	if (e & PTE_UNEVICTABLE)
+		l->nr_unevictable--;
+}
+
+pte_t lru_cull(struct lru *l, pte_t e)
+{
+	l->nr_unevictable++;
+	return (e & ~(PTE_TYPE_MASK | PTE_ACTIVE | PTE_REF)) | PTE_PRESENT | PTE_UNEVICTABLE;
+}
+
+static int rescue_one(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	uint64_t *nr = userdata;
+
+	(void)vpn;
+	if (pte_type(*pte) == PTE_PRESENT && (*pte & PTE_UNEVICTABLE)) {
+		*pte &= ~(PTE_UNEVICTABLE | PTE_REF);
+		(*nr)++;
+	}
+	return 0;
+}
+
+uint64_t lru_rescue(struct lru *l, struct pagetable *pt, uint64_t start_vpn, uint64_t end_vpn)
+{
+	uint64_t nr = 0;
+
+	if (l->nr_unevictable)
+		pagetable_walk(pt, start_vpn, end_vpn, rescue_one, &nr);
+	l->nr_unevictable -= nr;
+	return nr;
 }
 
 /* A clock hand: walks the table from where it stands, wrapping, for up to half_turns halves
@@ -147,7 +185,7 @@ static void hand_run(struct pagetable *pt, uint64_t *hand, int half_turns, pte_v
 struct scan_ctx {
 	struct lru *l;
 	struct pagetable *pt;
-	uint64_t nr_present;
+	uint64_t nr_evictable; /* PRESENT entries on the active and inactive lists */
 	uint64_t keep_inactive; /* shrink_active_list: stop once the inactive list has this */
 	uint64_t active_quota;	/* ... and the active hand has looked at this many pages */
 	uint64_t active_scanned;
@@ -160,7 +198,7 @@ struct scan_ctx {
 static bool active_balanced(const struct scan_ctx *s)
 {
 	uint64_t nr_inactive =
-		s->nr_present > s->l->nr_active ? s->nr_present - s->l->nr_active : 0;
+		s->nr_evictable > s->l->nr_active ? s->nr_evictable - s->l->nr_active : 0;
 
 	return s->l->nr_active == 0 ||
 	       (nr_inactive >= s->keep_inactive &&
@@ -202,7 +240,7 @@ static bool run_candidate(struct pagetable *pt, uint64_t vpn)
 {
 	pte_t *pte = vpn < VPN_END ? pagetable_lookup(pt, vpn) : NULL;
 
-	return pte && pte_type(*pte) == PTE_PRESENT && !(*pte & PTE_ACTIVE);
+	return pte && pte_type(*pte) == PTE_PRESENT && !(*pte & (PTE_ACTIVE | PTE_UNEVICTABLE));
 }
 
 void lru_victim_run(struct pagetable *pt, uint64_t vpn, unsigned max, uint64_t *ret_first,
@@ -225,7 +263,7 @@ static int shrink_one(uint64_t vpn, pte_t *pte, void *userdata)
 	uint64_t first;
 	unsigned nr;
 
-	if (pte_type(*pte) != PTE_PRESENT || (*pte & PTE_ACTIVE))
+	if (pte_type(*pte) != PTE_PRESENT || (*pte & (PTE_ACTIVE | PTE_UNEVICTABLE)))
 		return 0;
 	s->scanned++;
 	if (*pte & PTE_REF) {
@@ -251,19 +289,19 @@ unsigned lru_shrink(struct lru *l, struct pagetable *pt, uint64_t nr_present, un
 	struct scan_ctx s = {
 		.l = l,
 		.pt = pt,
-		.nr_present = nr_present,
+		.nr_evictable = evictable(l, nr_present),
 		.keep_inactive = want, /* the inactive list stays balanced after this batch */
 		.want = want,
 		.isolate = isolate,
 		.userdata = userdata,
 	};
 
-	if (want == 0)
+	if (want == 0 || s.nr_evictable == 0)
 		return 0;
 	/* A share of a page per eviction: the remainder carries over to the next batch. */
 	l->aging_credit += (uint64_t)want * l->nr_active;
-	s.active_quota = l->aging_credit / (ACTIVE_AGING_TURNS * nr_present);
-	l->aging_credit -= s.active_quota * ACTIVE_AGING_TURNS * nr_present;
+	s.active_quota = l->aging_credit / (ACTIVE_AGING_TURNS * s.nr_evictable);
+	l->aging_credit -= s.active_quota * ACTIVE_AGING_TURNS * s.nr_evictable;
 	/* Three half-turns at most, as the inactive hand: the first may only clear REF. */
 	if (!active_done(&s))
 		hand_run(pt, &l->active_hand, 3, deactivate_one, &s);

@@ -29,6 +29,13 @@
  *   refault            refault_distance = age now - age at eviction; <= workingset size:
  *                      activate at once (nonresident_age++), and with the workingset bit,
  *                      count a restore
+ *   unevictable        a victim the kernel refused to move for a reason of its mapping
+ *                      (mlocked, or not read-write: UFFDIO_MOVE's EINVAL) is culled to the
+ *                      unevictable list (PTE_UNEVICTABLE), which no hand looks at, instead of
+ *                      being tried again on every turn (the kernel's PG_mlocked and
+ *                      unevictable LRU). munlock, munlockall or mprotect back to read-write
+ *                      rescue it (lru_rescue); so does a slow timer (reclaim.c), for programs
+ *                      that make those calls without libc
  *
  * Shadows are 32 bits: EVICTION_BITS (31) of age, bucket_order 0, and the workingset bit. The
  * age wraps after 2^31 evictions + activations of one client; a page evicted that long ago and
@@ -46,7 +53,8 @@
 
 /* One client's lists. Plain integers: the client's lock protects them. */
 struct lru {
-	uint64_t nr_active;	  /* PRESENT entries with PTE_ACTIVE; the rest are inactive */
+	uint64_t nr_active;	  /* PRESENT entries with PTE_ACTIVE */
+	uint64_t nr_unevictable;  /* PRESENT entries with PTE_UNEVICTABLE; the rest are inactive */
 	uint64_t active_hand;	  /* vpn where the active list's next scan starts */
 	uint64_t inactive_hand;	  /* vpn where the inactive list's next scan starts */
 	uint32_t nonresident_age; /* evictions + activations, EVICTION_BITS wide */
@@ -65,7 +73,8 @@ struct lru {
 typedef int (*lru_isolate_fn)(uint64_t vpn, pte_t *pte, void *userdata);
 
 /*
- * Picks up to want victims among the nr_present PRESENT entries of pt: ages the active list if
+ * Picks up to want victims among the nr_present PRESENT entries of pt (the unevictable ones
+ * included: lru.c leaves them out): ages the active list if
  * the inactive one is low, then runs the inactive hand. Returns the number isolated; adds the
  * entries the hands looked at to *ret_scanned.
  */
@@ -104,8 +113,16 @@ uint64_t workingset_refault(struct lru *l, uint32_t shadow, uint64_t nr_present)
 /* A reference to a resident page (a write-protect fault): folio_mark_accessed. */
 void lru_mark_accessed(struct lru *l, pte_t *pte);
 
-/* A PRESENT entry leaves the lists (dropped, unmapped, reset): keeps nr_active right. */
+/* A PRESENT entry leaves the lists (dropped, unmapped, reset): keeps the counts right. */
 void lru_del(struct lru *l, pte_t e);
+
+/* The kernel refused to move this page out for good: the entry it gets (PRESENT, other flags
+ * kept, on the unevictable list), counted. e must be on no list yet (a victim's). */
+pte_t lru_cull(struct lru *l, pte_t e);
+
+/* Unevictable entries in [start_vpn, end_vpn) go back to the inactive list, unreferenced, so
+ * the next shrink tries them first. Returns how many. */
+uint64_t lru_rescue(struct lru *l, struct pagetable *pt, uint64_t start_vpn, uint64_t end_vpn);
 
 /* The refault distance of a shadow now, mod 2^EVICTION_BITS. */
 uint32_t lru_refault_distance(const struct lru *l, uint32_t shadow);

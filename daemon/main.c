@@ -80,6 +80,7 @@ struct options {
 	const char *reclaim_threads;
 	const char *fault_poll_us;
 	const char *batch_pages;
+	const char *unevictable_retry_sec;
 	const char *faultaround_pages;
 	const char *log_level;
 	const char *meminfo_path; /* a stand-in for /proc/meminfo (tests) */
@@ -649,6 +650,7 @@ static void handle_control(struct daemon *d, struct client *c)
 		struct msg_header h;
 		struct msg_fork fork;
 		struct msg_agent_started agent;
+		struct msg_evictable evictable;
 	} msg;
 	ssize_t n = proto_recv(c->control_fd, &msg, sizeof(msg), NULL, NULL);
 
@@ -679,6 +681,18 @@ static void handle_control(struct daemon *d, struct client *c)
 		c->evict_paused = false;
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
+		break;
+	case MSG_EVICTABLE:
+		/* munlock() or mprotect(): the unevictable pages there may move again. */
+		if (msg.evictable.range.start < msg.evictable.range.end) {
+			uint64_t rescued;
+
+			pthread_mutex_lock(&c->lock);
+			rescued = lru_rescue(&c->lru, c->pt, msg.evictable.range.start / PAGE_SIZE,
+					     msg.evictable.range.end / PAGE_SIZE);
+			pthread_mutex_unlock(&c->lock);
+			atomic_fetch_add(&d->m.totals.unevictable_rescued, rescued);
+		}
 		break;
 	case MSG_AGENT_STARTED:
 		/* A fork child's agent, started after its hello: eviction may begin. */
@@ -1001,6 +1015,7 @@ static void help(void)
 	       "  --fault-poll-us N       microseconds a fault thread polls after a fault\n"
 	       "  --reclaim-threads N     threads that evict pages (default 1)\n"
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
+	       "  --unevictable-retry-sec N  seconds between tries of pages the kernel refused\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
 	       "  --meminfo FILE          read MemTotal and MemAvailable from FILE, not\n"
@@ -1034,6 +1049,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_FAULT_POLL,
 		OPT_RECLAIM_THREADS,
 		OPT_BATCH_PAGES,
+		OPT_UNEVICTABLE_RETRY,
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
 		OPT_MEMINFO,
@@ -1056,6 +1072,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"fault-poll-us", required_argument, NULL, OPT_FAULT_POLL},
 		{"reclaim-threads", required_argument, NULL, OPT_RECLAIM_THREADS},
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
+		{"unevictable-retry-sec", required_argument, NULL, OPT_UNEVICTABLE_RETRY},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"meminfo", required_argument, NULL, OPT_MEMINFO},
@@ -1090,6 +1107,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_FAULT_POLL: o->fault_poll_us = optarg; break;
 		case OPT_RECLAIM_THREADS: o->reclaim_threads = optarg; break;
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
+		case OPT_UNEVICTABLE_RETRY: o->unevictable_retry_sec = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
 		case OPT_MEMINFO: o->meminfo_path = optarg; break;
@@ -1127,6 +1145,7 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 		{"daemon", "faultaround-pages", o->faultaround_pages},
 		{"reclaim", "default-budget", o->default_budget},
 		{"reclaim", "batch-pages", o->batch_pages},
+		{"reclaim", "unevictable-retry-sec", o->unevictable_retry_sec},
 		{"store", "memory-limit", o->store_limit},
 		{"store", "compressor", o->compressor},
 		{"store", "zstd-level", o->zstd_level},
@@ -1209,6 +1228,7 @@ static void apply_runtime_config(struct daemon *d)
 	log_set_max_level(cfg->log_level);
 	mc->faultaround_pages = cfg->faultaround_pages;
 	mc->batch_pages = cfg->batch_pages;
+	mc->unevictable_retry_sec = cfg->unevictable_retry_sec;
 	mc->default_budget_bytes = cfg->default_budget_bytes;
 	mc->client_wmark_min_pct = cfg->client_watermark_min_pct;
 	mc->client_wmark_low_pct = cfg->client_watermark_low_pct;

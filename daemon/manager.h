@@ -34,6 +34,7 @@ struct manager_config {
 	unsigned nr_reclaim_threads;  /* at least 1 */
 	unsigned fault_poll_us;       /* reading on after a client's last fault before sleeping */
 	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
+	unsigned unevictable_retry_sec; /* a client's unevictable pages are tried again this often */
 	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
 	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
 	/* Free headroom in percent of a client's budget, as the kernel's zone watermarks:
@@ -59,6 +60,8 @@ struct manager_totals {
 	_Atomic uint64_t clients_seen; /* clients ever accepted */
 	_Atomic uint64_t reclaim_scanned;  /* entries the two clock hands looked at */
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
+	_Atomic uint64_t unevictable_culled;  /* ... of those, set aside: mlocked, not read-write */
+	_Atomic uint64_t unevictable_rescued; /* unevictable pages put back on the lists */
 	_Atomic uint64_t reclaim_stalled;  /* batches a stopped process held (reclaim.c) */
 	_Atomic uint64_t throttled;	   /* faults parked below a min watermark (fault.c) */
 	_Atomic uint64_t sys_reclaim_rounds; /* reclaim rounds run for the system's watermarks */

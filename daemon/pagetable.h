@@ -11,7 +11,8 @@
  *   PRESENT  the page is mapped in the process. REF: faulted in (or written) since its list's
  *            clock hand passed. ACTIVE: on the active list, else the inactive (daemon/lru.h).
  *            CLEAN: brought back write-protected and not written since; payload = the stored
- *            copy, which evicting it again reuses (no compression).
+ *            copy, which evicting it again reuses (no compression). UNEVICTABLE: the kernel
+ *            refused to move it out (mlocked, or not read-write): on neither list (lru.h).
  *   MOVING   in a reclaim batch: the agent may have moved it to staging; payload = its
  *            staging slot. Faults wait for the batch; DEAD: the application removed the
  *            range meanwhile, discard the content; CANCEL: copied back for the agent itself.
@@ -47,6 +48,9 @@ enum pte_type {
 /* PRESENT: was active once (PG_workingset). Every bit below the payload is taken, so it shares
  * bit 5 with CANCEL, which only MOVING entries carry. */
 #define PTE_WORKINGSET PTE_CANCEL
+/* PRESENT: on the unevictable list (daemon/lru.h); shares bit 4 with DEAD, which only MOVING and
+ * LOADING entries carry. */
+#define PTE_UNEVICTABLE PTE_DEAD
 #define PTE_PAYLOAD_SHIFT 8
 
 static inline enum pte_type pte_type(pte_t e)

@@ -2,6 +2,7 @@
 #include "reclaim.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ struct batch {
 	uint64_t locked[MEMEXT_STAGING_PAGES / 64]; /* moved into the mlocked half of staging */
 	uint64_t clean[MEMEXT_STAGING_PAGES / 64];  /* handle[i] is its kept copy: no compression */
 	uint64_t written[MEMEXT_STAGING_PAGES / 64]; /* the agent lifted its write protection */
+	uint64_t unevictable[MEMEXT_STAGING_PAGES / 64]; /* the kernel refused it for good */
 	uint64_t saved[MEMEXT_STAGING_PAGES / 64];
 	uint64_t workingset[MEMEXT_STAGING_PAGES / 64]; /* PTE_WORKINGSET: goes into the shadow */
 	unsigned char *data; /* MEMEXT_STAGING_PAGES pages read from staging */
@@ -275,6 +277,7 @@ static int agent_move_done(struct client *c, struct batch *b, const uint64_t *ma
 	if (!back) {
 		memcpy(b->locked, reply.locked, sizeof(reply.locked));
 		memcpy(b->written, reply.written, sizeof(reply.written));
+		memcpy(b->unevictable, reply.unevictable, sizeof(reply.unevictable));
 	}
 	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
 		if (test_bit(ret_moved, i) && (i >= b->nr || !test_bit(mask, i)))
@@ -429,13 +432,19 @@ static void complete_batch(struct client *c, struct batch *b, const uint64_t *ba
 				store_drop(s, b->handle[i]);
 			*pte = 0;
 			c->nr_present--;
-		} else if (test_bit(b->clean, i)) {
-			/* Not moved: still resident and still write-protected, the copy holds. */
-			*pte = pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, b->handle[i]);
-			c->nr_cached++;
 		} else {
-			/* Still (or again) resident: skip it on the next turn of the hand. */
-			*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+			/* Still (or again) resident: skip it on the next turn of the hand. Not
+			 * moved and clean: still write-protected, the copy holds. */
+			*pte = test_bit(b->clean, i)
+				       ? pte_make(PTE_PRESENT, PTE_REF | PTE_CLEAN, b->handle[i])
+				       : pte_make(PTE_PRESENT, PTE_REF, 0);
+			c->nr_cached += test_bit(b->clean, i);
+			if (test_bit(b->unevictable, i) && !test_bit(b->moved, i)) {
+				/* Refused for a reason of its mapping: not again until it
+				 * changes (lru.h, unevictable). */
+				*pte = lru_cull(&c->lru, *pte);
+				atomic_fetch_add(&c->m->totals.unevictable_culled, 1);
+			}
 		}
 	}
 }
@@ -670,6 +679,7 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 
 	batch_all(b, all);
 	memset(b->locked, 0, sizeof(b->locked));
+	memset(b->unevictable, 0, sizeof(b->unevictable));
 	memset(b->saved, 0, sizeof(b->saved));
 	seq = agent_move_send(c, b, all, false);
 	if (seq == 0) /* b->nr > 0: there was something to send */
@@ -700,10 +710,46 @@ static int system_batches(const struct manager *m)
 	}
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Every unevictable-retry-sec, a client's unevictable pages go back on the inactive list: the
+ * shim tells of munlock() and mprotect() through libc (MSG_EVICTABLE), this of the system
+ * calls made without it. Pages still locked are culled again on their next try.
+ */
+static void retry_unevictable(struct reclaimer *rc, struct client *c)
+{
+	uint64_t every = (uint64_t)rc->m->cfg.unevictable_retry_sec * 1000000000;
+	uint64_t now = monotonic_ns(), n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->lru.nr_unevictable) {
+		c->unevictable_retry_ns = 0;
+	} else if (!c->unevictable_retry_ns) {
+		c->unevictable_retry_ns = now + every;
+	} else if (now >= c->unevictable_retry_ns) {
+		n = lru_rescue(&c->lru, c->pt, 0, UINT64_MAX / PAGE_SIZE);
+		c->unevictable_retry_ns = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (n) {
+		atomic_fetch_add(&rc->m->totals.unevictable_rescued, n);
+		log_debug("client %d: %" PRIu64 " unevictable pages tried again", c->pid, n);
+	}
+}
+
 static void reclaim_client(struct reclaimer *rc, struct client *c)
 {
 	unsigned batch = MIN(rc->m->cfg.batch_pages, (unsigned)MEMEXT_STAGING_PAGES);
 	int sys = system_batches(rc->m);
+
+	retry_unevictable(rc, c);
 
 	for (int i = 0; i < MAX_BATCHES_PER_ROUND; i++) {
 		uint64_t high, present, want;

@@ -26,6 +26,7 @@ struct client_figures {
 	uint64_t gate_waits, gate_wait_usec, gate_deferred;
 	uint64_t p50_usec, p99_usec;
 	uint64_t active_pages, inactive_pages;		/* resident pages on each LRU list */
+	uint64_t unevictable_pages;			/* ... and on none: mlocked, not rw */
 	uint64_t workingset_refault, workingset_activate, workingset_restore;
 	/* "untracked" (below track-above), "active", "draining", "drained", "forking",
 	 * "no-agent" */
@@ -55,8 +56,11 @@ static void figures_of(struct client *c, struct client_figures *f)
 	f->evicted_pages = c->nr_stored;
 	f->cached_pages = c->nr_cached;
 	f->active_pages = c->lru.nr_active;
+	f->unevictable_pages = c->lru.nr_unevictable;
 	/* MOVING entries count as inactive: they were isolated from that list. */
-	f->inactive_pages = c->nr_present > c->lru.nr_active ? c->nr_present - c->lru.nr_active : 0;
+	f->inactive_pages = c->nr_present > f->active_pages + f->unevictable_pages
+				    ? c->nr_present - f->active_pages - f->unevictable_pages
+				    : 0;
 	f->workingset_refault = c->lru.refault;
 	f->workingset_activate = c->lru.activate;
 	f->workingset_restore = c->lru.restore;
@@ -175,7 +179,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			",\"throttled_faults\":%" PRIu64 ",\"move_failed\":%" PRIu64
 			",\"fault_usec_mean\":%.1f,\"fault_usec_p50\":%" PRIu64
 			",\"fault_usec_p99\":%" PRIu64 ",\"active_pages\":%" PRIu64
-			",\"inactive_pages\":%" PRIu64 ",\"workingset_refault\":%" PRIu64
+			",\"inactive_pages\":%" PRIu64 ",\"unevictable_pages\":%" PRIu64
+			",\"workingset_refault\":%" PRIu64
 			",\"workingset_activate\":%" PRIu64 ",\"workingset_restore\":%" PRIu64
 			",\"agent_faults\":%" PRIu64 ",\"agent_unshare_faults\":%" PRIu64
 			",\"gate_waits\":%" PRIu64
@@ -184,8 +189,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 			c->cached_pages, c->pswpin,
 			c->pswpout, c->faults, c->zero_faults, c->parked, c->throttled, c->move_failed,
 			mean(c->fault_usec_total, c->faults), c->p50_usec, c->p99_usec,
-			c->active_pages, c->inactive_pages, c->workingset_refault,
-			c->workingset_activate, c->workingset_restore, c->agent_faults,
+			c->active_pages, c->inactive_pages, c->unevictable_pages,
+			c->workingset_refault, c->workingset_activate, c->workingset_restore, c->agent_faults,
 			c->agent_unshare_faults, c->gate_waits, c->gate_wait_usec, c->gate_deferred);
 	}
 	fprintf(f,
@@ -195,7 +200,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
-		",\"reclaim_deactivated\":%" PRIu64
+		",\"reclaim_deactivated\":%" PRIu64 ",\"unevictable_culled\":%" PRIu64
+		",\"unevictable_rescued\":%" PRIu64
 		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
 		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
 		",\"forks_drained\":%" PRIu64 ",\"fork_pages_shared\":%" PRIu64
@@ -211,7 +217,9 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
-		atomic_load(&m->totals.reclaim_deactivated), atomic_load(&m->totals.workingset_refault),
+		atomic_load(&m->totals.reclaim_deactivated),
+		atomic_load(&m->totals.unevictable_culled), atomic_load(&m->totals.unevictable_rescued),
+		atomic_load(&m->totals.workingset_refault),
 		atomic_load(&m->totals.workingset_activate),
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.forks_drained),
@@ -277,11 +285,16 @@ static void write_text_lru(struct manager *m, FILE *f, const struct client_figur
 		atomic_load(&m->totals.workingset_activate),
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.reclaim_deactivated));
+	fprintf(f, "unevictable: %" PRIu64 " pages culled (mlocked, not read-write), %" PRIu64
+		   " rescued\n",
+		atomic_load(&m->totals.unevictable_culled),
+		atomic_load(&m->totals.unevictable_rescued));
 	for (unsigned i = 0; i < n; i++)
-		fprintf(f, "  pid %d: %" PRIu64 " active, %" PRIu64 " inactive pages; %" PRIu64
-			   " refaults, %" PRIu64 " activated, %" PRIu64 " restored\n",
-			v[i].pid, v[i].active_pages, v[i].inactive_pages, v[i].workingset_refault,
-			v[i].workingset_activate, v[i].workingset_restore);
+		fprintf(f, "  pid %d: %" PRIu64 " active, %" PRIu64 " inactive, %" PRIu64
+			   " unevictable pages; %" PRIu64 " refaults, %" PRIu64 " activated, %" PRIu64
+			   " restored\n",
+			v[i].pid, v[i].active_pages, v[i].inactive_pages, v[i].unevictable_pages,
+			v[i].workingset_refault, v[i].workingset_activate, v[i].workingset_restore);
 }
 
 static void write_text(struct manager *m, FILE *f, const struct client_figures *v, unsigned n,
@@ -406,6 +419,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		 offsetof(struct client_figures, active_pages), PAGE_SIZE},
 		{"memext_client_inactive_bytes", "gauge", "Client memory on the inactive LRU list.",
 		 offsetof(struct client_figures, inactive_pages), PAGE_SIZE},
+		{"memext_client_unevictable_bytes", "gauge",
+		 "Client memory the kernel refused to evict (mlocked, not read-write).",
+		 offsetof(struct client_figures, unevictable_pages), PAGE_SIZE},
 		{"memext_client_workingset_refault_total", "counter",
 		 "Evicted pages of the client brought back.",
 		 offsetof(struct client_figures, workingset_refault), 1},
@@ -458,6 +474,13 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_reclaim_stalled_total", "counter",
 		   "Batches whose process was stopped before its agent moved them out.",
 		   atomic_load(&m->totals.reclaim_stalled));
+	prom_value(f, "memext_unevictable_culled_total", "counter",
+		   "Pages set aside as unevictable: the kernel refused them (mlocked, not "
+		   "read-write).",
+		   atomic_load(&m->totals.unevictable_culled));
+	prom_value(f, "memext_unevictable_rescued_total", "counter",
+		   "Unevictable pages put back on the lists (munlock, mprotect, retry).",
+		   atomic_load(&m->totals.unevictable_rescued));
 	prom_value(f, "memext_reclaim_deactivated_total", "counter",
 		   "Pages moved from the active to the inactive list.",
 		   atomic_load(&m->totals.reclaim_deactivated));

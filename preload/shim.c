@@ -117,6 +117,9 @@ static struct {
 	int fork_shared;     /* evicted pages the daemon keeps for the child (FORK_READY) */
 	int fork_pmem_fd;    /* the daemon's pmem, from FORK_READY: the child hands it on */
 	bool hello_refused;  /* the last hello was answered, with an error */
+	/* The agent reported a page the kernel would not move (mlocked, not read-write): from
+	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
+	bool told_unevictable;
 } S = {
 	.uffd = -1,
 	.control_fd = -1,
@@ -249,6 +252,17 @@ static void set_written(struct msg_agent_move_done *reply, uint64_t staging_addr
 
 	if (slot < MEMEXT_STAGING_PAGES)
 		reply->written[slot / 64] |= 1ULL << (slot % 64);
+}
+
+/* The kernel refused the page bound for staging_addr for a reason of its mapping (EINVAL). */
+static void set_unevictable(struct msg_agent_move_done *reply, uint64_t staging_addr)
+{
+	uint64_t slot = (staging_addr - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE;
+
+	if (slot < MEMEXT_STAGING_PAGES) {
+		reply->unevictable[slot / 64] |= 1ULL << (slot % 64);
+		__atomic_store_n(&S.told_unevictable, true, __ATOMIC_RELEASE);
+	}
 }
 
 /* Pages one move takes at most: the daemon may wait for the end of one (GATE_WAIT_USEC). */
@@ -486,6 +500,8 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 		if (err && moved == 0) {
 			/* This page stays where it is (shared with a fork child, mlocked, other
 			 * protection, gone). */
+			if (err == EINVAL && !back)
+				set_unevictable(reply, r->dst + done);
 			if (!reply->first_err)
 				reply->first_err = -err;
 			reply->nr_failed++;
@@ -1900,6 +1916,56 @@ _public_ int mlock(const void *addr, size_t len)
 	 * that is not anonymous memory fails to register and is locked all the same. */
 	early_register((uint64_t)(uintptr_t)addr, len);
 	return (int)syscall(SYS_mlock, addr, len);
+}
+
+/*
+ * Pages the daemon set aside as unevictable (the kernel would not move them) may move again
+ * after these: it is told, once the agent has reported such a page. A program that makes the
+ * system calls itself is caught up with later (the daemon retries them now and then).
+ */
+static void tell_evictable(const void *addr, size_t len)
+{
+	struct msg_evictable m = {
+		.range = {PAGE_ALIGN_DOWN((uint64_t)(uintptr_t)addr),
+			  PAGE_ALIGN_UP((uint64_t)(uintptr_t)addr + len)},
+	};
+	int saved = errno, fd;
+
+	if (!__atomic_load_n(&S.told_unevictable, __ATOMIC_ACQUIRE) || S.pid != getpid())
+		return;
+	fd = control_fd();
+	if (fd >= 0) {
+		proto_init_header(&m.h, MSG_EVICTABLE, sizeof(m), 0);
+		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
+	}
+	errno = saved;
+}
+
+_public_ int munlock(const void *addr, size_t len)
+{
+	int r = (int)syscall(SYS_munlock, addr, len);
+
+	if (r == 0)
+		tell_evictable(addr, len);
+	return r;
+}
+
+_public_ int munlockall(void)
+{
+	int r = (int)syscall(SYS_munlockall);
+
+	if (r == 0)
+		tell_evictable(NULL, UINT64_MAX - PAGE_SIZE);
+	return r;
+}
+
+_public_ int mprotect(void *addr, size_t len, int prot)
+{
+	int r = (int)syscall(SYS_mprotect, addr, len, prot);
+
+	if (r == 0 && (prot & PROT_READ) && (prot & PROT_WRITE))
+		tell_evictable(addr, len);
+	return r;
 }
 
 __attribute__((constructor)) static void memext_init(void)

@@ -43,6 +43,7 @@ static const size_t fixed_size[_MSG_TYPE_MAX] = {
 	[MSG_AGENT_BUDGET] = sizeof(struct msg_agent_budget),
 	[MSG_AGENT_STARTED] = sizeof(struct msg_agent_started),
 	[MSG_AGENT_GATE] = sizeof(struct msg_agent_gate),
+	[MSG_EVICTABLE] = sizeof(struct msg_evictable),
 };
 
 int proto_check(const void *buf, size_t n)
@@ -68,7 +69,8 @@ int proto_check(const void *buf, size_t n)
 			return -EBADMSG;
 		want = sizeof(*m) + m->nr * sizeof(struct move_range);
 	} else if (h->type == MSG_AGENT_MOVE_DONE &&
-		   n == offsetof(struct msg_agent_move_done, written)) {
+		   (n == offsetof(struct msg_agent_move_done, written) ||
+		    n == offsetof(struct msg_agent_move_done, unevictable))) {
 		/* An application still running the shim of a memextd before an upgrade. */
 		return 0;
 	} else {

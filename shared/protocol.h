@@ -16,7 +16,8 @@
  *            and the evicted pages are snapshotted for the child, or, where they cannot be
  *            shared, brought back) and MSG_FORK_DONE (the parent resumes). The header's seq
  *            of FORK_PREPARE is a random token; the child's hello (HELLO_FORK_CHILD) names it
- *            and its parent's pid to claim the shared pages (daemon/forkshare.h).
+ *            and its parent's pid to claim the shared pages (daemon/forkshare.h). After
+ *            munlock(), munlockall() or mprotect() it may send MSG_EVICTABLE.
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
  *            application into its staging area (answered by MSG_AGENT_MOVE_DONE, a bitmap of
  *            the staging pages that now hold a page); MSG_AGENT_FREE asks it to MADV_DONTNEED the staging area (no answer:
@@ -55,6 +56,7 @@ enum msg_type {
 	MSG_AGENT_BUDGET,
 	MSG_AGENT_STARTED,
 	MSG_AGENT_GATE,
+	MSG_EVICTABLE,
 	_MSG_TYPE_MAX,
 };
 
@@ -165,6 +167,21 @@ struct msg_agent_move_done {
 	 * without a fault from then on: a copy kept of it no longer holds its content. Last, and
 	 * absent from the replies of a shim from before it (proto_check), read as zeroes. */
 	uint64_t written[MEMEXT_STAGING_PAGES / 64];
+	/* Bit i set (not moved): the kernel refused page i for a reason of its mapping
+	 * (EINVAL: mlocked, or not read-write), as it will until the application changes that:
+	 * the daemon sets it aside (daemon/lru.h, unevictable). Absent from older shims' replies. */
+	uint64_t unevictable[MEMEXT_STAGING_PAGES / 64];
+};
+
+/*
+ * MSG_EVICTABLE, shim -> daemon on the control socket, no answer: the application called
+ * munlock() or mprotect() to read-write on range (munlockall(): range is everything), so pages
+ * of it the daemon set aside as unevictable may move again. Sent only after the agent reported
+ * an unevictable page.
+ */
+struct msg_evictable {
+	struct msg_header h;
+	struct mem_range range;
 };
 
 struct msg_agent_free {

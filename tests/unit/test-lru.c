@@ -511,6 +511,115 @@ static void test_zipf(void)
 	printf("zipf: ok\n");
 }
 
+/*
+ * The unevictable list: victims the kernel refuses for good (mlocked) are culled, and no hand
+ * looks at them again until lru_rescue() puts them back, unreferenced, on the inactive list.
+ */
+struct cull_ctx {
+	struct sim *s;
+	uint64_t locked_from, locked_to; /* the kernel refuses these */
+	uint64_t vpn[256];
+	unsigned nr;
+};
+
+static int cull_isolate(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	struct cull_ctx *cc = userdata;
+
+	*pte = pte_make(PTE_MOVING, 0, cc->nr); /* what reclaim.c's isolate_one does */
+	cc->vpn[cc->nr++] = vpn;
+	return 0;
+}
+
+/* One batch: the locked ones come back culled (reclaim.c's complete_batch), the rest go. */
+static unsigned cull_batch(struct cull_ctx *cc, unsigned want, uint64_t *scanned)
+{
+	unsigned culled = 0;
+
+	cc->nr = 0;
+	lru_shrink(&cc->s->lru, cc->s->pt, cc->s->nr_present, want, cull_isolate, cc, scanned);
+	for (unsigned i = 0; i < cc->nr; i++) {
+		pte_t *pte = pagetable_lookup(cc->s->pt, cc->vpn[i]);
+
+		if (cc->vpn[i] >= cc->locked_from && cc->vpn[i] < cc->locked_to) {
+			*pte = lru_cull(&cc->s->lru, pte_make(PTE_PRESENT, PTE_REF, 0));
+			culled++;
+		} else {
+			*pte = pte_make(PTE_STORED, 0, 1);
+			cc->s->nr_present--;
+		}
+	}
+	return culled;
+}
+
+static void test_unevictable(void)
+{
+	struct sim s;
+	struct cull_ctx cc = {.s = &s, .locked_from = 40, .locked_to = 60};
+	uint64_t scanned = 0, first, ws_all, ws_some;
+	unsigned nr;
+	pte_t e;
+
+	sim_init(&s, TWO_LIST, 1000);
+	for (uint64_t v = 0; v < 100; v++)
+		sim_access(&s, v, true);
+	for (uint64_t v = 0; v < 100; v++)
+		*pagetable_lookup(s.pt, v) &= ~PTE_REF;
+	ws_all = lru_workingset_size(&s.lru, s.nr_present);
+
+	/* One pass takes all 100: 80 go, 20 are culled, and no longer count as evictable. */
+	assert(cull_batch(&cc, 100, &scanned) == 20);
+	assert(cc.nr == 100 && s.nr_present == 20 && s.lru.nr_unevictable == 20);
+	assert(count_flag(&s, 40, 60, PTE_UNEVICTABLE) == 20);
+	assert(count_flag(&s, 40, 60, PTE_REF) == 0 && count_flag(&s, 40, 60, PTE_ACTIVE) == 0);
+	/* No hand looks at them again: nothing isolated, nothing scanned. */
+	scanned = 0;
+	assert(cull_batch(&cc, 100, &scanned) == 0 && cc.nr == 0 && scanned == 0);
+
+	/* Not activated by a reference; not taken along in a neighbour's run. */
+	e = *pagetable_lookup(s.pt, 45);
+	lru_mark_accessed(&s.lru, pagetable_lookup(s.pt, 45));
+	lru_mark_accessed(&s.lru, pagetable_lookup(s.pt, 45));
+	assert(*pagetable_lookup(s.pt, 45) == e && s.lru.nr_active == 0);
+	*pagetable_lookup(s.pt, 60) = pte_make(PTE_PRESENT, 0, 0);
+	s.nr_present++;
+	lru_victim_run(s.pt, 60, 16, &first, &nr);
+	assert(first == 60 && nr == 1);
+
+	/* They do not count in the workingset size either. */
+	for (uint64_t v = 100; v < 180; v++)
+		sim_access(&s, v, true); /* 101 present, 20 of them unevictable */
+	ws_some = lru_workingset_size(&s.lru, s.nr_present);
+	s.lru.nr_unevictable = 0;
+	assert(lru_workingset_size(&s.lru, s.nr_present) > ws_some);
+	s.lru.nr_unevictable = 20;
+	assert(ws_all >= ws_some);
+
+	/* munlock of 40..49: rescued, unreferenced, the next shrink tries them first and they
+	 * go; 50..59 stay locked. */
+	cc.locked_from = 50;
+	assert(lru_rescue(&s.lru, s.pt, 40, 50) == 10);
+	assert(s.lru.nr_unevictable == 10 && count_flag(&s, 40, 50, PTE_UNEVICTABLE) == 0);
+	assert(count_flag(&s, 40, 50, PTE_REF) == 0);
+	assert(lru_rescue(&s.lru, s.pt, 40, 50) == 0);
+	s.lru.inactive_hand = 0;
+	assert(cull_batch(&cc, 11, &scanned) == 0 && cc.nr == 11);
+	for (uint64_t v = 40; v < 50; v++)
+		assert(pte_type(*pagetable_lookup(s.pt, v)) == PTE_STORED);
+	assert(pte_type(*pagetable_lookup(s.pt, 60)) == PTE_STORED);
+
+	/* Leaving (munmap): the count follows. */
+	e = *pagetable_lookup(s.pt, 55);
+	lru_del(&s.lru, e);
+	*pagetable_lookup(s.pt, 55) = 0;
+	s.nr_present--;
+	assert(s.lru.nr_unevictable == 9);
+	/* Everything rescued (munlockall, the retry timer). */
+	assert(lru_rescue(&s.lru, s.pt, 0, UINT64_MAX / 4096) == 9 && s.lru.nr_unevictable == 0);
+	sim_done(&s);
+	printf("unevictable: ok\n");
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0); /* the figures, even when an assert fails */
@@ -523,5 +632,6 @@ int main(void)
 	test_inactive_ratio();
 	test_loop_stops_thrashing();
 	test_zipf();
+	test_unevictable();
 	return 0;
 }

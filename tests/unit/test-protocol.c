@@ -94,21 +94,39 @@ static void test_check(void)
 		assert(MSG_AGENT_GATE == 15);
 	}
 
-	/* MOVE_DONE: the full size, or the size before the written bitmap (an older shim). */
+	/* MOVE_DONE: the full size, or the size before the written or the unevictable bitmap (older
+	 * shims). */
 	{
 		struct msg_agent_move_done d = {0};
 		size_t old = offsetof(struct msg_agent_move_done, written);
+		size_t older = offsetof(struct msg_agent_move_done, unevictable);
 
 		proto_init_header(&d.h, MSG_AGENT_MOVE_DONE, sizeof(d), 0);
 		assert(proto_check(&d, sizeof(d)) == 0);
 		d.h.len = (uint32_t)old;
 		assert(proto_check(&d, old) == 0);
+		d.h.len = (uint32_t)older;
+		assert(proto_check(&d, older) == 0);
 		d.h.len = (uint32_t)old - 8;
 		assert(proto_check(&d, old - 8) == -EBADMSG);
 		d.h.len = (uint32_t)old + 8;
 		assert(proto_check(&d, old + 8) == -EBADMSG);
+		d.h.len = (uint32_t)older + 8;
+		assert(proto_check(&d, older + 8) == -EBADMSG);
 		assert(offsetof(struct msg_agent_move_done, nr_failed) <
 		       offsetof(struct msg_agent_move_done, written)); /* the old layout is a prefix */
+		assert(older + sizeof(d.unevictable) == sizeof(d));
+	}
+
+	/* MSG_EVICTABLE: appended, a range, its exact size. */
+	{
+		struct msg_evictable e = {.range = {0x1000, 0x3000}};
+
+		proto_init_header(&e.h, MSG_EVICTABLE, sizeof(e), 0);
+		assert(proto_check(&e, sizeof(e)) == 0);
+		e.h.len = sizeof(e) - 8;
+		assert(proto_check(&e, sizeof(e) - 8) == -EBADMSG);
+		assert(MSG_EVICTABLE == 16);
 	}
 
 	/* Variable-length moves: the count must match the length exactly. */
