@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -867,9 +868,14 @@ static int serve_from_staging(struct client *c, uint64_t vpn, pte_t *pte, void *
  * I/O workers: a page in a swap file costs a disk read, which must not hold up a fault thread
  * (it serves every client). The fault thread marks the entry LOADING, records the page in the
  * client's io slots and hands the fault over; the worker reads, then installs and settles it
- * as swap_in() would, under the resolve lock.
+ * as swap_in() would, under the resolve lock. When the client has all its slots in flight, the
+ * fault goes to the workers as it is (IO_NO_SLOT), and the worker that takes it resolves it
+ * like a fault thread, reading the page itself.
  */
 #define NR_IO_WORKERS 2
+#define IO_NO_SLOT UINT_MAX
+
+static __thread bool in_io_worker; /* this thread may read a swap file itself */
 
 struct io_job {
 	struct io_job *next;
@@ -909,24 +915,30 @@ static void count_answered(struct client *c, const struct fault_req *req)
 }
 
 /* Hands a fault on a page in a swap file to a worker (lock held on entry, dropped).
- * Returns 1 (handed over) or -EBUSY (no slot: the caller reads it itself). */
+ * Returns 1 (handed over) or -EBUSY (no worker, no memory: the caller reads it itself). */
 static int io_submit(struct client *c, const struct fault_req *req, uint64_t vpn, pte_t *pte,
 		     bool keep)
 {
 	struct io_job *job;
 	unsigned slot;
 
-	if (!io.nr_threads)
+	if (!io.nr_threads || !(job = calloc(1, sizeof(*job))))
 		return -EBUSY;
 	for (slot = 0; slot < CLIENT_MAX_IO && c->io_busy[slot]; slot++)
 		;
-	if (slot == CLIENT_MAX_IO || !(job = calloc(1, sizeof(*job))))
-		return -EBUSY;
-	*job = (struct io_job){.c = client_ref(c), .req = *req, .slot = slot,
-			       .handle = pte_payload(*pte), .keep = keep};
-	c->io_busy[slot] = true;
-	c->io_vpn[slot] = vpn;
-	*pte = pte_make(PTE_LOADING, 0, job->handle);
+	*job = (struct io_job){.c = client_ref(c), .req = *req, .slot = IO_NO_SLOT};
+	if (slot < CLIENT_MAX_IO) {
+		job->slot = slot;
+		job->handle = pte_payload(*pte);
+		job->keep = keep;
+		c->io_busy[slot] = true;
+		c->io_vpn[slot] = vpn;
+		*pte = pte_make(PTE_LOADING, 0, job->handle);
+	} else {
+		/* The entry stays STORED: whatever happens to it meanwhile, the worker's
+		 * resolve sees. */
+		atomic_fetch_add(&c->m->totals.io_overflow, 1);
+	}
 	pthread_mutex_unlock(&c->lock);
 
 	pthread_mutex_lock(&io.lock);
@@ -943,10 +955,15 @@ static int io_submit(struct client *c, const struct fault_req *req, uint64_t vpn
 static void io_run(struct io_job *job, void *buf)
 {
 	struct client *c = job->c;
-	int load_r = store_load(c->m->store, job->handle, buf), r;
+	int load_r, r;
 	uint64_t vpn;
 	pte_t *pte;
 
+	if (job->slot == IO_NO_SLOT) {
+		fault_resolve(c, &job->req, 1, buf, false);
+		return;
+	}
+	load_r = store_load(c->m->store, job->handle, buf);
 	pthread_rwlock_rdlock(&c->resolve_lock);
 	pthread_mutex_lock(&c->lock);
 	vpn = c->io_vpn[job->slot]; /* where an mremap may have moved it */
@@ -984,6 +1001,7 @@ static void *io_worker_main(void *arg)
 	void *buf = aligned_alloc(PAGE_SIZE, FAULT_BUF_PAGES * PAGE_SIZE);
 
 	(void)arg;
+	in_io_worker = true;
 	pthread_setname_np(pthread_self(), "swap-io");
 	for (;;) {
 		struct io_job *job;
@@ -1052,7 +1070,7 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 		keep = c->track_writes && !(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) &&
 		       writetrack_keep(&c->wtrack);
 		/* A page in a swap file: a worker reads it; this thread serves others. */
-		if (store_load_may_block(c->m->store, pte_payload(*pte)) &&
+		if (!in_io_worker && store_load_may_block(c->m->store, pte_payload(*pte)) &&
 		    io_submit(c, req, vpn, pte, keep) > 0)
 			return 1;
 		nr_ra = is_agent ? 0 : readahead_plan(c, vpn, ra);

@@ -208,7 +208,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"fork_pages_unshared\":%" PRIu64
 		",\"fault_homed\":%" PRIu64 ",\"fault_unhomed\":%" PRIu64
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
-		",\"fault_usec_p50\":%" PRIu64
+		",\"io_overflow\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
@@ -226,7 +226,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.fork_pages_shared),
 		atomic_load(&m->totals.fork_pages_unshared), atomic_load(&m->totals.fault_homed),
 		atomic_load(&m->totals.fault_unhomed), atomic_load(&m->totals.adopt_swap_pages),
-		atomic_load(&m->totals.adopt_poisoned), hist_quantile(snap, 0.50),
+		atomic_load(&m->totals.adopt_poisoned), atomic_load(&m->totals.io_overflow),
+		hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -349,8 +350,10 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		sysmem_level_name((enum sysmem_level)atomic_load(&m->sys_level)),
 		atomic_load(&m->totals.sys_reclaim_rounds));
 	fprintf(f, "swap-in: %" PRIu64 " read ahead, %" PRIu64
-		   " first writes to clean pages\n",
-		atomic_load(&m->totals.readahead), atomic_load(&m->totals.wp_faults));
+		   " first writes to clean pages, %" PRIu64
+		   " swap file reads queued beyond a process's 16 in flight\n",
+		atomic_load(&m->totals.readahead), atomic_load(&m->totals.wp_faults),
+		atomic_load(&m->totals.io_overflow));
 	fprintf(f, "fault threads: %" PRIu64 " times a client went to one (its threads faulted "
 		   "side by side), %" PRIu64 " back to all\n",
 		atomic_load(&m->totals.fault_homed), atomic_load(&m->totals.fault_unhomed));
@@ -481,6 +484,10 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_unevictable_rescued_total", "counter",
 		   "Unevictable pages put back on the lists (munlock, mprotect, retry).",
 		   atomic_load(&m->totals.unevictable_rescued));
+	prom_value(f, "memext_io_overflow_total", "counter",
+		   "Faults on pages in a swap area queued for an I/O worker while their process "
+		   "had 16 reads in flight.",
+		   atomic_load(&m->totals.io_overflow));
 	prom_value(f, "memext_reclaim_deactivated_total", "counter",
 		   "Pages moved from the active to the inactive list.",
 		   atomic_load(&m->totals.reclaim_deactivated));
