@@ -599,6 +599,7 @@ static bool batch_stall(struct reclaimer *rc, struct client *c, uint32_t seq)
 		return false;
 	rc->b->seq = seq;
 	c->stalled_batch = rc->b;
+	atomic_store(&c->stalled, true);
 	rc->b = next;
 	atomic_fetch_add(&c->m->totals.reclaim_stalled, 1);
 	log_info("client %d: stopped before its agent moved a batch out; the batch waits until it "
@@ -625,6 +626,7 @@ static int batch_resume(struct reclaimer *rc, struct client *c, bool wait)
 	if (r == -EAGAIN)
 		return 0;
 	c->stalled_batch = NULL;
+	atomic_store(&c->stalled, false);
 	log_info("client %d: runs again; its stalled batch goes on", c->pid);
 	r = r < 0 ? batch_failed(rc, c, b, r) : batch_moved(rc, c, b);
 	batch_free(b);
@@ -644,6 +646,7 @@ void reclaim_client_gone(struct client *c)
 	drop_kept_copies(c->m->store, b);
 	batch_free(b);
 	c->stalled_batch = NULL;
+	atomic_store(&c->stalled, false);
 }
 
 /* Evicts one batch. Returns the number of pages evicted, or -errno when the agent is gone. */

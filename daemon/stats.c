@@ -29,7 +29,7 @@ struct client_figures {
 	uint64_t unevictable_pages;			/* ... and on none: mlocked, not rw */
 	uint64_t workingset_refault, workingset_activate, workingset_restore;
 	/* "untracked" (below track-above), "active", "draining", "drained", "forking",
-	 * "no-agent" */
+	 * "no-agent", "stopped" (memextctl(1)) */
 	const char *state;
 };
 
@@ -43,6 +43,8 @@ static const char *client_state(const struct client *c)
 		return "forking";
 	if (c->agent_gone)
 		return "no-agent";
+	if (atomic_load(&c->stalled))
+		return "stopped";
 	return "active";
 }
 

@@ -550,6 +550,11 @@ def test_managed(args, tmp):
                 if c.stops == 0:
                     failures.append(f"workload {c.pid} was never seen stopped: the test "
                                     f"tested nothing")
+                states = poller.seen.get(c.pid, {}).get("states", set())
+                log(f"client {c.pid}: states seen in the stats: {sorted(states, key=str)}")
+                if "stopped" not in states:
+                    failures.append(f"client {c.pid}: memextctl stats never showed it "
+                                    f"'stopped' while its batch waited for it")
         with open(daemon.log_path, errors="replace") as f:
             if "the agent did not answer" in f.read():
                 failures.append("memextd gave up on an agent that did not answer: that "

@@ -138,6 +138,7 @@ def note_clients(seen, s):
     for c in s["clients"]:
         e = seen.setdefault(c.get("pid"), {"budget_bytes": set(), "comm": c.get("comm")})
         e["budget_bytes"].add(c.get("budget_bytes"))
+        e.setdefault("states", set()).add(c.get("state"))
         for k in CLIENT_MAXIMA:
             if isinstance(c.get(k), int):
                 e[k] = max(e.get(k, 0), c[k])
