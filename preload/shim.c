@@ -116,6 +116,10 @@ static struct {
 			      * reaper's, when the parent exits at once (daemon(3)) */
 	int fork_shared;     /* evicted pages the daemon keeps for the child (FORK_READY) */
 	int fork_pmem_fd;    /* the daemon's pmem, from FORK_READY: the child hands it on */
+	bool fork_prepared;  /* fork_prepare() ran for the fork under way (fork_lock held): the
+			      * child handlers have work to do */
+	bool agent_late;     /* a fork child whose hello was answered: fork_child_late() starts
+			      * its agent */
 	bool hello_refused;  /* the last hello was answered, with an error */
 	/* The agent reported a page the kernel would not move (mlocked, not read-write): from
 	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
@@ -1546,7 +1550,7 @@ static void memext_start(pid_t parent)
 	}
 	S.agent_fd = move_high(pair[0]);
 	pair[0] = -1;
-	/* A fork child starts its agent after the hello (start_agent_late()). */
+	/* A fork child starts its agent after the hello, in fork_child_late(). */
 	r = parent ? 0 : start_agent();
 	if (r < 0) {
 		shim_log("cannot start the agent thread: %s; running without memext", errstr(r));
@@ -1570,11 +1574,9 @@ static void memext_start(pid_t parent)
 		goto fail_agent;
 	}
 	if (parent)
-		start_agent_late();
-	if (A.private) {
-		/* The agent has its own copies. */
-		close_fd(&S.agent_fd);
-	}
+		S.agent_late = true; /* after the other child handlers: fork_child_late() */
+	else if (A.private)
+		close_fd(&S.agent_fd); /* the agent has its own copies */
 	__atomic_store_n(&S.active, true, __ATOMIC_RELEASE);
 	shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
 	return;
@@ -1739,6 +1741,7 @@ static bool fork_request(int fd)
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&S.fork_lock);
+	S.fork_prepared = true;
 	/*
 	 * The child must not copy an address space whose evicted pages only a daemon has: while
 	 * no daemon serves us (it died, the next one is not there yet) this waits for the agent
@@ -1769,13 +1772,28 @@ static void fork_parent(void)
 		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
 	close_fd(&S.fork_pmem_fd); /* the child's to hand on */
+	S.fork_prepared = false;
 	pthread_mutex_unlock(&S.fork_lock);
 }
 
+/*
+ * The child's first atfork handler (register_child_first()): it says hello, and the daemon
+ * registers the child's memory, before any other handler runs. Handlers run in the order they
+ * were registered, and libraries register theirs before our constructor runs (jemalloc's, in
+ * redis-server, is registered while libgpg-error's constructor allocates): one of those run
+ * first reads or writes application memory that is still unregistered here, and where the
+ * parent had evicted a page the child gets a zero page, which the daemon then takes for the
+ * child's own (it is present) and drops the shared copy for. No malloc from here to the hello
+ * (an allocator's locks are released by its own handler, which runs after this one); the
+ * agent, whose pthread_create() allocates, starts in fork_child_late().
+ */
 static void fork_child(void)
 {
 	pid_t parent = S.fork_parent ? S.fork_parent : getppid();
 	bool was_active = S.active;
+
+	if (!S.fork_prepared)
+		return; /* the shim is not managing this process: no fork_prepare() ran */
 
 	/* These are the parent's: its connection, its agent's socket, its uffd. A private agent
 	 * table is not copied into the child: its numbers are not ours here. */
@@ -1809,10 +1827,75 @@ static void fork_child(void)
 		memext_start(parent);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
+}
+
+/* The child's handler in the usual place, after those registered before our constructor ran:
+ * the allocator works again, so the agent can start. */
+static void fork_child_late(void)
+{
+	if (!S.fork_prepared)
+		return;
+	if (S.agent_late) {
+		S.agent_late = false;
+		start_agent_late();
+		if (A.private)
+			close_fd(&S.agent_fd); /* the agent has its own copies */
+	}
 	close_fd(&S.fork_pmem_fd);
 	S.fork_shared = 0;
 	S.fork_parent = 0;
+	S.fork_prepared = false;
 	pthread_mutex_unlock(&S.fork_lock);
+}
+
+/*
+ * The child handler that must run before every other (fork_child()) is registered before
+ * anyone else's: at the first registration in the process, whoever makes it. Libraries
+ * initialized before us (the dependencies of the program are, a preloaded library comes
+ * last) may have registered theirs already by the time our constructor runs, so we stand in
+ * for glibc's __register_atfork(), which pthread_atfork() calls (and for pthread_atfork()
+ * itself, which programs linked against a glibc older than 2.28 call in libc). The real one
+ * is found once, with dlsym(); jemalloc calls pthread_atfork() from its own initialization,
+ * which is ready for a recursive malloc.
+ */
+typedef int (*register_atfork_fn)(void (*)(void), void (*)(void), void (*)(void), void *);
+
+/* Its address is what pthread_atfork() passes for the calling object (crtbegin). */
+extern void *__dso_handle __attribute__((weak, visibility("hidden")));
+
+static register_atfork_fn real_register_atfork;
+static pthread_once_t child_first_once = PTHREAD_ONCE_INIT;
+
+static void register_child_first(void)
+{
+	void *libc;
+
+	real_register_atfork = (register_atfork_fn)dlsym(RTLD_NEXT, "__register_atfork");
+	if (!real_register_atfork && (libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD))) {
+		real_register_atfork = (register_atfork_fn)dlsym(libc, "__register_atfork");
+		dlclose(libc);
+	}
+	if (real_register_atfork)
+		(void)real_register_atfork(NULL, NULL, fork_child, &__dso_handle);
+}
+
+_public_ int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+			       void *dso_handle);
+
+int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+		      void *dso_handle)
+{
+	pthread_once(&child_first_once, register_child_first);
+	if (!real_register_atfork)
+		return ENOMEM;
+	return real_register_atfork(prepare, parent, child, dso_handle);
+}
+
+_public_ int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+
+int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+	return __register_atfork(prepare, parent, child, NULL);
 }
 
 /*
@@ -2019,7 +2102,9 @@ __attribute__((constructor)) static void memext_init(void)
 	strcpy(S.socket_path, e);
 	find_own_objects();
 
+	/* First of all the child handlers, if no library has registered one yet. */
+	pthread_once(&child_first_once, register_child_first);
 	memext_start(0);
 	if (S.active)
-		pthread_atfork(fork_prepare, fork_parent, fork_child);
+		__register_atfork(fork_prepare, fork_parent, fork_child_late, &__dso_handle);
 }
