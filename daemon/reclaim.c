@@ -810,6 +810,15 @@ static int collect_stored(uint64_t vpn, pte_t *pte, void *userdata)
  * Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. Pages
  * an I/O worker is reading from a swap file are LOADING: wait for them (at most 10 s).
  */
+/* Whether c's process has exited (its pidfd is readable), whether or not the main thread has
+ * seen it yet: it does not while the daemon stops. */
+static bool process_exited(const struct client *c)
+{
+	struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static int drain_client(struct reclaimer *rc, struct client *c)
 {
 	for (int round = 0;; round++) {
@@ -817,6 +826,10 @@ static int drain_client(struct reclaimer *rc, struct client *c)
 		uint64_t left;
 		int r;
 
+		/* Its pages cannot go back into a process that is gone (UFFDIO_COPY fails, and
+		 * they stay stored): no more rounds for nothing. */
+		if (process_exited(c))
+			return -ESRCH;
 		pthread_mutex_lock(&c->lock);
 		r = pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, collect_stored, &cc);
 		pthread_mutex_unlock(&c->lock);
@@ -966,6 +979,8 @@ static void release_client(struct reclaimer *rc, struct client *c)
 	if (c->stalled_batch)
 		(void)batch_resume(rc, c, false);
 	r = c->stalled_batch ? -EAGAIN : drain_client(rc, c);
+	if (r == -ESRCH)
+		log_info("client %d: exited while memextd stopped; its pages go with it", c->pid);
 	if (r < 0 && r != -ESRCH) {
 		/* Its pages stay in pmem for the next memextd, which it waits for (adopt.h). */
 		if (c->stalled_batch)

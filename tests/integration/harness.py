@@ -784,6 +784,66 @@ def test_slow_hello(args, tmp):
                           f"else; the shim said {lines}\n{c.output()}")
 
 
+def test_dies_at_stop(args, tmp):
+    """Two workloads paused after their fill, most of their memory evicted; memextd gets
+    SIGTERM and gives the newer (and larger) one its pages back first; the older one is
+    SIGKILLed meanwhile, after memextd stopped watching for exits. memextd must see it gone
+    when its turn comes and exit, not try to give a dead process its pages for ever."""
+    daemon = make_daemon(args, tmp)
+    daemon.start(args.daemon_timeout)
+    env = shim_env(args, daemon.sock, args.budget)
+    victim = survivor = None
+    try:
+        victim = Client(0, args.cmd, env)
+        wait_phase(args, victim, "filled")
+        survivor = Client(1, args.cmd[:1] + [args.dies_at_stop_survivor] + args.cmd[2:], env)
+        wait_phase(args, survivor, "filled")
+        evicted = {c.get("pid"): c.get("evicted_pages") for c in daemon.stats()["clients"]}
+        log(f"evicted pages per client: {evicted}")
+        if not evicted.get(victim.pid) or not evicted.get(survivor.pid):
+            raise TestFailure("the workloads had no evicted pages: nothing to test")
+        daemon.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + args.daemon_timeout
+        while "stopping: giving every client" not in open(daemon.log_path).read():
+            if time.monotonic() > deadline:
+                raise TestFailure("memextd did not say it was stopping")
+            time.sleep(0.01)
+        log(f"memextd is stopping: SIGKILL workload {victim.pid}")
+        victim.kill()
+        victim.finish()
+        try:
+            rc = daemon.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise TestFailure(f"memextd had not exited 60 s after SIGTERM: it is still "
+                              f"giving pages back to the dead process {victim.pid}?\n"
+                              f"{tail(daemon.log_path)}")
+        log(f"memextd exited {rc}")
+        if rc != 0:
+            raise TestFailure(f"memextd exited {rc} on SIGTERM; its log:\n"
+                              f"{tail(daemon.log_path)}")
+        if f"client {victim.pid}: exited while memextd stopped" not in open(daemon.log_path).read():
+            raise TestFailure(f"memextd's log does not say it found client {victim.pid} gone "
+                              f"while stopping: the case was not reached\n"
+                              f"{tail(daemon.log_path)}")
+    finally:
+        for c in (victim, survivor):
+            if c is not None:
+                c.kill()
+                c.finish()
+        daemon.stop()
+
+
+def wait_phase(args, c, phase):
+    deadline = time.monotonic() + args.timeout
+    while phase not in c.phases:
+        if c.proc.poll() is not None:
+            raise TestFailure(f"workload {c.pid} exited {c.proc.returncode} before phase "
+                              f"'{phase}'\n{c.output()}")
+        if time.monotonic() > deadline:
+            raise TestFailure(f"workload {c.pid} did not reach phase '{phase}'")
+        time.sleep(0.05)
+
+
 def test_ctl_no_socket(args, tmp):
     sock = os.path.join(tmp, "absent", "stats.sock")
     cmd = [args.memextctl, "--stats-socket", sock, "stats", "--json"]
@@ -805,7 +865,9 @@ def main():
     ap.add_argument("--probe", required=True)
     ap.add_argument("--mode", default="managed",
                     choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket",
-                             "not-managed", "slow-hello"])
+                             "not-managed", "slow-hello", "dies-at-stop"])
+    ap.add_argument("--dies-at-stop-survivor", default="1G", metavar="SIZE",
+                    help="dies-at-stop: the second workload's size (its first argument)")
     ap.add_argument("--setuid", action="store_true",
                     help="not-managed: run a setuid-root copy of the workload as nobody")
     ap.add_argument("--budget", default="32M")
@@ -916,6 +978,8 @@ def main():
             test_not_managed(args, tmp)
         elif args.mode == "slow-hello":
             test_slow_hello(args, tmp)
+        elif args.mode == "dies-at-stop":
+            test_dies_at_stop(args, tmp)
         else:
             test_failopen(args, tmp)
     except TestFailure as e:
