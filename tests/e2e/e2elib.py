@@ -277,7 +277,8 @@ class Ctx:
         self.tmp = tmp
         self.budget = parse_size(args.budget)
         self.bound = int(self.budget * 1.25) + 16 * MiB
-        self.daemon = Daemon(args.memextd, args.memextctl, tmp)
+        self.daemon = Daemon(args.memextd, args.memextctl, tmp,
+                             system_available_pct=args.system_available_pct)
         self.apps = []
         self.sampler = Sampler(self)
         self.base = None
@@ -453,6 +454,9 @@ def run(name, body, packages=(), binaries=(), budget="64M", argv=None, add_args=
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiplies the data set (the overcommit stays ~4x the budget)")
     ap.add_argument("--keep-tmp", action="store_true", help="debugging: keep the temp dir")
+    ap.add_argument("--system-available-pct", type=int, default=None, metavar="PCT",
+                    help="run memextd with a stand-in /proc/meminfo (no PSI) whose "
+                         "MemAvailable is PCT of MemTotal, which the test may change")
     if add_args is not None:
         add_args(ap)
     args, rest = ap.parse_known_args(argv)

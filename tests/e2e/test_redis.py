@@ -249,6 +249,8 @@ databases 16
     # copy-on-write, under the bound) and everything it reads of the evicted data comes
     # through its own faults, which memext holds to its budget, so it is bounded too (the
     # sampler takes redis-server's descendants): a BGSAVE must not double resident memory.
+    if ctx.args.squeeze_before_bgsave:
+        squeeze(ctx, server)
     ctx.bound_children = True
     ctx.phase("bgsave")
     before = ctx.totals()
@@ -327,8 +329,36 @@ databases 16
                                            else []))
 
 
+def squeeze(ctx, server):
+    """The whole system short of memory for a while (the stand-in meminfo between its min and
+    low watermarks): reclaim takes a batch from every client each round, past its budget,
+    until redis has almost nothing resident, its allocator's cold metadata included. The
+    BGSAVE child that follows then finds nearly all it reads evicted: with libraries'
+    atfork handlers run before the shim's hello, its jemalloc crashed on zeroed metadata."""
+    if ctx.args.system_available_pct is None:
+        raise TestFailure("--squeeze-before-bgsave needs --system-available-pct")
+    secs = ctx.args.squeeze_before_bgsave
+    ctx.phase("squeeze")
+    ctx.daemon.set_available_pct(3)
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        ctx.check_alive(server)
+        time.sleep(0.5)
+    ctx.daemon.set_available_pct(ctx.args.system_available_pct)
+    rss = ctx.rss(server)
+    log(f"after {secs} s of system pressure: redis-server RssAnon {mib(rss)} "
+        f"(budget {mib(ctx.budget)})")
+    if rss is None or rss > ctx.budget // 2:
+        ctx.fail(f"the system pressure left redis-server {mib(rss or 0)} resident, more than "
+                 f"half its budget: the squeeze did not squeeze")
+
+
 if __name__ == "__main__":
     def add_args(ap):
+        ap.add_argument("--squeeze-before-bgsave", type=float, default=0, metavar="SECS",
+                        help="before BGSAVE, make the system short of memory for SECS s "
+                             "(needs --system-available-pct), so that almost everything is "
+                             "evicted when redis forks")
         ap.add_argument("--kill-daemon-during", choices=["traffic", "bgsave"], default=None,
                         help="SIGKILL memextd in the middle of this phase and start a new one "
                              "on the same sockets: every byte must still be right, and the "

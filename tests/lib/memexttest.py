@@ -183,6 +183,16 @@ class Daemon:
         self.carried = {}   # totals of daemons killed by crash_restart(), summed
         self.restarts = 0
 
+    def set_available_pct(self, pct):
+        """The stand-in /proc/meminfo now says pct of MemTotal is available (memextd reads it
+        every reclaim round)."""
+        total_kib = 16 * 1024 * 1024
+        tmp = self.meminfo_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(f"MemTotal:       {total_kib} kB\nMemFree:        0 kB\n"
+                    f"MemAvailable:   {total_kib * pct // 100} kB\n")
+        os.rename(tmp, self.meminfo_path)
+
     def start(self, timeout=20, append_log=False):
         if self.make_swapfile and not append_log:
             mk = [self.memextctl, "mkswap", self.swap_path, "--size", self.make_swapfile]
@@ -196,10 +206,7 @@ class Daemon:
         if self.system_available_pct is not None:
             # A stand-in for /proc/meminfo (and so no PSI): the system short of memory, or
             # not, whatever this machine has and whatever else runs on it.
-            total_kib = 16 * 1024 * 1024
-            with open(self.meminfo_path, "w") as f:
-                f.write(f"MemTotal:       {total_kib} kB\nMemFree:        0 kB\n"
-                        f"MemAvailable:   {total_kib * self.system_available_pct // 100} kB\n")
+            self.set_available_pct(self.system_available_pct)
             cmd += ["--meminfo", self.meminfo_path]
         if self.make_swapfile:
             cmd += ["--swap-file", self.swap_path]
