@@ -122,8 +122,7 @@ struct client {
 	/* A batch whose process stopped before its agent answered the request for it: in
 	 * flight until the process runs again. Only the reclaim thread holding the client
 	 * (reclaim_owned) touches it. */
-	struct batch *stalled_batch;
-	_Atomic bool stalled; /* stalled_batch is set: for the stats, which may not read it */
+	struct batch *_Atomic stalled_batch; /* atomic: the stats look whether it is set */
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
 	struct fault_req *parked;

@@ -611,7 +611,6 @@ static bool batch_stall(struct reclaimer *rc, struct client *c, uint32_t seq)
 		return false;
 	rc->b->seq = seq;
 	c->stalled_batch = rc->b;
-	atomic_store(&c->stalled, true);
 	rc->b = next;
 	atomic_fetch_add(&c->m->totals.reclaim_stalled, 1);
 	log_info("client %d: stopped before its agent moved a batch out; the batch waits until it "
@@ -638,7 +637,6 @@ static int batch_resume(struct reclaimer *rc, struct client *c, bool wait)
 	if (r == -EAGAIN)
 		return 0;
 	c->stalled_batch = NULL;
-	atomic_store(&c->stalled, false);
 	log_info("client %d: runs again; its stalled batch goes on", c->pid);
 	r = r < 0 ? batch_failed(rc, c, b, r) : batch_moved(rc, c, b);
 	batch_free(b);
@@ -658,7 +656,6 @@ void reclaim_client_gone(struct client *c)
 	drop_kept_copies(c->m->store, b);
 	batch_free(b);
 	c->stalled_batch = NULL;
-	atomic_store(&c->stalled, false);
 }
 
 /* Evicts one batch. Returns the number of pages evicted or culled to the unevictable list, or
@@ -819,10 +816,6 @@ static int collect_stored(uint64_t vpn, pte_t *pte, void *userdata)
 	return 0;
 }
 
-/*
- * Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. Pages
- * an I/O worker is reading from a swap file are LOADING: wait for them (at most 10 s).
- */
 /* Whether c's process has exited (its pidfd is readable), whether or not the main thread has
  * seen it yet: it does not while the daemon stops. */
 static bool process_exited(const struct client *c)
@@ -832,6 +825,10 @@ static bool process_exited(const struct client *c)
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
+/*
+ * Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. Pages
+ * an I/O worker is reading from a swap file are LOADING: wait for them (at most 10 s).
+ */
 static int drain_client(struct reclaimer *rc, struct client *c)
 {
 	for (int round = 0;; round++) {

@@ -43,7 +43,7 @@ static const char *client_state(const struct client *c)
 		return "forking";
 	if (c->agent_gone)
 		return "no-agent";
-	if (atomic_load(&c->stalled))
+	if (atomic_load(&c->stalled_batch))
 		return "stopped";
 	return "active";
 }

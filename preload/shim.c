@@ -249,24 +249,28 @@ static void set_moved(struct msg_agent_move_done *reply, uint64_t staging_addr)
 		reply->moved[slot / 64] |= 1ULL << (slot % 64);
 }
 
-/* The page bound for staging_addr (in the unlocked half) is no longer write-protected. */
-static void set_written(struct msg_agent_move_done *reply, uint64_t staging_addr)
+/* Sets the bit in map of the slot of staging_addr (in the unlocked half); false if outside. */
+static bool mark_slot(uint64_t *map, uint64_t staging_addr)
 {
 	uint64_t slot = (staging_addr - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE;
 
-	if (slot < MEMEXT_STAGING_PAGES)
-		reply->written[slot / 64] |= 1ULL << (slot % 64);
+	if (slot >= MEMEXT_STAGING_PAGES)
+		return false;
+	map[slot / 64] |= 1ULL << (slot % 64);
+	return true;
+}
+
+/* The page bound for staging_addr is no longer write-protected. */
+static void set_written(struct msg_agent_move_done *reply, uint64_t staging_addr)
+{
+	mark_slot(reply->written, staging_addr);
 }
 
 /* The kernel refused the page bound for staging_addr for a reason of its mapping (EINVAL). */
 static void set_unevictable(struct msg_agent_move_done *reply, uint64_t staging_addr)
 {
-	uint64_t slot = (staging_addr - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE;
-
-	if (slot < MEMEXT_STAGING_PAGES) {
-		reply->unevictable[slot / 64] |= 1ULL << (slot % 64);
+	if (mark_slot(reply->unevictable, staging_addr))
 		__atomic_store_n(&S.told_unevictable, true, __ATOMIC_RELEASE);
-	}
 }
 
 /* Pages one move takes at most: the daemon may wait for the end of one (GATE_WAIT_USEC). */
