@@ -96,21 +96,9 @@ FOOTPRINT_BYTES=$(bytes "${FOOTPRINT:-$((BUDGET_BYTES * 4))}")
 NP_BUDGET_BYTES=$((FOOTPRINT_BYTES * 2))
 PAGES=$((FOOTPRINT_BYTES / 4096))
 
-ZRAM=/dev/zram0
-ZSYS=/sys/block/zram0
-CGROOT=/sys/fs/cgroup/memory
-CG=$CGROOT/memext-zram-compare.$$
-
-# --- checks: root, cgroup v1, a zram device nobody uses -------------------------------------
-[ "$(id -u)" = 0 ] || die "needs root (swapon, zram, cgroups)"
-[ -f $CGROOT/memory.limit_in_bytes ] || die "no cgroup v1 memory controller at $CGROOT"
-[ -b $ZRAM ] || modprobe zram num_devices=1 2>/dev/null || true
-[ -b $ZRAM ] || die "no $ZRAM"
-grep -q "^$ZRAM " /proc/swaps && die "$ZRAM is in use as swap (see /proc/swaps); not touching it"
-[ "$(cat $ZSYS/initstate)" = 0 ] || die "$ZRAM is set up (initstate 1) by someone else; not touching it"
-grep -qw lz4 $ZSYS/comp_algorithm || die "zram has no lz4: $(cat $ZSYS/comp_algorithm)"
-# Other swap areas stay (they are not ours); zram gets the highest priority, the report names them.
-OTHER_SWAPS=$(awk 'NR > 1 {print $1}' /proc/swaps | paste -sd' ')
+KSWAP_NAME=zram-compare
+. "$SRC/bench/zram-compare/kernel-swap.sh"
+kswap_check
 
 if ! command -v gnuplot >/dev/null; then
 	echo "run.sh: installing gnuplot-nox" >&2
@@ -142,23 +130,14 @@ TSV=$OUT/results.tsv
 TMPD=$(mktemp -d /tmp/memext-zram-compare-run.XXXXXX)
 
 # --- clean-up: whatever was set up is undone, on any exit ---------------------------------
-WL_PID= DPID= ZRAM_ON=0 PERF_PID= AUTOGROUP_NICE=
+WL_PID= DPID= PERF_PID= AUTOGROUP_NICE=
 cleanup() {
 	set +e
 	[ -n "$AUTOGROUP_NICE" ] && echo "$AUTOGROUP_NICE" >/proc/$$/autogroup && AUTOGROUP_NICE=
 	[ -n "$PERF_PID" ] && kill -INT $PERF_PID 2>/dev/null && wait $PERF_PID 2>/dev/null
 	[ -n "$WL_PID" ] && kill -TERM "$WL_PID" 2>/dev/null && wait "$WL_PID" 2>/dev/null
 	[ -n "$DPID" ] && stop_daemon
-	if [ -d "$CG" ]; then
-		for p in $(cat "$CG/cgroup.procs"); do kill -KILL "$p"; done 2>/dev/null
-		for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$CG" 2>/dev/null && break; sleep 0.2; done
-		[ -d "$CG" ] && echo "run.sh: could not remove $CG" >&2
-	fi
-	if [ "$ZRAM_ON" = 1 ]; then
-		swapoff $ZRAM || echo "run.sh: swapoff $ZRAM failed" >&2
-		echo 1 >$ZSYS/reset || echo "run.sh: zram reset failed" >&2
-		ZRAM_ON=0
-	fi
+	kswap_cleanup
 	rm -rf "$TMPD"
 }
 trap cleanup EXIT
@@ -200,17 +179,6 @@ start_daemon() { # $1: log file
 	DPID=$!
 	for _ in $(seq 100); do [ -S "$d/stats.sock" ] && [ -S "$d/memextd.sock" ] && return 0; sleep 0.05; done
 	die "memextd did not come up: $(cat "$1")"
-}
-
-setup_kernel() {
-	echo 1 >$ZSYS/reset
-	echo lz4 >$ZSYS/comp_algorithm
-	echo $((FOOTPRINT_BYTES * 2)) >$ZSYS/disksize
-	ZRAM_ON=1
-	mkswap $ZRAM >/dev/null
-	swapon -p 32767 $ZRAM
-	mkdir "$CG"
-	echo 100 >"$CG/memory.swappiness" 2>/dev/null || true
 }
 
 # --- workloads ----------------------------------------------------------------------------
@@ -308,7 +276,7 @@ run_one() {
 }
 
 echo "run.sh: budget $(numfmt --to=iec $BUDGET_BYTES), footprint $(numfmt --to=iec $FOOTPRINT_BYTES), results in $OUT" >&2
-setup_kernel
+kswap_setup $((FOOTPRINT_BYTES * 2))
 # The configurations in the given order in odd repetitions, reversed in even ones: whatever
 # one run leaves behind (fragmented memory, a warm or cold cache) or a host slowing down
 # over the seconds of a repetition then favours neither side of a memext / kernel pair.
