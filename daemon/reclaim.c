@@ -282,6 +282,7 @@ static int agent_move_done(struct client *c, struct batch *b, const uint64_t *ma
 	for (unsigned i = 0; i < MEMEXT_STAGING_PAGES; i++)
 		if (test_bit(ret_moved, i) && (i >= b->nr || !test_bit(mask, i)))
 			return -EBADMSG; /* the agent claims a page we did not ask for */
+	atomic_fetch_add(&c->m->totals.move_unreported, reply.nr_unreported);
 	if (reply.nr_failed) {
 		atomic_fetch_add(&c->stats.move_failed, reply.nr_failed);
 		atomic_fetch_add(&c->m->totals.reclaim_failed, reply.nr_failed);

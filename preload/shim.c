@@ -82,6 +82,9 @@ static struct {
 	 * out, after its first range: someone else must send SIGCONT. */
 	pid_t test_stop_pid;
 	uint32_t test_stop_at_move, test_moves;
+	/* MEMEXT_TEST_UNREPORTED_MOVE=N: every Nth UFFDIO_MOVE that moves pages is answered as
+	 * Linux 6.18 may answer one (reconcile_moves): EEXIST, nothing moved, yet all moved. */
+	uint32_t test_unreported_every, test_move_calls;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
@@ -444,6 +447,12 @@ static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, i
 		}
 		r = ioctl(uffd, UFFDIO_MOVE, &mv);
 		move_gate_leave(g);
+		if (r == 0 && S.test_unreported_every &&
+		    ++S.test_move_calls % S.test_unreported_every == 0) {
+			r = -1;
+			errno = EEXIST;
+			mv.move = -EEXIST;
+		}
 		if (r == 0) {
 			*ret_err = 0;
 			return mv.len;
@@ -520,10 +529,76 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 
 static bool register_staging(void);
 
-static void agent_move(const struct msg_agent_move *m)
+/* Only ever between staging and memory outside the shim's own. */
+static bool move_range_ok(const struct move_range *r, bool back)
 {
 	uint64_t st = (uint64_t)(uintptr_t)S.staging, st_end = st + staging_bytes();
-	bool back = m->flags & AGENT_MOVE_BACK;
+	uint64_t stage = back ? r->src : r->dst, app = back ? r->dst : r->src;
+
+	return r->len != 0 && r->len % PAGE_SIZE == 0 && stage % PAGE_SIZE == 0 &&
+	       app % PAGE_SIZE == 0 && inside(stage, r->len, st, st_end) &&
+	       !inside(app, PAGE_SIZE, st, st_end) && !inside(app, PAGE_SIZE, S.self.start, S.self.end);
+}
+
+/* Which staging pages (both halves) hold a page; false when mincore cannot say. */
+static bool staging_resident(unsigned char *vec)
+{
+	return mincore(S.staging, staging_bytes(), vec) == 0;
+}
+
+static bool slot_moved(const struct msg_agent_move_done *reply, uint64_t slot)
+{
+	return reply->moved[slot / 64] & (1ULL << (slot % 64));
+}
+
+/*
+ * Pages the kernel moved without saying so. Linux 6.18's move_pages() keeps the -EAGAIN of a step
+ * it retries even when the retry moves the run, so it retries once more, fails with -EEXIST (the
+ * destination is full now) and counts nothing: UFFDIO_MOVE reports pages not moved that are in
+ * staging, and the daemon would mark them resident and drop them with staging (seen as a JVM
+ * whose heap lost pages). What moved shows in staging, which only the agent moves into or out of:
+ * a page of the request that was empty before it and holds a page now received it; one that held
+ * a page going back and is empty now gave it. before: staging's residency when the request came.
+ */
+static void reconcile_moves(const struct msg_agent_move *m, bool back, const unsigned char *before,
+			    struct msg_agent_move_done *reply)
+{
+	unsigned char now[2 * MEMEXT_STAGING_PAGES];
+	uint64_t st = (uint64_t)(uintptr_t)S.staging, nr_pages = staging_bytes() / PAGE_SIZE;
+	unsigned found = 0;
+
+	if (!staging_resident(now))
+		return;
+	for (uint32_t i = 0; i < m->nr; i++) {
+		const struct move_range *r = &m->r[i];
+		uint64_t stage = back ? r->src : r->dst;
+
+		if (!move_range_ok(r, back))
+			continue;
+		for (uint64_t off = 0; off < r->len; off += PAGE_SIZE) {
+			uint64_t k = (stage + off - st) / PAGE_SIZE;
+
+			if (slot_moved(reply, k % MEMEXT_STAGING_PAGES))
+				continue;
+			/* Going out, an mlocked page may have gone to the locked half. */
+			for (uint64_t j = k; j < nr_pages; j += back ? nr_pages : MEMEXT_STAGING_PAGES) {
+				if (back ? (before[j] & 1) && !(now[j] & 1)
+					 : !(before[j] & 1) && (now[j] & 1)) {
+					set_moved(reply, st + j * PAGE_SIZE);
+					found++;
+					break;
+				}
+			}
+		}
+	}
+	reply->nr_unreported += found;
+	reply->nr_failed -= MIN(found, reply->nr_failed);
+}
+
+static void agent_move(const struct msg_agent_move *m)
+{
+	bool back = m->flags & AGENT_MOVE_BACK, know_before;
+	unsigned char before[2 * MEMEXT_STAGING_PAGES];
 	struct msg_agent_move_done reply;
 
 	memset(&reply, 0, sizeof(reply));
@@ -536,15 +611,12 @@ static void agent_move(const struct msg_agent_move *m)
 
 		(void)syscall(SYS_nanosleep, &ts, NULL);
 	}
+	know_before = staging_resident(before);
 	proto_init_header(&reply.h, MSG_AGENT_MOVE_DONE, sizeof(reply), m->h.seq);
 	for (uint32_t i = 0; i < m->nr && !A.batch_dropped; i++) {
 		const struct move_range *r = &m->r[i];
-		uint64_t stage = back ? r->src : r->dst, app = back ? r->dst : r->src;
 
-		/* Only ever between staging and memory outside the shim's own. */
-		if (r->len == 0 || r->len % PAGE_SIZE || stage % PAGE_SIZE || app % PAGE_SIZE ||
-		    !inside(stage, r->len, st, st_end) || inside(app, PAGE_SIZE, st, st_end) ||
-		    inside(app, PAGE_SIZE, S.self.start, S.self.end)) {
+		if (!move_range_ok(r, back)) {
 			reply.nr_failed++;
 			reply.first_err = -EINVAL;
 			continue;
@@ -556,6 +628,8 @@ static void agent_move(const struct msg_agent_move *m)
 			 * answers, as every thread does in a group stop. */
 			(void)syscall(SYS_tgkill, S.test_stop_pid, syscall(SYS_gettid), SIGSTOP);
 	}
+	if (know_before && !A.batch_dropped)
+		reconcile_moves(m, back, before, &reply);
 	if (!A.batch_dropped)
 		(void)proto_send(__atomic_load_n(&A.fd, __ATOMIC_RELAXED), &reply, sizeof(reply),
 				 NULL, 0);
@@ -2093,6 +2167,9 @@ __attribute__((constructor)) static void memext_init(void)
 		S.test_stop_at_move = (uint32_t)strtoul(e, NULL, 10);
 		S.test_stop_pid = getpid();
 	}
+	e = getenv("MEMEXT_TEST_UNREPORTED_MOVE");
+	if (e && *e)
+		S.test_unreported_every = (uint32_t)strtoul(e, NULL, 10);
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)
 		S.flags |= HELLO_IGNORE_MLOCK;

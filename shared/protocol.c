@@ -70,7 +70,8 @@ int proto_check(const void *buf, size_t n)
 		want = sizeof(*m) + m->nr * sizeof(struct move_range);
 	} else if (h->type == MSG_AGENT_MOVE_DONE &&
 		   (n == offsetof(struct msg_agent_move_done, written) ||
-		    n == offsetof(struct msg_agent_move_done, unevictable))) {
+		    n == offsetof(struct msg_agent_move_done, unevictable) ||
+		    n == offsetof(struct msg_agent_move_done, nr_unreported))) {
 		/* An application still running the shim of a memextd before an upgrade. */
 		return 0;
 	} else {

@@ -171,6 +171,10 @@ struct msg_agent_move_done {
 	 * (EINVAL: mlocked, or not read-write), as it will until the application changes that:
 	 * the daemon sets it aside (daemon/lru.h, unevictable). Absent from older shims' replies. */
 	uint64_t unevictable[MEMEXT_STAGING_PAGES / 64];
+	/* Of the moved pages, those UFFDIO_MOVE reported as not moved: the agent found them
+	 * moved in staging (reconcile_moves in the shim). Absent from older shims' replies. */
+	uint32_t nr_unreported;
+	uint32_t reserved; /* zero */
 };
 
 /*

@@ -94,12 +94,13 @@ static void test_check(void)
 		assert(MSG_AGENT_GATE == 15);
 	}
 
-	/* MOVE_DONE: the full size, or the size before the written or the unevictable bitmap (older
-	 * shims). */
+	/* MOVE_DONE: the full size, or the size before the written or the unevictable bitmap or the
+	 * unreported count (older shims). */
 	{
 		struct msg_agent_move_done d = {0};
 		size_t old = offsetof(struct msg_agent_move_done, written);
 		size_t older = offsetof(struct msg_agent_move_done, unevictable);
+		size_t unreported = offsetof(struct msg_agent_move_done, nr_unreported);
 
 		proto_init_header(&d.h, MSG_AGENT_MOVE_DONE, sizeof(d), 0);
 		assert(proto_check(&d, sizeof(d)) == 0);
@@ -115,7 +116,12 @@ static void test_check(void)
 		assert(proto_check(&d, older + 8) == -EBADMSG);
 		assert(offsetof(struct msg_agent_move_done, nr_failed) <
 		       offsetof(struct msg_agent_move_done, written)); /* the old layout is a prefix */
-		assert(older + sizeof(d.unevictable) == sizeof(d));
+		d.h.len = (uint32_t)unreported;
+		assert(proto_check(&d, unreported) == 0);
+		d.h.len = (uint32_t)unreported + 4;
+		assert(proto_check(&d, unreported + 4) == -EBADMSG);
+		assert(older + sizeof(d.unevictable) == unreported);
+		assert(unreported + sizeof(d.nr_unreported) + sizeof(d.reserved) == sizeof(d));
 	}
 
 	/* MSG_EVICTABLE: appended, a range, its exact size. */
