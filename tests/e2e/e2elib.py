@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -305,6 +306,22 @@ class Ctx:
         if managed:
             self.sampler.add(app.pid, bounded)
         return app
+
+    def run_checking(self, name, cmd, what, checks, ok_re, timeout=300):
+        """Runs an application that checks its own data, to its end: its output is logged; a
+        non-zero exit (checks: what it checks, for the report) or no line matching ok_re is a
+        failure. Returns its output."""
+        app = self.spawn(name, cmd)
+        rc = app.wait(timeout, what)
+        out = app.text()
+        for ln in out.splitlines():
+            if not ln.startswith("memext:"):
+                log("  | " + ln)
+        if rc != 0:
+            self.fail(f"{what} {app.status()} ({checks}):\n{app.output(20)}")
+        elif not re.search(ok_re, out, re.M):
+            self.fail(f"{what} exited 0 without a line matching /{ok_re}/")
+        return out
 
     def phase(self, name, bounded=True):
         self.sampler.set_phase(name, bounded)

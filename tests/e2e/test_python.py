@@ -31,18 +31,9 @@ def make_body(which):
         # overheads, these factors make the process ~4x its budget (measured natively)
         size = int(4 * ctx.budget * ctx.args.scale * FILL_FACTOR[which])
         ctx.phase(which)
-        app = ctx.spawn(f"python3-{which}", [py, "-u", os.path.join(HERE, WORKLOADS[which]),
-                                             str(size)])
-        rc = app.wait(300, f"the {which} workload")
-        out = app.text()
-        for ln in out.splitlines():
-            if not ln.startswith("memext:"):
-                log("  | " + ln)
-        if rc != 0:
-            ctx.fail(f"the {which} workload {app.status()} (it checks its own data):\n"
-                     f"{app.output(20)}")
-        elif not re.search(r"^ok in ", out, re.M):
-            ctx.fail(f"the {which} workload exited 0 without its 'ok' line")
+        out = ctx.run_checking(f"python3-{which}",
+                               [py, "-u", os.path.join(HERE, WORKLOADS[which]), str(size)],
+                               f"the {which} workload", "it checks its own data", r"^ok in ")
         m = re.search(r"^footprint (\d+)", out, re.M)
         footprint = int(m.group(1)) if m else size
         log(f"footprint {mib(footprint)}")
