@@ -165,13 +165,15 @@ awk -F'\t' '$2 == "native" {want[$1 " " $3] = $7}
 {
 	echo "Budget $(numfmt --to=iec "$BUDGET_BYTES"); $(nproc) CPUs; kernel $(uname -r);" \
 		"memext $(git -C "$SRC" describe --always --dirty 2>/dev/null || echo unknown);" \
-		"medians of $REPS repetition(s). Every run that finished printed native's output line."
+		"medians of the runs that finished, of $REPS repetition(s). Every run that finished" \
+		"printed native's output line."
 	echo
 	echo "| app | native s | kernel zram s | memext s | kernel / memext | peak RSS MiB native / kernel / memext | swap-ins kernel / memext |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
 	awk -F'\t' '
+	# Over the runs that finished; "failed" when none did.
 	function median(key,    n, i, j, t, v) {
-		if (vals[key] ~ /failed/)
+		if (vals[key] == "")
 			return "failed"
 		n = split(vals[key], v, " ")
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
@@ -179,16 +181,23 @@ awk -F'\t' '$2 == "native" {want[$1 " " $3] = $7}
 	}
 	function num(x, fmt) { return x == "failed" ? "failed" : sprintf(fmt, x) }
 	function mib(x) { return x == "failed" ? "-" : sprintf("%d", x / 1024) }
-	{ vals[$1 " " $2 " wall"] = vals[$1 " " $2 " wall"] " " $4
+	# A wall time, and how many runs of its configuration failed (OOM-killed, say).
+	function wall(a, config,    k) {
+		k = a " " config
+		return num(median(k " wall"), "%.1f") (nfailed[k] ? " (" nfailed[k] " of " nruns[k] " failed)" : "")
+	}
+	{ if (!($1 in seen)) { seen[$1] = 1; order[++napps] = $1 }
+	  nruns[$1 " " $2]++
+	  if ($4 == "failed") { nfailed[$1 " " $2]++; next }
+	  vals[$1 " " $2 " wall"] = vals[$1 " " $2 " wall"] " " $4
 	  vals[$1 " " $2 " rss"] = vals[$1 " " $2 " rss"] " " $5
-	  vals[$1 " " $2 " swp"] = vals[$1 " " $2 " swp"] " " ($6 == "-" ? 0 : $6)
-	  if (!($1 in seen)) { seen[$1] = 1; order[++napps] = $1 } }
+	  vals[$1 " " $2 " swp"] = vals[$1 " " $2 " swp"] " " ($6 == "-" ? 0 : $6) }
 	END {
 		for (i = 1; i <= napps; i++) {
 			a = order[i]
 			k = median(a " kernel wall"); m = median(a " memext wall")
 			printf "| %s | %s | %s | %s | **%s** | %s / %s / %s | %s / %s |\n", a,
-				num(median(a " native wall"), "%.1f"), num(k, "%.1f"), num(m, "%.1f"),
+				wall(a, "native"), wall(a, "kernel"), wall(a, "memext"),
 				k == "failed" || m == "failed" ? "-" : sprintf("%.2fx", k / m),
 				mib(median(a " native rss")), mib(median(a " kernel rss")),
 				mib(median(a " memext rss")), num(median(a " kernel swp"), "%d"),
