@@ -537,7 +537,8 @@ static bool move_range_ok(const struct move_range *r, bool back)
 
 	return r->len != 0 && r->len % PAGE_SIZE == 0 && stage % PAGE_SIZE == 0 &&
 	       app % PAGE_SIZE == 0 && inside(stage, r->len, st, st_end) &&
-	       !inside(app, PAGE_SIZE, st, st_end) && !inside(app, PAGE_SIZE, S.self.start, S.self.end);
+	       !inside(app, PAGE_SIZE, st, st_end) &&
+	       !inside(app, PAGE_SIZE, S.self.start, S.self.end);
 }
 
 /* Which staging pages (both halves) hold a page; false when mincore cannot say. */
@@ -552,10 +553,10 @@ static bool slot_moved(const struct msg_agent_move_done *reply, uint64_t slot)
 }
 
 /*
- * Pages the kernel moved without saying so. Linux 6.18's move_pages() keeps the -EAGAIN of a step
- * it retries even when the retry moves the run, so it retries once more, fails with -EEXIST (the
- * destination is full now) and counts nothing: UFFDIO_MOVE reports pages not moved that are in
- * staging, and the daemon would mark them resident and drop them with staging (seen as a JVM
+ * Pages the kernel moved without saying so. Linux 6.18's UFFDIO_MOVE may answer EEXIST, nothing
+ * moved, for a run it moved (docs/ARCHITECTURE.md: its batched move_pages() can keep the -EAGAIN
+ * of a step whose retry moved the run, retry once more and count nothing). Reported as not
+ * moved, the daemon would mark those pages resident and drop them with staging (seen as a JVM
  * whose heap lost pages). What moved shows in staging, which only the agent moves into or out of:
  * a page of the request that was empty before it and holds a page now received it; one that held
  * a page going back and is empty now gave it. before: staging's residency when the request came.
@@ -581,7 +582,8 @@ static void reconcile_moves(const struct msg_agent_move *m, bool back, const uns
 			if (slot_moved(reply, k % MEMEXT_STAGING_PAGES))
 				continue;
 			/* Going out, an mlocked page may have gone to the locked half. */
-			for (uint64_t j = k; j < nr_pages; j += back ? nr_pages : MEMEXT_STAGING_PAGES) {
+			for (uint64_t j = k; j < nr_pages;
+			     j += back ? nr_pages : MEMEXT_STAGING_PAGES) {
 				if (back ? (before[j] & 1) && !(now[j] & 1)
 					 : !(before[j] & 1) && (now[j] & 1)) {
 					set_moved(reply, st + j * PAGE_SIZE);
