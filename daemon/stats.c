@@ -202,7 +202,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
-		",\"move_unreported\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64 ",\"unevictable_culled\":%" PRIu64
+		",\"move_unreported\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
+		",\"unevictable_culled\":%" PRIu64
 		",\"unevictable_rescued\":%" PRIu64
 		",\"workingset_refault\":%" PRIu64 ",\"workingset_activate\":%" PRIu64
 		",\"workingset_restore\":%" PRIu64 ",\"forks_shared\":%" PRIu64
