@@ -561,11 +561,27 @@ static bool slot_moved(const struct msg_agent_move_done *reply, uint64_t slot)
  * a page of the request that was empty before it and holds a page now received it; one that held
  * a page going back and is empty now gave it. before: staging's residency when the request came.
  */
+/*
+ * The staging page that received slot k's page in this request (going back: gave it back), as
+ * its residency changed between before and now; UINT64_MAX when none did (reconcile_moves).
+ */
+static uint64_t staging_page_moved(const unsigned char *before, const unsigned char *now,
+				   uint64_t k, bool back)
+{
+	if (back)
+		return (before[k] & 1) && !(now[k] & 1) ? k : UINT64_MAX;
+	/* Going out, an mlocked page may have gone to the locked half instead. */
+	for (uint64_t j = k; j < staging_bytes() / PAGE_SIZE; j += MEMEXT_STAGING_PAGES)
+		if (!(before[j] & 1) && (now[j] & 1))
+			return j;
+	return UINT64_MAX;
+}
+
 static void reconcile_moves(const struct msg_agent_move *m, bool back, const unsigned char *before,
 			    struct msg_agent_move_done *reply)
 {
 	unsigned char now[2 * MEMEXT_STAGING_PAGES];
-	uint64_t st = (uint64_t)(uintptr_t)S.staging, nr_pages = staging_bytes() / PAGE_SIZE;
+	uint64_t st = (uint64_t)(uintptr_t)S.staging;
 	unsigned found = 0;
 
 	if (!staging_resident(now))
@@ -577,20 +593,15 @@ static void reconcile_moves(const struct msg_agent_move *m, bool back, const uns
 		if (!move_range_ok(r, back))
 			continue;
 		for (uint64_t off = 0; off < r->len; off += PAGE_SIZE) {
-			uint64_t k = (stage + off - st) / PAGE_SIZE;
+			uint64_t k = (stage + off - st) / PAGE_SIZE, j;
 
 			if (slot_moved(reply, k % MEMEXT_STAGING_PAGES))
 				continue;
-			/* Going out, an mlocked page may have gone to the locked half. */
-			for (uint64_t j = k; j < nr_pages;
-			     j += back ? nr_pages : MEMEXT_STAGING_PAGES) {
-				if (back ? (before[j] & 1) && !(now[j] & 1)
-					 : !(before[j] & 1) && (now[j] & 1)) {
-					set_moved(reply, st + j * PAGE_SIZE);
-					found++;
-					break;
-				}
-			}
+			j = staging_page_moved(before, now, k, back);
+			if (j == UINT64_MAX)
+				continue;
+			set_moved(reply, st + j * PAGE_SIZE);
+			found++;
 		}
 	}
 	reply->nr_unreported += found;
