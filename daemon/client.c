@@ -176,6 +176,8 @@ void client_unref(struct client *c)
 	client_record_detach(c);
 	pagetable_free(c->pt);
 	rangeset_done(&c->registered);
+	free(c->handed_back);
+	free(c->hand_back_reqs);
 	free(c->parked);
 	free(c->remaps);
 	free(c->user);
@@ -293,12 +295,17 @@ static int scan_one(const struct maps_entry *e, void *userdata)
 	/*
 	 * Register only what is not registered yet (the rangeset mirrors the registrations) and
 	 * never the shim's own memory, which the kernel may have merged into one mapping with
-	 * the application's.
+	 * the application's, nor what the application has or asks for a userfaultfd of its own.
 	 */
 	r = rangeset_add(&snapshot, c->staging.start, c->staging.end);
 	for (unsigned i = 0; i < c->nr_exclude && r == 0; i++)
 		r = rangeset_add(&snapshot, c->exclude[i].start, c->exclude[i].end);
 	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < c->nr_handed_back && r == 0; i++)
+		r = rangeset_add(&snapshot, c->handed_back[i].range.start, c->handed_back[i].range.end);
+	for (unsigned i = 0; i < c->nr_hand_back_reqs && r == 0; i++)
+		r = rangeset_add(&snapshot, c->hand_back_reqs[i].range.start,
+				 c->hand_back_reqs[i].range.end);
 	for (unsigned i = 0; i < c->registered.nr && r == 0; i++)
 		if (c->registered.r[i].end > e->start && c->registered.r[i].start < e->end)
 			r = rangeset_add(&snapshot, c->registered.r[i].start, c->registered.r[i].end);

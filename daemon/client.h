@@ -66,6 +66,19 @@ struct client_counters {
 
 struct batch;
 
+/* MSG_HAND_BACK: a range the application wants for a userfaultfd of its own, and the seq its
+ * answer carries. */
+struct hand_back_req {
+	struct mem_range range;
+	uint32_t seq;
+};
+
+/* A range handed to the application's own userfaultfd, at hand_back_epoch epoch. */
+struct handed_back {
+	struct mem_range range;
+	uint32_t epoch;
+};
+
 struct client {
 	struct manager *m;
 	struct client *next; /* manager.clients */
@@ -136,6 +149,16 @@ struct client {
 	uint32_t fork_token; /* of that FORK_PREPARE: the child names it in its hello */
 	bool fork_drain;     /* that FORK_PREPARE asked for every page back (FORK_DRAIN) */
 	bool drain_requested; /* memextctl drain: bring everything back, evict no more */
+	/* Ranges the application registers with a userfaultfd of its own: asked for, waiting
+	 * for a reclaim thread (hand_back_reqs), and handed back (handed_back: unregistered, never
+	 * registered again by a scan; reclaim.c, hand_back_range). handed_back and
+	 * hand_back_epoch change under the resolve lock held exclusively as well: a fault read
+	 * before the epoch of a range that holds it is not answered (fault.c, handed_back). */
+	struct hand_back_req *hand_back_reqs;
+	unsigned nr_hand_back_reqs, cap_hand_back_reqs;
+	struct handed_back *handed_back;
+	unsigned nr_handed_back, cap_handed_back;
+	uint32_t hand_back_epoch;
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */
 	bool dead;           /* the process exited; being torn down */

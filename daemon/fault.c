@@ -176,6 +176,29 @@ static void handle_remove(struct client *c, uint64_t start, uint64_t end, bool u
 	pthread_mutex_unlock(&c->lock);
 }
 
+void fault_forget_range(struct client *c, uint64_t start, uint64_t end)
+{
+	handle_remove(c, start, end, true);
+}
+
+/*
+ * Whether req was read before its address was handed to the application's own userfaultfd
+ * (reclaim.c, hand_back_range). Such a fault is not answered: unregistering woke its thread,
+ * which faults again to the application's handler, and the kernel would let an answer from us
+ * map a page there behind that handler's back. A fault read later is ours to answer: the shim
+ * registered new memory there (early_register). Resolve lock held.
+ */
+static bool handed_back(const struct client *c, const struct fault_req *req)
+{
+	uint64_t addr = req->msg.arg.pagefault.address;
+
+	for (unsigned i = 0; i < c->nr_handed_back; i++)
+		if (req->hand_back_epoch < c->handed_back[i].epoch &&
+		    addr >= c->handed_back[i].range.start && addr < c->handed_back[i].range.end)
+			return true;
+	return false;
+}
+
 static int visit_nothing(uint64_t vpn, pte_t *pte, void *userdata)
 {
 	(void)vpn, (void)pte, (void)userdata;
@@ -378,7 +401,8 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 				/* The one moment the agent cannot reconnect by itself. */
 				if (unsharing)
 					crash_point(c->m, "agent-unshare-fault");
-				p->req[p->nr++] = (struct fault_req){msgs[i], now, unsharing};
+				p->req[p->nr++] = (struct fault_req){msgs[i], now, unsharing,
+								     c->hand_back_epoch};
 			} else
 				fault_apply_event(c, &msgs[i]);
 			/* Applied (or queued: a lost fault is raised again by the successor's
@@ -1041,6 +1065,8 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 	bool is_agent = fault_by_agent(c, msg);
 	pte_t *pte;
 
+	if (handed_back(c, req))
+		return 0;
 	if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(c, req);
 	pthread_mutex_lock(&c->lock);

@@ -22,6 +22,7 @@ struct fault_req {
 	/* The agent's, taken while it made a page exclusive (client.h, agent_unshare_faults):
 	 * seen as it was read, while the agent still waited in it. */
 	bool agent_unsharing;
+	uint32_t hand_back_epoch; /* client.hand_back_epoch when it was read */
 };
 
 #define FAULT_RA_MAX_PAGES 32 /* swap-in readahead window, at most */
@@ -62,3 +63,9 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf);
  * interrupted one again finishes it (adopt.c).
  */
 void fault_apply_event(struct client *c, struct uffd_msg *msg);
+
+/*
+ * Forgets [start, end) as an UNMAP would: entries dropped (stored copies freed), the range no
+ * longer registered. For memory memextd unregistered itself (resolve lock held exclusively).
+ */
+void fault_forget_range(struct client *c, uint64_t start, uint64_t end);

@@ -644,6 +644,39 @@ fail:
 	return 0;
 }
 
+static void answer_hand_back(struct client *c, uint32_t seq, int status)
+{
+	struct msg_hand_back_done done = {.status = status};
+
+	proto_init_header(&done.h, MSG_HAND_BACK_DONE, sizeof(done), seq);
+	(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
+}
+
+/*
+ * MSG_HAND_BACK: the application registers range with a userfaultfd of its own. A reclaim
+ * thread brings its pages back and unregisters it (reclaim.c); from now on no scan registers
+ * it, which this thread alone does.
+ */
+static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range range,
+			    uint32_t seq)
+{
+	int r;
+
+	if (range.start >= range.end || range.start % PAGE_SIZE || range.end % PAGE_SIZE) {
+		answer_hand_back(c, seq, -EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	r = ARRAY_RESERVE_ONE(c->hand_back_reqs, c->nr_hand_back_reqs, c->cap_hand_back_reqs, 4);
+	if (r == 0)
+		c->hand_back_reqs[c->nr_hand_back_reqs++] = (struct hand_back_req){range, seq};
+	pthread_mutex_unlock(&c->lock);
+	if (r < 0)
+		answer_hand_back(c, seq, r);
+	else
+		manager_kick_reclaim(&d->m);
+}
+
 static void handle_control(struct daemon *d, struct client *c)
 {
 	union {
@@ -651,6 +684,7 @@ static void handle_control(struct daemon *d, struct client *c)
 		struct msg_fork fork;
 		struct msg_agent_started agent;
 		struct msg_evictable evictable;
+		struct msg_hand_back hand_back;
 	} msg;
 	ssize_t n = proto_recv(c->control_fd, &msg, sizeof(msg), NULL, NULL);
 
@@ -693,6 +727,9 @@ static void handle_control(struct daemon *d, struct client *c)
 			pthread_mutex_unlock(&c->lock);
 			atomic_fetch_add(&d->m.totals.unevictable_rescued, rescued);
 		}
+		break;
+	case MSG_HAND_BACK:
+		queue_hand_back(d, c, msg.hand_back.range, msg.h.seq);
 		break;
 	case MSG_AGENT_STARTED:
 		/* A fork child's agent, started after its hello: eviction may begin. */

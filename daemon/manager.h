@@ -85,6 +85,8 @@ struct manager_totals {
 	_Atomic uint64_t fault_homed;	/* times a client's uffd went to one fault thread
 					 * (its threads faulted side by side, faulthome.h) */
 	_Atomic uint64_t fault_unhomed; /* ... and back to every fault thread */
+	_Atomic uint64_t hand_backs;	  /* ranges handed to the application's own userfaultfd */
+	_Atomic uint64_t hand_back_pages; /* ... their evicted pages brought back for that */
 };
 
 struct manager {

@@ -794,14 +794,17 @@ static void reclaim_client(struct reclaimer *rc, struct client *c)
 }
 
 struct collect_ctx {
-	uint64_t *vpn;
+	uint64_t *vpn; /* STORED entries */
 	size_t nr, cap;
+	uint64_t loading; /* LOADING entries: an I/O worker is reading them from a swap file */
 };
 
 static int collect_stored(uint64_t vpn, pte_t *pte, void *userdata)
 {
 	struct collect_ctx *cc = userdata;
 
+	if (pte_type(*pte) == PTE_LOADING)
+		cc->loading++;
 	if (pte_type(*pte) != PTE_STORED)
 		return 0;
 	if (cc->nr == cc->cap) {
@@ -827,14 +830,15 @@ static bool process_exited(const struct client *c)
 }
 
 /*
- * Brings every stored page of c back (swapoff's try_to_unuse). Eviction must be paused. Pages
- * an I/O worker is reading from a swap file are LOADING: wait for them (at most 10 s).
+ * Brings every stored page of c in [from, to) (page numbers) back (swapoff's try_to_unuse).
+ * Eviction must be paused, or c claimed. Pages an I/O worker is reading from a swap file are
+ * LOADING: wait for them (at most 10 s). *ret_pages, if not NULL, counts the pages brought back.
  */
-static int drain_client(struct reclaimer *rc, struct client *c)
+static int drain_range(struct reclaimer *rc, struct client *c, uint64_t from, uint64_t to,
+		       uint64_t *ret_pages)
 {
 	for (int round = 0;; round++) {
 		struct collect_ctx cc = {0};
-		uint64_t left;
 		int r;
 
 		/* Its pages cannot go back into a process that is gone (UFFDIO_COPY fails, and
@@ -842,23 +846,29 @@ static int drain_client(struct reclaimer *rc, struct client *c)
 		if (process_exited(c))
 			return -ESRCH;
 		pthread_mutex_lock(&c->lock);
-		r = pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, collect_stored, &cc);
+		r = pagetable_walk(c->pt, from, to, collect_stored, &cc);
 		pthread_mutex_unlock(&c->lock);
-		for (size_t i = 0; r == 0 && i < cc.nr; i++)
+		if (r == 0 && !cc.nr && !cc.loading)
+			return 0;
+		for (size_t i = 0; r == 0 && i < cc.nr; i++) {
 			r = fault_swapin_vpn(c, cc.vpn[i], rc->page_buf);
+			if (r == 0 && ret_pages)
+				(*ret_pages)++;
+		}
 		free(cc.vpn);
 		/* -EBUSY: the agent holds its move gate (stopped?): another round. */
 		if (r < 0 && r != -EBUSY)
 			return r;
-		pthread_mutex_lock(&c->lock);
-		left = c->nr_stored;
-		pthread_mutex_unlock(&c->lock);
-		if (!left)
-			return 0;
 		if (round == 10000)
 			return -EAGAIN;
-		usleep(1000);
+		if (r == -EBUSY || !cc.nr)
+			usleep(1000);
 	}
+}
+
+static int drain_client(struct reclaimer *rc, struct client *c)
+{
+	return drain_range(rc, c, 0, UINT64_MAX / PAGE_SIZE, NULL);
 }
 
 /*
@@ -975,6 +985,140 @@ static void drain_on_request(struct reclaimer *rc, struct client *c)
 		log_warning_errno(r, "client %d: drain incomplete, retrying: %m", c->pid);
 	else if (r == 0)
 		log_info("client %d: drained, every page is back", c->pid);
+}
+
+/* Counts the STORED and LOADING entries it visits. */
+static int count_evicted(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	(void)vpn;
+	if (pte_type(*pte) == PTE_STORED || pte_type(*pte) == PTE_LOADING)
+		(*(uint64_t *)userdata)++;
+	return 0;
+}
+
+/* Drops the parked faults in [start, end): unregistering woke their threads. Lock held. */
+static void unpark_range(struct client *c, uint64_t start, uint64_t end)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->nr_parked; i++) {
+		uint64_t addr = c->parked[i].msg.arg.pagefault.address;
+
+		if (addr < start || addr >= end)
+			c->parked[n++] = c->parked[i];
+	}
+	c->nr_parked = n;
+}
+
+/* Room for one more handed-back range, made before the range is unregistered. */
+static int reserve_handed_back(struct client *c)
+{
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	r = ARRAY_RESERVE_ONE(c->handed_back, c->nr_handed_back, c->cap_handed_back, 4);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/*
+ * Unregisters [start, end) once no page of it is evicted (resolve lock exclusive, so no fault
+ * is being answered and no event applied meanwhile), forgets its entries, and records it as
+ * handed back. Returns 0, -EAGAIN (a page was evicted again or is loading: bring it back
+ * first) or -errno.
+ */
+static int unregister_for_hand_back(struct client *c, uint64_t start, uint64_t end)
+{
+	struct uffdio_range whole = {.start = start, .len = end - start};
+	uint64_t evicted = 0;
+	int r;
+
+	client_resolve_wrlock(c);
+	pthread_mutex_lock(&c->lock);
+	(void)pagetable_walk(c->pt, start / PAGE_SIZE, end / PAGE_SIZE, count_evicted, &evicted);
+	pthread_mutex_unlock(&c->lock);
+	if (evicted) {
+		pthread_rwlock_unlock(&c->resolve_lock);
+		return -EAGAIN;
+	}
+	/*
+	 * The whole range at once, mappings the shim registered before we scanned them
+	 * included; the kernel skips holes and refuses (EINVAL) a mapping another userfaultfd
+	 * of the application holds, or one no userfaultfd can take, which the application's
+	 * registration will find too.
+	 */
+	r = reserve_handed_back(c);
+	if (r == 0 && ioctl(c->uffd, UFFDIO_UNREGISTER, &whole) < 0)
+		r = -errno;
+	if (r == 0) {
+		fault_forget_range(c, start, end);
+		pthread_mutex_lock(&c->lock);
+		unpark_range(c, start, end);
+		c->handed_back[c->nr_handed_back++] =
+			(struct handed_back){{start, end}, ++c->hand_back_epoch};
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_rwlock_unlock(&c->resolve_lock);
+	return r;
+}
+
+/*
+ * MSG_HAND_BACK: the application registers [start, end) with a userfaultfd of its own, which
+ * the kernel refuses while ours holds it. Its evicted pages come back and the range is
+ * unregistered; c is claimed, so none of its pages leaves meanwhile. Returns 0 or -errno.
+ */
+static int hand_back_range(struct reclaimer *rc, struct client *c, uint64_t start, uint64_t end)
+{
+	uint64_t pages = 0;
+	int r, tries = 0;
+
+	/* The process runs (a thread of it waits for the answer): a stalled batch lands. */
+	if (c->stalled_batch)
+		(void)batch_resume(rc, c, true);
+	if (c->stalled_batch)
+		return -EBUSY;
+	/* A page an I/O worker was loading for a fault may be seen between the two. */
+	do {
+		r = drain_range(rc, c, start / PAGE_SIZE, end / PAGE_SIZE, &pages);
+		if (r == 0)
+			r = unregister_for_hand_back(c, start, end);
+	} while (r == -EAGAIN && ++tries < 100);
+	atomic_fetch_add(&rc->m->totals.hand_back_pages, pages);
+	if (r == 0) {
+		atomic_fetch_add(&rc->m->totals.hand_backs, 1);
+		log_info("client %d: %#" PRIx64 "-%#" PRIx64 " handed to its own userfaultfd, "
+			 "%" PRIu64 " evicted pages brought back",
+			 c->pid, start, end, pages);
+	} else {
+		log_warning_errno(r, "client %d: cannot hand %#" PRIx64 "-%#" PRIx64 " to its own "
+				     "userfaultfd: %m",
+				  c->pid, start, end);
+	}
+	return r;
+}
+
+static void serve_hand_backs(struct reclaimer *rc, struct client *c)
+{
+	for (;;) {
+		struct msg_hand_back_done done = {0};
+		struct hand_back_req req;
+
+		pthread_mutex_lock(&c->lock);
+		if (!c->nr_hand_back_reqs) {
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+		req = c->hand_back_reqs[0];
+		pthread_mutex_unlock(&c->lock);
+		done.status = hand_back_range(rc, c, req.range.start, req.range.end);
+		/* Off the queue only now: until then no scan registers the range again. */
+		pthread_mutex_lock(&c->lock);
+		memmove(c->hand_back_reqs, c->hand_back_reqs + 1,
+			--c->nr_hand_back_reqs * sizeof(*c->hand_back_reqs));
+		pthread_mutex_unlock(&c->lock);
+		proto_init_header(&done.h, MSG_HAND_BACK_DONE, sizeof(done), req.seq);
+		(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
+	}
 }
 
 /* Gives a client all its pages back and unregisters its memory, so it runs on without us. */
@@ -1176,6 +1320,7 @@ static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n)
 		serve_forks(rc, v, n, k == 0);
 		if (c->dead || !claim(c))
 			continue;
+		serve_hand_backs(rc, c);
 		if (c->drain_requested)
 			drain_on_request(rc, c);
 		else

@@ -191,6 +191,9 @@ static void agent_take_socket(void);
 extern int __close(int fd);
 extern int __dup2(int oldfd, int newfd);
 
+/* The shim's own ioctls are system calls: ioctl() is interposed (below). */
+#define sys_ioctl(fd, request, arg) ((int)syscall(SYS_ioctl, (fd), (request), (arg)))
+
 /* The shim closes its own fds with the system call: close() is interposed (below). */
 static void sys_close(int fd)
 {
@@ -393,7 +396,7 @@ static bool make_exclusive(uint64_t addr, uint64_t stage)
 	/* An event pending (EAGAIN): the page stays this time. Any other error means the range
 	 * is not write-protected at all (registered without WP): nothing to lift. */
 	if (!move_gate_cancelled(A.gate, slot) &&
-	    (ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) == 0 ||
+	    (sys_ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_WRITEPROTECT, &wp) == 0 ||
 	     errno != EAGAIN) &&
 	    mincore((void *)(uintptr_t)addr, PAGE_SIZE, &present) == 0 && (present & 1)) {
 		int risk = risk_word(__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE), RISK_FAULT);
@@ -445,7 +448,7 @@ static uint64_t move_once(uint64_t dst, uint64_t src, uint64_t len, bool back, i
 			*ret_err = ECANCELED;
 			return 0;
 		}
-		r = ioctl(uffd, UFFDIO_MOVE, &mv);
+		r = sys_ioctl(uffd, UFFDIO_MOVE, &mv);
 		move_gate_leave(g);
 		if (r == 0 && S.test_unreported_every &&
 		    ++S.test_move_calls % S.test_unreported_every == 0) {
@@ -705,7 +708,7 @@ static bool register_staging(void)
 
 	if (!A.staging_registered)
 		A.staging_registered =
-			ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_REGISTER, &reg) == 0;
+			sys_ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_REGISTER, &reg) == 0;
 	return A.staging_registered;
 }
 
@@ -714,7 +717,7 @@ static bool unregister_staging(void)
 	struct uffdio_range range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()};
 
 	if (A.staging_registered &&
-	    ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_UNREGISTER, &range) < 0)
+	    sys_ioctl(__atomic_load_n(&A.uffd, __ATOMIC_RELAXED), UFFDIO_UNREGISTER, &range) < 0)
 		return false;
 	A.staging_registered = false;
 	return true;
@@ -876,7 +879,7 @@ static int open_uffd(void)
 	 * to anyone with access to the device (the package grants it to group memext). */
 	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		fd = sys_ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 		sys_close(dev);
 		if (fd >= 0)
 			return fd;
@@ -889,7 +892,7 @@ static int uffd_api(int fd, uint64_t features, uint64_t *ret_features)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = features};
 
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
+	if (sys_ioctl(fd, UFFDIO_API, &api) < 0)
 		return -errno;
 	*ret_features = api.features;
 	return 0;
@@ -1628,7 +1631,7 @@ static void memext_start(pid_t parent)
 		.range = {(uint64_t)(uintptr_t)S.staging, staging_bytes()},
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	if (ioctl(S.uffd, UFFDIO_REGISTER, &reg) < 0) {
+	if (sys_ioctl(S.uffd, UFFDIO_REGISTER, &reg) < 0) {
 		shim_log("cannot register the staging area: %s; running without memext",
 			 errstr(errno));
 		goto fail;
@@ -2052,7 +2055,7 @@ static void early_register(uint64_t start, uint64_t len)
 	int saved = errno, uffd = __atomic_load_n(&S.uffd, __ATOMIC_ACQUIRE);
 
 	if (len >= EARLY_REGISTER_MIN_BYTES && uffd >= 0 && register_now(len))
-		(void)ioctl(uffd, UFFDIO_REGISTER, &reg);
+		(void)sys_ioctl(uffd, UFFDIO_REGISTER, &reg);
 	errno = saved;
 }
 
@@ -2139,6 +2142,86 @@ _public_ int mprotect(void *addr, size_t len, int prot)
 
 	if (r == 0 && (prot & PROT_READ) && (prot & PROT_WRITE))
 		tell_evictable(addr, len);
+	return r;
+}
+
+/*
+ * Asks the daemon for [start, end), which the application registers with a userfaultfd of its
+ * own (MSG_HAND_BACK): it brings the evicted pages of it back and unregisters it. fork_lock
+ * keeps the exchange from a fork's on the control socket. Returns 0 or -errno.
+ */
+static int hand_back(uint64_t start, uint64_t end)
+{
+	struct msg_hand_back m = {.range = {start, end}};
+	/* Room for whatever else the control socket may hold (an answer nobody waited for). */
+	union {
+		struct msg_header h;
+		struct msg_hand_back_done done;
+		struct msg_hello_ack ack;
+		struct msg_fork fork;
+	} in;
+	uint32_t seq = fork_token_new();
+	int fd, r;
+
+	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
+		return -ENOTCONN;
+	pthread_mutex_lock(&S.fork_lock);
+	fd = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) == S.control_gen ? control_fd() : -1;
+	if (fd < 0)
+		fd = control_reattach();
+	r = fd;
+	if (fd >= 0) {
+		proto_init_header(&m.h, MSG_HAND_BACK, sizeof(m), seq);
+		r = proto_send(fd, &m, sizeof(m), NULL, 0);
+	}
+	/* However long it takes to bring the pages back; a daemon that goes away ends it. */
+	while (r == 0) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&p, 1, -1) < 0 && errno == EINTR)
+			continue;
+		n = proto_recv(fd, &in, sizeof(in), NULL, NULL);
+		/* -EBADMSG: a message not for us (one with an fd, say), already dropped. */
+		if (n == -EINTR || n == -EAGAIN || n == -EBADMSG)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? (int)n : -ECONNRESET;
+		else if (in.h.type == MSG_HAND_BACK_DONE && in.h.seq == seq)
+			break;
+	}
+	pthread_mutex_unlock(&S.fork_lock);
+	return r < 0 ? r : in.done.status;
+}
+
+/*
+ * A program that registers its memory with a userfaultfd of its own (a live migration's
+ * receiver, a checkpoint restorer, a collector) finds ours holding it: the kernel answers
+ * EBUSY. The daemon then hands the range over, and the registration is made again; should
+ * that fail, the program sees the kernel's error, as without memext.
+ */
+_public_ int ioctl(int fd, unsigned long request, ...)
+{
+	va_list ap;
+	void *arg;
+	int r;
+
+	va_start(ap, request);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	r = sys_ioctl(fd, request, arg);
+	if (r < 0 && errno == EBUSY && request == UFFDIO_REGISTER && fd != S.uffd) {
+		const struct uffdio_register *reg = arg;
+		uint64_t start = PAGE_ALIGN_DOWN(reg->range.start);
+		uint64_t end = PAGE_ALIGN_UP(reg->range.start + reg->range.len);
+		int saved = errno, e = hand_back(start, end);
+
+		if (e == 0)
+			return sys_ioctl(fd, request, arg);
+		shim_log("cannot hand %#" PRIx64 "-%#" PRIx64 " to the program's userfaultfd: %s",
+			 start, end, errstr(-e));
+		errno = saved;
+	}
 	return r;
 }
 

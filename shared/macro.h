@@ -46,6 +46,26 @@ static inline void closep(int *fd)
 #define _cleanup_free_ _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 
+/*
+ * Room for one more element in the array v of cap elements, nr of them in use: doubles it (from
+ * first) when it is full. Evaluates to 0 or -ENOMEM (v and cap unchanged).
+ */
+#define ARRAY_RESERVE_ONE(v, nr, cap, first)                                                       \
+	({                                                                                         \
+		int _ar = 0;                                                                       \
+		if ((nr) == (cap)) {                                                               \
+			unsigned _ac = (cap) ? (cap) * 2 : (first);                                \
+			__typeof__(v) _av = realloc((v), _ac * sizeof(*(v)));                      \
+			if (_av) {                                                                 \
+				(v) = _av;                                                         \
+				(cap) = _ac;                                                       \
+			} else {                                                                   \
+				_ar = -ENOMEM;                                                     \
+			}                                                                          \
+		}                                                                                  \
+		_ar;                                                                               \
+	})
+
 /* Hands ownership on: returns the value and leaves the cleanup variable empty. */
 #define TAKE_PTR(p)                                                                                \
 	({                                                                                         \

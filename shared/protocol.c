@@ -44,6 +44,8 @@ static const size_t fixed_size[_MSG_TYPE_MAX] = {
 	[MSG_AGENT_STARTED] = sizeof(struct msg_agent_started),
 	[MSG_AGENT_GATE] = sizeof(struct msg_agent_gate),
 	[MSG_EVICTABLE] = sizeof(struct msg_evictable),
+	[MSG_HAND_BACK] = sizeof(struct msg_hand_back),
+	[MSG_HAND_BACK_DONE] = sizeof(struct msg_hand_back_done),
 };
 
 int proto_check(const void *buf, size_t n)

@@ -17,7 +17,9 @@
  *            shared, brought back) and MSG_FORK_DONE (the parent resumes). The header's seq
  *            of FORK_PREPARE is a random token; the child's hello (HELLO_FORK_CHILD) names it
  *            and its parent's pid to claim the shared pages (daemon/forkshare.h). After
- *            munlock(), munlockall() or mprotect() it may send MSG_EVICTABLE.
+ *            munlock(), munlockall() or mprotect() it may send MSG_EVICTABLE, and when the
+ *            application's own userfaultfd cannot register memory memextd manages, MSG_HAND_BACK
+ *            (answered by MSG_HAND_BACK_DONE).
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
  *            application into its staging area (answered by MSG_AGENT_MOVE_DONE, a bitmap of
  *            the staging pages that now hold a page); MSG_AGENT_FREE asks it to MADV_DONTNEED the staging area (no answer:
@@ -57,6 +59,8 @@ enum msg_type {
 	MSG_AGENT_STARTED,
 	MSG_AGENT_GATE,
 	MSG_EVICTABLE,
+	MSG_HAND_BACK,
+	MSG_HAND_BACK_DONE,
 	_MSG_TYPE_MAX,
 };
 
@@ -186,6 +190,24 @@ struct msg_agent_move_done {
 struct msg_evictable {
 	struct msg_header h;
 	struct mem_range range;
+};
+
+/*
+ * MSG_HAND_BACK, shim -> daemon on the control socket: the application registers range with a
+ * userfaultfd of its own, which the kernel refuses (EBUSY) while ours holds it. memextd brings
+ * every evicted page of range back, unregisters it, and never registers it again in this
+ * process; MSG_HAND_BACK_DONE (same seq) answers with status 0 or -errno. The range stays the
+ * application's until the process exits: memextd cannot see its userfaultfd let go of it.
+ */
+struct msg_hand_back {
+	struct msg_header h;
+	struct mem_range range;
+};
+
+struct msg_hand_back_done {
+	struct msg_header h;
+	int32_t status;
+	uint32_t pad;
 };
 
 struct msg_agent_free {

@@ -135,6 +135,23 @@ static void test_check(void)
 		assert(MSG_EVICTABLE == 16);
 	}
 
+	/* MSG_HAND_BACK and its answer: appended, each of its exact size. */
+	{
+		struct msg_hand_back hb = {.range = {0x1000, 0x3000}};
+		struct msg_hand_back_done done = {.status = -EINVAL};
+
+		proto_init_header(&hb.h, MSG_HAND_BACK, sizeof(hb), 9);
+		assert(proto_check(&hb, sizeof(hb)) == 0);
+		hb.h.len = sizeof(hb) - 8;
+		assert(proto_check(&hb, sizeof(hb) - 8) == -EBADMSG);
+		proto_init_header(&done.h, MSG_HAND_BACK_DONE, sizeof(done), 9);
+		assert(proto_check(&done, sizeof(done)) == 0);
+		/* The one must not pass for the other. */
+		done.h.type = MSG_HAND_BACK;
+		assert(proto_check(&done, sizeof(done)) == -EBADMSG);
+		assert(MSG_HAND_BACK == 17 && MSG_HAND_BACK_DONE == 18);
+	}
+
 	/* Variable-length moves: the count must match the length exactly. */
 	memset(buf, 0, sizeof(buf));
 	m->nr = 3;
