@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,85 @@ static int scan_one(const struct maps_entry *e, void *userdata)
 	if (r == 0)
 		r = rangeset_for_each_gap(&snapshot, e->start, e->end, register_gap, c);
 	rangeset_done(&snapshot);
+	return r;
+}
+
+#define TAKE_BACK_AFTER_USEC 1000000
+
+struct take_back_ctx {
+	struct handed_back *v; /* a copy of client.handed_back */
+	bool *held;            /* v[i] is held by a userfaultfd, in part or whole */
+	unsigned n;
+};
+
+static int note_uffd(uint64_t start, uint64_t end, bool held, void *userdata)
+{
+	struct take_back_ctx *t = userdata;
+
+	for (unsigned i = 0; i < t->n; i++)
+		if (start < t->v[i].range.end && end > t->v[i].range.start)
+			t->held[i] |= held;
+	return 0;
+}
+
+/*
+ * Drops the entry of v[i]'s epoch, if it is still there (resolve lock exclusive: faults read
+ * the list; lock held). Returns whether it went.
+ */
+static bool take_back_one(struct client *c, const struct handed_back *v)
+{
+	for (unsigned k = 0; k < c->nr_handed_back; k++) {
+		struct handed_back *h = &c->handed_back[k];
+
+		if (h->epoch == v->epoch) {
+			memmove(h, h + 1, (--c->nr_handed_back - k) * sizeof(*h));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A range handed over less than a second ago may be between our unregistering and the
+ * application's registering; should a look fall there twice, the shim asks again. */
+static bool may_take_back(const struct take_back_ctx *t, unsigned i, uint64_t now)
+{
+	return !t->held[i] && now - t->v[i].usec >= TAKE_BACK_AFTER_USEC;
+}
+
+int client_take_back(struct client *c, uint64_t now)
+{
+	struct take_back_ctx t = {0};
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->nr_handed_back && now - c->take_back_usec >= TAKE_BACK_AFTER_USEC) {
+		t.n = c->nr_handed_back;
+		t.v = malloc(t.n * sizeof(*t.v));
+		if (t.v)
+			memcpy(t.v, c->handed_back, t.n * sizeof(*t.v));
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!t.n)
+		return 0;
+	c->take_back_usec = now;
+	t.held = calloc(t.n, sizeof(bool));
+	r = t.v && t.held ? maps_for_each_uffd(c->pid, note_uffd, &t) : -ENOMEM;
+	if (r == 0) {
+		client_resolve_wrlock(c);
+		pthread_mutex_lock(&c->lock);
+		for (unsigned i = 0; i < t.n; i++)
+			if (may_take_back(&t, i, now) && take_back_one(c, &t.v[i])) {
+				r++;
+				log_info("client %d: %#" PRIx64 "-%#" PRIx64 " taken back: no "
+					 "userfaultfd of its own holds it any more",
+					 c->pid, t.v[i].range.start, t.v[i].range.end);
+			}
+		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		atomic_fetch_add(&c->m->totals.taken_back, (uint64_t)r);
+	}
+	free(t.v);
+	free(t.held);
 	return r;
 }
 

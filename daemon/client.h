@@ -77,6 +77,7 @@ struct hand_back_req {
 struct handed_back {
 	struct mem_range range;
 	uint32_t epoch;
+	uint64_t usec; /* when (now_usec) */
 };
 
 struct client {
@@ -159,6 +160,7 @@ struct client {
 	struct handed_back *handed_back;
 	unsigned nr_handed_back, cap_handed_back;
 	uint32_t hand_back_epoch;
+	uint64_t take_back_usec; /* main thread: handed_back last looked at (client_take_back) */
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */
 	bool dead;           /* the process exited; being torn down */
@@ -195,6 +197,14 @@ int client_scan(struct client *c);
 /* The same for [start, end) only, whatever the mapping's kind (a fork child registers what
  * its parent had registered). Main thread. Returns 0 or -errno. */
 int client_scan_range(struct client *c, uint64_t start, uint64_t end);
+
+/*
+ * Takes back the ranges handed to the application's own userfaultfd (reclaim.c) a second ago or
+ * more that no userfaultfd holds (it let go of them, or they are unmapped): the next scan
+ * registers them again. Main thread; looks at most once a second, since it reads
+ * /proc/PID/smaps. Returns the number of ranges taken back, or -errno.
+ */
+int client_take_back(struct client *c, uint64_t now);
 
 /* Resident pages of the process that are not PRESENT in its table (libraries, memory not
  * registered yet), or -errno. Grows when the process maps memory we have not seen. */

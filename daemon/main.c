@@ -876,6 +876,7 @@ static void on_timer(struct daemon *d)
 	for (unsigned i = 0; i < n; i++) {
 		struct client *c = v[i];
 		int64_t untracked;
+		bool took_back;
 
 		if (!c->armed) {
 			/* A fault means the shim registered a mapping that could not wait. */
@@ -888,8 +889,11 @@ static void on_timer(struct daemon *d)
 		fault_threads_rearm(m, c);
 		/* New memory shows as resident pages we do not track: register it soon. */
 		untracked = client_untracked_pages(c);
-		if (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||
-				       now - c->scan_usec > SCAN_MAX_AGE_USEC))
+		/* So is memory its own userfaultfd let go of. */
+		took_back = client_take_back(c, now) > 0;
+		if (took_back ||
+		    (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||
+					now - c->scan_usec > SCAN_MAX_AGE_USEC)))
 			(void)client_scan(c);
 		pthread_mutex_lock(&c->lock);
 		kick |= client_over_low_wmark(c) || c->nr_parked;

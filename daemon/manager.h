@@ -87,6 +87,7 @@ struct manager_totals {
 	_Atomic uint64_t fault_unhomed; /* ... and back to every fault thread */
 	_Atomic uint64_t hand_backs;	  /* ranges handed to the application's own userfaultfd */
 	_Atomic uint64_t hand_back_pages; /* ... their evicted pages brought back for that */
+	_Atomic uint64_t taken_back;	  /* ... taken back once the application let go of them */
 };
 
 struct manager {

@@ -65,32 +65,90 @@ bool maps_entry_eligible(const struct maps_entry *e)
 	return strncmp(e->name, "[anon:", 6) == 0;
 }
 
+/* Opens /proc/PID/NAME; *ret is NULL on failure. Returns 0 or -errno (-ESRCH: gone). */
+static int open_proc(pid_t pid, const char *name, FILE **ret)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	*ret = fopen(path, "re");
+	if (!*ret)
+		return errno == ENOENT ? -ESRCH : negative_errno();
+	return 0;
+}
+
+/* Reads a line into line; one longer than the buffer (a long name) is cut there. */
+static bool read_line(FILE *f, char *line, int size)
+{
+	if (!fgets(line, size, f))
+		return false;
+	if (!strchr(line, '\n')) {
+		int c;
+
+		while ((c = fgetc(f)) != EOF && c != '\n')
+			;
+	}
+	return true;
+}
+
 int maps_for_each_eligible(pid_t pid, maps_fn fn, void *userdata)
 {
-	char path[64], line[512];
+	char line[512];
 	FILE *f;
-	int r = 0;
+	int r = open_proc(pid, "maps", &f);
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -ESRCH : negative_errno();
-	while (r == 0 && fgets(line, sizeof(line), f)) {
+	while (r == 0 && read_line(f, line, sizeof(line))) {
 		struct maps_entry e;
 
-		/* A name longer than the buffer: skip the rest of the line. */
-		if (!strchr(line, '\n')) {
-			int c;
-
-			while ((c = fgetc(f)) != EOF && c != '\n')
-				;
-		}
 		if (maps_parse_line(line, &e) < 0)
 			continue;
 		if (maps_entry_eligible(&e))
 			r = fn(&e, userdata);
 	}
-	fclose(f);
+	if (f)
+		fclose(f);
+	return r;
+}
+
+bool maps_vmflags_uffd(const char *line)
+{
+	static const char *const modes[] = {"um", "uw", "ui"}; /* missing, wp, minor */
+
+	if (strncmp(line, "VmFlags:", 8) != 0)
+		return false;
+	for (const char *p = line + 8; *p;) {
+		size_t n;
+
+		p += strspn(p, " \t\n");
+		n = strcspn(p, " \t\n");
+		for (size_t i = 0; n == 2 && i < ARRAY_SIZE(modes); i++)
+			if (memcmp(p, modes[i], 2) == 0)
+				return true;
+		p += n;
+	}
+	return false;
+}
+
+int maps_for_each_uffd(pid_t pid, maps_uffd_fn fn, void *userdata)
+{
+	char line[512];
+	struct maps_entry e;
+	bool in_mapping = false;
+	FILE *f;
+	int r = open_proc(pid, "smaps", &f);
+
+	while (r == 0 && read_line(f, line, sizeof(line))) {
+		/* A mapping's first line is as in maps; VmFlags is its last. */
+		if (strncmp(line, "VmFlags:", 8) == 0) {
+			if (in_mapping)
+				r = fn(e.start, e.end, maps_vmflags_uffd(line), userdata);
+			in_mapping = false;
+		} else if (!in_mapping && maps_parse_line(line, &e) == 0) {
+			in_mapping = true;
+		}
+	}
+	if (f)
+		fclose(f);
 	return r;
 }
 

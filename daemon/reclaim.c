@@ -1055,7 +1055,7 @@ static int unregister_for_hand_back(struct client *c, uint64_t start, uint64_t e
 		pthread_mutex_lock(&c->lock);
 		unpark_range(c, start, end);
 		c->handed_back[c->nr_handed_back++] =
-			(struct handed_back){{start, end}, ++c->hand_back_epoch};
+			(struct handed_back){{start, end}, ++c->hand_back_epoch, now_usec()};
 		pthread_mutex_unlock(&c->lock);
 	}
 	pthread_rwlock_unlock(&c->resolve_lock);

@@ -212,7 +212,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"fault_homed\":%" PRIu64 ",\"fault_unhomed\":%" PRIu64
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
 		",\"io_overflow\":%" PRIu64 ",\"hand_backs\":%" PRIu64
-		",\"hand_back_pages\":%" PRIu64 ",\"fault_usec_p50\":%" PRIu64
+		",\"hand_back_pages\":%" PRIu64 ",\"taken_back\":%" PRIu64
+		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.faults), atomic_load(&m->totals.zero_faults),
@@ -232,7 +233,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.fault_unhomed), atomic_load(&m->totals.adopt_swap_pages),
 		atomic_load(&m->totals.adopt_poisoned), atomic_load(&m->totals.io_overflow),
 		atomic_load(&m->totals.hand_backs), atomic_load(&m->totals.hand_back_pages),
-		hist_quantile(snap, 0.50),
+		atomic_load(&m->totals.taken_back), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -364,8 +365,9 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.fault_homed), atomic_load(&m->totals.fault_unhomed));
 	if (atomic_load(&m->totals.hand_backs))
 		fprintf(f, "own userfaultfds: %" PRIu64 " ranges handed to the application, %" PRIu64
-			   " evicted pages brought back for them\n",
-			atomic_load(&m->totals.hand_backs), atomic_load(&m->totals.hand_back_pages));
+			   " evicted pages brought back for them, %" PRIu64 " taken back\n",
+			atomic_load(&m->totals.hand_backs), atomic_load(&m->totals.hand_back_pages),
+			atomic_load(&m->totals.taken_back));
 	write_text_lru(m, f, v, n);
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
@@ -546,6 +548,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_hand_back_pages_total", "counter",
 		   "Evicted pages brought back to hand their range to an application's userfaultfd.",
 		   atomic_load(&m->totals.hand_back_pages));
+	prom_value(f, "memext_taken_back_total", "counter",
+		   "Ranges taken back once the application's own userfaultfd let go of them.",
+		   atomic_load(&m->totals.taken_back));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

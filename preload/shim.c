@@ -2210,17 +2210,24 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	r = sys_ioctl(fd, request, arg);
-	if (r < 0 && errno == EBUSY && request == UFFDIO_REGISTER && fd != S.uffd) {
+	/* Again should memextd have taken the range back before our registration (a thread
+	 * stopped in between for a second: client_take_back). */
+	for (int tries = 0;
+	     r < 0 && errno == EBUSY && request == UFFDIO_REGISTER && fd != S.uffd && tries < 3;
+	     tries++) {
 		const struct uffdio_register *reg = arg;
 		uint64_t start = PAGE_ALIGN_DOWN(reg->range.start);
 		uint64_t end = PAGE_ALIGN_UP(reg->range.start + reg->range.len);
-		int saved = errno, e = hand_back(start, end);
+		int e = hand_back(start, end);
 
-		if (e == 0)
-			return sys_ioctl(fd, request, arg);
-		shim_log("cannot hand %#" PRIx64 "-%#" PRIx64 " to the program's userfaultfd: %s",
-			 start, end, errstr(-e));
-		errno = saved;
+		if (e < 0) {
+			shim_log("cannot hand %#" PRIx64 "-%#" PRIx64 " to the program's "
+				 "userfaultfd: %s",
+				 start, end, errstr(-e));
+			errno = EBUSY;
+			break;
+		}
+		r = sys_ioctl(fd, request, arg);
 	}
 	return r;
 }

@@ -195,9 +195,9 @@ struct msg_evictable {
 /*
  * MSG_HAND_BACK, shim -> daemon on the control socket: the application registers range with a
  * userfaultfd of its own, which the kernel refuses (EBUSY) while ours holds it. memextd brings
- * every evicted page of range back, unregisters it, and never registers it again in this
- * process; MSG_HAND_BACK_DONE (same seq) answers with status 0 or -errno. The range stays the
- * application's until the process exits: memextd cannot see its userfaultfd let go of it.
+ * every evicted page of range back, unregisters it, and registers it again only once no
+ * userfaultfd holds it (client_take_back); MSG_HAND_BACK_DONE (same seq) answers with status 0
+ * or -errno.
  */
 struct msg_hand_back {
 	struct msg_header h;

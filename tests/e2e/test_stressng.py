@@ -11,11 +11,15 @@ unmaps it; the time limits only decide how many ops run); asserts exit status 0,
 verification messages, bogo ops done, and (per process) that memext held every worker near
 its budget and evicted the rest.
 
-With --userfaultfd, runs stress-ng's userfaultfd stressor instead: each worker maps 4x the
+With --userfaultfd, runs stress-ng's userfaultfd stressor instead: its worker maps 4x the
 budget, registers it with a userfaultfd of its own and serves its own faults, which the kernel
 refuses (EBUSY) while memext's holds the memory. The shim has memextd hand the range over; the
-test asserts a successful, verified run with bogo ops and that every worker's range was handed
+test asserts a successful, verified run with bogo ops and that the worker's range was handed
 over (totals.hand_backs). That memory is the program's from then on: no RSS bound there.
+One worker: each is two tasks that fault and answer in the kernel without a break, and on this
+2-CPU machine (PREEMPT_NONE) two workers starve every other task, memextd included, whose
+answers their own faults on other memory wait for: 8 s runs took 25-150 s (natively, other
+tasks starve for up to 5 s).
 """
 
 import os
@@ -79,14 +83,14 @@ def body_userfaultfd(ctx):
     ctx.phase("userfaultfd", bounded=False)
     before = ctx.totals()["hand_backs"]
     run_stressng(ctx, "stress-ng-userfaultfd",
-                 ["--userfaultfd", str(INSTANCES), "--userfaultfd-bytes", str(4 * ctx.budget),
+                 ["--userfaultfd", "1", "--userfaultfd-bytes", str(4 * ctx.budget),
                   "--timeout", f"{max(3, int(8 * ctx.args.scale))}s"], 240,
                  stressor="userfaultfd", bounded=False)
     handed = ctx.totals()["hand_backs"] - before
     log(f"ranges handed to stress-ng's own userfaultfd: {handed}")
-    if handed < INSTANCES:
-        ctx.fail(f"totals.hand_backs grew by {handed}, expected at least {INSTANCES} (one "
-                 "per worker): the workers' registrations did not go through memextd")
+    if handed < 1:
+        ctx.fail("totals.hand_backs did not grow: the worker's registration did not go "
+                 "through memextd")
 
 
 def add_args(ap):
