@@ -161,6 +161,10 @@ struct client {
 	unsigned nr_handed_back, cap_handed_back;
 	uint32_t hand_back_epoch;
 	uint64_t take_back_usec; /* main thread: handed_back last looked at (client_take_back) */
+	/* The reclaim thread holding the client lets the agent of its stopped process run
+	 * (agenthold.h); one that could not waits until hold_retry_ns (CLOCK_MONOTONIC). */
+	bool agent_held;
+	uint64_t hold_retry_ns;
 	bool agent_gone;     /* the agent failed: no more eviction; MOVING pages of its last
 			      * batch are served from staging */
 	bool dead;           /* the process exited; being torn down */

@@ -318,6 +318,21 @@ const struct config_key config_table[] = {
 		       "page still locked.",
 	},
 	{
+		.section = "reclaim",
+		.name = "evict-stopped",
+		.type = CONFIG_BOOL,
+		.default_value = "yes",
+		.value_name = "BOOL",
+		.offset = G(evict_stopped),
+		.doc = "Evict from a process stopped by a signal (Ctrl-Z, SIGSTOP) when the system "
+		       "is short of memory or the process is over its budget, as the kernel swaps "
+		       "an idle process out. memextd attaches to the process's memext agent thread "
+		       "with ptrace for the time of the eviction and lets that one thread run; the "
+		       "application itself stays stopped. A process a debugger holds or in a "
+		       "frozen cgroup is left alone. With no, a stopped process keeps what it has "
+		       "resident until it runs again.",
+	},
+	{
 		.section = "store",
 		.name = "backend",
 		.type = CONFIG_ENUM,

@@ -78,6 +78,7 @@ struct memextd_config {
 	uint64_t default_budget_bytes; /* for a client that sets no MEMEXT_BUDGET; 0: none */
 	unsigned batch_pages;	       /* pages evicted together, <= MEMEXT_STAGING_PAGES */
 	unsigned unevictable_retry_sec; /* unevictable pages go back on the lists this often */
+	bool evict_stopped; /* let a stopped process's agent run to evict from it (agenthold.h) */
 	/* Percent of a client's budget kept free, as the kernel's zone watermarks: reclaim wakes
 	 * when free headroom drops below low and stops above high; below min a faulting thread
 	 * waits for reclaim. min <= low <= high. */

@@ -81,6 +81,7 @@ struct options {
 	const char *fault_poll_us;
 	const char *batch_pages;
 	const char *unevictable_retry_sec;
+	const char *evict_stopped;
 	const char *faultaround_pages;
 	const char *log_level;
 	const char *meminfo_path; /* a stand-in for /proc/meminfo (tests) */
@@ -1057,6 +1058,7 @@ static void help(void)
 	       "  --reclaim-threads N     threads that evict pages (default 1)\n"
 	       "  --batch-pages N         pages evicted per batch (1-%d)\n"
 	       "  --unevictable-retry-sec N  seconds between tries of pages the kernel refused\n"
+	       "  --evict-stopped BOOL    evict from processes stopped by a signal (yes)\n"
 	       "  --faultaround-pages N   zero pages mapped per fault (a power of 2)\n"
 	       "  --log-level LEVEL       err, warning, notice, info, debug\n"
 	       "  --meminfo FILE          read MemTotal and MemAvailable from FILE, not\n"
@@ -1091,6 +1093,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_RECLAIM_THREADS,
 		OPT_BATCH_PAGES,
 		OPT_UNEVICTABLE_RETRY,
+		OPT_EVICT_STOPPED,
 		OPT_FAULTAROUND,
 		OPT_LOG_LEVEL,
 		OPT_MEMINFO,
@@ -1114,6 +1117,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"reclaim-threads", required_argument, NULL, OPT_RECLAIM_THREADS},
 		{"batch-pages", required_argument, NULL, OPT_BATCH_PAGES},
 		{"unevictable-retry-sec", required_argument, NULL, OPT_UNEVICTABLE_RETRY},
+		{"evict-stopped", required_argument, NULL, OPT_EVICT_STOPPED},
 		{"faultaround-pages", required_argument, NULL, OPT_FAULTAROUND},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"meminfo", required_argument, NULL, OPT_MEMINFO},
@@ -1149,6 +1153,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_RECLAIM_THREADS: o->reclaim_threads = optarg; break;
 		case OPT_BATCH_PAGES: o->batch_pages = optarg; break;
 		case OPT_UNEVICTABLE_RETRY: o->unevictable_retry_sec = optarg; break;
+		case OPT_EVICT_STOPPED: o->evict_stopped = optarg; break;
 		case OPT_FAULTAROUND: o->faultaround_pages = optarg; break;
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
 		case OPT_MEMINFO: o->meminfo_path = optarg; break;
@@ -1187,6 +1192,7 @@ static int apply_overrides(const struct options *o, struct memextd_config *cfg)
 		{"reclaim", "default-budget", o->default_budget},
 		{"reclaim", "batch-pages", o->batch_pages},
 		{"reclaim", "unevictable-retry-sec", o->unevictable_retry_sec},
+		{"reclaim", "evict-stopped", o->evict_stopped},
 		{"store", "memory-limit", o->store_limit},
 		{"store", "compressor", o->compressor},
 		{"store", "zstd-level", o->zstd_level},
@@ -1270,6 +1276,7 @@ static void apply_runtime_config(struct daemon *d)
 	mc->faultaround_pages = cfg->faultaround_pages;
 	mc->batch_pages = cfg->batch_pages;
 	mc->unevictable_retry_sec = cfg->unevictable_retry_sec;
+	mc->evict_stopped = cfg->evict_stopped;
 	mc->default_budget_bytes = cfg->default_budget_bytes;
 	mc->client_wmark_min_pct = cfg->client_watermark_min_pct;
 	mc->client_wmark_low_pct = cfg->client_watermark_low_pct;

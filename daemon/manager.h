@@ -35,6 +35,7 @@ struct manager_config {
 	unsigned fault_poll_us;       /* reading on after a client's last fault before sleeping */
 	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
 	unsigned unevictable_retry_sec; /* a client's unevictable pages are tried again this often */
+	bool evict_stopped;	      /* evict from stopped processes (agenthold.h) */
 	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
 	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
 	/* Free headroom in percent of a client's budget, as the kernel's zone watermarks:
@@ -65,6 +66,7 @@ struct manager_totals {
 	_Atomic uint64_t unevictable_culled;  /* ... of those, set aside: mlocked, not read-write */
 	_Atomic uint64_t unevictable_rescued; /* unevictable pages put back on the lists */
 	_Atomic uint64_t reclaim_stalled;  /* batches a stopped process held (reclaim.c) */
+	_Atomic uint64_t stopped_holds;	   /* rounds a stopped process's agent was let run */
 	_Atomic uint64_t throttled;	   /* faults parked below a min watermark (fault.c) */
 	_Atomic uint64_t sys_reclaim_rounds; /* reclaim rounds run for the system's watermarks */
 	_Atomic uint64_t reclaim_deactivated; /* pages moved from the active to the inactive list */

@@ -77,17 +77,13 @@ static bool cgroup_frozen(const char *line)
 	return false;
 }
 
-bool proc_stopped(pid_t pid)
+/* Whether one of pid's cgroups is frozen. */
+static bool proc_frozen(pid_t pid)
 {
-	char buf[1024], path[64], line[4096];
-	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
+	char path[64], line[4096];
 	bool frozen = false;
 	FILE *f;
 
-	if (!fields)
-		return false;
-	if (fields[0] == 'T' || fields[0] == 't')
-		return true;
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
@@ -98,4 +94,26 @@ bool proc_stopped(pid_t pid)
 	}
 	fclose(f);
 	return frozen;
+}
+
+char proc_state(pid_t pid)
+{
+	char buf[1024];
+	const char *comm, *fields = proc_stat(pid, buf, sizeof(buf), &comm);
+
+	return fields ? fields[0] : 0;
+}
+
+bool proc_stopped(pid_t pid)
+{
+	char state = proc_state(pid);
+
+	if (!state)
+		return false;
+	return state == 'T' || state == 't' || proc_frozen(pid);
+}
+
+bool proc_signal_stopped(pid_t pid)
+{
+	return proc_state(pid) == 'T' && !proc_frozen(pid);
 }

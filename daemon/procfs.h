@@ -24,3 +24,9 @@ uint64_t proc_start_time(pid_t pid);
  * False when it is gone or nothing can be read.
  */
 bool proc_stopped(pid_t pid);
+
+/* pid's state letter (R, S, D, T, t, ...), or 0 when it is gone. */
+char proc_state(pid_t pid);
+
+/* Whether pid is stopped by a signal alone ('T': not by a debugger, not frozen). */
+bool proc_signal_stopped(pid_t pid);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agenthold.h"
 #include "client.h"
 #include "fault.h"
 #include "forkshare.h"
@@ -179,7 +180,10 @@ static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply,
 		if (r < 0)
 			return -errno;
 		if (r == 0) {
-			if (agent_stopped(c)) {
+			/* Held while its process is stopped: the group stop may take it again. */
+			if (c->agent_held && agent_hold_kick(c->agent_tid)) {
+				continue;
+			} else if (!c->agent_held && agent_stopped(c)) {
 				if (may_stall)
 					return -EAGAIN;
 				waited = 0;
@@ -758,12 +762,54 @@ static void retry_unevictable(struct reclaimer *rc, struct client *c)
 	}
 }
 
+#define HOLD_RETRY_NS (10 * 1000000000ULL)
+
+/*
+ * A process stopped by a signal moves nothing: its agent is stopped with it. When eviction is
+ * wanted from it (wanted), or a batch waits for its agent, memextd lets that one thread run
+ * for the round (agenthold.h). Returns whether it holds the agent now; agent_release() ends it.
+ */
+static bool agent_take(struct reclaimer *rc, struct client *c, bool wanted)
+{
+	uint64_t now;
+	int r;
+
+	if (!rc->m->cfg.evict_stopped || c->agent_tid <= 0 || !(wanted || c->stalled_batch) ||
+	    !proc_signal_stopped(c->agent_tid))
+		return false;
+	now = monotonic_ns();
+	if (now < c->hold_retry_ns)
+		return false;
+	r = agent_hold(c->agent_tid);
+	if (r < 0) {
+		/* A debugger attached meanwhile, or ptrace is refused (seccomp, Yama). */
+		c->hold_retry_ns = now + HOLD_RETRY_NS;
+		log_info("client %d: stopped, and its agent cannot be let run to evict from it: %s",
+			 c->pid, strerror(-r));
+		return false;
+	}
+	c->agent_held = true;
+	atomic_fetch_add(&rc->m->totals.stopped_holds, 1);
+	return true;
+}
+
+static void agent_release(struct client *c)
+{
+	agent_unhold(c->agent_tid);
+	c->agent_held = false;
+}
+
 static void reclaim_client(struct reclaimer *rc, struct client *c)
 {
 	unsigned batch = MIN(rc->m->cfg.batch_pages, (unsigned)MEMEXT_STAGING_PAGES);
 	int sys = system_batches(rc->m);
+	bool wanted, held;
 
 	retry_unevictable(rc, c);
+	pthread_mutex_lock(&c->lock);
+	wanted = sys > 0 || (c->budget_pages && client_over_low_wmark(c));
+	pthread_mutex_unlock(&c->lock);
+	held = agent_take(rc, c, wanted);
 
 	for (int i = 0; i < MAX_BATCHES_PER_ROUND; i++) {
 		uint64_t high, present, want;
@@ -789,6 +835,8 @@ static void reclaim_client(struct reclaimer *rc, struct client *c)
 		if (n <= 0)
 			break;
 	}
+	if (held)
+		agent_release(c);
 	/* Faults parked for throttling while reclaim could not help: answer them. */
 	resolve_parked(rc, c);
 }

@@ -202,6 +202,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
+		",\"stopped_holds\":%" PRIu64
 		",\"move_unreported\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
 		",\"unevictable_culled\":%" PRIu64
 		",\"unevictable_rescued\":%" PRIu64
@@ -222,7 +223,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
-		atomic_load(&m->totals.move_unreported), atomic_load(&m->totals.reclaim_deactivated),
+		atomic_load(&m->totals.stopped_holds), atomic_load(&m->totals.move_unreported), atomic_load(&m->totals.reclaim_deactivated),
 		atomic_load(&m->totals.unevictable_culled), atomic_load(&m->totals.unevictable_rescued),
 		atomic_load(&m->totals.workingset_refault),
 		atomic_load(&m->totals.workingset_activate),
@@ -345,10 +346,11 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		mean(atomic_load(&m->totals.fault_usec_total), atomic_load(&m->totals.faults)));
 	fprintf(f, "reclaim: %" PRIu64 " scanned, %" PRIu64 " stolen (%" PRIu64
 		   " clean: no compression), %" PRIu64 " refused by the kernel, %" PRIu64
-		   " batches waited for a stopped process\n",
+		   " batches waited for a stopped process, %" PRIu64 " rounds let a stopped "
+		   "process's agent run\n",
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.pswpout_clean), atomic_load(&m->totals.reclaim_failed),
-		atomic_load(&m->totals.reclaim_stalled));
+		atomic_load(&m->totals.reclaim_stalled), atomic_load(&m->totals.stopped_holds));
 	fprintf(f, "system: %s of %s available, watermark level %s, %" PRIu64
 		   " reclaim rounds for the system\n",
 		format_size(atomic_load(&m->sys_available_bytes), a, sizeof(a)),
@@ -488,6 +490,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_reclaim_stalled_total", "counter",
 		   "Batches whose process was stopped before its agent moved them out.",
 		   atomic_load(&m->totals.reclaim_stalled));
+	prom_value(f, "memext_stopped_holds_total", "counter",
+		   "Reclaim rounds that let the agent of a stopped process run to evict from it.",
+		   atomic_load(&m->totals.stopped_holds));
 	prom_value(f, "memext_unevictable_culled_total", "counter",
 		   "Pages set aside as unevictable: the kernel refused them (mlocked, not "
 		   "read-write).",
