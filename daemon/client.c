@@ -319,81 +319,59 @@ static int scan_one(const struct maps_entry *e, void *userdata)
 
 #define TAKE_BACK_AFTER_USEC 1000000
 
-struct take_back_ctx {
-	struct handed_back *v; /* a copy of client.handed_back */
-	bool *held;            /* v[i] is held by a userfaultfd, in part or whole */
-	unsigned n;
-};
-
-static int note_uffd(uint64_t start, uint64_t end, bool held, void *userdata)
-{
-	struct take_back_ctx *t = userdata;
-
-	for (unsigned i = 0; i < t->n; i++)
-		if (start < t->v[i].range.end && end > t->v[i].range.start)
-			t->held[i] |= held;
-	return 0;
-}
-
 /*
- * Drops the entry of v[i]'s epoch, if it is still there (resolve lock exclusive: faults read
- * the list; lock held). Returns whether it went.
+ * Whether no userfaultfd of the process holds [start, end) any more: registering it with ours
+ * succeeds (and is undone at once; the next scan registers it as it registers any memory).
+ * EBUSY: another holds part of it. Any other refusal (unmapped, a mapping no userfaultfd takes)
+ * means no other can hold it either. Resolve lock exclusive.
  */
-static bool take_back_one(struct client *c, const struct handed_back *v)
+static bool let_go(struct client *c, uint64_t start, uint64_t end)
 {
-	for (unsigned k = 0; k < c->nr_handed_back; k++) {
-		struct handed_back *h = &c->handed_back[k];
+	struct uffdio_register probe = {
+		.range = {.start = start, .len = end - start},
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(c->track_writes ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
 
-		if (h->epoch == v->epoch) {
-			memmove(h, h + 1, (--c->nr_handed_back - k) * sizeof(*h));
-			return true;
-		}
-	}
-	return false;
-}
-
-/* A range handed over less than a second ago may be between our unregistering and the
- * application's registering; should a look fall there twice, the shim asks again. */
-static bool may_take_back(const struct take_back_ctx *t, unsigned i, uint64_t now)
-{
-	return !t->held[i] && now - t->v[i].usec >= TAKE_BACK_AFTER_USEC;
+	if (ioctl(c->uffd, UFFDIO_REGISTER, &probe) < 0)
+		return errno != EBUSY;
+	(void)ioctl(c->uffd, UFFDIO_UNREGISTER, &probe.range);
+	return true;
 }
 
 int client_take_back(struct client *c, uint64_t now)
 {
-	struct take_back_ctx t = {0};
-	int r;
+	int n = 0;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->nr_handed_back && now - c->take_back_usec >= TAKE_BACK_AFTER_USEC) {
-		t.n = c->nr_handed_back;
-		t.v = malloc(t.n * sizeof(*t.v));
-		if (t.v)
-			memcpy(t.v, c->handed_back, t.n * sizeof(*t.v));
-	}
+	bool look = c->nr_handed_back && now - c->take_back_usec >= TAKE_BACK_AFTER_USEC;
 	pthread_mutex_unlock(&c->lock);
-	if (!t.n)
+	if (!look)
 		return 0;
 	c->take_back_usec = now;
-	t.held = calloc(t.n, sizeof(bool));
-	r = t.v && t.held ? maps_for_each_uffd(c->pid, note_uffd, &t) : -ENOMEM;
-	if (r == 0) {
-		client_resolve_wrlock(c);
-		pthread_mutex_lock(&c->lock);
-		for (unsigned i = 0; i < t.n; i++)
-			if (may_take_back(&t, i, now) && take_back_one(c, &t.v[i])) {
-				r++;
-				log_info("client %d: %#" PRIx64 "-%#" PRIx64 " taken back: no "
-					 "userfaultfd of its own holds it any more",
-					 c->pid, t.v[i].range.start, t.v[i].range.end);
-			}
-		pthread_mutex_unlock(&c->lock);
-		pthread_rwlock_unlock(&c->resolve_lock);
-		atomic_fetch_add(&c->m->totals.taken_back, (uint64_t)r);
+	client_resolve_wrlock(c);
+	pthread_mutex_lock(&c->lock);
+	for (unsigned k = 0; k < c->nr_handed_back;) {
+		struct handed_back *h = &c->handed_back[k];
+
+		/* Handed over a second ago or more: past the moment between our unregistering
+		 * and the application's registering (should a look fall there anyway, the shim
+		 * asks again). Signed: h->usec may be later than now, read before the timer ran. */
+		if ((int64_t)(now - h->usec) < TAKE_BACK_AFTER_USEC ||
+		    !let_go(c, h->range.start, h->range.end)) {
+			k++;
+			continue;
+		}
+		log_info("client %d: %#" PRIx64 "-%#" PRIx64 " taken back: no userfaultfd of its "
+			 "own holds it any more",
+			 c->pid, h->range.start, h->range.end);
+		memmove(h, h + 1, (--c->nr_handed_back - k) * sizeof(*h));
+		n++;
 	}
-	free(t.v);
-	free(t.held);
-	return r;
+	pthread_mutex_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->resolve_lock);
+	atomic_fetch_add(&c->m->totals.taken_back, (uint64_t)n);
+	return n;
 }
 
 int client_scan_range(struct client *c, uint64_t start, uint64_t end)

@@ -205,8 +205,8 @@ int client_scan_range(struct client *c, uint64_t start, uint64_t end);
 /*
  * Takes back the ranges handed to the application's own userfaultfd (reclaim.c) a second ago or
  * more that no userfaultfd holds (it let go of them, or they are unmapped): the next scan
- * registers them again. Main thread; looks at most once a second, since it reads
- * /proc/PID/smaps. Returns the number of ranges taken back, or -errno.
+ * registers them again. Main thread; looks at most once a second. Returns the number of ranges
+ * taken back.
  */
 int client_take_back(struct client *c, uint64_t now);
 

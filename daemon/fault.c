@@ -1065,8 +1065,12 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 	bool is_agent = fault_by_agent(c, msg);
 	pte_t *pte;
 
-	if (handed_back(c, req))
+	if (handed_back(c, req)) {
+		/* Woken already if the range was ours when it was unregistered; if it was not,
+		 * the thread waits on a mapping made since (early_register), which this wakes. */
+		uffd_wake(c->uffd, PAGE_ALIGN_DOWN(msg->arg.pagefault.address), PAGE_SIZE);
 		return 0;
+	}
 	if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(c, req);
 	pthread_mutex_lock(&c->lock);
@@ -1191,6 +1195,16 @@ void fault_resolve(struct client *c, const struct fault_req *reqs, unsigned n, v
 	p.nr = n;
 	resolve_pending(c, &p, buf, from_reclaim);
 	pending_free(&p);
+}
+
+int fault_read_pending(struct client *c, void *buf)
+{
+	struct pending p = {0};
+	int r = read_uffd(c, &p);
+
+	resolve_pending(c, &p, buf, true);
+	pending_free(&p);
+	return r < 0 ? r : 0;
 }
 
 int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)

@@ -65,6 +65,12 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf);
 void fault_apply_event(struct client *c, struct uffd_msg *msg);
 
 /*
+ * Reads what the client's uffd holds: applies the events, answers the faults (as reclaim does:
+ * never parked for throttling). Returns 0 or -errno (-EBUSY: the agent holds its move gate).
+ */
+int fault_read_pending(struct client *c, void *buf);
+
+/*
  * Forgets [start, end) as an UNMAP would: entries dropped (stored copies freed), the range no
  * longer registered. For memory memextd unregistered itself (resolve lock held exclusively).
  */

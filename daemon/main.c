@@ -372,7 +372,7 @@ static void arm_client(struct client *c)
  */
 static int attach_control(struct daemon *d, int fd, const struct msg_control_attach *m)
 {
-	struct msg_hello_ack ack = {.status = -ESRCH};
+	struct msg_hello_ack ack = {.status = -ESRCH, .flags = ACK_HAND_BACK};
 	struct client *c = NULL;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -449,7 +449,7 @@ static int accept_client(struct daemon *d)
 {
 	struct manager *m = &d->m;
 	struct msg_hello hello;
-	struct msg_hello_ack ack = {0};
+	struct msg_hello_ack ack = {.flags = ACK_HAND_BACK};
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1, -1};
@@ -658,12 +658,22 @@ static void answer_hand_back(struct client *c, uint32_t seq, int status)
  * thread brings its pages back and unregisters it (reclaim.c); from now on no scan registers
  * it, which this thread alone does.
  */
+static bool overlaps(struct mem_range a, struct mem_range b)
+{
+	return a.start < b.end && b.start < a.end;
+}
+
 static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range range,
 			    uint32_t seq)
 {
 	int r;
 
-	if (range.start >= range.end || range.start % PAGE_SIZE || range.end % PAGE_SIZE) {
+	/* Never the shim's own memory (staging above all: its agent would move nothing more). */
+	bool shims = overlaps(range, c->staging);
+
+	for (unsigned i = 0; i < c->nr_exclude; i++)
+		shims |= overlaps(range, c->exclude[i]);
+	if (range.start >= range.end || range.start % PAGE_SIZE || range.end % PAGE_SIZE || shims) {
 		answer_hand_back(c, seq, -EINVAL);
 		return;
 	}

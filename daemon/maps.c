@@ -110,48 +110,6 @@ int maps_for_each_eligible(pid_t pid, maps_fn fn, void *userdata)
 	return r;
 }
 
-bool maps_vmflags_uffd(const char *line)
-{
-	static const char *const modes[] = {"um", "uw", "ui"}; /* missing, wp, minor */
-
-	if (strncmp(line, "VmFlags:", 8) != 0)
-		return false;
-	for (const char *p = line + 8; *p;) {
-		size_t n;
-
-		p += strspn(p, " \t\n");
-		n = strcspn(p, " \t\n");
-		for (size_t i = 0; n == 2 && i < ARRAY_SIZE(modes); i++)
-			if (memcmp(p, modes[i], 2) == 0)
-				return true;
-		p += n;
-	}
-	return false;
-}
-
-int maps_for_each_uffd(pid_t pid, maps_uffd_fn fn, void *userdata)
-{
-	char line[512];
-	struct maps_entry e;
-	bool in_mapping = false;
-	FILE *f;
-	int r = open_proc(pid, "smaps", &f);
-
-	while (r == 0 && read_line(f, line, sizeof(line))) {
-		/* A mapping's first line is as in maps; VmFlags is its last. */
-		if (strncmp(line, "VmFlags:", 8) == 0) {
-			if (in_mapping)
-				r = fn(e.start, e.end, maps_vmflags_uffd(line), userdata);
-			in_mapping = false;
-		} else if (!in_mapping && maps_parse_line(line, &e) == 0) {
-			in_mapping = true;
-		}
-	}
-	if (f)
-		fclose(f);
-	return r;
-}
-
 static int scan_pagemap_read(int fd, uint64_t start, uint64_t end, present_fn fn, void *ud)
 {
 	uint64_t buf[512], run_start = 0;

@@ -41,16 +41,5 @@ typedef int (*present_fn)(uint64_t start, uint64_t end, void *userdata);
 int maps_scan_present(int pagemap_fd, uint64_t start, uint64_t end, present_fn fn,
 		      void *userdata);
 
-/*
- * Calls fn for every mapping of pid with whether a userfaultfd holds it (VmFlags um, uw or ui in
- * /proc/PID/smaps). Costly: smaps counts the pages of every mapping. Returns 0, fn's non-zero
- * return, or -errno (-ESRCH when the process is gone).
- */
-typedef int (*maps_uffd_fn)(uint64_t start, uint64_t end, bool held, void *userdata);
-int maps_for_each_uffd(pid_t pid, maps_uffd_fn fn, void *userdata);
-
-/* Whether a VmFlags line of smaps ("VmFlags: rd wr mr ...") names a userfaultfd mode. */
-bool maps_vmflags_uffd(const char *line);
-
 /* Resident pages of the process from /proc/PID/statm, or -errno. */
 int64_t maps_resident_pages(pid_t pid);

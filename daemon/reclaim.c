@@ -909,8 +909,7 @@ static int drain_range(struct reclaimer *rc, struct client *c, uint64_t from, ui
 			return r;
 		if (round == 10000)
 			return -EAGAIN;
-		if (r == -EBUSY || !cc.nr)
-			usleep(1000);
+		usleep(1000);
 	}
 }
 
@@ -1035,27 +1034,50 @@ static void drain_on_request(struct reclaimer *rc, struct client *c)
 		log_info("client %d: drained, every page is back", c->pid);
 }
 
-/* Counts the STORED and LOADING entries it visits. */
+struct evicted_count {
+	uint64_t evicted; /* STORED and LOADING entries */
+	uint64_t moving;  /* MOVING: a batch's, with no batch in flight an orphaned one's */
+};
+
 static int count_evicted(uint64_t vpn, pte_t *pte, void *userdata)
 {
+	struct evicted_count *n = userdata;
+
 	(void)vpn;
 	if (pte_type(*pte) == PTE_STORED || pte_type(*pte) == PTE_LOADING)
-		(*(uint64_t *)userdata)++;
+		n->evicted++;
+	else if (pte_type(*pte) == PTE_MOVING)
+		n->moving++;
 	return 0;
 }
 
-/* Drops the parked faults in [start, end): unregistering woke their threads. Lock held. */
+/*
+ * Drops the parked faults in [start, end). Unregistering woke their threads if the range was
+ * ours; if it was not, a thread may wait on a mapping made since (early_register): woken too.
+ * Lock held.
+ */
 static void unpark_range(struct client *c, uint64_t start, uint64_t end)
 {
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < c->nr_parked; i++) {
 		uint64_t addr = c->parked[i].msg.arg.pagefault.address;
+		struct uffdio_range page = {PAGE_ALIGN_DOWN(addr), PAGE_SIZE};
 
 		if (addr < start || addr >= end)
 			c->parked[n++] = c->parked[i];
+		else
+			(void)ioctl(c->uffd, UFFDIO_WAKE, &page);
 	}
 	c->nr_parked = n;
+}
+
+/* Whether the uffd holds messages nobody has read (resolve lock exclusive: nobody reads). */
+static bool uffd_unread(const struct client *c)
+{
+	struct pollfd p = {.fd = c->uffd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 /* Room for one more handed-back range, made before the range is unregistered. */
@@ -1072,32 +1094,52 @@ static int reserve_handed_back(struct client *c)
 /*
  * Unregisters [start, end) once no page of it is evicted (resolve lock exclusive, so no fault
  * is being answered and no event applied meanwhile), forgets its entries, and records it as
- * handed back. Returns 0, -EAGAIN (a page was evicted again or is loading: bring it back
- * first) or -errno.
+ * handed back. Returns 0, -EAGAIN (pages evicted or loading, or events not applied yet: again
+ * after the drain) or -errno (-EBUSY: another userfaultfd of the process holds part of it, or
+ * an orphaned batch holds pages of it in staging).
  */
-static int unregister_for_hand_back(struct client *c, uint64_t start, uint64_t end)
+static int unregister_for_hand_back(struct reclaimer *rc, struct client *c, uint64_t start,
+				    uint64_t end)
 {
-	struct uffdio_range whole = {.start = start, .len = end - start};
-	uint64_t evicted = 0;
+	struct uffdio_register mine = {
+		.range = {.start = start, .len = end - start},
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(c->track_writes ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
+	struct evicted_count n = {0};
 	int r;
 
 	client_resolve_wrlock(c);
-	pthread_mutex_lock(&c->lock);
-	(void)pagetable_walk(c->pt, start / PAGE_SIZE, end / PAGE_SIZE, count_evicted, &evicted);
-	pthread_mutex_unlock(&c->lock);
-	if (evicted) {
+	/* An event not applied yet (an mremap of evicted pages into the range) would bring
+	 * entries in after the count: apply it, and answer the faults read with it, first. */
+	if (uffd_unread(c)) {
 		pthread_rwlock_unlock(&c->resolve_lock);
+		(void)fault_read_pending(c, rc->page_buf);
 		return -EAGAIN;
 	}
+	pthread_mutex_lock(&c->lock);
+	(void)pagetable_walk(c->pt, start / PAGE_SIZE, end / PAGE_SIZE, count_evicted, &n);
+	pthread_mutex_unlock(&c->lock);
+	if (n.evicted || n.moving) {
+		pthread_rwlock_unlock(&c->resolve_lock);
+		return n.moving ? -EBUSY : -EAGAIN;
+	}
 	/*
-	 * The whole range at once, mappings the shim registered before we scanned them
-	 * included; the kernel skips holes and refuses (EINVAL) a mapping another userfaultfd
-	 * of the application holds, or one no userfaultfd can take, which the application's
-	 * registration will find too.
+	 * Registering the whole range with our uffd first says, on any kernel, that no other
+	 * userfaultfd holds any of it (EBUSY otherwise; the application's registration would
+	 * fail the same way): before Linux 6.17 UFFDIO_UNREGISTER took another userfaultfd's
+	 * mapping as well. It also takes in mappings the shim registered before any scan saw
+	 * them (early_register), and holes are skipped.
 	 */
 	r = reserve_handed_back(c);
-	if (r == 0 && ioctl(c->uffd, UFFDIO_UNREGISTER, &whole) < 0)
+	if (r == 0 && ioctl(c->uffd, UFFDIO_REGISTER, &mine) < 0)
 		r = -errno;
+	if (r == 0 && ioctl(c->uffd, UFFDIO_UNREGISTER, &mine.range) < 0) {
+		r = -errno;
+		log_error_errno(r, "client %d: %#" PRIx64 "-%#" PRIx64 " registered but not "
+				   "unregistered: %m",
+				c->pid, start, end);
+	}
 	if (r == 0) {
 		fault_forget_range(c, start, end);
 		pthread_mutex_lock(&c->lock);
@@ -1120,17 +1162,18 @@ static int hand_back_range(struct reclaimer *rc, struct client *c, uint64_t star
 	uint64_t pages = 0;
 	int r, tries = 0;
 
-	/* The process runs (a thread of it waits for the answer): a stalled batch lands. */
+	/* A thread of the process waits for the answer, but its agent may be stopped (a
+	 * Ctrl-Z since): never wait for it here. */
 	if (c->stalled_batch)
-		(void)batch_resume(rc, c, true);
+		(void)batch_resume(rc, c, false);
 	if (c->stalled_batch)
 		return -EBUSY;
-	/* A page an I/O worker was loading for a fault may be seen between the two. */
+	/* Events read, or a page an I/O worker was loading, between the two: again. */
 	do {
 		r = drain_range(rc, c, start / PAGE_SIZE, end / PAGE_SIZE, &pages);
 		if (r == 0)
-			r = unregister_for_hand_back(c, start, end);
-	} while (r == -EAGAIN && ++tries < 100);
+			r = unregister_for_hand_back(rc, c, start, end);
+	} while (r == -EAGAIN && ++tries < 1000);
 	atomic_fetch_add(&rc->m->totals.hand_back_pages, pages);
 	if (r == 0) {
 		atomic_fetch_add(&rc->m->totals.hand_backs, 1);

@@ -124,6 +124,7 @@ static struct {
 	bool agent_late;     /* a fork child whose hello was answered: fork_child_late() starts
 			      * its agent */
 	bool hello_refused;  /* the last hello was answered, with an error */
+	bool daemon_hands_back; /* the daemon answers MSG_HAND_BACK (ACK_HAND_BACK) */
 	/* The agent reported a page the kernel would not move (mlocked, not read-write): from
 	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
 	bool told_unevictable;
@@ -1067,6 +1068,7 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	if (ack.h.type != MSG_HELLO_ACK)
 		return -EBADMSG;
 	S.hello_refused = ack.status < 0;
+	__atomic_store_n(&S.daemon_hands_back, !!(ack.flags & ACK_HAND_BACK), __ATOMIC_RELEASE);
 	return ack.status;
 }
 
@@ -1744,6 +1746,7 @@ static int control_reattach(void)
 		   : ack.h.type != MSG_HELLO_ACK ? -EBADMSG : ack.status;
 	if (r < 0)
 		goto fail;
+	__atomic_store_n(&S.daemon_hands_back, !!(ack.flags & ACK_HAND_BACK), __ATOMIC_RELEASE);
 	S.control_dev = st.st_dev;
 	S.control_ino = st.st_ino;
 	__atomic_store_n(&S.control_fd, fd, __ATOMIC_RELEASE);
@@ -2163,14 +2166,20 @@ static int hand_back(uint64_t start, uint64_t end)
 	uint32_t seq = fork_token_new();
 	int fd, r;
 
+	int cancel_state;
+
 	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
 		return -ENOTCONN;
+	/* poll() is a cancellation point: a thread cancelled in it would keep fork_lock. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
 	pthread_mutex_lock(&S.fork_lock);
 	fd = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) == S.control_gen ? control_fd() : -1;
 	if (fd < 0)
 		fd = control_reattach();
 	r = fd;
-	if (fd >= 0) {
+	if (fd >= 0 && !__atomic_load_n(&S.daemon_hands_back, __ATOMIC_ACQUIRE))
+		r = -EOPNOTSUPP;
+	else if (fd >= 0) {
 		proto_init_header(&m.h, MSG_HAND_BACK, sizeof(m), seq);
 		r = proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
@@ -2191,6 +2200,7 @@ static int hand_back(uint64_t start, uint64_t end)
 			break;
 	}
 	pthread_mutex_unlock(&S.fork_lock);
+	pthread_setcancelstate(cancel_state, NULL);
 	return r < 0 ? r : in.done.status;
 }
 
@@ -2212,8 +2222,9 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 	r = sys_ioctl(fd, request, arg);
 	/* Again should memextd have taken the range back before our registration (a thread
 	 * stopped in between for a second: client_take_back). */
-	for (int tries = 0;
-	     r < 0 && errno == EBUSY && request == UFFDIO_REGISTER && fd != S.uffd && tries < 3;
+	/* The kernel takes the request as an unsigned int: so do we. */
+	for (int tries = 0; r < 0 && errno == EBUSY && (unsigned)request == UFFDIO_REGISTER &&
+			    fd != S.uffd && tries < 3;
 	     tries++) {
 		const struct uffdio_register *reg = arg;
 		uint64_t start = PAGE_ALIGN_DOWN(reg->range.start);
@@ -2224,7 +2235,8 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 			shim_log("cannot hand %#" PRIx64 "-%#" PRIx64 " to the program's "
 				 "userfaultfd: %s",
 				 start, end, errstr(-e));
-			errno = EBUSY;
+			/* A daemon that went away may have let go of it first. */
+			r = sys_ioctl(fd, request, arg);
 			break;
 		}
 		r = sys_ioctl(fd, request, arg);

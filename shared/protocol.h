@@ -107,10 +107,13 @@ struct msg_hello {
 	char comm[16]; /* NUL-terminated */
 };
 
+/* The daemon answers MSG_HAND_BACK (an older one would drop the control socket). */
+#define ACK_HAND_BACK (1U << 0)
+
 struct msg_hello_ack {
 	struct msg_header h;
 	int32_t status; /* 0 or -errno */
-	uint32_t pad;
+	uint32_t flags; /* ACK_*; zero from daemons before them */
 	uint64_t client_id;
 };
 

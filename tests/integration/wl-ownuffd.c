@@ -8,8 +8,8 @@
  *
  * The region of SIZE bytes is filled in order, so its first sixteenth (the target) is the
  * coldest; the workload waits until half of the target or more is no longer resident (mincore;
- * required when MEMEXT_WL_EXPECT_EVICTION=1). While a second thread reads and checks the rest
- * of the region at random, it then:
+ * required when MEMEXT_WL_EXPECT_EVICTION=1). While a second thread reads and checks the whole
+ * region at random (the target too, until step 3), it then:
  *
  *   1. registers the target with its own userfaultfd (MISSING mode), which must succeed; a
  *      handler thread answers every fault on it with the page's generation 2;
@@ -27,6 +27,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -39,6 +40,8 @@
 static char *region;
 static size_t nr_pages, nr_target;
 static atomic_bool stop_reader, stop_handler;
+static atomic_bool reader_whole = true; /* the reader reads the target too */
+static atomic_size_t reader_reads;
 static atomic_size_t handler_faults;
 static int own_uffd = -1;
 
@@ -82,21 +85,36 @@ static void *handler_main(void *arg)
 	return NULL;
 }
 
-/* Reads the rest of the region at random while memextd evicts it and hands the target over. */
+/*
+ * Reads the region at random while memextd evicts it and hands the target over: faults on the
+ * target race with the hand-over. Then (reader_whole false) only the rest.
+ */
 static void *reader_main(void *arg)
 {
 	uint64_t rng = 42;
-	size_t n = 0;
 
 	(void)arg;
 	while (!atomic_load(&stop_reader)) {
-		size_t p = nr_target + wl_rand_below(&rng, nr_pages - nr_target);
+		size_t p = atomic_load(&reader_whole)
+				   ? wl_rand_below(&rng, nr_pages)
+				   : nr_target + wl_rand_below(&rng, nr_pages - nr_target);
 
 		wl_page_check("reader", page_addr(p), p, 1, SALT, 0);
-		n++;
+		atomic_fetch_add(&reader_reads, 1);
 	}
-	wl_log("reader: %zu pages checked", n);
+	wl_log("reader: %zu pages checked", atomic_load(&reader_reads));
 	return NULL;
+}
+
+/* Keeps the reader off the target from now on (it may be inside a read of it now). */
+static void reader_leave_target(void)
+{
+	size_t seen;
+
+	atomic_store(&reader_whole, false);
+	seen = atomic_load(&reader_reads);
+	while (atomic_load(&reader_reads) < seen + 2)
+		sched_yield();
 }
 
 static int make_uffd(void)
@@ -184,6 +202,7 @@ int main(int argc, char **argv)
 		wl_mismatch("%zu faults on the registered target reached our handler: pages were "
 			    "missing that should have been brought back", faults);
 
+	reader_leave_target();
 	if (madvise(region, half * WL_PAGE_SIZE, MADV_DONTNEED) < 0)
 		wl_die("madvise(MADV_DONTNEED): %m");
 	check_target("dropped half, from our handler", 0, half, 2);
