@@ -77,8 +77,7 @@ static bool cgroup_frozen(const char *line)
 	return false;
 }
 
-/* Whether one of pid's cgroups is frozen. */
-static bool proc_frozen(pid_t pid)
+bool proc_frozen(pid_t pid)
 {
 	char path[64], line[4096];
 	bool frozen = false;
@@ -111,6 +110,23 @@ bool proc_stopped(pid_t pid)
 	if (!state)
 		return false;
 	return state == 'T' || state == 't' || proc_frozen(pid);
+}
+
+pid_t proc_tgid(pid_t tid)
+{
+	char path[64], line[256];
+	long tgid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %ld", &tgid) == 1)
+			break;
+	fclose(f);
+	return (pid_t)tgid;
 }
 
 bool proc_signal_stopped(pid_t pid)

@@ -28,5 +28,11 @@ bool proc_stopped(pid_t pid);
 /* pid's state letter (R, S, D, T, t, ...), or 0 when it is gone. */
 char proc_state(pid_t pid);
 
+/* Whether one of pid's cgroups is frozen (v1 freezer or v2 cgroup.freeze). */
+bool proc_frozen(pid_t pid);
+
+/* The process (thread group) thread tid belongs to, or 0 when it is gone. */
+pid_t proc_tgid(pid_t tid);
+
 /* Whether pid is stopped by a signal alone ('T': not by a debugger, not frozen). */
 bool proc_signal_stopped(pid_t pid);

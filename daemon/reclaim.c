@@ -150,9 +150,17 @@ static void select_victims(struct client *c, struct batch *b, unsigned want)
 
 /* Talking to the agent. */
 
-/* The process the agent is in cannot run now (Ctrl-Z, a debugger, a frozen cgroup). */
+/*
+ * The process the agent is in cannot run now (Ctrl-Z, a debugger, a frozen cgroup). An agent
+ * held (agenthold.h) runs while its process is stopped, unless it is frozen: restarted first,
+ * should a signal or a new group stop have stopped it again.
+ */
 static bool agent_stopped(const struct client *c)
 {
+	if (c->agent_held) {
+		(void)agent_hold_kick(c->agent_tid);
+		return proc_frozen(c->agent_tid);
+	}
 	return proc_stopped(c->agent_tid > 0 ? c->agent_tid : c->pid);
 }
 
@@ -180,10 +188,7 @@ static int agent_wait_reply(struct client *c, struct msg_agent_move_done *reply,
 		if (r < 0)
 			return -errno;
 		if (r == 0) {
-			/* Held while its process is stopped: the group stop may take it again. */
-			if (c->agent_held && agent_hold_kick(c->agent_tid)) {
-				continue;
-			} else if (!c->agent_held && agent_stopped(c)) {
+			if (agent_stopped(c)) {
 				if (may_stall)
 					return -EAGAIN;
 				waited = 0;
@@ -780,7 +785,7 @@ static bool agent_take(struct reclaimer *rc, struct client *c, bool wanted)
 	now = monotonic_ns();
 	if (now < c->hold_retry_ns)
 		return false;
-	r = agent_hold(c->agent_tid);
+	r = agent_hold(c->agent_tid, c->pid);
 	if (r < 0) {
 		/* A debugger attached meanwhile, or ptrace is refused (seccomp, Yama). */
 		c->hold_retry_ns = now + HOLD_RETRY_NS;
@@ -806,10 +811,15 @@ static void reclaim_client(struct reclaimer *rc, struct client *c)
 	bool wanted, held;
 
 	retry_unevictable(rc, c);
+	/* Only where a batch can go out: a hold costs an attach, and keeps debuggers out. */
 	pthread_mutex_lock(&c->lock);
-	wanted = sys > 0 || (c->budget_pages && client_over_low_wmark(c));
+	wanted = (sys > 0 || (c->budget_pages && client_over_low_wmark(c))) && c->nr_present &&
+		 !c->agent_gone && !c->evict_paused && !c->dead;
 	pthread_mutex_unlock(&c->lock);
-	held = agent_take(rc, c, wanted);
+	held = agent_take(rc, c, wanted && store_has_room_for(rc->m->store, batch));
+	/* Its batch lands now, wanted or not. */
+	if (held && c->stalled_batch)
+		(void)batch_resume(rc, c, false);
 
 	for (int i = 0; i < MAX_BATCHES_PER_ROUND; i++) {
 		uint64_t high, present, want;

@@ -58,9 +58,12 @@ static void test_signal_stop(pid_t pid)
 	check(kill(pid, SIGSTOP) == 0);
 	check(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
 	check(proc_stopped(pid));
+	check(proc_signal_stopped(pid));
+	check(proc_state(pid) == 'T');
 	check(kill(pid, SIGCONT) == 0);
 	check(waitpid(pid, &status, WCONTINUED) == pid && WIFCONTINUED(status));
 	check(!proc_stopped(pid));
+	check(!proc_signal_stopped(pid));
 	printf("stopped by a signal: ok\n");
 }
 
@@ -72,6 +75,8 @@ static void test_debugger_stop(pid_t pid)
 	check(ptrace(PTRACE_INTERRUPT, pid, 0, 0) == 0);
 	check(waitpid(pid, &status, __WALL) == pid && WIFSTOPPED(status));
 	check(proc_stopped(pid));
+	/* Not by a signal: memextd must not attach to it (agenthold.h). */
+	check(!proc_signal_stopped(pid));
 	check(ptrace(PTRACE_DETACH, pid, 0, 0) == 0);
 	printf("stopped by a debugger: ok\n");
 }
@@ -119,6 +124,8 @@ int main(void)
 	check(proc_start_time(getpid()) > 0);
 	wait_renamed(pid);
 	check(proc_start_time(pid) >= proc_start_time(getpid()));
+	check(proc_tgid(getpid()) == getpid());
+	check(proc_tgid(pid) == pid);
 	test_signal_stop(pid);
 	test_debugger_stop(pid);
 	test_freezer(pid);
@@ -126,6 +133,7 @@ int main(void)
 	check(waitpid(pid, &status, 0) == pid);
 	check(!proc_stopped(pid));
 	check(proc_start_time(pid) == 0);
+	check(proc_tgid(pid) == 0 && proc_state(pid) == 0);
 	printf("gone: ok\n");
 	return 0;
 }
