@@ -1144,14 +1144,25 @@ static int unregister_for_hand_back(struct reclaimer *rc, struct client *c, uint
 	r = reserve_handed_back(c);
 	if (r == 0 && ioctl(c->uffd, UFFDIO_REGISTER, &mine) < 0)
 		r = -errno;
-	if (r == 0 && ioctl(c->uffd, UFFDIO_UNREGISTER, &mine.range) < 0) {
+	if (r < 0) {
+		pthread_rwlock_unlock(&c->resolve_lock);
+		return r;
+	}
+	/*
+	 * The entries go first (their table is in pmem): a memextd killed before the unregister
+	 * leaves its successor a range it still has registered and no entries there, which its
+	 * scan finds again; the other way round, the successor would hold entries of memory the
+	 * application has registered since, and could evict from it. An unregister that fails
+	 * halfway leaves such a range too, untracked until the next scan.
+	 */
+	fault_forget_range(c, start, end);
+	if (ioctl(c->uffd, UFFDIO_UNREGISTER, &mine.range) < 0) {
 		r = -errno;
 		log_error_errno(r, "client %d: %#" PRIx64 "-%#" PRIx64 " registered but not "
 				   "unregistered: %m",
 				c->pid, start, end);
 	}
 	if (r == 0) {
-		fault_forget_range(c, start, end);
 		pthread_mutex_lock(&c->lock);
 		unpark_range(c, start, end);
 		c->handed_back[c->nr_handed_back++] =
