@@ -67,6 +67,7 @@ struct manager_totals {
 	_Atomic uint64_t unevictable_rescued; /* unevictable pages put back on the lists */
 	_Atomic uint64_t reclaim_stalled;  /* batches a stopped process held (reclaim.c) */
 	_Atomic uint64_t stopped_holds;	   /* rounds a stopped process's agent was let run */
+	_Atomic uint64_t stalled_landed_stopped; /* ... stalled batches that landed so */
 	_Atomic uint64_t throttled;	   /* faults parked below a min watermark (fault.c) */
 	_Atomic uint64_t sys_reclaim_rounds; /* reclaim rounds run for the system's watermarks */
 	_Atomic uint64_t reclaim_deactivated; /* pages moved from the active to the inactive list */

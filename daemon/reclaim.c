@@ -647,7 +647,14 @@ static int batch_resume(struct reclaimer *rc, struct client *c, bool wait)
 	if (r == -EAGAIN)
 		return 0;
 	c->stalled_batch = NULL;
-	log_info("client %d: runs again; its stalled batch goes on", c->pid);
+	if (c->agent_held) {
+		/* Its process is still stopped: memextd let the agent run (agenthold.h). */
+		atomic_fetch_add(&rc->m->totals.stalled_landed_stopped, 1);
+		log_info("client %d: stopped; its stalled batch goes on with its agent held",
+			 c->pid);
+	} else {
+		log_info("client %d: runs again; its stalled batch goes on", c->pid);
+	}
 	r = r < 0 ? batch_failed(rc, c, b, r) : batch_moved(rc, c, b);
 	batch_free(b);
 	return r;

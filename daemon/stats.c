@@ -202,7 +202,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
 		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
-		",\"stopped_holds\":%" PRIu64
+		",\"stopped_holds\":%" PRIu64 ",\"stalled_landed_stopped\":%" PRIu64
 		",\"move_unreported\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
 		",\"unevictable_culled\":%" PRIu64
 		",\"unevictable_rescued\":%" PRIu64
@@ -223,7 +223,9 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
 		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
-		atomic_load(&m->totals.stopped_holds), atomic_load(&m->totals.move_unreported), atomic_load(&m->totals.reclaim_deactivated),
+		atomic_load(&m->totals.stopped_holds),
+		atomic_load(&m->totals.stalled_landed_stopped),
+		atomic_load(&m->totals.move_unreported), atomic_load(&m->totals.reclaim_deactivated),
 		atomic_load(&m->totals.unevictable_culled), atomic_load(&m->totals.unevictable_rescued),
 		atomic_load(&m->totals.workingset_refault),
 		atomic_load(&m->totals.workingset_activate),
