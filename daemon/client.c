@@ -250,14 +250,28 @@ static int mark_present(uint64_t start, uint64_t end, void *userdata)
 	return 0;
 }
 
-static int register_gap(uint64_t start, uint64_t end, void *userdata)
+int client_uffd_register(struct client *c, uint64_t start, uint64_t end)
 {
-	struct client *c = userdata;
 	struct uffdio_register reg = {
 		.range = {.start = start, .len = end - start},
 		.mode = UFFDIO_REGISTER_MODE_MISSING |
 			(c->track_writes ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
+
+	return ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+void client_answer_hand_back(struct client *c, uint32_t seq, int status)
+{
+	struct msg_hand_back_done done = {.status = status};
+
+	proto_init_header(&done.h, MSG_HAND_BACK_DONE, sizeof(done), seq);
+	(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
+}
+
+static int register_gap(uint64_t start, uint64_t end, void *userdata)
+{
+	struct client *c = userdata;
 	int r;
 
 	/*
@@ -267,8 +281,8 @@ static int register_gap(uint64_t start, uint64_t end, void *userdata)
 	 * them would never reach us.
 	 */
 	client_resolve_rdlock(c);
-	if (ioctl(c->uffd, UFFDIO_REGISTER, &reg) < 0) {
-		r = -errno;
+	r = client_uffd_register(c, start, end);
+	if (r < 0) {
 		pthread_rwlock_unlock(&c->resolve_lock);
 		/* The mapping changed since maps was read, or is of a kind uffd refuses
 		 * (e.g. VM_PFNMAP): leave it alone, the next scan sees the new layout. */
@@ -327,16 +341,12 @@ static int scan_one(const struct maps_entry *e, void *userdata)
  */
 static bool let_go(struct client *c, uint64_t start, uint64_t end)
 {
-	struct uffdio_register probe = {
-		.range = {.start = start, .len = end - start},
-		.mode = UFFDIO_REGISTER_MODE_MISSING |
-			(c->track_writes ? UFFDIO_REGISTER_MODE_WP : 0),
-	};
+	struct uffdio_range range = {.start = start, .len = end - start};
+	int r = client_uffd_register(c, start, end);
 
-	if (ioctl(c->uffd, UFFDIO_REGISTER, &probe) < 0)
-		return errno != EBUSY;
-	(void)ioctl(c->uffd, UFFDIO_UNREGISTER, &probe.range);
-	return true;
+	if (r == 0)
+		(void)ioctl(c->uffd, UFFDIO_UNREGISTER, &range);
+	return r != -EBUSY;
 }
 
 int client_take_back(struct client *c, uint64_t now)

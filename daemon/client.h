@@ -202,6 +202,12 @@ int client_scan(struct client *c);
  * its parent had registered). Main thread. Returns 0 or -errno. */
 int client_scan_range(struct client *c, uint64_t start, uint64_t end);
 
+/* UFFDIO_REGISTER of [start, end) with c's uffd, in the modes c uses. Returns 0 or -errno. */
+int client_uffd_register(struct client *c, uint64_t start, uint64_t end);
+
+/* MSG_HAND_BACK_DONE for the MSG_HAND_BACK of seq. */
+void client_answer_hand_back(struct client *c, uint32_t seq, int status);
+
 /*
  * Takes back the ranges handed to the application's own userfaultfd (reclaim.c) a second ago or
  * more that no userfaultfd holds (it let go of them, or they are unmapped): the next scan

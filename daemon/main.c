@@ -645,12 +645,9 @@ fail:
 	return 0;
 }
 
-static void answer_hand_back(struct client *c, uint32_t seq, int status)
+static bool overlaps(struct mem_range a, struct mem_range b)
 {
-	struct msg_hand_back_done done = {.status = status};
-
-	proto_init_header(&done.h, MSG_HAND_BACK_DONE, sizeof(done), seq);
-	(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
+	return a.start < b.end && b.start < a.end;
 }
 
 /*
@@ -658,11 +655,6 @@ static void answer_hand_back(struct client *c, uint32_t seq, int status)
  * thread brings its pages back and unregisters it (reclaim.c); from now on no scan registers
  * it, which this thread alone does.
  */
-static bool overlaps(struct mem_range a, struct mem_range b)
-{
-	return a.start < b.end && b.start < a.end;
-}
-
 static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range range,
 			    uint32_t seq)
 {
@@ -674,7 +666,7 @@ static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range
 	for (unsigned i = 0; i < c->nr_exclude; i++)
 		shims |= overlaps(range, c->exclude[i]);
 	if (range.start >= range.end || range.start % PAGE_SIZE || range.end % PAGE_SIZE || shims) {
-		answer_hand_back(c, seq, -EINVAL);
+		client_answer_hand_back(c, seq, -EINVAL);
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -683,7 +675,7 @@ static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range
 		c->hand_back_reqs[c->nr_hand_back_reqs++] = (struct hand_back_req){range, seq};
 	pthread_mutex_unlock(&c->lock);
 	if (r < 0)
-		answer_hand_back(c, seq, r);
+		client_answer_hand_back(c, seq, r);
 	else
 		manager_kick_reclaim(&d->m);
 }

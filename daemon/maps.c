@@ -65,48 +65,32 @@ bool maps_entry_eligible(const struct maps_entry *e)
 	return strncmp(e->name, "[anon:", 6) == 0;
 }
 
-/* Opens /proc/PID/NAME; *ret is NULL on failure. Returns 0 or -errno (-ESRCH: gone). */
-static int open_proc(pid_t pid, const char *name, FILE **ret)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-	*ret = fopen(path, "re");
-	if (!*ret)
-		return errno == ENOENT ? -ESRCH : negative_errno();
-	return 0;
-}
-
-/* Reads a line into line; one longer than the buffer (a long name) is cut there. */
-static bool read_line(FILE *f, char *line, int size)
-{
-	if (!fgets(line, size, f))
-		return false;
-	if (!strchr(line, '\n')) {
-		int c;
-
-		while ((c = fgetc(f)) != EOF && c != '\n')
-			;
-	}
-	return true;
-}
-
 int maps_for_each_eligible(pid_t pid, maps_fn fn, void *userdata)
 {
-	char line[512];
+	char path[64], line[512];
 	FILE *f;
-	int r = open_proc(pid, "maps", &f);
+	int r = 0;
 
-	while (r == 0 && read_line(f, line, sizeof(line))) {
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : negative_errno();
+	while (r == 0 && fgets(line, sizeof(line), f)) {
 		struct maps_entry e;
 
+		/* A name longer than the buffer: skip the rest of the line. */
+		if (!strchr(line, '\n')) {
+			int c;
+
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+		}
 		if (maps_parse_line(line, &e) < 0)
 			continue;
 		if (maps_entry_eligible(&e))
 			r = fn(&e, userdata);
 	}
-	if (f)
-		fclose(f);
+	fclose(f);
 	return r;
 }
 

@@ -1118,11 +1118,7 @@ static int reserve_handed_back(struct client *c)
 static int unregister_for_hand_back(struct reclaimer *rc, struct client *c, uint64_t start,
 				    uint64_t end)
 {
-	struct uffdio_register mine = {
-		.range = {.start = start, .len = end - start},
-		.mode = UFFDIO_REGISTER_MODE_MISSING |
-			(c->track_writes ? UFFDIO_REGISTER_MODE_WP : 0),
-	};
+	struct uffdio_range range = {.start = start, .len = end - start};
 	struct evicted_count n = {0};
 	int r;
 
@@ -1149,8 +1145,8 @@ static int unregister_for_hand_back(struct reclaimer *rc, struct client *c, uint
 	 * them (early_register), and holes are skipped.
 	 */
 	r = reserve_handed_back(c);
-	if (r == 0 && ioctl(c->uffd, UFFDIO_REGISTER, &mine) < 0)
-		r = -errno;
+	if (r == 0)
+		r = client_uffd_register(c, start, end);
 	if (r < 0) {
 		pthread_rwlock_unlock(&c->resolve_lock);
 		return r;
@@ -1163,7 +1159,7 @@ static int unregister_for_hand_back(struct reclaimer *rc, struct client *c, uint
 	 * halfway leaves such a range too, untracked until the next scan.
 	 */
 	fault_forget_range(c, start, end);
-	if (ioctl(c->uffd, UFFDIO_UNREGISTER, &mine.range) < 0) {
+	if (ioctl(c->uffd, UFFDIO_UNREGISTER, &range) < 0) {
 		r = -errno;
 		log_error_errno(r, "client %d: %#" PRIx64 "-%#" PRIx64 " registered but not "
 				   "unregistered: %m",
@@ -1219,8 +1215,8 @@ static int hand_back_range(struct reclaimer *rc, struct client *c, uint64_t star
 static void serve_hand_backs(struct reclaimer *rc, struct client *c)
 {
 	for (;;) {
-		struct msg_hand_back_done done = {0};
 		struct hand_back_req req;
+		int r;
 
 		pthread_mutex_lock(&c->lock);
 		if (!c->nr_hand_back_reqs) {
@@ -1229,14 +1225,13 @@ static void serve_hand_backs(struct reclaimer *rc, struct client *c)
 		}
 		req = c->hand_back_reqs[0];
 		pthread_mutex_unlock(&c->lock);
-		done.status = hand_back_range(rc, c, req.range.start, req.range.end);
+		r = hand_back_range(rc, c, req.range.start, req.range.end);
 		/* Off the queue only now: until then no scan registers the range again. */
 		pthread_mutex_lock(&c->lock);
 		memmove(c->hand_back_reqs, c->hand_back_reqs + 1,
 			--c->nr_hand_back_reqs * sizeof(*c->hand_back_reqs));
 		pthread_mutex_unlock(&c->lock);
-		proto_init_header(&done.h, MSG_HAND_BACK_DONE, sizeof(done), req.seq);
-		(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
+		client_answer_hand_back(c, req.seq, r);
 	}
 }
 

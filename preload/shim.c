@@ -1758,6 +1758,15 @@ fail:
 	return r;
 }
 
+/* The control socket of connection generation gen, made anew when it is gone. Returns the fd
+ * or -errno. */
+static int control_current(unsigned gen)
+{
+	int fd = gen == S.control_gen ? control_fd() : -1;
+
+	return fd >= 0 ? fd : control_reattach();
+}
+
 static uint32_t fork_token_new(void)
 {
 	uint32_t t;
@@ -1846,10 +1855,8 @@ static void fork_prepare(void)
 	 */
 	while (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE)) {
 		unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
-		int fd = gen == S.control_gen ? control_fd() : -1;
+		int fd = control_current(gen);
 
-		if (fd < 0)
-			fd = control_reattach();
 		if (fd >= 0 && fork_request(fd))
 			return;
 		for (int i = 0; i < 10 && gen == __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) &&
@@ -2164,22 +2171,17 @@ static int hand_back(uint64_t start, uint64_t end)
 		struct msg_fork fork;
 	} in;
 	uint32_t seq = fork_token_new();
-	int fd, r;
-
-	int cancel_state;
+	int fd, r, cancel_state;
 
 	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
 		return -ENOTCONN;
 	/* poll() is a cancellation point: a thread cancelled in it would keep fork_lock. */
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
 	pthread_mutex_lock(&S.fork_lock);
-	fd = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) == S.control_gen ? control_fd() : -1;
-	if (fd < 0)
-		fd = control_reattach();
-	r = fd;
+	r = fd = control_current(__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE));
 	if (fd >= 0 && !__atomic_load_n(&S.daemon_hands_back, __ATOMIC_ACQUIRE))
 		r = -EOPNOTSUPP;
-	else if (fd >= 0) {
+	if (r >= 0) {
 		proto_init_header(&m.h, MSG_HAND_BACK, sizeof(m), seq);
 		r = proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
@@ -2220,9 +2222,12 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	r = sys_ioctl(fd, request, arg);
-	/* Again should memextd have taken the range back before our registration (a thread
-	 * stopped in between for a second: client_take_back). */
-	/* The kernel takes the request as an unsigned int: so do we. */
+	/*
+	 * The kernel takes the request as an unsigned int: so do we. Again should memextd have
+	 * taken the range back before our registration (a thread stopped in between for a
+	 * second: client_take_back); once more after a failed exchange, since a daemon that went
+	 * away may have let go of the range first.
+	 */
 	for (int tries = 0; r < 0 && errno == EBUSY && (unsigned)request == UFFDIO_REGISTER &&
 			    fd != S.uffd && tries < 3;
 	     tries++) {
@@ -2231,15 +2236,13 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 		uint64_t end = PAGE_ALIGN_UP(reg->range.start + reg->range.len);
 		int e = hand_back(start, end);
 
-		if (e < 0) {
+		if (e < 0)
 			shim_log("cannot hand %#" PRIx64 "-%#" PRIx64 " to the program's "
 				 "userfaultfd: %s",
 				 start, end, errstr(-e));
-			/* A daemon that went away may have let go of it first. */
-			r = sys_ioctl(fd, request, arg);
-			break;
-		}
 		r = sys_ioctl(fd, request, arg);
+		if (e < 0)
+			break;
 	}
 	return r;
 }
