@@ -177,6 +177,11 @@ struct client {
 	uint64_t unevictable_retry_ns; /* CLOCK_MONOTONIC: its unevictable pages are tried
 					* again then (0: none yet) */
 
+	/* A fault came from memory the shim registered early (its mmap()) that no scan has
+	 * seen: the main thread scans the maps at its next tick, not a second later, so that
+	 * fault-around and reclaim know the range. */
+	atomic_bool scan_wanted;
+
 	struct client_counters stats;
 	struct client_record *record; /* in pmem, for a successor after a crash (adopt.h) */
 

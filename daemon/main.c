@@ -894,7 +894,7 @@ static void on_timer(struct daemon *d)
 		untracked = client_untracked_pages(c);
 		/* So is memory its own userfaultfd let go of. */
 		took_back = client_take_back(c, now) > 0;
-		if (took_back ||
+		if (took_back || atomic_exchange(&c->scan_wanted, false) ||
 		    (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||
 					now - c->scan_usec > SCAN_MAX_AGE_USEC)))
 			(void)client_scan(c);
