@@ -6,26 +6,27 @@
 #   native   no limit;
 #   kernel   swap on /dev/zram0 (lz4) and a memory cgroup v1 limited to the budget;
 #   memext   a fresh memextd, the program under LD_PRELOAD=libmemext.so, MEMEXT_BUDGET = budget.
-# Programs: java (OpenJDK, G1: Big.java) and python (CPython: big.py), each building a large
-# map, reading it back at random with every value checked, and collecting garbage. Prints a
-# markdown table (wall time, peak RSS, swap-ins, kernel / memext); the output line of every
-# run must match native's. Leaves no swap, zram, cgroup or daemon behind. Needs root; installs
-# a JDK if there is none. Not a test: about 6 minutes a repetition on a 2-vCPU VM.
+# Programs: java (OpenJDK, G1: Big.java), python (CPython: big.py) and node (Node.js, V8:
+# big.js), each building a large map, reading it back at random with every value checked, and
+# collecting garbage. Prints a markdown table (wall time, peak RSS, swap-ins, kernel /
+# memext); the output line of every run must match native's. Leaves no swap, zram, cgroup or
+# daemon behind. Needs root; installs a JDK and Node.js if there are none. Not a test: about
+# 12 minutes a repetition on a 2-vCPU VM.
 #
-#   bench/real-apps/run.sh [--budget 256M] [--apps "java python"] [--reps N] [--build DIR]
+#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node"] [--reps N] [--build DIR]
 #                          [--out DIR]
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=/tmp/build-real-apps
 BUDGET=256M
-APPS="java python"
+APPS="java python node"
 REPS=1
 OUT=
 TIMEOUT=1800 # seconds one run may take before it counts as a hang
 
 usage() {
-	sed -n '4,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '4,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -50,7 +51,7 @@ BUDGET_BYTES=$(numfmt --from=iec "${BUDGET%B}" 2>/dev/null) || die "bad size: $B
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "bad --reps: $REPS"
 SCALE_PCT=$((BUDGET_BYTES * 100 / (256 << 20))) # sizes below are for a budget of 256M
 for app in $APPS; do
-	case $app in java | python) ;; *) die "unknown app: $app (java, python)" ;; esac
+	case $app in java | python | node) ;; *) die "unknown app: $app (java, python, node)" ;; esac
 done
 
 KSWAP_NAME=real-apps
@@ -62,6 +63,11 @@ if [[ " $APPS " == *" java "* ]] && ! command -v javac >/dev/null; then
 	apt-get install -y -qq default-jdk-headless >/dev/null 2>&1 ||
 		{ apt-get update -qq && apt-get install -y -qq default-jdk-headless >/dev/null; } ||
 		die "no JDK"
+fi
+if [[ " $APPS " == *" node "* ]] && ! command -v node >/dev/null; then
+	echo "real-apps: installing Node.js (nodejs)" >&2
+	apt-get install -y -qq nodejs >/dev/null 2>&1 ||
+		{ apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; } || die "no Node.js"
 fi
 
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC" >/dev/null
@@ -94,6 +100,12 @@ app_cmd() {
 		echo java -Xmx$((BUDGET_BYTES * 16 >> 20))m -cp "$TMPD/java" Big $((30000 * SCALE_PCT))
 		;;
 	python) echo python3 "$SRC/bench/real-apps/big.py" $((20000 * SCALE_PCT)) ;;
+	node)
+		# node sizes its heap limit from a memory cgroup's (and then runs out of heap
+		# under the kernel's limit): a limit far above the budget, as java's -Xmx.
+		echo node --expose-gc --max-old-space-size=$((BUDGET_BYTES * 16 >> 20)) \
+			"$SRC/bench/real-apps/big.js" $((13000 * SCALE_PCT))
+		;;
 	esac
 }
 
