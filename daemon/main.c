@@ -108,6 +108,9 @@ struct daemon {
 	struct client *doomed[64];
 	const char *doomed_why[64];
 	unsigned nr_doomed;
+	/* Users whose processes could not make a userfaultfd: said once each in the log. */
+	uid_t no_uffd_uids[16];
+	unsigned nr_no_uffd_uids;
 	int epfd;
 	int client_listen_fd, stats_listen_fd, timer_fd, signal_fd;
 	struct watch client_listen_watch, stats_listen_watch, timer_watch, signal_watch;
@@ -445,6 +448,51 @@ static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, ui
 	return true;
 }
 
+/* Whether uid is new to the no-userfaultfd log (remembered if so; the first 16 users). */
+static bool first_no_uffd(struct daemon *d, uid_t uid)
+{
+	for (unsigned i = 0; i < d->nr_no_uffd_uids; i++)
+		if (d->no_uffd_uids[i] == uid)
+			return false;
+	if (d->nr_no_uffd_uids == ARRAY_SIZE(d->no_uffd_uids))
+		return false;
+	d->no_uffd_uids[d->nr_no_uffd_uids++] = uid;
+	return true;
+}
+
+/*
+ * A process said MSG_NO_UFFD instead of hello: it runs without memext. Said in the log once per
+ * user at warning level, with what to do, then at debug level: a server forking a process per
+ * connection would otherwise fill the log.
+ */
+static int note_no_uffd(struct daemon *d, int fd, const struct msg_no_uffd *msg)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	const char *comm = msg->comm; /* NUL-terminated: proto_check() */
+	int error = msg->error < 0 && msg->error > -4096 ? msg->error : -EINVAL;
+	const char *hint = error == -EPERM || error == -EACCES
+				   ? "; /dev/userfaultfd is for group memext: add the user to it "
+				     "(libmemext(7), ACCESS TO USERFAULTFD)"
+			   : error == -ENOTSUP ? "; this kernel lacks UFFDIO_MOVE (Linux 6.8 or later)"
+					       : "";
+
+	atomic_fetch_add(&d->m.totals.clients_no_uffd, 1);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return log_warning_errno(-errno, "a process without a userfaultfd: SO_PEERCRED: %m");
+	if (first_no_uffd(d, cred.uid))
+		log_full_errno(LOG_WARNING, error,
+			       "process %d (%s, uid %u) runs without memext: it cannot make a "
+			       "userfaultfd (%m)%s; further processes of this user are only counted "
+			       "(clients_no_uffd)",
+			       (int)cred.pid, comm, (unsigned)cred.uid, hint);
+	else
+		log_full_errno(LOG_DEBUG, error,
+			       "process %d (%s, uid %u) runs without memext: no userfaultfd (%m)",
+			       (int)cred.pid, comm, (unsigned)cred.uid);
+	return 0;
+}
+
 static int accept_client(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -473,6 +521,8 @@ static int accept_client(struct daemon *d)
 		return log_warning_errno(n < 0 ? (int)n : -ECONNRESET, "bad hello from a client: %m");
 	if (hello.h.type == MSG_CONTROL_ATTACH && nr_fds == 0)
 		return attach_control(d, TAKE_FD(fd), (const struct msg_control_attach *)&hello);
+	if (hello.h.type == MSG_NO_UFFD && nr_fds == 0)
+		return note_no_uffd(d, fd, (const struct msg_no_uffd *)&hello);
 	r = -EBADMSG;
 	/* A fifth fd: the pmem of the daemon that had the client's pages (resume), or that holds
 	 * a fork child's share of its parent's. */

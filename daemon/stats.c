@@ -200,7 +200,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"zero_faults\":%" PRIu64 ",\"throttled_faults\":%" PRIu64
 		",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
-		",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
+		",\"clients_no_uffd\":%" PRIu64 ",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
 		",\"stopped_holds\":%" PRIu64 ",\"stalled_landed_stopped\":%" PRIu64
 		",\"move_unreported\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
@@ -221,7 +221,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.throttled), atomic_load(&m->totals.readahead),
 		atomic_load(&m->totals.pswpout_clean),
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
-		atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
+		atomic_load(&m->totals.clients_no_uffd), atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
 		atomic_load(&m->totals.stopped_holds),
 		atomic_load(&m->totals.stalled_landed_stopped),
@@ -376,6 +376,10 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 	fprintf(f, "totals: %" PRIu64 " pswpin, %" PRIu64 " pswpout, %" PRIu64 " clients seen\n",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.clients_seen));
+	if (atomic_load(&m->totals.clients_no_uffd))
+		fprintf(f, "%" PRIu64 " processes ran without memext: they could not make a "
+			   "userfaultfd (the log says why)\n",
+			atomic_load(&m->totals.clients_no_uffd));
 	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
 		   " brought every page back first; %" PRIu64 " resident pages unshared to evict\n",
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
@@ -519,6 +523,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   atomic_load(&m->totals.workingset_restore));
 	prom_value(f, "memext_clients_seen_total", "counter", "Clients ever accepted.",
 		   atomic_load(&m->totals.clients_seen));
+	prom_value(f, "memext_clients_no_uffd_total", "counter",
+		   "Processes that ran without memext: they could not make a userfaultfd.",
+		   atomic_load(&m->totals.clients_no_uffd));
 	prom_value(f, "memext_adopt_swap_pages_total", "counter",
 		   "Pages of a dead daemon's clients adopted in place in a swap area.",
 		   atomic_load(&m->totals.adopt_swap_pages));

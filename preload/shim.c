@@ -1572,6 +1572,20 @@ static _Noreturn void lost_shared_pages(const char *why, int r)
 }
 
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
+/* Tells the daemon, instead of a hello, why this process runs without it: its log is where an
+ * administrator looks (shim_log() is silent without MEMEXT_DEBUG). */
+static void tell_no_uffd(int error)
+{
+	struct msg_no_uffd m = {.error = error};
+
+	if (S.control_fd < 0)
+		return;
+	memcpy(m.comm, S.comm, sizeof(m.comm));
+	m.comm[sizeof(m.comm) - 1] = 0;
+	proto_init_header(&m.h, MSG_NO_UFFD, sizeof(m), 0);
+	(void)proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
+}
+
 static void memext_start(pid_t parent)
 {
 	int pidfd = -1, pair[2] = {-1, -1}, r;
@@ -1596,6 +1610,7 @@ static void memext_start(pid_t parent)
 			 S.uffd == -EPERM || S.uffd == -EACCES
 				 ? ": access to /dev/userfaultfd (group memext) is needed"
 				 : S.uffd == -ENOTSUP ? ": the kernel lacks UFFDIO_MOVE (6.8+)" : "");
+		tell_no_uffd(S.uffd);
 		S.uffd = -1;
 		goto fail;
 	}

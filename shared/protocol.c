@@ -46,6 +46,7 @@ static const size_t fixed_size[_MSG_TYPE_MAX] = {
 	[MSG_EVICTABLE] = sizeof(struct msg_evictable),
 	[MSG_HAND_BACK] = sizeof(struct msg_hand_back),
 	[MSG_HAND_BACK_DONE] = sizeof(struct msg_hand_back_done),
+	[MSG_NO_UFFD] = sizeof(struct msg_no_uffd),
 };
 
 int proto_check(const void *buf, size_t n)
@@ -64,6 +65,12 @@ int proto_check(const void *buf, size_t n)
 
 	if (h->type == MSG_HELLO)
 		return n == sizeof(struct msg_hello) ? check_hello(buf) : -EBADMSG;
+	if (h->type == MSG_NO_UFFD)
+		return n == sizeof(struct msg_no_uffd) &&
+				       memchr(((const struct msg_no_uffd *)buf)->comm, 0,
+					      sizeof(((const struct msg_no_uffd *)buf)->comm))
+			       ? 0
+			       : -EBADMSG;
 	if (h->type == MSG_AGENT_MOVE) {
 		const struct msg_agent_move *m = buf;
 

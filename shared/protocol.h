@@ -19,7 +19,8 @@
  *            and its parent's pid to claim the shared pages (daemon/forkshare.h). After
  *            munlock(), munlockall() or mprotect() it may send MSG_EVICTABLE, and when the
  *            application's own userfaultfd cannot register memory memextd manages, MSG_HAND_BACK
- *            (answered by MSG_HAND_BACK_DONE).
+ *            (answered by MSG_HAND_BACK_DONE). A process that cannot make a userfaultfd sends
+ *            MSG_NO_UFFD instead of the hello, and closes the socket.
  *   agent    daemon -> shim agent thread: MSG_AGENT_MOVE asks it to UFFDIO_MOVE ranges of the
  *            application into its staging area (answered by MSG_AGENT_MOVE_DONE, a bitmap of
  *            the staging pages that now hold a page); MSG_AGENT_FREE asks it to MADV_DONTNEED the staging area (no answer:
@@ -61,6 +62,7 @@ enum msg_type {
 	MSG_EVICTABLE,
 	MSG_HAND_BACK,
 	MSG_HAND_BACK_DONE,
+	MSG_NO_UFFD,
 	_MSG_TYPE_MAX,
 };
 
@@ -211,6 +213,19 @@ struct msg_hand_back_done {
 	struct msg_header h;
 	int32_t status;
 	uint32_t pad;
+};
+
+/*
+ * MSG_NO_UFFD, shim -> daemon on a new control socket, instead of MSG_HELLO: the process cannot
+ * make a userfaultfd it could use (error: -errno; -EPERM or -EACCES without access to
+ * /dev/userfaultfd), so it runs without memext. The daemon says so in its log, which is where
+ * an administrator looks; the shim closes the socket after it.
+ */
+struct msg_no_uffd {
+	struct msg_header h;
+	int32_t error;
+	uint32_t pad;
+	char comm[16]; /* NUL-terminated */
 };
 
 struct msg_agent_free {

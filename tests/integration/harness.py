@@ -20,7 +20,8 @@ With --make-swapfile SIZE, a swap area is made in the temp dir before memextd st
 passed to it with --swap-file (removed with the temp dir).
 The fail-open modes run the workload against no daemon ("no-daemon") or with a bad budget
 ("bad-budget") and assert that it runs unchanged and that MEMEXT_DEBUG=1 makes the shim say
-why in a line starting with "memext:".
+why in a line starting with "memext:". "no-uffd" runs it as nobody, who may not make a
+userfaultfd: unmanaged, and the daemon's log says why once per user.
 
 The daemon and the workloads are always stopped and the temp dir removed, also on failure.
 Nothing passes or fails on timing: the timeouts only guard against hangs.
@@ -46,7 +47,7 @@ sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from memexttest import (MiB, PAGE, SKIP, Daemon, TestFailure, adoption_problems,  # noqa: E402
                         agent_faults_problem, descendants, log, mib, missing_path, note_clients, parse_size,
-                        raise_on_signals, read_rss_anon, tail)
+                        raise_on_signals, read_rss_anon, tail, wait_for)
 
 class Timeout(Exception):
     pass
@@ -708,6 +709,75 @@ def test_not_managed(args, tmp):
                           f"{tail(daemon.log_path)}")
 
 
+def uffd_open_to_nobody():
+    """Whether an unprivileged user could make a userfaultfd memext can use here."""
+    try:
+        with open("/proc/sys/vm/unprivileged_userfaultfd") as f:
+            if f.read().strip() != "0":
+                return True
+    except OSError:
+        pass
+    try:
+        return bool(os.stat("/dev/userfaultfd").st_mode & 0o006)
+    except OSError:
+        return False
+
+
+def test_no_uffd(args, tmp):
+    """The workload as nobody, who may not make a userfaultfd: it runs unmanaged, twice, and
+    the daemon says why once, at warning level, with what to do, and counts both."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        log("SKIP: running the workload as nobody needs root and setpriv")
+        sys.exit(SKIP)
+    if uffd_open_to_nobody():
+        log("SKIP: unprivileged users may make a userfaultfd on this machine")
+        sys.exit(SKIP)
+    daemon = make_daemon(args, tmp)
+    try:
+        daemon.start(args.daemon_timeout)
+        os.chmod(daemon.sock, 0o666)
+        base = daemon.stats()["totals"]
+        # Copies nobody can read, whatever the permissions of the build directory.
+        bindir = os.path.join(tmp, "bin")
+        os.mkdir(bindir)
+        os.chmod(tmp, 0o755)
+        os.chmod(bindir, 0o755)
+        prog, shim = (os.path.join(bindir, os.path.basename(p))
+                      for p in (args.cmd[0], args.shim))
+        shutil.copy(args.cmd[0], prog)
+        shutil.copy(args.shim, shim)
+        args.cmd = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+                     f"LD_PRELOAD={shim}", f"MEMEXT_SOCKET={daemon.sock}",
+                     f"MEMEXT_BUDGET={args.budget}", prog] + args.cmd[1:])
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        for i in range(2):
+            lines, _ = run_failopen_once(args, env, daemon, f"as nobody, run {i + 1}")
+            if lines:
+                raise TestFailure(f"without MEMEXT_DEBUG the shim must be quiet, but it "
+                                  f"printed {lines}")
+        # The daemon reads a connection's message after the workload may have exited.
+        wait_for(lambda: daemon.stats()["totals"]["clients_no_uffd"] - base["clients_no_uffd"]
+                 >= 2, 30, "the daemon counting both runs in clients_no_uffd",
+                 alive=daemon.check_alive)
+        totals = daemon.stats()["totals"]
+        d = {k: totals[k] - base[k] for k in ("clients_seen", "clients_no_uffd")}
+        with open(daemon.log_path, errors="replace") as f:
+            said = [ln.rstrip() for ln in f if "runs without memext" in ln]
+        log(f"daemon totals grew by {json.dumps(d)}; its log: {said}")
+        if d != {"clients_seen": 0, "clients_no_uffd": 2}:
+            raise TestFailure(f"expected clients_seen +0 and clients_no_uffd +2, got {d}")
+        if (len(said) != 1 or "uid 65534" not in said[0] or "group memext" not in said[0]
+                or "warning" not in said[0]):
+            raise TestFailure(f"expected one warning naming uid 65534 and group memext in the "
+                              f"daemon's log, got {said}")
+    finally:
+        rc = daemon.stop()
+    if rc != 0:
+        raise TestFailure(f"memextd exited {rc} on SIGTERM (expected 0); its log:\n"
+                          f"{tail(daemon.log_path)}")
+
+
 class SlowHelloDaemon(threading.Thread):
     """A stand-in for memextd that answers a fork child's hello only after `delay` s.
 
@@ -875,7 +945,7 @@ def main():
     ap.add_argument("--probe", required=True)
     ap.add_argument("--mode", default="managed",
                     choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket",
-                             "not-managed", "slow-hello", "dies-at-stop"])
+                             "not-managed", "no-uffd", "slow-hello", "dies-at-stop"])
     ap.add_argument("--dies-at-stop-survivor", default="1G", metavar="SIZE",
                     help="dies-at-stop: the second workload's size (its first argument)")
     ap.add_argument("--setuid", action="store_true",
@@ -989,6 +1059,8 @@ def main():
             test_ctl_no_socket(args, tmp)
         elif args.mode == "not-managed":
             test_not_managed(args, tmp)
+        elif args.mode == "no-uffd":
+            test_no_uffd(args, tmp)
         elif args.mode == "slow-hello":
             test_slow_hello(args, tmp)
         elif args.mode == "dies-at-stop":

@@ -152,6 +152,21 @@ static void test_check(void)
 		assert(MSG_HAND_BACK == 17 && MSG_HAND_BACK_DONE == 18);
 	}
 
+	/* MSG_NO_UFFD: appended, its exact size, and a command name the daemon may print. */
+	{
+		struct msg_no_uffd n = {.error = -EPERM};
+
+		strcpy(n.comm, "postgres");
+		proto_init_header(&n.h, MSG_NO_UFFD, sizeof(n), 0);
+		assert(proto_check(&n, sizeof(n)) == 0);
+		n.h.len = sizeof(n) - 8;
+		assert(proto_check(&n, sizeof(n) - 8) == -EBADMSG);
+		n.h.len = sizeof(n);
+		memset(n.comm, 'x', sizeof(n.comm)); /* no NUL */
+		assert(proto_check(&n, sizeof(n)) == -EBADMSG);
+		assert(MSG_NO_UFFD == 19);
+	}
+
 	/* Variable-length moves: the count must match the length exactly. */
 	memset(buf, 0, sizeof(buf));
 	m->nr = 3;
