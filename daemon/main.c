@@ -47,7 +47,8 @@
 /* Address space for pmem: the pool's arena chunks reserve up to 1 GiB each. */
 #define PMEM_WINDOW_BYTES (UINT64_C(4) << 40)
 #define SCAN_GROWTH_PAGES 256      /* ... or when its untracked memory grew this much */
-#define HELLO_TIMEOUT_MSEC 2000
+#define HELLO_TIMEOUT_USEC 2000000 /* a connection's hello comes within this */
+#define MAX_PENDING_HELLOS 64       /* connections waiting for their hello */
 
 enum watch_kind {
 	WATCH_CLIENT_LISTEN,
@@ -56,11 +57,20 @@ enum watch_kind {
 	WATCH_PIDFD,
 	WATCH_TIMER,
 	WATCH_SIGNAL,
+	WATCH_HELLO,
 };
 
 struct watch {
 	enum watch_kind kind;
 	struct client *client;
+};
+
+/* A connection whose hello has not come yet: watched, never waited for (a process stopped
+ * between connect() and its hello must not hold up the main thread). */
+struct pending_hello {
+	struct watch watch; /* first: epoll's data.ptr points at it */
+	int fd;
+	uint64_t deadline_usec;
 };
 
 /* Command-line settings; each overrides the configuration file's key of the same name. */
@@ -108,6 +118,8 @@ struct daemon {
 	struct client *doomed[64];
 	const char *doomed_why[64];
 	unsigned nr_doomed;
+	struct pending_hello *hellos[MAX_PENDING_HELLOS];
+	unsigned nr_hellos;
 	/* Users whose processes could not make a userfaultfd: said once each in the log. */
 	uid_t no_uffd_uids[16];
 	unsigned nr_no_uffd_uids;
@@ -448,6 +460,89 @@ static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, ui
 	return true;
 }
 
+static int take_hello(struct daemon *d, int fd_in);
+
+/* Forgets pending hello i (its watch too); returns its fd. */
+static int pending_hello_remove(struct daemon *d, unsigned i)
+{
+	struct pending_hello *h = d->hellos[i];
+	int fd = h->fd;
+
+	(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, fd, NULL);
+	d->hellos[i] = d->hellos[--d->nr_hellos];
+	free(h);
+	return fd;
+}
+
+/* Whether fd's first message (or its end) is there: reading it will not wait. */
+static bool hello_ready(int fd)
+{
+	char byte;
+
+	return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || errno != EAGAIN;
+}
+
+/* A pending connection is readable. h is looked up, not trusted: an earlier event of the
+ * same round may have taken it, and a new connection reused its memory. */
+static void on_hello(struct daemon *d, struct pending_hello *h)
+{
+	for (unsigned i = 0; i < d->nr_hellos; i++)
+		if (d->hellos[i] == h) {
+			if (hello_ready(h->fd))
+				(void)take_hello(d, pending_hello_remove(d, i));
+			return;
+		}
+}
+
+/* Drops the connections whose hello did not come in time (main's timer). */
+static void expire_hellos(struct daemon *d, uint64_t now)
+{
+	for (unsigned i = 0; i < d->nr_hellos;)
+		if (now >= d->hellos[i]->deadline_usec) {
+			close(pending_hello_remove(d, i));
+			log_warning("a client connected but sent no hello in %d s: dropped",
+				    HELLO_TIMEOUT_USEC / 1000000);
+		} else {
+			i++;
+		}
+}
+
+static void drop_pending_hellos(struct daemon *d)
+{
+	while (d->nr_hellos)
+		close(pending_hello_remove(d, d->nr_hellos - 1));
+}
+
+/*
+ * A new connection: its hello is taken at once if it is there (as it nearly always is: the
+ * shim sends it right after connect()), else when it comes, from the event loop.
+ */
+static int accept_client(struct daemon *d)
+{
+	struct pending_hello *h;
+	int r, fd = accept4(d->client_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return errno == EAGAIN ? 0 : log_warning_errno(-errno, "accept: %m");
+	if (hello_ready(fd))
+		return take_hello(d, fd);
+	h = d->nr_hellos < MAX_PENDING_HELLOS ? calloc(1, sizeof(*h)) : NULL;
+	if (!h) {
+		close(fd);
+		return log_warning_errno(-EMFILE, "%u connections wait for their hello: a new one "
+					 "is dropped", d->nr_hellos);
+	}
+	*h = (struct pending_hello){{WATCH_HELLO, NULL}, fd, now_usec() + HELLO_TIMEOUT_USEC};
+	r = watch_add(d, fd, &h->watch);
+	if (r < 0) {
+		free(h);
+		close(fd);
+		return log_warning_errno(r, "cannot watch a new connection: %m");
+	}
+	d->hellos[d->nr_hellos++] = h;
+	return 0;
+}
+
 /* Whether uid is new to the no-userfaultfd log (remembered if so; the first 16 users). */
 static bool first_no_uffd(struct daemon *d, uid_t uid)
 {
@@ -493,7 +588,8 @@ static int note_no_uffd(struct daemon *d, int fd, const struct msg_no_uffd *msg)
 	return 0;
 }
 
-static int accept_client(struct daemon *d)
+/* Takes the hello of a connection whose first message (or end) is there; owns fd_in. */
+static int take_hello(struct daemon *d, int fd_in)
 {
 	struct manager *m = &d->m;
 	struct msg_hello hello;
@@ -503,19 +599,12 @@ static int accept_client(struct daemon *d)
 	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1, -1};
 	uint64_t budget;
 	unsigned nr_fds = MEMEXT_MAX_FDS;
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = fd_in;
 	struct client *c = NULL;
 	struct fork_share *share = NULL;
-	struct pollfd p;
 	ssize_t n;
 	int r;
 
-	fd = accept4(d->client_listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return errno == EAGAIN ? 0 : log_warning_errno(-errno, "accept: %m");
-	p = (struct pollfd){.fd = fd, .events = POLLIN};
-	if (poll(&p, 1, HELLO_TIMEOUT_MSEC) <= 0)
-		return log_warning_errno(-ETIMEDOUT, "a client connected but sent no hello");
 	n = proto_recv(fd, &hello, sizeof(hello), fds, &nr_fds);
 	if (n <= 0)
 		return log_warning_errno(n < 0 ? (int)n : -ECONNRESET, "bad hello from a client: %m");
@@ -922,6 +1011,7 @@ static void on_timer(struct daemon *d)
 
 	(void)!read(d->timer_fd, &expirations, sizeof(expirations));
 	adopt_reap();
+	expire_hellos(d, now);
 	pthread_mutex_lock(&m->clients_lock);
 	for (struct client *c = m->clients; c && n < ARRAY_SIZE(v); c = c->next)
 		v[n++] = client_ref(c);
@@ -1075,6 +1165,9 @@ static int run(struct daemon *d)
 				break;
 			case WATCH_SIGNAL:
 				on_signal(d);
+				break;
+			case WATCH_HELLO:
+				on_hello(d, (struct pending_hello *)w);
 				break;
 			}
 		}
@@ -1543,6 +1636,7 @@ static void teardown(struct daemon *d)
 	struct manager *m = &d->m;
 	unsigned kept = 0;
 
+	drop_pending_hellos(d);
 	drain_all(m);
 	for (struct client *c = m->clients; c; c = c->next)
 		kept += c->release_failed && !c->dead;

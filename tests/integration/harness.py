@@ -381,6 +381,38 @@ def check_workingset(args, d):
     return failures
 
 
+def silent_connections(daemon, n):
+    """n connections to the daemon's client socket that never say hello, as from processes
+    stopped between connect() and their hello: the daemon must serve the workload meanwhile
+    (each one held up its main thread for 2 s before session 15, and the workload's hello
+    waited behind them all)."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(daemon.sock)
+        socks.append(s)
+    if n:
+        log(f"{n} connections open that send nothing")
+    return socks
+
+
+def check_silent_dropped(daemon, socks):
+    """The daemon dropped every silent connection, and said so."""
+    if not socks:
+        return
+
+    def dropped():
+        with open(daemon.log_path, errors="replace") as f:
+            return sum("sent no hello" in ln for ln in f) >= len(socks)
+    wait_for(dropped, 60, f"memextd dropping the {len(socks)} silent connections",
+             alive=daemon.check_alive)
+    for s in socks:
+        if s.recv(1) != b"":
+            raise TestFailure("a silent connection got data instead of being closed")
+        s.close()
+    log(f"memextd dropped the {len(socks)} silent connections")
+
+
 def test_managed(args, tmp):
     budget = parse_size(args.budget)
     footprint = parse_size(args.footprint)
@@ -404,10 +436,12 @@ def test_managed(args, tmp):
         env = shim_env(args, daemon.sock, args.budget)
         env["MEMEXT_WL_EXPECT_EVICTION"] = "1"
         env["MEMEXT_WL_DAEMON_PID"] = str(daemon.proc.pid)  # wl-burst stops it a moment
+        silent = silent_connections(daemon, args.silent_connections)
         poller = StatsPoller(daemon)
         poller.start()
         clients = run_clients(args, env, daemon)
         poller.stop()
+        check_silent_dropped(daemon, silent)
 
         for c in clients:
             try:
@@ -957,6 +991,8 @@ def main():
     ap.add_argument("--footprint", default="128M",
                     help="memory the workload keeps live (for the pswpout threshold)")
     ap.add_argument("--clients", type=int, default=1, help="copies of the workload at once")
+    ap.add_argument("--silent-connections", type=int, default=0, metavar="N",
+                    help="hold N connections to memextd that never say hello meanwhile")
     ap.add_argument("--min-pswpout", type=int, default=None,
                     help="pages per client (default: (footprint - RSS bound) / 4 KiB)")
     ap.add_argument("--min-pswpin-frac", type=float, default=1.0,
