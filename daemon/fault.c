@@ -1145,20 +1145,24 @@ throttle:
 }
 
 /*
- * An answer failed with EAGAIN, and read_uffd() then read nr messages. None: the kernel counts
- * an event it has not queued yet, whose thread is between the two steps (an munmap or
- * MADV_DONTNEED of registered memory, a fork copying the address space) and may wait for a CPU.
- * A few yields catch the short gaps; then sleep until the uffd is readable, a millisecond at
- * most (a fork that fails takes its count back without an event). Yielding alone went on for
- * up to 8 ms and 6 000 turns, while threads exiting after a fill waited to queue the REMOVE of
- * their stacks.
+ * An answer failed with EAGAIN, and read_uffd() then read nr messages (or failed: -errno).
+ * None: the kernel counts an event it has not queued yet, whose thread is between the two
+ * steps (an munmap or MADV_DONTNEED of registered memory, a fork copying the address space)
+ * and may wait for a CPU. A few yields catch the short gaps; then sleep until the uffd is
+ * readable, a millisecond at most (a fork that fails takes its count back without an event).
+ * Yielding alone went on for up to 8 ms and 6 000 turns, while threads exiting after a fill
+ * waited to queue the REMOVE of their stacks.
  */
 static void wait_for_event(struct client *c, int nr, unsigned *turns)
 {
 	struct pollfd pfd = {.fd = c->uffd, .events = POLLIN};
 
-	if (nr != 0)
+	if (nr > 0)
 		*turns = 0;
+	else if (nr < 0)
+		/* The read failed (a FORK event we cannot take: the kernel keeps it, and the
+		 * uffd stays readable): retried at a millisecond's pace, not spun on. */
+		usleep(1000);
 	else if ((*turns)++ < EVENT_YIELD_TURNS)
 		sched_yield();
 	else

@@ -50,6 +50,11 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* One line, whatever a client named itself: a newline in a command name would forge a
+	 * log line of any priority (the journal reads "<N>" at the start of each). */
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	if (journal)
 		fprintf(stderr, "<%d>%s\n", level, msg);
 	else if (level == LOG_DEBUG)

@@ -44,6 +44,7 @@
 
 #define SCAN_INTERVAL_USEC 10000   /* how often clients' resident size is checked */
 #define SCAN_MAX_AGE_USEC 1000000  /* a client's maps are rescanned at least this often */
+#define SCAN_WANTED_USEC 50000     /* ... and when a fault asks (scan_wanted), at most this often */
 /* Address space for pmem: the pool's arena chunks reserve up to 1 GiB each. */
 #define PMEM_WINDOW_BYTES (UINT64_C(4) << 40)
 #define SCAN_GROWTH_PAGES 256      /* ... or when its untracked memory grew this much */
@@ -1034,10 +1035,15 @@ static void on_timer(struct daemon *d)
 		untracked = client_untracked_pages(c);
 		/* So is memory its own userfaultfd let go of. */
 		took_back = client_take_back(c, now) > 0;
-		if (took_back || atomic_exchange(&c->scan_wanted, false) ||
+		/* A fault in memory no scan has seen; not more often than SCAN_WANTED_USEC, as
+		 * a range a scan does not take (mprotect()ed read-only since) would ask again. */
+		if (took_back ||
+		    (atomic_load(&c->scan_wanted) && now - c->scan_usec >= SCAN_WANTED_USEC) ||
 		    (untracked >= 0 && (untracked > c->scan_untracked_pages + SCAN_GROWTH_PAGES ||
-					now - c->scan_usec > SCAN_MAX_AGE_USEC)))
+					now - c->scan_usec > SCAN_MAX_AGE_USEC))) {
+			atomic_store(&c->scan_wanted, false);
 			(void)client_scan(c);
+		}
 		pthread_mutex_lock(&c->lock);
 		kick |= client_over_low_wmark(c) || c->nr_parked;
 		pthread_mutex_unlock(&c->lock);

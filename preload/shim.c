@@ -1571,7 +1571,6 @@ static _Noreturn void lost_shared_pages(const char *why, int r)
 	abort();
 }
 
-/* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 /* Tells the daemon, instead of a hello, why this process runs without it: its log is where an
  * administrator looks (shim_log() is silent without MEMEXT_DEBUG). */
 static void tell_no_uffd(int error)
@@ -1586,6 +1585,7 @@ static void tell_no_uffd(int error)
 	(void)proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
 }
 
+/* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 static void memext_start(pid_t parent)
 {
 	int pidfd = -1, pair[2] = {-1, -1}, r;

@@ -22,6 +22,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ import time
 sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib  # noqa: E402
-from e2elib import Skip, log, wait_for  # noqa: E402
+from e2elib import Skip, descendants, log, wait_for  # noqa: E402
 
 SORT_ROWS = 2_000_000
 AGG_ROWS, AGG_GROUPS = 4_000_000, 800_000
@@ -143,9 +144,24 @@ def body(ctx):
         [os.path.join(bindir, "postgres"), "-D", data, "-k", pg, "-c", "listen_addresses=",
          "-c", "shared_buffers=16MB", "-c", "fsync=off", "-c", "max_connections=10"],
         caps=True), env=native_env())
-    wait_for(lambda: os.path.exists(os.path.join(pg, ".s.PGSQL.5432")), 120,
-             "the server's socket", alive=server.check_alive)
+    try:
+        serve(ctx, bindir, pg, server, first, second)
+    finally:
+        stop_server(server)
+    # The sort-and-hash backend held up to ~350 MiB evicted beside its budget here: counted as
+    # 3x the budget, so that at least 1.25x the budget must have been evicted.
+    ctx.check_memext(footprint=3 * ctx.budget, min_pswpin_frac=0.25)
 
+
+def ready(bindir, pg):
+    """Whether the server accepts connections (its socket comes before it does)."""
+    return subprocess.run([os.path.join(bindir, "pg_isready"), "-q", "-h", pg, "-d", "postgres"],
+                          env=native_env(), timeout=30).returncode == 0
+
+
+def serve(ctx, bindir, pg, server, first, second):
+    wait_for(lambda: ready(bindir, pg), 120, "the server accepting connections",
+             interval=0.2, alive=server.check_alive)
     t0 = time.monotonic()
     sessions = [psql(ctx, pg, "psql-sort-hash", first), psql(ctx, pg, "psql-index", second)]
     for app, session in zip(sessions, (first, second)):
@@ -158,13 +174,29 @@ def body(ctx):
             log(f"{app.name}: all {len(session)} answers right")
     log(f"both sessions done in {time.monotonic() - t0:.1f} s")
 
-    server.proc.send_signal(2)   # SIGINT: fast shutdown
+    server.proc.send_signal(signal.SIGINT)   # fast shutdown
     rc = server.wait(120, "the server's shutdown")
     if rc != 0:
         ctx.fail(f"postgres exited {rc} on SIGINT:\n{server.output(20)}")
-    # The sort-and-hash backend held up to ~350 MiB evicted beside its budget here: counted as
-    # 3x the budget, so that at least 1.25x the budget must have been evicted.
-    ctx.check_memext(footprint=3 * ctx.budget, min_pswpin_frac=0.25)
+
+
+def stop_server(server):
+    """Nothing of the server outlives the test: its children each run in a session of their
+    own (postgres calls setsid()), which killing the postmaster's group would miss."""
+    if not server.alive():
+        return
+    children = descendants(server.pid)
+    server.proc.send_signal(signal.SIGQUIT)   # immediate shutdown
+    try:
+        server.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in [server.pid] + children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.proc.wait()
 
 
 if __name__ == "__main__":

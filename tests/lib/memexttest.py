@@ -214,8 +214,11 @@ class Daemon:
             cmd += ["--crash-at", self.crash_at]
         cmd += self.extra_args
         log("starting: " + " ".join(cmd))
+        # Its log goes to a file: not in the journal's "<N>" form, even when the test runs
+        # under a systemd service (which sets JOURNAL_STREAM for its own stderr).
+        env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
