@@ -48,8 +48,8 @@
 /* Address space for pmem: the pool's arena chunks reserve up to 1 GiB each. */
 #define PMEM_WINDOW_BYTES (UINT64_C(4) << 40)
 #define SCAN_GROWTH_PAGES 256      /* ... or when its untracked memory grew this much */
-#define HELLO_TIMEOUT_USEC 2000000 /* a connection's hello comes within this */
-#define MAX_PENDING_HELLOS 64       /* connections waiting for their hello */
+#define FIRST_MESSAGE_USEC 2000000 /* a connection's hello (or stats request) comes within this */
+#define MAX_PENDING 64              /* connections waiting for it */
 
 enum watch_kind {
 	WATCH_CLIENT_LISTEN,
@@ -58,7 +58,8 @@ enum watch_kind {
 	WATCH_PIDFD,
 	WATCH_TIMER,
 	WATCH_SIGNAL,
-	WATCH_HELLO,
+	WATCH_HELLO,	      /* a client connection, its hello not there yet */
+	WATCH_STATS_REQUEST, /* a stats connection, its request not there yet */
 };
 
 struct watch {
@@ -66,9 +67,9 @@ struct watch {
 	struct client *client;
 };
 
-/* A connection whose hello has not come yet: watched, never waited for (a process stopped
- * between connect() and its hello must not hold up the main thread). */
-struct pending_hello {
+/* A connection whose first message has not come yet: watched, never waited for (a process
+ * stopped between connect() and its hello must not hold up the main thread). */
+struct pending_conn {
 	struct watch watch; /* first: epoll's data.ptr points at it */
 	int fd;
 	uint64_t deadline_usec;
@@ -119,8 +120,8 @@ struct daemon {
 	struct client *doomed[64];
 	const char *doomed_why[64];
 	unsigned nr_doomed;
-	struct pending_hello *hellos[MAX_PENDING_HELLOS];
-	unsigned nr_hellos;
+	struct pending_conn *pending[MAX_PENDING];
+	unsigned nr_pending;
 	/* Users whose processes could not make a userfaultfd: said once each in the log. */
 	uid_t no_uffd_uids[16];
 	unsigned nr_no_uffd_uids;
@@ -462,21 +463,22 @@ static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, ui
 }
 
 static int take_hello(struct daemon *d, int fd_in);
+static void answer_stats(struct daemon *d, int fd);
 
-/* Forgets pending hello i (its watch too); returns its fd. */
-static int pending_hello_remove(struct daemon *d, unsigned i)
+/* Forgets pending connection i (its watch too); returns its fd. */
+static int pending_remove(struct daemon *d, unsigned i)
 {
-	struct pending_hello *h = d->hellos[i];
+	struct pending_conn *h = d->pending[i];
 	int fd = h->fd;
 
 	(void)epoll_ctl(d->epfd, EPOLL_CTL_DEL, fd, NULL);
-	d->hellos[i] = d->hellos[--d->nr_hellos];
+	d->pending[i] = d->pending[--d->nr_pending];
 	free(h);
 	return fd;
 }
 
 /* Whether fd's first message (or its end) is there: reading it will not wait. */
-static bool hello_ready(int fd)
+static bool first_message_ready(int fd)
 {
 	char byte;
 
@@ -485,33 +487,69 @@ static bool hello_ready(int fd)
 
 /* A pending connection is readable. h is looked up, not trusted: an earlier event of the
  * same round may have taken it, and a new connection reused its memory. */
-static void on_hello(struct daemon *d, struct pending_hello *h)
+static void on_pending(struct daemon *d, struct pending_conn *h)
 {
-	for (unsigned i = 0; i < d->nr_hellos; i++)
-		if (d->hellos[i] == h) {
-			if (hello_ready(h->fd))
-				(void)take_hello(d, pending_hello_remove(d, i));
+	for (unsigned i = 0; i < d->nr_pending; i++)
+		if (d->pending[i] == h) {
+			enum watch_kind kind = h->watch.kind;
+
+			if (!first_message_ready(h->fd))
+				return;
+			if (kind == WATCH_HELLO)
+				(void)take_hello(d, pending_remove(d, i));
+			else
+				answer_stats(d, pending_remove(d, i));
 			return;
 		}
 }
 
-/* Drops the connections whose hello did not come in time (main's timer). */
-static void expire_hellos(struct daemon *d, uint64_t now)
+/* Drops the connections whose first message did not come in time (main's timer). */
+static void expire_pending(struct daemon *d, uint64_t now)
 {
-	for (unsigned i = 0; i < d->nr_hellos;)
-		if (now >= d->hellos[i]->deadline_usec) {
-			close(pending_hello_remove(d, i));
-			log_warning("a client connected but sent no hello in %d s: dropped",
-				    HELLO_TIMEOUT_USEC / 1000000);
-		} else {
+	for (unsigned i = 0; i < d->nr_pending;) {
+		enum watch_kind kind = d->pending[i]->watch.kind;
+
+		if (now < d->pending[i]->deadline_usec) {
 			i++;
+			continue;
 		}
+		close(pending_remove(d, i));
+		if (kind == WATCH_HELLO)
+			log_warning("a client connected but sent no hello in %d s: dropped",
+				    FIRST_MESSAGE_USEC / 1000000);
+		else
+			log_debug("a stats connection sent no request in %d s: dropped",
+				  FIRST_MESSAGE_USEC / 1000000);
+	}
 }
 
-static void drop_pending_hellos(struct daemon *d)
+static void drop_pending(struct daemon *d)
 {
-	while (d->nr_hellos)
-		close(pending_hello_remove(d, d->nr_hellos - 1));
+	while (d->nr_pending)
+		close(pending_remove(d, d->nr_pending - 1));
+}
+
+/* Watches fd (taken over) until its first message comes; kind: WATCH_HELLO or
+ * WATCH_STATS_REQUEST. */
+static int pend(struct daemon *d, int fd, enum watch_kind kind)
+{
+	struct pending_conn *h = d->nr_pending < MAX_PENDING ? calloc(1, sizeof(*h)) : NULL;
+	int r;
+
+	if (!h) {
+		close(fd);
+		return log_warning_errno(-EMFILE, "%u connections wait for their first message: a "
+					 "new one is dropped", d->nr_pending);
+	}
+	*h = (struct pending_conn){{kind, NULL}, fd, now_usec() + FIRST_MESSAGE_USEC};
+	r = watch_add(d, fd, &h->watch);
+	if (r < 0) {
+		free(h);
+		close(fd);
+		return log_warning_errno(r, "cannot watch a new connection: %m");
+	}
+	d->pending[d->nr_pending++] = h;
+	return 0;
 }
 
 /*
@@ -520,28 +558,11 @@ static void drop_pending_hellos(struct daemon *d)
  */
 static int accept_client(struct daemon *d)
 {
-	struct pending_hello *h;
-	int r, fd = accept4(d->client_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(d->client_listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return errno == EAGAIN ? 0 : log_warning_errno(-errno, "accept: %m");
-	if (hello_ready(fd))
-		return take_hello(d, fd);
-	h = d->nr_hellos < MAX_PENDING_HELLOS ? calloc(1, sizeof(*h)) : NULL;
-	if (!h) {
-		close(fd);
-		return log_warning_errno(-EMFILE, "%u connections wait for their hello: a new one "
-					 "is dropped", d->nr_hellos);
-	}
-	*h = (struct pending_hello){{WATCH_HELLO, NULL}, fd, now_usec() + HELLO_TIMEOUT_USEC};
-	r = watch_add(d, fd, &h->watch);
-	if (r < 0) {
-		free(h);
-		close(fd);
-		return log_warning_errno(r, "cannot watch a new connection: %m");
-	}
-	d->hellos[d->nr_hellos++] = h;
-	return 0;
+	return first_message_ready(fd) ? take_hello(d, fd) : pend(d, fd, WATCH_HELLO);
 }
 
 /* Whether uid is new to the no-userfaultfd log (remembered if so; the first 16 users). */
@@ -928,7 +949,8 @@ static void request_drain(struct daemon *d, int fd, pid_t pid, FILE *f)
 	stats_write_client(&d->m, pid, f);
 }
 
-static void serve_stats(struct daemon *d)
+/* Answers the request of a stats connection whose request (or end) is there; owns fd. */
+static void answer_stats(struct daemon *d, int fd)
 {
 	static const struct {
 		const char *request;
@@ -942,18 +964,12 @@ static void serve_stats(struct daemon *d)
 	};
 	struct timeval tv = {.tv_sec = 2};
 	char req[128] = {0};
-	struct pollfd p;
 	bool done = false;
 	FILE *f;
-	ssize_t n;
-	int fd, pid;
+	int pid;
 
-	fd = accept4(d->stats_listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	p = (struct pollfd){.fd = fd, .events = POLLIN};
-	if (poll(&p, 1, 1000) <= 0 || (n = read(fd, req, sizeof(req) - 1)) <= 0) {
+	if (recv(fd, req, sizeof(req) - 1, MSG_DONTWAIT) <= 0) {
 		close(fd);
 		return;
 	}
@@ -977,6 +993,19 @@ static void serve_stats(struct daemon *d)
 		fprintf(f, "error: unknown request '%s'\n", req);
 	}
 	fclose(f);
+}
+
+/* A stats connection: answered at once if its request is there, else when it comes. */
+static void accept_stats(struct daemon *d)
+{
+	int fd = accept4(d->stats_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (first_message_ready(fd))
+		answer_stats(d, fd);
+	else
+		(void)pend(d, fd, WATCH_STATS_REQUEST);
 }
 
 /* The watchdog ping from the event loop (so a stuck loop is noticed) and a STATUS line. */
@@ -1012,7 +1041,7 @@ static void on_timer(struct daemon *d)
 
 	(void)!read(d->timer_fd, &expirations, sizeof(expirations));
 	adopt_reap();
-	expire_hellos(d, now);
+	expire_pending(d, now);
 	pthread_mutex_lock(&m->clients_lock);
 	for (struct client *c = m->clients; c && n < ARRAY_SIZE(v); c = c->next)
 		v[n++] = client_ref(c);
@@ -1157,7 +1186,7 @@ static int run(struct daemon *d)
 				accept_client(d);
 				break;
 			case WATCH_STATS_LISTEN:
-				serve_stats(d);
+				accept_stats(d);
 				break;
 			case WATCH_CONTROL:
 				if (!is_doomed(d, w->client))
@@ -1173,7 +1202,8 @@ static int run(struct daemon *d)
 				on_signal(d);
 				break;
 			case WATCH_HELLO:
-				on_hello(d, (struct pending_hello *)w);
+			case WATCH_STATS_REQUEST:
+				on_pending(d, (struct pending_conn *)w);
 				break;
 			}
 		}
@@ -1642,7 +1672,7 @@ static void teardown(struct daemon *d)
 	struct manager *m = &d->m;
 	unsigned kept = 0;
 
-	drop_pending_hellos(d);
+	drop_pending(d);
 	drain_all(m);
 	for (struct client *c = m->clients; c; c = c->next)
 		kept += c->release_failed && !c->dead;
