@@ -485,6 +485,16 @@ static bool first_message_ready(int fd)
 	return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || errno != EAGAIN;
 }
 
+/* Handles a connection's first message, which is there (or its end); owns fd. kind:
+ * WATCH_HELLO or WATCH_STATS_REQUEST. */
+static void first_message(struct daemon *d, int fd, enum watch_kind kind)
+{
+	if (kind == WATCH_HELLO)
+		(void)take_hello(d, fd);
+	else
+		answer_stats(d, fd);
+}
+
 /* A pending connection is readable. h is looked up, not trusted: an earlier event of the
  * same round may have taken it, and a new connection reused its memory. */
 static void on_pending(struct daemon *d, struct pending_conn *h)
@@ -493,12 +503,8 @@ static void on_pending(struct daemon *d, struct pending_conn *h)
 		if (d->pending[i] == h) {
 			enum watch_kind kind = h->watch.kind;
 
-			if (!first_message_ready(h->fd))
-				return;
-			if (kind == WATCH_HELLO)
-				(void)take_hello(d, pending_remove(d, i));
-			else
-				answer_stats(d, pending_remove(d, i));
+			if (first_message_ready(h->fd))
+				first_message(d, pending_remove(d, i), kind);
 			return;
 		}
 }
@@ -553,16 +559,22 @@ static int pend(struct daemon *d, int fd, enum watch_kind kind)
 }
 
 /*
- * A new connection: its hello is taken at once if it is there (as it nearly always is: the
- * shim sends it right after connect()), else when it comes, from the event loop.
+ * A new connection on listen_fd: its first message is handled at once if it is there (as it
+ * nearly always is: the shim and memextctl send it right after connect()), else when it
+ * comes, from the event loop.
  */
-static int accept_client(struct daemon *d)
+static void accept_conn(struct daemon *d, int listen_fd, enum watch_kind kind)
 {
-	int fd = accept4(d->client_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
-	if (fd < 0)
-		return errno == EAGAIN ? 0 : log_warning_errno(-errno, "accept: %m");
-	return first_message_ready(fd) ? take_hello(d, fd) : pend(d, fd, WATCH_HELLO);
+	if (fd < 0) {
+		if (errno != EAGAIN)
+			log_warning_errno(-errno, "accept: %m");
+	} else if (first_message_ready(fd)) {
+		first_message(d, fd, kind);
+	} else {
+		(void)pend(d, fd, kind);
+	}
 }
 
 /* Whether uid is new to the no-userfaultfd log (remembered if so; the first 16 users). */
@@ -995,19 +1007,6 @@ static void answer_stats(struct daemon *d, int fd)
 	fclose(f);
 }
 
-/* A stats connection: answered at once if its request is there, else when it comes. */
-static void accept_stats(struct daemon *d)
-{
-	int fd = accept4(d->stats_listen_fd, NULL, NULL, SOCK_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	if (first_message_ready(fd))
-		answer_stats(d, fd);
-	else
-		(void)pend(d, fd, WATCH_STATS_REQUEST);
-}
-
 /* The watchdog ping from the event loop (so a stuck loop is noticed) and a STATUS line. */
 static void notify_systemd(struct daemon *d, uint64_t now)
 {
@@ -1183,10 +1182,10 @@ static int run(struct daemon *d)
 
 			switch (w->kind) {
 			case WATCH_CLIENT_LISTEN:
-				accept_client(d);
+				accept_conn(d, d->client_listen_fd, WATCH_HELLO);
 				break;
 			case WATCH_STATS_LISTEN:
-				accept_stats(d);
+				accept_conn(d, d->stats_listen_fd, WATCH_STATS_REQUEST);
 				break;
 			case WATCH_CONTROL:
 				if (!is_doomed(d, w->client))

@@ -200,7 +200,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"zero_faults\":%" PRIu64 ",\"throttled_faults\":%" PRIu64
 		",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
-		",\"clients_no_uffd\":%" PRIu64 ",\"reclaim_scanned\":%" PRIu64 ",\"reclaim_stolen\":%" PRIu64
+		",\"clients_no_uffd\":%" PRIu64 ",\"reclaim_scanned\":%" PRIu64
+		",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
 		",\"stopped_holds\":%" PRIu64 ",\"stalled_landed_stopped\":%" PRIu64
 		",\"move_unreported\":%" PRIu64 ",\"reclaim_deactivated\":%" PRIu64
@@ -221,7 +222,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.throttled), atomic_load(&m->totals.readahead),
 		atomic_load(&m->totals.pswpout_clean),
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
-		atomic_load(&m->totals.clients_no_uffd), atomic_load(&m->totals.reclaim_scanned), atomic_load(&m->totals.pswpout),
+		atomic_load(&m->totals.clients_no_uffd), atomic_load(&m->totals.reclaim_scanned),
+		atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
 		atomic_load(&m->totals.stopped_holds),
 		atomic_load(&m->totals.stalled_landed_stopped),

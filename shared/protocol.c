@@ -2,6 +2,7 @@
 #include "protocol.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,11 +18,17 @@ void proto_init_header(struct msg_header *h, enum msg_type type, uint32_t len, u
 	h->seq = seq;
 }
 
+/* A command name the daemon may print: NUL-terminated within its 16 bytes. */
+static bool comm_ok(const char comm[16])
+{
+	return memchr(comm, 0, 16) != NULL;
+}
+
 static int check_hello(const struct msg_hello *m)
 {
 	if (m->nr_exclude > MEMEXT_MAX_EXCLUDE)
 		return -EBADMSG;
-	if (memchr(m->comm, 0, sizeof(m->comm)) == NULL)
+	if (!comm_ok(m->comm))
 		return -EBADMSG;
 	if (m->pid <= 0)
 		return -EBADMSG;
@@ -67,8 +74,7 @@ int proto_check(const void *buf, size_t n)
 		return n == sizeof(struct msg_hello) ? check_hello(buf) : -EBADMSG;
 	if (h->type == MSG_NO_UFFD)
 		return n == sizeof(struct msg_no_uffd) &&
-				       memchr(((const struct msg_no_uffd *)buf)->comm, 0,
-					      sizeof(((const struct msg_no_uffd *)buf)->comm))
+				       comm_ok(((const struct msg_no_uffd *)buf)->comm)
 			       ? 0
 			       : -EBADMSG;
 	if (h->type == MSG_AGENT_MOVE) {

@@ -63,6 +63,11 @@ def missing_packages(packages):
     return missing
 
 
+def native_env():
+    """This process's environment without the shim: for programs that must run natively."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def ensure_packages(packages, binaries):
     """apt-get install the packages that are missing; Skip if that fails.
 
@@ -73,8 +78,7 @@ def ensure_packages(packages, binaries):
     missing = missing_packages(packages)
     if missing:
         log(f"installing missing packages: {' '.join(missing)}")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        env.pop("LD_PRELOAD", None)
+        env = dict(native_env(), DEBIAN_FRONTEND="noninteractive")
         cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + missing
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if r.returncode != 0:

@@ -54,10 +54,8 @@ def expected_line(n):
 def body(ctx):
     n = int(ENTRIES_PER_MIB * ctx.budget // (1 << 20) * ctx.args.scale)
     classes = os.path.join(ctx.tmp, "classes")
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    r = subprocess.run(["javac", "-d", classes, SOURCE], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(["javac", "-d", classes, SOURCE], env=e2elib.native_env(),
+                       capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         ctx.fail(f"javac exited {r.returncode}: {r.stderr.strip()[-1000:]}")
         return

@@ -30,7 +30,7 @@ import time
 sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib  # noqa: E402
-from e2elib import Skip, descendants, log, wait_for  # noqa: E402
+from e2elib import Skip, descendants, log, native_env, wait_for  # noqa: E402
 
 SORT_ROWS = 2_000_000
 AGG_ROWS, AGG_GROUPS = 4_000_000, 800_000
@@ -100,12 +100,6 @@ def psql(ctx, sock_dir, name, session):
     return ctx.spawn(name, as_postgres(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h",
                                         sock_dir, "-d", "postgres", "-f", path]),
                      env=native_env(), managed=False)
-
-
-def native_env():
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
 
 
 def body(ctx):

@@ -694,26 +694,35 @@ def test_failopen(args, tmp):
                           f"{tail(daemon.log_path)}")
 
 
-def setuid_copy(args, tmp, sock):
-    """The workload copied into tmp, setuid root, and the command that runs it as nobody."""
+# setpriv itself must run without the shim: its setresuid, capset, setresgid sequence assumes
+# a single thread (see libmemext(7)); env sets LD_PRELOAD for the exec.
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"]
+
+
+def nobody_bindir(tmp, what):
+    """tmp/bin, which nobody can reach whatever the permissions of the build directory, for
+    copies of the programs to run as nobody; skips (77) without root and setpriv."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
-        log("SKIP: making a setuid program needs root and setpriv")
+        log(f"SKIP: {what} needs root and setpriv")
         sys.exit(SKIP)
     bindir = os.path.join(tmp, "bin")
     os.mkdir(bindir)
     os.chmod(tmp, 0o755)
     os.chmod(bindir, 0o755)
+    return bindir
+
+
+def setuid_copy(args, tmp, sock):
+    """The workload copied into tmp, setuid root, and the command that runs it as nobody."""
+    bindir = nobody_bindir(tmp, "making a setuid program")
     prog = os.path.join(bindir, os.path.basename(args.cmd[0]))
     shutil.copy(args.cmd[0], prog)
     os.chown(prog, 0, 0)
     os.chmod(prog, 0o4755)
-    # setpriv itself must run without the shim: its setresuid, capset, setresgid sequence
-    # assumes a single thread (see libmemext(7)); env sets LD_PRELOAD for the exec.
     env = shim_env(args, sock, args.budget)
     pre = [f"{k}={env[k]}" for k in ("LD_PRELOAD", "MEMEXT_SOCKET", "MEMEXT_BUDGET",
                                      "MEMEXT_DEBUG")]
-    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"] + pre +
-            [prog] + args.cmd[1:])
+    return AS_NOBODY + pre + [prog] + args.cmd[1:]
 
 
 def test_not_managed(args, tmp):
@@ -768,9 +777,7 @@ def uffd_open_to_nobody():
 def test_no_uffd(args, tmp):
     """The workload as nobody, who may not make a userfaultfd: it runs unmanaged, twice, and
     the daemon says why once, at warning level, with what to do, and counts both."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        log("SKIP: running the workload as nobody needs root and setpriv")
-        sys.exit(SKIP)
+    bindir = nobody_bindir(tmp, "running the workload as nobody")
     if uffd_open_to_nobody():
         log("SKIP: unprivileged users may make a userfaultfd on this machine")
         sys.exit(SKIP)
@@ -779,20 +786,14 @@ def test_no_uffd(args, tmp):
         daemon.start(args.daemon_timeout)
         os.chmod(daemon.sock, 0o666)
         base = daemon.stats()["totals"]
-        # Copies nobody can read, whatever the permissions of the build directory.
-        bindir = os.path.join(tmp, "bin")
-        os.mkdir(bindir)
-        os.chmod(tmp, 0o755)
-        os.chmod(bindir, 0o755)
         # A command name with a newline, as any process may give itself: the daemon's log
         # line must stay one line (a forged "<0>..." line would read as an emergency).
         prog = os.path.join(bindir, "wl\n<0>forged")
         shim = os.path.join(bindir, os.path.basename(args.shim))
         shutil.copy(args.cmd[0], prog)
         shutil.copy(args.shim, shim)
-        args.cmd = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
-                     f"LD_PRELOAD={shim}", f"MEMEXT_SOCKET={daemon.sock}",
-                     f"MEMEXT_BUDGET={args.budget}", prog] + args.cmd[1:])
+        args.cmd = AS_NOBODY + [f"LD_PRELOAD={shim}", f"MEMEXT_SOCKET={daemon.sock}",
+                                f"MEMEXT_BUDGET={args.budget}", prog] + args.cmd[1:]
         env = dict(os.environ)
         env.pop("LD_PRELOAD", None)
         for i in range(2):
