@@ -30,7 +30,8 @@
  *                      activate at once (nonresident_age++), and with the workingset bit,
  *                      count a restore
  *   unevictable        a victim the kernel refused to move for a reason of its mapping
- *                      (mlocked, or not read-write: UFFDIO_MOVE's EINVAL) is culled to the
+ *                      (mlocked, or not read-write: UFFDIO_MOVE's EINVAL; pinned: its EBUSY
+ *                      on a page made exclusive) is culled to the
  *                      unevictable list (PTE_UNEVICTABLE), which no hand looks at, instead of
  *                      being tried again on every turn (the kernel's PG_mlocked and
  *                      unevictable LRU). munlock, munlockall or mprotect back to read-write

@@ -64,7 +64,7 @@ struct manager_totals {
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
 	_Atomic uint64_t move_unreported;  /* pages the kernel moved but said it had not */
 	_Atomic uint64_t io_overflow; /* faults handed to an I/O worker with every slot busy */
-	_Atomic uint64_t unevictable_culled;  /* ... of those, set aside: mlocked, not read-write */
+	_Atomic uint64_t unevictable_culled;  /* ... of those, set aside: mlocked, pinned, not read-write */
 	_Atomic uint64_t unevictable_rescued; /* unevictable pages put back on the lists */
 	_Atomic uint64_t reclaim_stalled;  /* batches a stopped process held (reclaim.c) */
 	_Atomic uint64_t stopped_holds;	   /* rounds a stopped process's agent was let run */

@@ -12,7 +12,8 @@
  *            clock hand passed. ACTIVE: on the active list, else the inactive (daemon/lru.h).
  *            CLEAN: brought back write-protected and not written since; payload = the stored
  *            copy, which evicting it again reuses (no compression). UNEVICTABLE: the kernel
- *            refused to move it out (mlocked, or not read-write): on neither list (lru.h).
+ *            refused to move it out (mlocked, pinned, or not read-write): on neither list
+ *            (lru.h).
  *   MOVING   in a reclaim batch: the agent may have moved it to staging; payload = its
  *            staging slot. Faults wait for the batch; DEAD: the application removed the
  *            range meanwhile, discard the content; CANCEL: copied back for the agent itself.

@@ -297,7 +297,7 @@ static void write_text_lru(struct manager *m, FILE *f, const struct client_figur
 		atomic_load(&m->totals.workingset_activate),
 		atomic_load(&m->totals.workingset_restore),
 		atomic_load(&m->totals.reclaim_deactivated));
-	fprintf(f, "unevictable: %" PRIu64 " pages culled (mlocked, not read-write), %" PRIu64
+	fprintf(f, "unevictable: %" PRIu64 " pages culled (mlocked, pinned, not read-write), %" PRIu64
 		   " rescued\n",
 		atomic_load(&m->totals.unevictable_culled),
 		atomic_load(&m->totals.unevictable_rescued));
@@ -444,7 +444,7 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		{"memext_client_inactive_bytes", "gauge", "Client memory on the inactive LRU list.",
 		 offsetof(struct client_figures, inactive_pages), PAGE_SIZE},
 		{"memext_client_unevictable_bytes", "gauge",
-		 "Client memory the kernel refused to evict (mlocked, not read-write).",
+		 "Client memory the kernel refused to evict (mlocked, pinned, not read-write).",
 		 offsetof(struct client_figures, unevictable_pages), PAGE_SIZE},
 		{"memext_client_workingset_refault_total", "counter",
 		 "Evicted pages of the client brought back.",

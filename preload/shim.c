@@ -125,7 +125,7 @@ static struct {
 			      * its agent */
 	bool hello_refused;  /* the last hello was answered, with an error */
 	bool daemon_hands_back; /* the daemon answers MSG_HAND_BACK (ACK_HAND_BACK) */
-	/* The agent reported a page the kernel would not move (mlocked, not read-write): from
+	/* The agent reported a page the kernel would not move (mlocked, pinned, not read-write): from
 	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
 	bool told_unevictable;
 } S = {
@@ -273,7 +273,8 @@ static void set_written(struct msg_agent_move_done *reply, uint64_t staging_addr
 	mark_slot(reply->written, staging_addr);
 }
 
-/* The kernel refused the page bound for staging_addr for a reason of its mapping (EINVAL). */
+/* The kernel refused the page bound for staging_addr for a reason of its mapping (EINVAL), or
+ * for a pin on it. */
 static void set_unevictable(struct msg_agent_move_done *reply, uint64_t staging_addr)
 {
 	if (mark_slot(reply->unevictable, staging_addr))
@@ -383,10 +384,11 @@ static bool agent_risk_over(int risk)
  * MREMAP_DONTUNMAP) still makes the write fault a userfault: for that, the agent says it is
  * unsharing, and the daemon reads and answers after GATE_WAIT_USEC; should the daemon die
  * then, the watchdog reconnects for the agent (RISK_FAULT). Does nothing, without a signal, on
- * a mapping that is not writable. stage: the page's staging address (its slot). False when
- * the watchdog did: the rest of the request is a dead daemon's, and is dropped.
+ * a mapping that is not writable. stage: the page's staging address (its slot). *wrote: the
+ * write fault was made (the page is exclusive now). False when the watchdog did: the rest of
+ * the request is a dead daemon's, and is dropped.
  */
-static bool make_exclusive(uint64_t addr, uint64_t stage)
+static bool make_exclusive(uint64_t addr, uint64_t stage, bool *wrote)
 {
 	struct uffdio_writeprotect wp = {.range = {.start = addr, .len = PAGE_SIZE}, .mode = 0};
 	unsigned slot = (unsigned)((stage - (uint64_t)(uintptr_t)S.staging) / PAGE_SIZE);
@@ -405,7 +407,7 @@ static bool make_exclusive(uint64_t addr, uint64_t stage)
 		move_gate_unsharing(A.gate);
 		__atomic_store_n(&A.risk, risk, __ATOMIC_SEQ_CST);
 		test_zap_shared(addr, ZAP_AFTER_LOOK);
-		(void)madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE);
+		*wrote = madvise((void *)(uintptr_t)addr, PAGE_SIZE, MADV_POPULATE_WRITE) == 0;
 		if (!agent_risk_over(risk))
 			return false;
 	}
@@ -480,6 +482,7 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 
 	while (done < r->len) {
 		uint64_t len = r->len - done, moved;
+		bool pinned = false;
 		int err;
 
 		moved = move_once(r->dst + done, r->src + done, len, back, &err);
@@ -493,11 +496,17 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 			/* Still shared with a fork child (or the child has exited and the page was
 			 * not written since): the kernel moves only pages exclusive to us. Tried
 			 * again whatever came of it: the page may be gone meanwhile (ECANCELED). */
+			bool wrote = false;
+
 			set_written(reply, r->dst + done);
 			test_zap_shared(r->src + done, ZAP_BEFORE);
-			if (!make_exclusive(r->src + done, r->dst + done))
+			if (!make_exclusive(r->src + done, r->dst + done, &wrote))
 				return;
 			moved = move_once(r->dst + done, r->src + done, PAGE_SIZE, back, &err);
+			/* Exclusive now and still refused: pinned (io_uring's registered buffers,
+			 * RDMA, vfio: folio_maybe_dma_pinned()), which another turn of the daemon's
+			 * hand would not change. */
+			pinned = wrote && err == EBUSY && moved == 0;
 		}
 		if (err == ECANCELED && moved == 0) {
 			/* An event took the page away from the batch: it is not ours to move. */
@@ -520,8 +529,8 @@ static void move_range(const struct move_range *r, bool back, struct msg_agent_m
 		done += moved;
 		if (err && moved == 0) {
 			/* This page stays where it is (shared with a fork child, mlocked, other
-			 * protection, gone). */
-			if (err == EINVAL && !back)
+			 * protection, pinned, gone). */
+			if ((err == EINVAL || pinned) && !back)
 				set_unevictable(reply, r->dst + done);
 			if (!reply->first_err)
 				reply->first_err = -err;

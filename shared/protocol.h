@@ -177,7 +177,8 @@ struct msg_agent_move_done {
 	 * absent from the replies of a shim from before it (proto_check), read as zeroes. */
 	uint64_t written[MEMEXT_STAGING_PAGES / 64];
 	/* Bit i set (not moved): the kernel refused page i for a reason of its mapping
-	 * (EINVAL: mlocked, or not read-write), as it will until the application changes that:
+	 * (EINVAL: mlocked, or not read-write) or for a pin on it (EBUSY once the page is
+	 * exclusive: io_uring's registered buffers, RDMA), as it will until that changes:
 	 * the daemon sets it aside (daemon/lru.h, unevictable). Absent from older shims' replies. */
 	uint64_t unevictable[MEMEXT_STAGING_PAGES / 64];
 	/* Of the moved pages, those UFFDIO_MOVE reported as not moved: the agent found them
