@@ -1619,7 +1619,10 @@ static void memext_start(pid_t parent)
 			 S.uffd == -EPERM || S.uffd == -EACCES
 				 ? ": access to /dev/userfaultfd (group memext) is needed"
 				 : S.uffd == -ENOTSUP ? ": the kernel lacks UFFDIO_MOVE (6.8+)" : "");
-		tell_no_uffd(S.uffd);
+		/* A fork child sharing evicted pages does not run on without memext: it stops
+		 * (lost_shared_pages below), which is no news for the daemon's log. */
+		if (!must_wait)
+			tell_no_uffd(S.uffd);
 		S.uffd = -1;
 		goto fail;
 	}

@@ -72,11 +72,11 @@ int proto_check(const void *buf, size_t n)
 
 	if (h->type == MSG_HELLO)
 		return n == sizeof(struct msg_hello) ? check_hello(buf) : -EBADMSG;
-	if (h->type == MSG_NO_UFFD)
-		return n == sizeof(struct msg_no_uffd) &&
-				       comm_ok(((const struct msg_no_uffd *)buf)->comm)
-			       ? 0
-			       : -EBADMSG;
+	if (h->type == MSG_NO_UFFD) {
+		const struct msg_no_uffd *m = buf;
+
+		return n == sizeof(*m) && m->pad == 0 && comm_ok(m->comm) ? 0 : -EBADMSG;
+	}
 	if (h->type == MSG_AGENT_MOVE) {
 		const struct msg_agent_move *m = buf;
 

@@ -162,6 +162,9 @@ static void test_check(void)
 		n.h.len = sizeof(n) - 8;
 		assert(proto_check(&n, sizeof(n) - 8) == -EBADMSG);
 		n.h.len = sizeof(n);
+		n.pad = 1; /* reserved: zero */
+		assert(proto_check(&n, sizeof(n)) == -EBADMSG);
+		n.pad = 0;
 		memset(n.comm, 'x', sizeof(n.comm)); /* no NUL */
 		assert(proto_check(&n, sizeof(n)) == -EBADMSG);
 		assert(MSG_NO_UFFD == 19);
