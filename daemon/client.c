@@ -80,7 +80,8 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 	c->pidfd = fds[1];
 	c->agent_fd = fds[2];
 	c->control_fd = control_fd;
-	c->budget_pages = budget_bytes / PAGE_SIZE;
+	/* Rounded up: a budget below a page is one page, not none. */
+	c->budget_pages = budget_bytes / PAGE_SIZE + (budget_bytes % PAGE_SIZE != 0);
 	c->features = hello->uffd_features;
 	c->track_writes = c->features & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 	c->agent_tid = hello->agent_tid;

@@ -175,7 +175,8 @@ const struct config_key config_table[] = {
 		.offset = G(default_budget_bytes),
 		.doc = "Resident memory allowed to a client that sets no MEMEXT_BUDGET and whose "
 		       "[app:NAME] section sets no budget. 0 gives such a client no budget: its "
-		       "pages are evicted only when the system as a whole runs short of memory.",
+		       "pages are evicted only when the system as a whole runs short of memory. "
+		       "A budget below 1M is raised to 1M, wherever it comes from.",
 	},
 	{
 		.section = "reclaim",
@@ -426,7 +427,8 @@ const struct config_key config_table[] = {
 		.inherit_offset = G(default_budget_bytes),
 		.doc = "Budget of the processes whose executable is named NAME: the base name of "
 		       "/proc/PID/exe, for a script its interpreter's. MEMEXT_BUDGET in the "
-		       "application's environment takes precedence. 0 gives no budget.",
+		       "application's environment takes precedence. 0 gives no budget; below 1M, "
+		       "1M.",
 	},
 	{
 		.section = APP_PREFIX,

@@ -428,7 +428,11 @@ static int read_uffd(struct client *c, struct pending *p)
 /*
  * Whether a fault that would add a resident page must wait for reclaim (lock held): less than
  * client-watermark-min of the budget is free, as the kernel's direct reclaim. Never while reclaim
- * cannot help (no agent, a fork under way, batches that evict nothing).
+ * cannot help (no agent, a fork under way, batches that evict nothing). Strictly above the min
+ * watermark, so that reclaim, which wakes strictly above the low one (at or below min), always
+ * runs for a throttled fault: with both at the same page count (any budget under 50 pages
+ * with the default percentages, or client-watermark-min = client-watermark-low), a fault at
+ * exactly that count waited for ever.
  */
 static bool should_throttle(struct client *c)
 {
@@ -438,7 +442,7 @@ static bool should_throttle(struct client *c)
 	if (atomic_load(&c->m->sys_level) == SYSMEM_MIN && c->nr_present)
 		return true;
 	return c->budget_pages &&
-	       c->nr_present >= client_wmark_pages(c, c->m->cfg.client_wmark_min_pct);
+	       c->nr_present > client_wmark_pages(c, c->m->cfg.client_wmark_min_pct);
 }
 
 /* Forgets the claim of map_zero() on [from, to) but keep (lock held). */

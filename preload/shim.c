@@ -1701,7 +1701,11 @@ static void memext_start(pid_t parent)
 	else if (A.private)
 		close_fd(&S.agent_fd); /* the agent has its own copies */
 	__atomic_store_n(&S.active, true, __ATOMIC_RELEASE);
-	shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
+	if (S.budget_bytes)
+		shim_log("managed by memextd (budget %llu bytes)", (unsigned long long)S.budget_bytes);
+	else
+		shim_log("managed by memextd (no MEMEXT_BUDGET: memextd.conf's [app:NAME] or "
+			 "default-budget applies)");
 	return;
 
 fail:
