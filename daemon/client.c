@@ -270,6 +270,14 @@ void client_answer_hand_back(struct client *c, uint32_t seq, int status)
 	(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
 }
 
+void client_answer_leave(struct client *c, uint32_t seq, int status)
+{
+	struct msg_leave_done done = {.status = status};
+
+	proto_init_header(&done.h, MSG_LEAVE_DONE, sizeof(done), seq);
+	(void)proto_send(c->control_fd, &done, sizeof(done), NULL, 0);
+}
+
 static int register_gap(uint64_t start, uint64_t end, void *userdata)
 {
 	struct client *c = userdata;

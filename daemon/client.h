@@ -150,6 +150,9 @@ struct client {
 	uint32_t fork_token; /* of that FORK_PREPARE: the child names it in its hello */
 	bool fork_drain;     /* that FORK_PREPARE asked for every page back (FORK_DRAIN) */
 	bool drain_requested; /* memextctl drain: bring everything back, evict no more */
+	bool leave_requested; /* MSG_LEAVE: release it (leave_seq answers), then leave it be */
+	atomic_bool left;     /* ... done: nothing of it is registered, the agent has ended */
+	uint32_t leave_seq;
 	/* Ranges the application registers with a userfaultfd of its own: asked for, waiting
 	 * for a reclaim thread (hand_back_reqs), and handed back (handed_back: unregistered, never
 	 * registered again by a scan; reclaim.c, hand_back_range). handed_back and
@@ -212,6 +215,7 @@ int client_uffd_register(struct client *c, uint64_t start, uint64_t end);
 
 /* MSG_HAND_BACK_DONE for the MSG_HAND_BACK of seq. */
 void client_answer_hand_back(struct client *c, uint32_t seq, int status);
+void client_answer_leave(struct client *c, uint32_t seq, int status);
 
 /*
  * Takes back the ranges handed to the application's own userfaultfd (reclaim.c) a second ago or

@@ -396,7 +396,7 @@ static void arm_client(struct client *c)
  */
 static int attach_control(struct daemon *d, int fd, const struct msg_control_attach *m)
 {
-	struct msg_hello_ack ack = {.status = -ESRCH, .flags = ACK_HAND_BACK};
+	struct msg_hello_ack ack = {.status = -ESRCH, .flags = ACK_HAND_BACK | ACK_LEAVE};
 	struct client *c = NULL;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -634,7 +634,7 @@ static int take_hello(struct daemon *d, int fd_in)
 {
 	struct manager *m = &d->m;
 	struct msg_hello hello;
-	struct msg_hello_ack ack = {.flags = ACK_HAND_BACK};
+	struct msg_hello_ack ack = {.flags = ACK_HAND_BACK | ACK_LEAVE};
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1, -1};
@@ -921,6 +921,14 @@ static void handle_control(struct daemon *d, struct client *c)
 	case MSG_HAND_BACK:
 		queue_hand_back(d, c, msg.hand_back.range, msg.h.seq);
 		break;
+	case MSG_LEAVE:
+		/* A seccomp filter is coming (shared/protocol.h): reclaim releases it. */
+		pthread_mutex_lock(&c->lock);
+		c->leave_requested = true;
+		c->leave_seq = msg.h.seq;
+		pthread_mutex_unlock(&c->lock);
+		manager_kick_reclaim(&d->m);
+		break;
 	case MSG_AGENT_STARTED:
 		/* A fork child's agent, started after its hello: eviction may begin. */
 		pthread_mutex_lock(&c->lock);
@@ -1064,6 +1072,10 @@ static void on_timer(struct daemon *d)
 		int64_t untracked;
 		bool took_back;
 
+		if (atomic_load(&c->left)) { /* nothing of it is ours any more */
+			client_unref(c);
+			continue;
+		}
 		if (!c->armed) {
 			/* A fault means the shim registered a mapping that could not wait. */
 			if (should_arm(m, c) || atomic_load(&c->stats.faults))

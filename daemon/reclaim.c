@@ -1288,6 +1288,33 @@ static void release_client(struct reclaimer *rc, struct client *c)
 }
 
 /*
+ * MSG_LEAVE: the process confines itself with a seccomp filter next, which may forbid what its
+ * agent does. It gets every page back and nothing of it stays registered (release_client), and
+ * the client is left alone until it exits. The process waits for the answer.
+ */
+static void leave_on_request(struct reclaimer *rc, struct client *c)
+{
+	bool failed;
+
+	if (atomic_load(&c->left))
+		return;
+	release_client(rc, c);
+	pthread_mutex_lock(&c->lock);
+	failed = c->release_failed;
+	pthread_mutex_unlock(&c->lock);
+	atomic_store(&c->left, true);
+	atomic_fetch_add(&rc->m->totals.clients_left, 1);
+	if (failed)
+		log_warning("client %d (%s): leaves memext before a seccomp filter with some pages "
+			    "not given back: memextd goes on serving its faults",
+			    c->pid, c->comm);
+	else
+		log_info("client %d (%s): left memext with every page before a seccomp filter",
+			 c->pid, c->comm);
+	client_answer_leave(c, c->leave_seq, failed ? -EIO : 0);
+}
+
+/*
  * A forking process waits, its eviction paused: it goes before anyone else, also when its
  * FORK_PREPARE arrives in the middle of a round, so every thread looks for one before each
  * client it takes. v[0..n): the round's clients. A request whose client another thread holds is
@@ -1409,7 +1436,7 @@ static void release_all(struct reclaimer *rc, struct client **v, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		while (!claim(v[i]))
 			usleep(1000);
-		if (!v[i]->dead)
+		if (!v[i]->dead && !atomic_load(&v[i]->left))
 			release_client(rc, v[i]);
 		unclaim(v[i]);
 	}
@@ -1435,7 +1462,9 @@ static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n)
 		if (c->dead || !claim(c))
 			continue;
 		serve_hand_backs(rc, c);
-		if (c->drain_requested)
+		if (c->leave_requested)
+			leave_on_request(rc, c);
+		else if (c->drain_requested)
 			drain_on_request(rc, c);
 		else
 			reclaim_client(rc, c);

@@ -29,12 +29,14 @@ struct client_figures {
 	uint64_t unevictable_pages;			/* ... and on none: mlocked, not rw */
 	uint64_t workingset_refault, workingset_activate, workingset_restore;
 	/* "untracked" (below track-above), "active", "draining", "drained", "forking",
-	 * "no-agent", "stopped" (memextctl(1)) */
+	 * "no-agent", "stopped", "left" (memextctl(1)) */
 	const char *state;
 };
 
 static const char *client_state(const struct client *c)
 {
+	if (atomic_load(&c->left))
+		return "left";
 	if (!c->armed)
 		return "untracked";
 	if (c->drain_requested)
@@ -200,7 +202,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"zero_faults\":%" PRIu64 ",\"throttled_faults\":%" PRIu64
 		",\"readahead\":%" PRIu64 ",\"pswpout_clean\":%" PRIu64
 		",\"wp_faults\":%" PRIu64 ",\"clients_seen\":%" PRIu64
-		",\"clients_no_uffd\":%" PRIu64 ",\"reclaim_scanned\":%" PRIu64
+		",\"clients_no_uffd\":%" PRIu64 ",\"clients_left\":%" PRIu64
+		",\"reclaim_scanned\":%" PRIu64
 		",\"reclaim_stolen\":%" PRIu64
 		",\"reclaim_failed\":%" PRIu64 ",\"reclaim_stalled\":%" PRIu64
 		",\"stopped_holds\":%" PRIu64 ",\"stalled_landed_stopped\":%" PRIu64
@@ -222,7 +225,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.throttled), atomic_load(&m->totals.readahead),
 		atomic_load(&m->totals.pswpout_clean),
 		atomic_load(&m->totals.wp_faults), atomic_load(&m->totals.clients_seen),
-		atomic_load(&m->totals.clients_no_uffd), atomic_load(&m->totals.reclaim_scanned),
+		atomic_load(&m->totals.clients_no_uffd), atomic_load(&m->totals.clients_left),
+		atomic_load(&m->totals.reclaim_scanned),
 		atomic_load(&m->totals.pswpout),
 		atomic_load(&m->totals.reclaim_failed), atomic_load(&m->totals.reclaim_stalled),
 		atomic_load(&m->totals.stopped_holds),
@@ -382,6 +386,10 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		fprintf(f, "%" PRIu64 " processes ran without memext: they could not make a "
 			   "userfaultfd (the log says why)\n",
 			atomic_load(&m->totals.clients_no_uffd));
+	if (atomic_load(&m->totals.clients_left))
+		fprintf(f, "%" PRIu64 " processes left memext with every page before a seccomp "
+			   "filter\n",
+			atomic_load(&m->totals.clients_left));
 	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
 		   " brought every page back first; %" PRIu64 " resident pages unshared to evict\n",
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
@@ -528,6 +536,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_clients_no_uffd_total", "counter",
 		   "Processes that ran without memext: they could not make a userfaultfd.",
 		   atomic_load(&m->totals.clients_no_uffd));
+	prom_value(f, "memext_clients_left_total", "counter",
+		   "Processes that left memext, with every page, before a seccomp filter.",
+		   atomic_load(&m->totals.clients_left));
 	prom_value(f, "memext_adopt_swap_pages_total", "counter",
 		   "Pages of a dead daemon's clients adopted in place in a swap area.",
 		   atomic_load(&m->totals.adopt_swap_pages));

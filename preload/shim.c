@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <link.h>
 #include <linux/futex.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -125,6 +126,7 @@ static struct {
 			      * its agent */
 	bool hello_refused;  /* the last hello was answered, with an error */
 	bool daemon_hands_back; /* the daemon answers MSG_HAND_BACK (ACK_HAND_BACK) */
+	bool daemon_leaves;	/* ... and MSG_LEAVE (ACK_LEAVE) */
 	/* The agent reported a page the kernel would not move (mlocked, pinned, not read-write): from
 	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
 	bool told_unevictable;
@@ -191,6 +193,32 @@ static void agent_take_socket(void);
 
 extern int __close(int fd);
 extern int __dup2(int oldfd, int newfd);
+
+/*
+ * glibc's syscall(): the shim's own syscall() (near the end) takes the name, and every call in
+ * this file goes through it. Found at start-up (memext_init), before any signal handler could
+ * be the first to ask.
+ */
+typedef long (*syscall_fn)(long, ...);
+static syscall_fn real_syscall;
+
+static syscall_fn libc_syscall_fn(void)
+{
+	syscall_fn fn = __atomic_load_n(&real_syscall, __ATOMIC_ACQUIRE);
+
+	if (!fn) {
+		fn = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
+		if (!fn)
+			abort(); /* no libc under us: nothing could work */
+		__atomic_store_n(&real_syscall, fn, __ATOMIC_RELEASE);
+	}
+	return fn;
+}
+
+static long libc_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+	return libc_syscall_fn()(nr, a, b, c, d, e, f);
+}
 
 /* The shim's own ioctls are system calls: ioctl() is interposed (below). */
 #define sys_ioctl(fd, request, arg) ((int)syscall(SYS_ioctl, (fd), (request), (arg)))
@@ -872,7 +900,7 @@ static void find_own_objects(void)
 {
 	struct object_query q[] = {
 		{(uint64_t)(uintptr_t)&find_own_objects, &S.self},
-		{(uint64_t)(uintptr_t)&syscall, &S.libc},
+		{(uint64_t)(uintptr_t)&getauxval, &S.libc},
 		{getauxval(AT_BASE), &S.loader}, /* 0 when the loader is the program itself */
 	};
 
@@ -1078,6 +1106,7 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 		return -EBADMSG;
 	S.hello_refused = ack.status < 0;
 	__atomic_store_n(&S.daemon_hands_back, !!(ack.flags & ACK_HAND_BACK), __ATOMIC_RELEASE);
+	__atomic_store_n(&S.daemon_leaves, !!(ack.flags & ACK_LEAVE), __ATOMIC_RELEASE);
 	return ack.status;
 }
 
@@ -1778,6 +1807,7 @@ static int control_reattach(void)
 	if (r < 0)
 		goto fail;
 	__atomic_store_n(&S.daemon_hands_back, !!(ack.flags & ACK_HAND_BACK), __ATOMIC_RELEASE);
+	__atomic_store_n(&S.daemon_leaves, !!(ack.flags & ACK_LEAVE), __ATOMIC_RELEASE);
 	S.control_dev = st.st_dev;
 	S.control_ino = st.st_ino;
 	__atomic_store_n(&S.control_fd, fd, __ATOMIC_RELEASE);
@@ -2187,17 +2217,19 @@ _public_ int mprotect(void *addr, size_t len, int prot)
 }
 
 /*
- * Asks the daemon for [start, end), which the application registers with a userfaultfd of its
- * own (MSG_HAND_BACK): it brings the evicted pages of it back and unregisters it. fork_lock
- * keeps the exchange from a fork's on the control socket. Returns 0 or -errno.
+ * Sends the daemon a request on the control socket and waits, however long it takes, for its
+ * answer: a message of type want with the request's seq, whose status is returned (or -errno;
+ * -EOPNOTSUPP when the hello's ack did not offer the request: ack_flag). fork_lock keeps the
+ * exchange from a fork's on the same socket; a daemon that goes away ends it.
  */
-static int hand_back(uint64_t start, uint64_t end)
+static int control_request(struct msg_header *req, size_t len, uint16_t type, uint16_t want,
+			   bool offered)
 {
-	struct msg_hand_back m = {.range = {start, end}};
 	/* Room for whatever else the control socket may hold (an answer nobody waited for). */
 	union {
 		struct msg_header h;
 		struct msg_hand_back_done done;
+		struct msg_leave_done left;
 		struct msg_hello_ack ack;
 		struct msg_fork fork;
 	} in;
@@ -2210,13 +2242,12 @@ static int hand_back(uint64_t start, uint64_t end)
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
 	pthread_mutex_lock(&S.fork_lock);
 	r = fd = control_current(__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE));
-	if (fd >= 0 && !__atomic_load_n(&S.daemon_hands_back, __ATOMIC_ACQUIRE))
+	if (fd >= 0 && !offered)
 		r = -EOPNOTSUPP;
 	if (r >= 0) {
-		proto_init_header(&m.h, MSG_HAND_BACK, sizeof(m), seq);
-		r = proto_send(fd, &m, sizeof(m), NULL, 0);
+		proto_init_header(req, type, (uint32_t)len, seq);
+		r = proto_send(fd, req, len, NULL, 0);
 	}
-	/* However long it takes to bring the pages back; a daemon that goes away ends it. */
 	while (r == 0) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t n;
@@ -2229,12 +2260,106 @@ static int hand_back(uint64_t start, uint64_t end)
 			continue;
 		if (n <= 0)
 			r = n < 0 ? (int)n : -ECONNRESET;
-		else if (in.h.type == MSG_HAND_BACK_DONE && in.h.seq == seq)
+		else if (in.h.type == want && in.h.seq == seq)
 			break;
 	}
 	pthread_mutex_unlock(&S.fork_lock);
 	pthread_setcancelstate(cancel_state, NULL);
-	return r < 0 ? r : in.done.status;
+	/* Both answers have their status in the same place. */
+	return r < 0 ? r : (want == MSG_LEAVE_DONE ? in.left.status : in.done.status);
+}
+
+/*
+ * Asks the daemon for [start, end), which the application registers with a userfaultfd of its
+ * own (MSG_HAND_BACK): it brings the evicted pages of it back and unregisters it. Returns 0 or
+ * -errno.
+ */
+static int hand_back(uint64_t start, uint64_t end)
+{
+	struct msg_hand_back m = {.range = {start, end}};
+
+	return control_request(&m.h, sizeof(m), MSG_HAND_BACK, MSG_HAND_BACK_DONE,
+			       __atomic_load_n(&S.daemon_hands_back, __ATOMIC_ACQUIRE));
+}
+
+/*
+ * A seccomp filter is about to confine the process: one that forbids what the agent does
+ * (ioctl, madvise) would have the kernel kill the process at the agent's next move (Chrome's
+ * renderers, Firefox's content processes, services with SystemCallFilter=). Before it is
+ * installed, memextd gives every page back and unregisters everything (MSG_LEAVE), and the
+ * agent ends: the program runs on without memext, as when the daemon stops. The caller waits
+ * for the agent's end, so that no system call of ours comes after the filter.
+ */
+static void leave_before_seccomp(void)
+{
+	struct msg_leave m;
+	struct pollfd p[2];
+	int saved = errno, r;
+
+	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
+		return;
+	/* The agent's and the watchdog's threads, to see them end (Linux 6.9+). */
+	p[0] = (struct pollfd){.events = POLLIN};
+	p[1] = (struct pollfd){.events = POLLIN};
+	p[0].fd = (int)syscall(SYS_pidfd_open, __atomic_load_n(&S.agent_tid, __ATOMIC_ACQUIRE),
+			       PIDFD_THREAD);
+	p[1].fd = W.tid ? (int)syscall(SYS_pidfd_open, W.tid, PIDFD_THREAD) : -1;
+	r = control_request(&m.h, sizeof(m), MSG_LEAVE, MSG_LEAVE_DONE,
+			    __atomic_load_n(&S.daemon_leaves, __ATOMIC_ACQUIRE));
+	if (r < 0)
+		shim_log("a seccomp filter comes, and memextd could not let the process go (%s): "
+			 "its agent may be killed by it",
+			 errstr(r));
+	/* The agent reads MSG_AGENT_RELEASE, unregisters staging and ends; the watchdog sees it
+	 * go and ends too. A few seconds at most: the filter is the program's to install. */
+	for (unsigned i = 0; r == 0 && i < 2; i++)
+		while (p[i].fd >= 0 && syscall(SYS_poll, &p[i], 1, 5000) < 0 && errno == EINTR)
+			;
+	for (unsigned i = 0; i < 2; i++)
+		if (p[i].fd >= 0)
+			sys_close(p[i].fd);
+	if (r == 0)
+		shim_log("left memextd before a seccomp filter: every page is back");
+	errno = saved;
+}
+
+static bool seccomp_filters(long nr, long op)
+{
+	return (nr == SYS_seccomp &&
+		(op == SECCOMP_SET_MODE_STRICT || op == SECCOMP_SET_MODE_FILTER)) ||
+	       (nr == SYS_prctl && op == PR_SET_SECCOMP);
+}
+
+_public_ int prctl(int option, ...)
+{
+	unsigned long a[4];
+	va_list ap;
+
+	va_start(ap, option);
+	for (unsigned i = 0; i < 4; i++)
+		a[i] = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (seccomp_filters(SYS_prctl, option))
+		leave_before_seccomp();
+	return (int)libc_syscall(SYS_prctl, option, (long)a[0], (long)a[1], (long)a[2], (long)a[3], 0);
+}
+
+/*
+ * syscall(): for seccomp(2), which glibc has no wrapper for, nor for prctl() by number.
+ * Reads six arguments, as glibc's syscall() passes on six registers whatever the call takes.
+ */
+_public_ long syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+
+	va_start(ap, nr);
+	for (unsigned i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (seccomp_filters(nr, a[0]))
+		leave_before_seccomp();
+	return libc_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 /*
@@ -2278,16 +2403,44 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 	return r;
 }
 
+/*
+ * Whether a seccomp filter (or strict mode) confines the process already: inherited across
+ * execve() (a service under SystemCallFilter=, a sandbox's child), it may forbid what the shim
+ * does at start-up and would have the kernel kill the program. Read from /proc/self/status,
+ * as PR_GET_SECCOMP may itself be forbidden.
+ */
+static bool confined_by_seccomp(void)
+{
+	char buf[4096], *p;
+	ssize_t n = -1;
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+		sys_close(fd);
+	}
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strstr(buf, "\nSeccomp:");
+	return p && strtol(p + strlen("\nSeccomp:"), NULL, 10) != 0;
+}
+
 __attribute__((constructor)) static void memext_init(void)
 {
 	const char *e;
 	uint64_t budget = 0;
 	int r;
 
+	(void)libc_syscall_fn();
 	e = getenv("MEMEXT_DEBUG");
 	S.debug = e && *e && strcmp(e, "0") != 0;
 	if (getauxval(AT_SECURE)) {
 		shim_log("setuid/setgid program: memext stays out");
+		return;
+	}
+	if (confined_by_seccomp()) {
+		shim_log("a seccomp filter confines this process already: memext stays out");
 		return;
 	}
 	e = getenv("MEMEXT_BUDGET");

@@ -54,6 +54,8 @@ static const size_t fixed_size[_MSG_TYPE_MAX] = {
 	[MSG_HAND_BACK] = sizeof(struct msg_hand_back),
 	[MSG_HAND_BACK_DONE] = sizeof(struct msg_hand_back_done),
 	[MSG_NO_UFFD] = sizeof(struct msg_no_uffd),
+	[MSG_LEAVE] = sizeof(struct msg_leave),
+	[MSG_LEAVE_DONE] = sizeof(struct msg_leave_done),
 };
 
 int proto_check(const void *buf, size_t n)

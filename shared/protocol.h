@@ -63,6 +63,8 @@ enum msg_type {
 	MSG_HAND_BACK,
 	MSG_HAND_BACK_DONE,
 	MSG_NO_UFFD,
+	MSG_LEAVE,
+	MSG_LEAVE_DONE,
 	_MSG_TYPE_MAX,
 };
 
@@ -111,6 +113,8 @@ struct msg_hello {
 
 /* The daemon answers MSG_HAND_BACK (an older one would drop the control socket). */
 #define ACK_HAND_BACK (1U << 0)
+/* ... and MSG_LEAVE. */
+#define ACK_LEAVE (1U << 1)
 
 struct msg_hello_ack {
 	struct msg_header h;
@@ -211,6 +215,23 @@ struct msg_hand_back {
 };
 
 struct msg_hand_back_done {
+	struct msg_header h;
+	int32_t status;
+	uint32_t pad;
+};
+
+/*
+ * MSG_LEAVE, shim -> daemon on the control socket: the process is about to confine itself with
+ * a seccomp filter, which may forbid what its agent does (ioctl, madvise) and would then kill it.
+ * memextd gives every page back, unregisters all its memory and releases the agent
+ * (MSG_AGENT_RELEASE), as when it stops, and lets the process go for good; MSG_LEAVE_DONE
+ * (same seq) answers with status 0 or -errno.
+ */
+struct msg_leave {
+	struct msg_header h;
+};
+
+struct msg_leave_done {
 	struct msg_header h;
 	int32_t status;
 	uint32_t pad;

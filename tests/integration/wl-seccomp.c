@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wl-seccomp SIZE OPS MODE      MODE: seccomp | prctl
+ *
+ * A program that sandboxes itself, as browsers' renderers and many services do. A region of
+ * SIZE bytes is filled and OPS random reads and writes go over it, so that memext evicts part
+ * of it; then the program installs a seccomp filter that forbids ioctl() and madvise(), the
+ * calls memext's agent makes:
+ *   seccomp  seccomp(2) through syscall(), SECCOMP_FILTER_FLAG_TSYNC (every thread, the
+ *            agent's too), forbidden calls kill the process (SECCOMP_RET_KILL_PROCESS);
+ *   prctl    prctl(PR_SET_SECCOMP), the calling thread only, forbidden calls fail (EPERM).
+ * Then OPS more random reads and writes, and every page is checked: a page the sandbox kept
+ * from coming back, or an agent the filter killed, fails the test. In seccomp mode the program
+ * then executes itself (wl-seccomp exec-child) under the filter it inherits: the shim must stay
+ * out of it, as its start-up makes ioctl() calls. Exit 77 when the kernel has no seccomp
+ * filters.
+ */
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "wl-common.h"
+
+static char *region;
+static size_t nr_pages;
+static uint32_t *gen;
+
+static void random_ops(uint64_t ops, uint64_t seed)
+{
+	uint64_t rng = wl_mix(seed);
+
+	for (uint64_t i = 0; i < ops; i++) {
+		size_t p = wl_rand_below(&rng, nr_pages);
+
+		wl_page_check("random read", region + p * WL_PAGE_SIZE, p, gen[p], 0, 0);
+		if (wl_rand_below(&rng, 4) == 0)
+			wl_page_fill(region + p * WL_PAGE_SIZE, p, ++gen[p], 0);
+	}
+}
+
+/* Returns 0, or -1 with errno. */
+static int sandbox(bool tsync)
+{
+	unsigned deny = tsync ? SECCOMP_RET_KILL_PROCESS : SECCOMP_RET_ERRNO | EPERM;
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, deny),
+	};
+	struct sock_fprog prog = {sizeof(filter) / sizeof(filter[0]), filter};
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	if (tsync)
+		return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+				    &prog);
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t ops;
+	bool tsync;
+
+	wl_set_prog(argv[0]);
+	if (argc == 2 && strcmp(argv[1], "exec-child") == 0) {
+		nr_pages = 1024;
+		gen = calloc(nr_pages, sizeof(*gen));
+		region = wl_mmap_anon(nr_pages * WL_PAGE_SIZE);
+		for (size_t p = 0; p < nr_pages; p++)
+			wl_page_fill(region + p * WL_PAGE_SIZE, p, 0, 0);
+		random_ops(10000, 3);
+		wl_log("ok: executed under the filter");
+		return 0;
+	}
+	if (argc != 4 || (strcmp(argv[3], "seccomp") != 0 && strcmp(argv[3], "prctl") != 0))
+		wl_die("usage: wl-seccomp SIZE OPS seccomp|prctl");
+	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
+	ops = wl_parse_u64(argv[2]);
+	tsync = strcmp(argv[3], "seccomp") == 0;
+	gen = calloc(nr_pages, sizeof(*gen));
+	if (!gen || nr_pages == 0)
+		wl_die("bad SIZE, or calloc");
+	region = wl_mmap_anon(nr_pages * WL_PAGE_SIZE);
+
+	wl_phase("fill");
+	for (size_t p = 0; p < nr_pages; p++)
+		wl_page_fill(region + p * WL_PAGE_SIZE, p, 0, 0);
+	wl_phase("before");
+	random_ops(ops, 1);
+	wl_log("%zu of %zu pages not resident before the sandbox",
+	       wl_nonresident_pages(region, nr_pages * WL_PAGE_SIZE), nr_pages);
+
+	wl_phase("sandbox");
+	if (sandbox(tsync) < 0) {
+		if (errno == EINVAL || errno == ENOSYS) {
+			wl_log("no seccomp filters here (%m): nothing to test");
+			return 77;
+		}
+		wl_die("seccomp: %m");
+	}
+	if (!tsync && ioctl(0, FIONREAD, &(int){0}) == 0)
+		wl_die("the filter let ioctl() through: it tests nothing");
+
+	wl_phase("after");
+	random_ops(ops, 2);
+	for (size_t p = 0; p < nr_pages; p++)
+		wl_page_check("final", region + p * WL_PAGE_SIZE, p, gen[p], 0, 0);
+	wl_log("ok: %zu pages checked", nr_pages);
+	if (tsync) {
+		execl("/proc/self/exe", argv[0], "exec-child", (char *)NULL);
+		wl_die("execl: %m");
+	}
+	return 0;
+}
