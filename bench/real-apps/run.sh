@@ -1,32 +1,33 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# bench/real-apps/run.sh: real language runtimes, whose allocators and garbage collectors
-# nobody here wrote, with a heap about twice the budget, in one run under
+# bench/real-apps/run.sh: real programs, whose allocators and garbage collectors nobody here
+# wrote, with a footprint about twice the budget, in one run under
 #   native   no limit;
 #   kernel   swap on /dev/zram0 (lz4) and a memory cgroup v1 limited to the budget;
 #   memext   a fresh memextd, the program under LD_PRELOAD=libmemext.so, MEMEXT_BUDGET = budget.
 # Programs: java (OpenJDK, G1: Big.java), python (CPython: big.py) and node (Node.js, V8:
 # big.js), each building a large map, reading it back at random with every value checked, and
-# collecting garbage. Prints a markdown table (wall time, peak RSS, swap-ins, kernel /
-# memext); the output line of every run must match native's. Leaves no swap, zram, cgroup or
-# daemon behind. Needs root; installs a JDK and Node.js if there are none. Not a test: about
-# 12 minutes a repetition on a 2-vCPU VM.
+# collecting garbage; sort (GNU coreutils, two threads) of a text file the budget's size
+# (lines.py) held in memory, the sha256 of its output checked. Prints a markdown table (wall
+# time, peak RSS, swap-ins, kernel / memext); the output line of every run must match
+# native's. Leaves no swap, zram, cgroup or daemon behind. Needs root; installs a JDK and
+# Node.js if there are none. Not a test: about 13 minutes a repetition on a 2-vCPU VM.
 #
-#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node"] [--reps N] [--build DIR]
-#                          [--out DIR]
+#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node sort"] [--reps N]
+#                          [--build DIR] [--out DIR]
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=/tmp/build-real-apps
 BUDGET=256M
-APPS="java python node"
+APPS="java python node sort"
 REPS=1
 OUT=
 TIMEOUT=1800 # seconds one run may take before it counts as a hang
 
 usage() {
-	sed -n '4,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '4,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -51,7 +52,7 @@ BUDGET_BYTES=$(numfmt --from=iec "${BUDGET%B}" 2>/dev/null) || die "bad size: $B
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "bad --reps: $REPS"
 SCALE_PCT=$((BUDGET_BYTES * 100 / (256 << 20))) # sizes below are for a budget of 256M
 for app in $APPS; do
-	case $app in java | python | node) ;; *) die "unknown app: $app (java, python, node)" ;; esac
+	case $app in java | python | node | sort) ;; *) die "unknown app: $app (java, python, node, sort)" ;; esac
 done
 
 KSWAP_NAME=real-apps
@@ -105,6 +106,17 @@ app_cmd() {
 		# under the kernel's limit): a limit far above the budget, as java's -Xmx.
 		echo node --expose-gc --max-old-space-size=$((BUDGET_BYTES * 16 >> 20)) \
 			"$SRC/bench/real-apps/big.js" $((13000 * SCALE_PCT))
+		;;
+	sort)
+		# The text (the budget's size) and sort's line records, about twice the budget.
+		if [ ! -f "$TMPD/sort/input" ]; then
+			mkdir -p "$TMPD/sort"
+			python3 "$SRC/bench/real-apps/lines.py" "$BUDGET_BYTES" >"$TMPD/sort/input"
+			printf '#!/bin/sh\nLC_ALL=C sort --parallel=2 -S 1G -T "%s" "$1" | sha256sum\n' \
+				"$TMPD/sort" >"$TMPD/sort/sort.sh"
+			chmod +x "$TMPD/sort/sort.sh"
+		fi
+		echo "$TMPD/sort/sort.sh" "$TMPD/sort/input"
 		;;
 	esac
 }

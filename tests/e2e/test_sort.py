@@ -16,13 +16,15 @@ here, with zram swap free; memext ran it to the right answer every time (PERFORM
 
 import hashlib
 import os
-import random
 import sys
 
 sys.dont_write_bytecode = True      # no __pycache__ in the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench", "real-apps"))
 import e2elib  # noqa: E402
 from e2elib import log, mib  # noqa: E402
+from lines import make_lines  # noqa: E402
 
 SORTS = {
     # name: (sort's arguments, Python's key)
@@ -32,16 +34,8 @@ SORTS = {
 
 
 def make_input(path, size):
-    """Lines of 8 words from a seeded vocabulary and a number: ~size bytes. Returns them."""
-    rnd = random.Random(1)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    words = ["".join(rnd.choice(letters) for _ in range(rnd.randint(3, 10)))
-             for _ in range(50000)]
-    lines, total = [], 0
-    while total < size:
-        ln = (" ".join(rnd.choices(words, k=8)) + f" {rnd.randrange(10**9)}\n").encode()
-        lines.append(ln)
-        total += len(ln)
+    """Writes about size bytes of lines (bench/real-apps/lines.py) to path; returns them."""
+    lines = make_lines(size)
     with open(path, "wb") as f:
         f.writelines(lines)
     return lines
