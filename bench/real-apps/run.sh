@@ -112,7 +112,8 @@ app_cmd() {
 		if [ ! -f "$TMPD/sort/input" ]; then
 			mkdir -p "$TMPD/sort"
 			python3 "$SRC/bench/real-apps/lines.py" "$BUDGET_BYTES" >"$TMPD/sort/input"
-			printf '#!/bin/sh\nLC_ALL=C sort --parallel=2 -S 1G -T "%s" "$1" | sha256sum\n' \
+			# pipefail: a sort the cgroup kills fails the run, whatever sha256sum saw.
+			printf '#!/bin/bash\nset -o pipefail\nLC_ALL=C sort --parallel=2 -S 1G -T "%s" "$1" | sha256sum\n' \
 				"$TMPD/sort" >"$TMPD/sort/sort.sh"
 			chmod +x "$TMPD/sort/sort.sh"
 		fi
