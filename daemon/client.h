@@ -153,6 +153,7 @@ struct client {
 	bool leave_requested; /* MSG_LEAVE: release it (leave_seq answers), then leave it be */
 	atomic_bool left;     /* ... done: nothing of it is registered, the agent has ended */
 	uint32_t leave_seq;
+	int leave_status;     /* the answer given, for a request that comes again */
 	/* Ranges the application registers with a userfaultfd of its own: asked for, waiting
 	 * for a reclaim thread (hand_back_reqs), and handed back (handed_back: unregistered, never
 	 * registered again by a scan; reclaim.c, hand_back_range). handed_back and

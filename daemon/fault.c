@@ -436,7 +436,8 @@ static int read_uffd(struct client *c, struct pending *p)
  */
 static bool should_throttle(struct client *c)
 {
-	if (c->agent_gone || c->evict_paused || c->dead || c->fruitless_batches >= 3)
+	if (c->agent_gone || c->evict_paused || c->dead || c->fruitless_batches >= 3 ||
+	    c->drain_requested)
 		return false;
 	/* The whole system is at its min watermark: every client waits (direct reclaim). */
 	if (atomic_load(&c->m->sys_level) == SYSMEM_MIN && c->nr_present)

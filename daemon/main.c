@@ -922,7 +922,12 @@ static void handle_control(struct daemon *d, struct client *c)
 		queue_hand_back(d, c, msg.hand_back.range, msg.h.seq);
 		break;
 	case MSG_LEAVE:
-		/* A seccomp filter is coming (shared/protocol.h): reclaim releases it. */
+		/* A seccomp filter is coming (shared/protocol.h): reclaim releases it. Once
+		 * left, a request again (another thread's filter) is answered at once. */
+		if (atomic_load(&c->left)) {
+			client_answer_leave(c, msg.h.seq, c->leave_status);
+			break;
+		}
 		pthread_mutex_lock(&c->lock);
 		c->leave_requested = true;
 		c->leave_seq = msg.h.seq;

@@ -1039,6 +1039,8 @@ static void drain_on_request(struct reclaimer *rc, struct client *c)
 	/* A batch still held by a stopped process lands first: the next round tries again. */
 	if (c->stalled_batch && (batch_resume(rc, c, false), c->stalled_batch))
 		return;
+	/* Nothing is evicted from it any more: faults parked for throttling go on. */
+	resolve_parked(rc, c);
 	pthread_mutex_lock(&c->lock);
 	bool pending = c->nr_stored > 0;
 	pthread_mutex_unlock(&c->lock);
@@ -1302,8 +1304,11 @@ static void leave_on_request(struct reclaimer *rc, struct client *c)
 	pthread_mutex_lock(&c->lock);
 	failed = c->release_failed;
 	pthread_mutex_unlock(&c->lock);
+	c->leave_status = failed ? -EIO : 0;
 	atomic_store(&c->left, true);
 	atomic_fetch_add(&rc->m->totals.clients_left, 1);
+	/* Eviction is over for it: faults parked for throttling go on. */
+	resolve_parked(rc, c);
 	if (failed)
 		log_warning("client %d (%s): leaves memext before a seccomp filter with some pages "
 			    "not given back: memextd goes on serving its faults",

@@ -127,6 +127,7 @@ static struct {
 	bool hello_refused;  /* the last hello was answered, with an error */
 	bool daemon_hands_back; /* the daemon answers MSG_HAND_BACK (ACK_HAND_BACK) */
 	bool daemon_leaves;	/* ... and MSG_LEAVE (ACK_LEAVE) */
+	bool agent_ended;	/* the agent made its last system call (released) */
 	/* The agent reported a page the kernel would not move (mlocked, pinned, not read-write): from
 	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
 	bool told_unevictable;
@@ -847,6 +848,7 @@ static void *agent_main(void *arg)
 			(void)syscall(SYS_shutdown, A.fd, SHUT_RD);
 			__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
 			__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
+			__atomic_store_n(&S.agent_ended, true, __ATOMIC_RELEASE);
 			return NULL;
 		case MSG_AGENT_MOVE:
 			agent_move((const struct msg_agent_move *)buf);
@@ -858,6 +860,7 @@ static void *agent_main(void *arg)
 			break;
 		}
 	}
+	__atomic_store_n(&S.agent_ended, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -1120,7 +1123,8 @@ static void agent_say(const char *msg)
 /*
  * After our daemon died: connects to the next one (as systemd restarts it) and hands over our
  * uffd and the dead daemon's pmem, retrying for as long as it takes: the application's evicted
- * pages exist nowhere else. Returns the new agent socket. uffd, pmem and the result are in the
+ * pages exist nowhere else. Returns the new agent socket, or -1 once the process is released
+ * (S.released: it runs on without memext). uffd, pmem and the result are in the
  * caller's own fd table (the agent's or the watchdog's), and it makes system calls only. The
  * socket it says hello on is closed after the answer: fork_prepare() makes the application's
  * control socket anew (control_reattach()).
@@ -1134,6 +1138,9 @@ static int connect_again(int uffd, int pmem)
 	for (;;) {
 		int fd, pidfd = -1, pair[2] = {-1, -1}, r = -1;
 
+		/* Let go of (a hello refused, MSG_LEAVE): the process runs on without memext. */
+		if (__atomic_load_n(&S.released, __ATOMIC_ACQUIRE))
+			return -1;
 		fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 		if (fd >= 0 && syscall(SYS_connect, fd, &sa, sizeof(sa)) == 0) {
 			pidfd = (int)syscall(SYS_pidfd_open, syscall(SYS_getpid), 0);
@@ -1175,7 +1182,11 @@ static void reconnect(void)
 	if (A.gate)
 		(void)munmap(A.gate, PAGE_SIZE);
 	A.gate = NULL;
-	agent_reconnected(connect_again(A.uffd, A.pmem_fd));
+	int end = connect_again(A.uffd, A.pmem_fd);
+
+	/* None when released: the agent's next read ends it. */
+	if (end >= 0)
+		agent_reconnected(end);
 }
 
 /*
@@ -1623,6 +1634,40 @@ static void tell_no_uffd(int error)
 	(void)proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
 }
 
+/* pidfds of the agent's and the watchdog's threads (-1 where there is none), to wait for
+ * their end with shim_threads_wait() (Linux 6.9+). An agent without one: events 0. */
+static void shim_threads_open(struct pollfd p[2])
+{
+	pid_t agent = __atomic_load_n(&S.agent_tid, __ATOMIC_ACQUIRE);
+
+	__atomic_store_n(&S.agent_ended, false, __ATOMIC_RELEASE);
+	p[0] = (struct pollfd){.fd = agent ? (int)syscall(SYS_pidfd_open, agent, PIDFD_THREAD) : -1,
+			       .events = POLLIN};
+	if (agent && p[0].fd < 0)
+		p[0].events = 0; /* Linux 6.8: its flag, then a moment for its exit */
+	p[1] = (struct pollfd){.fd = W.tid ? (int)syscall(SYS_pidfd_open, W.tid, PIDFD_THREAD) : -1,
+			       .events = POLLIN};
+}
+
+/* Waits for both to end, a few seconds at most, and closes the pidfds. */
+static void shim_threads_wait(struct pollfd p[2])
+{
+	if (p[0].fd < 0 && p[0].events == 0) {
+		struct timespec ms = {0, 1000 * 1000};
+
+		for (int i = 0; i < 2000 && !__atomic_load_n(&S.agent_ended, __ATOMIC_ACQUIRE); i++)
+			(void)syscall(SYS_nanosleep, &ms, NULL);
+		ms.tv_nsec = 10 * 1000 * 1000;
+		(void)syscall(SYS_nanosleep, &ms, NULL);
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		while (p[i].fd >= 0 && syscall(SYS_poll, &p[i], 1, 5000) < 0 && errno == EINTR)
+			;
+		if (p[i].fd >= 0)
+			sys_close(p[i].fd);
+	}
+}
+
 /* Connects this process to the daemon. parent: 0, or the pid we were forked from. */
 static void memext_start(pid_t parent)
 {
@@ -1718,11 +1763,20 @@ static void memext_start(pid_t parent)
 	if (r < 0 && must_wait)
 		lost_shared_pages("the daemon has lost them", r);
 	if (r < 0) {
+		struct pollfd threads[2];
+
 		shim_log("the daemon did not accept us: %s; running without memext", errstr(r));
-		/* The agent sees its socket close and ends. */
+		/* The agent sees its socket close and, released, ends rather than reconnect; so
+		 * does its watchdog. Waited for: the program runs on with no thread of ours (a
+		 * sandbox's zygote checks it has a single thread: Chromium's, whose hello from a
+		 * PID namespace the daemon refuses). */
+		shim_threads_open(threads);
+		__atomic_store_n(&S.released, true, __ATOMIC_RELEASE);
 		shutdown(S.agent_fd, SHUT_RDWR);
 		if (parent)
 			close_fd(&S.agent_fd);
+		else
+			shim_threads_wait(threads);
 		goto fail_agent;
 	}
 	if (parent)
@@ -1966,8 +2020,9 @@ static void fork_child(void)
 	close_fd(&S.agent_fd);
 	close_fd(&S.uffd);
 	A.fd = A.uffd = A.pmem_fd = -1;
-	/* The parent's gate, shared with its daemon: ours comes with our hello. */
-	if (A.gate)
+	/* The parent's gate, shared with its daemon: ours comes with our hello. Left alone in a
+	 * process memext let go of: a seccomp filter it inherited may forbid the calls. */
+	if (A.gate && was_active)
 		(void)munmap(A.gate, PAGE_SIZE);
 	A.gate = NULL;
 	A.private = false;
@@ -1975,7 +2030,7 @@ static void fork_child(void)
 	S.armed = false;
 	S.active = false;
 	/* Staging may still hold the parent's last batch if its agent had not freed it yet. */
-	if (S.staging) {
+	if (S.staging && was_active) {
 		(void)madvise(S.staging, MEMEXT_STAGING_PAGES * PAGE_SIZE, MADV_DONTNEED);
 		if (S.flags & HELLO_IGNORE_MLOCK)
 			(void)madvise((char *)S.staging + MEMEXT_STAGING_PAGES * PAGE_SIZE,
@@ -2125,7 +2180,8 @@ static void early_register(uint64_t start, uint64_t len)
 	};
 	int saved = errno, uffd = __atomic_load_n(&S.uffd, __ATOMIC_ACQUIRE);
 
-	if (len >= EARLY_REGISTER_MIN_BYTES && uffd >= 0 && register_now(len))
+	if (len >= EARLY_REGISTER_MIN_BYTES && uffd >= 0 &&
+	    __atomic_load_n(&S.active, __ATOMIC_ACQUIRE) && register_now(len))
 		(void)sys_ioctl(uffd, UFFDIO_REGISTER, &reg);
 	errno = saved;
 }
@@ -2179,7 +2235,8 @@ static void tell_evictable(const void *addr, size_t len)
 	};
 	int saved = errno, fd;
 
-	if (!__atomic_load_n(&S.told_unevictable, __ATOMIC_ACQUIRE) || S.pid != getpid())
+	if (!__atomic_load_n(&S.told_unevictable, __ATOMIC_ACQUIRE) || S.pid != getpid() ||
+	    !__atomic_load_n(&S.active, __ATOMIC_ACQUIRE))
 		return;
 	fd = control_fd();
 	if (fd >= 0) {
@@ -2293,41 +2350,48 @@ static int hand_back(uint64_t start, uint64_t end)
 static void leave_before_seccomp(void)
 {
 	struct msg_leave m;
-	struct pollfd p[2];
+	struct pollfd threads[2];
 	int saved = errno, r;
 
 	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
 		return;
-	/* The agent's and the watchdog's threads, to see them end (Linux 6.9+). */
-	p[0] = (struct pollfd){.events = POLLIN};
-	p[1] = (struct pollfd){.events = POLLIN};
-	p[0].fd = (int)syscall(SYS_pidfd_open, __atomic_load_n(&S.agent_tid, __ATOMIC_ACQUIRE),
-			       PIDFD_THREAD);
-	p[1].fd = W.tid ? (int)syscall(SYS_pidfd_open, W.tid, PIDFD_THREAD) : -1;
+	shim_threads_open(threads);
 	r = control_request(&m.h, sizeof(m), MSG_LEAVE, MSG_LEAVE_DONE,
 			    __atomic_load_n(&S.daemon_leaves, __ATOMIC_ACQUIRE));
 	if (r < 0)
 		shim_log("a seccomp filter comes, and memextd could not let the process go (%s): "
 			 "its agent may be killed by it",
 			 errstr(r));
+	if (r == 0) {
+		/* The agent does the same as it ends; no mapping is registered from now on. */
+		__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
+		__atomic_store_n(&S.active, false, __ATOMIC_RELEASE);
+	}
 	/* The agent reads MSG_AGENT_RELEASE, unregisters staging and ends; the watchdog sees it
 	 * go and ends too. A few seconds at most: the filter is the program's to install. */
-	for (unsigned i = 0; r == 0 && i < 2; i++)
-		while (p[i].fd >= 0 && syscall(SYS_poll, &p[i], 1, 5000) < 0 && errno == EINTR)
-			;
-	for (unsigned i = 0; i < 2; i++)
-		if (p[i].fd >= 0)
-			sys_close(p[i].fd);
+	if (r < 0)
+		for (unsigned i = 0; i < 2; i++)
+			threads[i].fd = threads[i].fd >= 0 ? (sys_close(threads[i].fd), -1) : -1;
+	shim_threads_wait(threads);
 	if (r == 0)
 		shim_log("left memextd before a seccomp filter: every page is back");
 	errno = saved;
 }
 
-static bool seccomp_filters(long nr, long op)
+/*
+ * Whether the call may install a filter (or strict mode). Not a probe bound to fail: libseccomp,
+ * Firefox and Chromium ask what the kernel supports with a NULL program (EFAULT) or strict mode
+ * with flags (EINVAL), in processes that never confine themselves.
+ */
+static bool seccomp_filters(long nr, long a0, long a1, long a2)
 {
-	return (nr == SYS_seccomp &&
-		(op == SECCOMP_SET_MODE_STRICT || op == SECCOMP_SET_MODE_FILTER)) ||
-	       (nr == SYS_prctl && op == PR_SET_SECCOMP);
+	if (nr == SYS_seccomp)
+		return ((unsigned)a0 == SECCOMP_SET_MODE_STRICT && a1 == 0 && a2 == 0) ||
+		       ((unsigned)a0 == SECCOMP_SET_MODE_FILTER && a2 != 0);
+	if (nr == SYS_prctl && (int)a0 == PR_SET_SECCOMP)
+		return (unsigned long)a1 == SECCOMP_MODE_STRICT ||
+		       ((unsigned long)a1 == SECCOMP_MODE_FILTER && a2 != 0);
+	return false;
 }
 
 _public_ int prctl(int option, ...)
@@ -2339,7 +2403,7 @@ _public_ int prctl(int option, ...)
 	for (unsigned i = 0; i < 4; i++)
 		a[i] = va_arg(ap, unsigned long);
 	va_end(ap);
-	if (seccomp_filters(SYS_prctl, option))
+	if (seccomp_filters(SYS_prctl, option, (long)a[0], (long)a[1]))
 		leave_before_seccomp();
 	return (int)libc_syscall(SYS_prctl, option, (long)a[0], (long)a[1], (long)a[2], (long)a[3], 0);
 }
@@ -2357,7 +2421,7 @@ _public_ long syscall(long nr, ...)
 	for (unsigned i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
-	if (seccomp_filters(nr, a[0]))
+	if (seccomp_filters(nr, a[0], a[1], a[2]))
 		leave_before_seccomp();
 	return libc_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
@@ -2411,19 +2475,21 @@ _public_ int ioctl(int fd, unsigned long request, ...)
  */
 static bool confined_by_seccomp(void)
 {
-	char buf[4096], *p;
-	ssize_t n = -1;
+	char buf[16384], *p;
+	size_t len = 0;
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
 
-	if (fd >= 0) {
-		n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-		sys_close(fd);
-	}
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
+	if (fd < 0)
+		return true; /* cannot tell: the safe answer */
+	for (ssize_t n; len < sizeof(buf) - 1 &&
+			(n = syscall(SYS_read, fd, buf + len, sizeof(buf) - 1 - len)) > 0;)
+		len += (size_t)n;
+	sys_close(fd);
+	buf[len] = 0;
 	p = strstr(buf, "\nSeccomp:");
-	return p && strtol(p + strlen("\nSeccomp:"), NULL, 10) != 0;
+	if (!p) /* a kernel without seccomp, or a status too long to read to there */
+		return len == sizeof(buf) - 1;
+	return strtol(p + strlen("\nSeccomp:"), NULL, 10) != 0;
 }
 
 __attribute__((constructor)) static void memext_init(void)
@@ -2439,8 +2505,12 @@ __attribute__((constructor)) static void memext_init(void)
 		shim_log("setuid/setgid program: memext stays out");
 		return;
 	}
-	if (confined_by_seccomp()) {
-		shim_log("a seccomp filter confines this process already: memext stays out");
+	/* MEMEXT_UNDER_SECCOMP=1: the filter is known to allow what memext does (ioctl,
+	 * madvise, mincore, sockets): manage the program all the same. */
+	e = getenv("MEMEXT_UNDER_SECCOMP");
+	if (!(e && strcmp(e, "1") == 0) && confined_by_seccomp()) {
+		shim_log("a seccomp filter confines this process already: memext stays out "
+			 "(MEMEXT_UNDER_SECCOMP=1 if it allows ioctl, madvise and mincore)");
 		return;
 	}
 	e = getenv("MEMEXT_BUDGET");

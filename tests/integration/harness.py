@@ -801,6 +801,33 @@ def uffd_open_to_nobody():
         return False
 
 
+def test_pid_namespace(args, tmp):
+    """The workload in a PID namespace of its own (unshare --pid), as Chromium's zygote runs:
+    its hello names a pid the daemon cannot see, and is refused. It must run unmanaged with no
+    thread of the shim left (WL_EXPECT_THREADS=1: the agent and its watchdog end; before, the
+    agent went on reconnecting, and the zygote's single-thread check failed)."""
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or not unshare:
+        log("SKIP: needs root and unshare(1)")
+        sys.exit(SKIP)
+    daemon = make_daemon(args, tmp)
+    try:
+        daemon.start(args.daemon_timeout)
+        args.cmd = [unshare, "--fork", "--pid", "--mount-proc"] + args.cmd
+        env = shim_env(args, daemon.sock, args.budget, debug=True)
+        env["WL_EXPECT_THREADS"] = "1"
+        lines, c = run_failopen_once(args, env, daemon, "in a PID namespace")
+        if not any("did not accept us" in ln for ln in lines):
+            raise TestFailure(f"the shim did not say the daemon refused it: {lines}")
+        with open(daemon.log_path, errors="replace") as f:
+            refused = [ln.rstrip() for ln in f if "claims pid 1 but is pid" in ln]
+        if not refused:
+            raise TestFailure("the daemon did not refuse a hello from the PID namespace")
+        log(f"daemon: {refused[0]}")
+    finally:
+        daemon.stop()
+
+
 def test_no_uffd(args, tmp):
     """The workload as nobody, who may not make a userfaultfd: it runs unmanaged, twice, and
     the daemon says why once, at warning level, with what to do, and counts both."""
@@ -1022,7 +1049,8 @@ def main():
     ap.add_argument("--probe", required=True)
     ap.add_argument("--mode", default="managed",
                     choices=["managed", "no-daemon", "bad-budget", "ctl-no-socket",
-                             "not-managed", "no-uffd", "slow-hello", "dies-at-stop"])
+                             "not-managed", "no-uffd", "slow-hello", "dies-at-stop",
+                             "pid-namespace"])
     ap.add_argument("--dies-at-stop-survivor", default="1G", metavar="SIZE",
                     help="dies-at-stop: the second workload's size (its first argument)")
     ap.add_argument("--setuid", action="store_true",
@@ -1146,6 +1174,8 @@ def main():
             test_not_managed(args, tmp)
         elif args.mode == "no-uffd":
             test_no_uffd(args, tmp)
+        elif args.mode == "pid-namespace":
+            test_pid_namespace(args, tmp)
         elif args.mode == "slow-hello":
             test_slow_hello(args, tmp)
         elif args.mode == "dies-at-stop":

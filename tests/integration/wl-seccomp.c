@@ -9,8 +9,12 @@
  *   seccomp  seccomp(2) through syscall(), SECCOMP_FILTER_FLAG_TSYNC (every thread, the
  *            agent's too), forbidden calls kill the process (SECCOMP_RET_KILL_PROCESS);
  *   prctl    prctl(PR_SET_SECCOMP), the calling thread only, forbidden calls fail (EPERM).
- * Then OPS more random reads and writes, and every page is checked: a page the sandbox kept
- * from coming back, or an agent the filter killed, fails the test. In seccomp mode the program
+ * Before it, the probes libseccomp, Firefox and Chromium make (a NULL program, strict mode with
+ * flags: bound to fail) must leave the program managed: pages are evicted after them. After
+ * the filter: OPS more random reads and writes, a new 4 MiB mapping (the shim registers large
+ * ones at once) and a fork whose child checks pages; every page is checked: a page the sandbox
+ * kept from coming back, or a call of the shim the filter killed, fails the test. In seccomp
+ * mode the program
  * then executes itself (wl-seccomp exec-child) under the filter it inherits: the shim must stay
  * out of it, as its start-up makes ioctl() calls. Exit 77 when the kernel has no seccomp
  * filters.
@@ -22,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "wl-common.h"
 
@@ -40,6 +45,39 @@ static void random_ops(uint64_t ops, uint64_t seed)
 		if (wl_rand_below(&rng, 4) == 0)
 			wl_page_fill(region + p * WL_PAGE_SIZE, p, ++gen[p], 0);
 	}
+}
+
+/* What libraries ask to learn what the kernel supports: each fails, and installs nothing. */
+static void probe_seccomp(void)
+{
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, NULL) == 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 1, NULL) == 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL, 0, 0) == 0)
+		wl_die("a seccomp probe succeeded");
+}
+
+/* After the filter: a new large mapping, and a fork whose child reads pages. */
+static void map_and_fork(void)
+{
+	size_t len = 4 << 20;
+	char *m = wl_mmap_anon(len);
+	int status;
+	pid_t pid;
+
+	for (size_t p = 0; p < len / WL_PAGE_SIZE; p++)
+		wl_page_fill(m + p * WL_PAGE_SIZE, 1000000 + p, 0, 0);
+	for (size_t p = 0; p < len / WL_PAGE_SIZE; p++)
+		wl_page_check("new mapping", m + p * WL_PAGE_SIZE, 1000000 + p, 0, 0, 0);
+	pid = fork();
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0) {
+		for (size_t p = 0; p < nr_pages; p += 7)
+			wl_page_check("fork child", region + p * WL_PAGE_SIZE, p, gen[p], 0, 0);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		wl_mismatch("the fork child under the filter ended with status %#x", status);
 }
 
 /* Returns 0, or -1 with errno. */
@@ -97,8 +135,13 @@ int main(int argc, char **argv)
 		wl_page_fill(region + p * WL_PAGE_SIZE, p, 0, 0);
 	wl_phase("before");
 	random_ops(ops, 1);
-	wl_log("%zu of %zu pages not resident before the sandbox",
-	       wl_nonresident_pages(region, nr_pages * WL_PAGE_SIZE), nr_pages);
+	probe_seccomp();
+	random_ops(ops, 4);
+	size_t out = wl_nonresident_pages(region, nr_pages * WL_PAGE_SIZE);
+	wl_log("%zu of %zu pages not resident before the sandbox, after the probes", out,
+	       nr_pages);
+	if (wl_expect_eviction() && out == 0)
+		wl_mismatch("no page was evicted after the probes: memext let the program go");
 
 	wl_phase("sandbox");
 	if (sandbox(tsync) < 0) {
@@ -113,6 +156,7 @@ int main(int argc, char **argv)
 
 	wl_phase("after");
 	random_ops(ops, 2);
+	map_and_fork();
 	for (size_t p = 0; p < nr_pages; p++)
 		wl_page_check("final", region + p * WL_PAGE_SIZE, p, gen[p], 0, 0);
 	wl_log("ok: %zu pages checked", nr_pages);
