@@ -33,6 +33,7 @@
 #include "log.h"
 #include "manager.h"
 #include "pmem.h"
+#include "procfs.h"
 #include "maps.h"
 #include "memext-build.h"
 #include "protocol.h"
@@ -394,6 +395,35 @@ static void arm_client(struct client *c)
  * that died): it takes the old one's number, so the reclaim thread, which answers fork
  * requests on it, never writes to a number that is free or reused meanwhile.
  */
+/* Whether the process the daemon numbers peer calls itself local (in a PID namespace of its
+ * own, a process knows itself by another number: NSpid). */
+static bool is_process(pid_t peer, pid_t local)
+{
+	return peer == local || (peer > 0 && local > 0 && proc_ns_local(peer, 0) == local);
+}
+
+/*
+ * A hello from a process in a PID namespace of its own (unshare --pid, a container, Chromium's
+ * zygote) names itself, its agent and its parent by that namespace's numbers: they become ours,
+ * or the hello is refused (false).
+ */
+static bool hello_pids_ours(struct msg_hello *hello, pid_t peer)
+{
+	pid_t agent = 0;
+
+	if (hello->pid == peer)
+		return true;
+	if (!is_process(peer, hello->pid))
+		return false;
+	if (hello->agent_tid && !(agent = proc_tid_from_local(peer, hello->agent_tid)))
+		return false;
+	log_info("client %d: pid %d in a PID namespace of its own", (int)peer, hello->pid);
+	hello->pid = peer;
+	hello->agent_tid = agent;
+	hello->parent_pid = proc_ppid(peer);
+	return true;
+}
+
 static int attach_control(struct daemon *d, int fd, const struct msg_control_attach *m)
 {
 	struct msg_hello_ack ack = {.status = -ESRCH, .flags = ACK_HAND_BACK | ACK_LEAVE};
@@ -402,7 +432,8 @@ static int attach_control(struct daemon *d, int fd, const struct msg_control_att
 	socklen_t len = sizeof(cred);
 
 	proto_init_header(&ack.h, MSG_HELLO_ACK, sizeof(ack), m->h.seq);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != m->pid) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    !is_process(cred.pid, m->pid)) {
 		log_warning("control socket claims pid %d but is pid %d: dropped", m->pid,
 			    (int)cred.pid);
 		close(fd);
@@ -410,7 +441,7 @@ static int attach_control(struct daemon *d, int fd, const struct msg_control_att
 	}
 	pthread_mutex_lock(&d->m.clients_lock);
 	for (struct client *o = d->m.clients; o; o = o->next)
-		if (o->pid == m->pid && !o->dead)
+		if (o->pid == cred.pid && !o->dead)
 			c = client_ref(o);
 	pthread_mutex_unlock(&d->m.clients_lock);
 	if (c && c->control_fd >= 0) {
@@ -643,6 +674,7 @@ static int take_hello(struct daemon *d, int fd_in)
 	_cleanup_close_ int fd = fd_in;
 	struct client *c = NULL;
 	struct fork_share *share = NULL;
+	pid_t local_pid;
 	ssize_t n;
 	int r;
 
@@ -661,12 +693,16 @@ static int take_hello(struct daemon *d, int fd_in)
 		log_warning("client hello malformed (type %u, %u fds): dropped", hello.h.type, nr_fds);
 		goto fail;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != hello.pid) {
+	local_pid = hello.pid;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    !hello_pids_ours(&hello, cred.pid)) {
 		log_warning("client claims pid %d but is pid %d: dropped", hello.pid, (int)cred.pid);
 		goto fail;
 	}
+	/* Its pagemap, opened through /proc/self: its namespace's /proc may name it by the
+	 * number the process has there. */
 	if (!fd_is(fds[0], "anon_inode:[userfaultfd]") || pidfd_pid(fds[1]) != hello.pid ||
-	    !fd_is_pagemap_of(fds[3], hello.pid)) {
+	    !(fd_is_pagemap_of(fds[3], hello.pid) || fd_is_pagemap_of(fds[3], local_pid))) {
 		log_warning("client %d sent fds that are not its userfaultfd, pidfd and pagemap: "
 			    "dropped",
 			    hello.pid);
@@ -934,16 +970,27 @@ static void handle_control(struct daemon *d, struct client *c)
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
-	case MSG_AGENT_STARTED:
-		/* A fork child's agent, started after its hello: eviction may begin. */
+	case MSG_AGENT_STARTED: {
+		/* A fork child's agent, started after its hello: eviction may begin. Our number
+		 * for it: the process may be in a PID namespace of its own. */
+		pid_t agent = msg.agent.agent_tid > 0
+				      ? proc_tid_from_local(c->pid, msg.agent.agent_tid)
+				      : 0;
+
+		if (!agent) { /* gone already (an exec, an exit) */
+			log_debug("client %d: its agent %d is not among its threads: not evicted",
+				  c->pid, msg.agent.agent_tid);
+			break;
+		}
 		pthread_mutex_lock(&c->lock);
-		if (!c->agent_tid && msg.agent.agent_tid > 0) {
-			c->agent_tid = msg.agent.agent_tid;
+		if (!c->agent_tid) {
+			c->agent_tid = agent;
 			c->evict_paused = false;
 		}
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);
 		break;
+	}
 	default:
 		log_warning("client %d: unexpected message type %u", c->pid, msg.h.type);
 		break;

@@ -60,7 +60,7 @@ struct manager_totals {
 	_Atomic uint64_t zero_faults;  /* ... of which with zero pages */
 	_Atomic uint64_t clients_seen; /* clients ever accepted */
 	_Atomic uint64_t clients_no_uffd; /* processes that could not make a userfaultfd */
-	_Atomic uint64_t clients_left;	  /* processes that left before a seccomp filter */
+	_Atomic uint64_t clients_left;	  /* ... that left (a seccomp filter, a user ns) */
 	_Atomic uint64_t reclaim_scanned;  /* entries the two clock hands looked at */
 	_Atomic uint64_t reclaim_failed;   /* pages the kernel refused to move */
 	_Atomic uint64_t move_unreported;  /* pages the kernel moved but said it had not */

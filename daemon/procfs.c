@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "procfs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -132,4 +134,78 @@ pid_t proc_tgid(pid_t tid)
 bool proc_signal_stopped(pid_t pid)
 {
 	return proc_state(pid) == 'T' && !proc_frozen(pid);
+}
+
+/* A field of /proc/PATH/status: the numbers after "key:" (NSpid has one per namespace level,
+ * outermost first). Returns how many, at most max; 0 when the file or the key is not there. */
+static unsigned status_numbers(const char *path, const char *key, long *v, unsigned max)
+{
+	char line[512];
+	size_t klen = strlen(key);
+	unsigned n = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line + klen, *end;
+
+		if (strncmp(line, key, klen) != 0 || *p != ':')
+			continue;
+		for (p++; n < max; p = end) {
+			v[n] = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			n++;
+		}
+		break;
+	}
+	fclose(f);
+	return n;
+}
+
+pid_t proc_ns_local(pid_t pid, pid_t tid)
+{
+	char path[96];
+	long v[32];
+	unsigned n;
+
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	n = status_numbers(path, "NSpid", v, ARRAY_SIZE(v));
+	return n ? (pid_t)v[n - 1] : 0;
+}
+
+pid_t proc_tid_from_local(pid_t pid, pid_t local)
+{
+	char path[64];
+	struct dirent *de;
+	pid_t found = 0;
+	DIR *dir;
+
+	if (local <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return 0;
+	while (!found && (de = readdir(dir))) {
+		pid_t tid = (pid_t)strtol(de->d_name, NULL, 10);
+
+		if (tid > 0 && proc_ns_local(pid, tid) == local)
+			found = tid;
+	}
+	closedir(dir);
+	return found;
+}
+
+pid_t proc_ppid(pid_t pid)
+{
+	char path[64];
+	long v;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	return status_numbers(path, "PPid", &v, 1) ? (pid_t)v : 0;
 }

@@ -36,3 +36,15 @@ pid_t proc_tgid(pid_t tid);
 
 /* Whether pid is stopped by a signal alone ('T': not by a debugger, not frozen). */
 bool proc_signal_stopped(pid_t pid);
+
+/*
+ * PID namespaces. A process in a namespace of its own (unshare --pid, a container, a browser's
+ * zygote) knows itself by another number than the daemon does. proc_ns_local: the number
+ * process pid (or its thread tid, when not 0) has in its own, innermost namespace (NSpid in
+ * its status), 0 when that cannot be read. proc_tid_from_local: the thread of pid that calls
+ * itself local there, as the daemon numbers it, or 0. proc_ppid: the parent, as the daemon
+ * numbers it (0 when it is outside the daemon's namespace).
+ */
+pid_t proc_ns_local(pid_t pid, pid_t tid);
+pid_t proc_tid_from_local(pid_t pid, pid_t local);
+pid_t proc_ppid(pid_t pid);

@@ -1310,11 +1310,13 @@ static void leave_on_request(struct reclaimer *rc, struct client *c)
 	/* Eviction is over for it: faults parked for throttling go on. */
 	resolve_parked(rc, c);
 	if (failed)
-		log_warning("client %d (%s): leaves memext before a seccomp filter with some pages "
-			    "not given back: memextd goes on serving its faults",
+		log_warning("client %d (%s): leaves memext (a seccomp filter or a user namespace "
+			    "comes) with some pages not given back: memextd goes on serving its "
+			    "faults",
 			    c->pid, c->comm);
 	else
-		log_info("client %d (%s): left memext with every page before a seccomp filter",
+		log_info("client %d (%s): left memext with every page: a seccomp filter or a user "
+			 "namespace comes",
 			 c->pid, c->comm);
 	client_answer_leave(c, c->leave_seq, failed ? -EIO : 0);
 }

@@ -387,8 +387,8 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 			   "userfaultfd (the log says why)\n",
 			atomic_load(&m->totals.clients_no_uffd));
 	if (atomic_load(&m->totals.clients_left))
-		fprintf(f, "%" PRIu64 " processes left memext with every page before a seccomp "
-			   "filter\n",
+		fprintf(f, "%" PRIu64 " processes left memext before a seccomp filter or a "
+			   "user namespace\n",
 			atomic_load(&m->totals.clients_left));
 	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
 		   " brought every page back first; %" PRIu64 " resident pages unshared to evict\n",
@@ -537,7 +537,7 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 		   "Processes that ran without memext: they could not make a userfaultfd.",
 		   atomic_load(&m->totals.clients_no_uffd));
 	prom_value(f, "memext_clients_left_total", "counter",
-		   "Processes that left memext, with every page, before a seccomp filter.",
+		   "Processes that left memext before a seccomp filter or a user namespace.",
 		   atomic_load(&m->totals.clients_left));
 	prom_value(f, "memext_adopt_swap_pages_total", "counter",
 		   "Pages of a dead daemon's clients adopted in place in a swap area.",

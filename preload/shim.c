@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <link.h>
 #include <linux/futex.h>
+#include <linux/nsfs.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -998,6 +999,7 @@ static int start_agent(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	S.agent_tid = 0;
+	__atomic_store_n(&S.agent_ended, false, __ATOMIC_RELEASE);
 	A.fd = S.agent_fd;
 	A.uffd = S.uffd;
 	A.staging_registered = true; /* by memext_start() */
@@ -1634,37 +1636,63 @@ static void tell_no_uffd(int error)
 	(void)proto_send(S.control_fd, &m, sizeof(m), NULL, 0);
 }
 
-/* pidfds of the agent's and the watchdog's threads (-1 where there is none), to wait for
- * their end with shim_threads_wait() (Linux 6.9+). An agent without one: events 0. */
-static void shim_threads_open(struct pollfd p[2])
+/* The agent's and the watchdog's threads, whose end shim_threads_wait() waits for. */
+struct shim_threads {
+	struct pollfd p[2]; /* their pidfds (Linux 6.9+), -1 where there is none; an agent
+			     * without one: events 0 */
+	pid_t tid[2];
+};
+
+static void shim_threads_open(struct shim_threads *t)
 {
+	struct pollfd *p = t->p;
 	pid_t agent = __atomic_load_n(&S.agent_tid, __ATOMIC_ACQUIRE);
 
-	__atomic_store_n(&S.agent_ended, false, __ATOMIC_RELEASE);
+	t->tid[0] = agent;
+	t->tid[1] = W.tid;
 	p[0] = (struct pollfd){.fd = agent ? (int)syscall(SYS_pidfd_open, agent, PIDFD_THREAD) : -1,
 			       .events = POLLIN};
-	if (agent && p[0].fd < 0)
+	if (agent && p[0].fd < 0 && errno != ESRCH)
 		p[0].events = 0; /* Linux 6.8: its flag, then a moment for its exit */
 	p[1] = (struct pollfd){.fd = W.tid ? (int)syscall(SYS_pidfd_open, W.tid, PIDFD_THREAD) : -1,
 			       .events = POLLIN};
 }
 
-/* Waits for both to end, a few seconds at most, and closes the pidfds. */
-static void shim_threads_wait(struct pollfd p[2])
+/* Forgets them: nothing to wait for. */
+static void shim_threads_close(struct shim_threads *t)
 {
-	if (p[0].fd < 0 && p[0].events == 0) {
-		struct timespec ms = {0, 1000 * 1000};
+	for (unsigned i = 0; i < 2; i++)
+		if (t->p[i].fd >= 0)
+			sys_close(t->p[i].fd);
+	t->p[0] = t->p[1] = (struct pollfd){.fd = -1, .events = POLLIN};
+	t->tid[0] = t->tid[1] = 0;
+}
 
+/* Waits for both to end and to leave the thread group (a namespace change that wants a single
+ * thread counts them until then), a few seconds at most, and closes the pidfds. */
+static void shim_threads_wait(struct shim_threads *t)
+{
+	struct pollfd *p = t->p;
+	struct timespec ms = {0, 1000 * 1000};
+
+	if (p[0].fd < 0 && p[0].events == 0)
 		for (int i = 0; i < 2000 && !__atomic_load_n(&S.agent_ended, __ATOMIC_ACQUIRE); i++)
 			(void)syscall(SYS_nanosleep, &ms, NULL);
-		ms.tv_nsec = 10 * 1000 * 1000;
-		(void)syscall(SYS_nanosleep, &ms, NULL);
-	}
 	for (unsigned i = 0; i < 2; i++) {
 		while (p[i].fd >= 0 && syscall(SYS_poll, &p[i], 1, 5000) < 0 && errno == EINTR)
 			;
 		if (p[i].fd >= 0)
 			sys_close(p[i].fd);
+		/* Exited is not yet gone from the group: released right after. */
+		for (int n = 0; t->tid[i] && n < 1000; n++) {
+			char path[48];
+			struct stat st;
+
+			snprintf(path, sizeof(path), "/proc/self/task/%d", (int)t->tid[i]);
+			if (syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0) < 0)
+				break;
+			(void)syscall(SYS_nanosleep, &ms, NULL);
+		}
 	}
 }
 
@@ -1763,20 +1791,21 @@ static void memext_start(pid_t parent)
 	if (r < 0 && must_wait)
 		lost_shared_pages("the daemon has lost them", r);
 	if (r < 0) {
-		struct pollfd threads[2];
+		struct shim_threads threads;
 
 		shim_log("the daemon did not accept us: %s; running without memext", errstr(r));
 		/* The agent sees its socket close and, released, ends rather than reconnect; so
 		 * does its watchdog. Waited for: the program runs on with no thread of ours (a
 		 * sandbox's zygote checks it has a single thread: Chromium's, whose hello from a
 		 * PID namespace the daemon refuses). */
-		shim_threads_open(threads);
+		if (!parent) /* a fork child's agent would start later */
+			shim_threads_open(&threads);
 		__atomic_store_n(&S.released, true, __ATOMIC_RELEASE);
 		shutdown(S.agent_fd, SHUT_RDWR);
 		if (parent)
 			close_fd(&S.agent_fd);
 		else
-			shim_threads_wait(threads);
+			shim_threads_wait(&threads);
 		goto fail_agent;
 	}
 	if (parent)
@@ -2340,28 +2369,30 @@ static int hand_back(uint64_t start, uint64_t end)
 }
 
 /*
- * A seccomp filter is about to confine the process: one that forbids what the agent does
- * (ioctl, madvise) would have the kernel kill the process at the agent's next move (Chrome's
- * renderers, Firefox's content processes, services with SystemCallFilter=). Before it is
- * installed, memextd gives every page back and unregisters everything (MSG_LEAVE), and the
- * agent ends: the program runs on without memext, as when the daemon stops. The caller waits
- * for the agent's end, so that no system call of ours comes after the filter.
+ * The process is about to make a call memext's threads are in the way of, and memext lets it
+ * go first (MSG_LEAVE): memextd gives every page back and unregisters everything, and the agent
+ * and its watchdog end; the program runs on without memext, as when the daemon stops. The
+ * caller waits for both threads to end. Two such calls (why, for the log):
+ *  - a seccomp filter, which may forbid what the agent does (ioctl, madvise) and would have the
+ *    kernel kill the process at the agent's next move (Chrome's renderers, Firefox's content
+ *    processes, services with SystemCallFilter=): no call of ours may come after it;
+ *  - a new user namespace (unshare(CLONE_NEWUSER), setns() into a user or mount namespace),
+ *    which the kernel grants a single-threaded process only (EINVAL otherwise): unshare -U,
+ *    bwrap, rootless containers, Chromium's zygote.
  */
-static void leave_before_seccomp(void)
+static void leave_memext(const char *why)
 {
 	struct msg_leave m;
-	struct pollfd threads[2];
+	struct shim_threads threads;
 	int saved = errno, r;
 
 	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
 		return;
-	shim_threads_open(threads);
+	shim_threads_open(&threads);
 	r = control_request(&m.h, sizeof(m), MSG_LEAVE, MSG_LEAVE_DONE,
 			    __atomic_load_n(&S.daemon_leaves, __ATOMIC_ACQUIRE));
 	if (r < 0)
-		shim_log("a seccomp filter comes, and memextd could not let the process go (%s): "
-			 "its agent may be killed by it",
-			 errstr(r));
+		shim_log("%s comes, and memextd could not let the process go (%s)", why, errstr(r));
 	if (r == 0) {
 		/* The agent does the same as it ends; no mapping is registered from now on. */
 		__atomic_store_n(&S.armed, false, __ATOMIC_RELEASE);
@@ -2370,12 +2401,43 @@ static void leave_before_seccomp(void)
 	/* The agent reads MSG_AGENT_RELEASE, unregisters staging and ends; the watchdog sees it
 	 * go and ends too. A few seconds at most: the filter is the program's to install. */
 	if (r < 0)
-		for (unsigned i = 0; i < 2; i++)
-			threads[i].fd = threads[i].fd >= 0 ? (sys_close(threads[i].fd), -1) : -1;
-	shim_threads_wait(threads);
+		shim_threads_close(&threads);
+	shim_threads_wait(&threads);
 	if (r == 0)
-		shim_log("left memextd before a seccomp filter: every page is back");
+		shim_log("left memextd before %s: every page is back", why);
 	errno = saved;
+}
+
+#define BEFORE_SECCOMP "a seccomp filter"
+#define BEFORE_USERNS "a namespace change that wants a single thread"
+
+/* unshare() and setns() calls that the kernel grants a single-threaded process only. */
+static bool wants_one_thread_unshare(unsigned long flags)
+{
+	/* CLONE_NEWUSER implies CLONE_THREAD; each of these wants the thread group empty. */
+	return flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM);
+}
+
+static bool wants_one_thread_setns(int fd, int nstype)
+{
+	/* nstype 0: whatever namespace fd is (NS_GET_NSTYPE); a pidfd's flags name several. */
+	if (nstype == 0)
+		nstype = (int)libc_syscall(SYS_ioctl, fd, NS_GET_NSTYPE, 0, 0, 0, 0);
+	return nstype > 0 && (nstype & (CLONE_NEWUSER | CLONE_NEWNS));
+}
+
+_public_ int unshare(int flags)
+{
+	if (wants_one_thread_unshare((unsigned)flags))
+		leave_memext(BEFORE_USERNS);
+	return (int)libc_syscall(SYS_unshare, flags, 0, 0, 0, 0, 0);
+}
+
+_public_ int setns(int fd, int nstype)
+{
+	if (wants_one_thread_setns(fd, nstype))
+		leave_memext(BEFORE_USERNS);
+	return (int)libc_syscall(SYS_setns, fd, nstype, 0, 0, 0, 0);
 }
 
 /*
@@ -2404,13 +2466,14 @@ _public_ int prctl(int option, ...)
 		a[i] = va_arg(ap, unsigned long);
 	va_end(ap);
 	if (seccomp_filters(SYS_prctl, option, (long)a[0], (long)a[1]))
-		leave_before_seccomp();
+		leave_memext(BEFORE_SECCOMP);
 	return (int)libc_syscall(SYS_prctl, option, (long)a[0], (long)a[1], (long)a[2], (long)a[3], 0);
 }
 
 /*
- * syscall(): for seccomp(2), which glibc has no wrapper for, nor for prctl() by number.
- * Reads six arguments, as glibc's syscall() passes on six registers whatever the call takes.
+ * syscall(): for seccomp(2), which glibc has no wrapper for, and for prctl(), unshare() and
+ * setns() by number. Reads six arguments, as glibc's syscall() passes on six registers whatever
+ * the call takes.
  */
 _public_ long syscall(long nr, ...)
 {
@@ -2422,7 +2485,10 @@ _public_ long syscall(long nr, ...)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
 	if (seccomp_filters(nr, a[0], a[1], a[2]))
-		leave_before_seccomp();
+		leave_memext(BEFORE_SECCOMP);
+	else if ((nr == SYS_unshare && wants_one_thread_unshare((unsigned long)a[0])) ||
+		 (nr == SYS_setns && wants_one_thread_setns((int)a[0], (int)a[1])))
+		leave_memext(BEFORE_USERNS);
 	return libc_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
@@ -2468,10 +2534,8 @@ _public_ int ioctl(int fd, unsigned long request, ...)
 }
 
 /*
- * Whether a seccomp filter (or strict mode) confines the process already: inherited across
- * execve() (a service under SystemCallFilter=, a sandbox's child), it may forbid what the shim
- * does at start-up and would have the kernel kill the program. Read from /proc/self/status,
- * as PR_GET_SECCOMP may itself be forbidden.
+ * Whether a seccomp filter (or strict mode) confines the process already, inherited across
+ * execve(). Read from /proc/self/status, as PR_GET_SECCOMP may itself be forbidden.
  */
 static bool confined_by_seccomp(void)
 {
@@ -2505,12 +2569,14 @@ __attribute__((constructor)) static void memext_init(void)
 		shim_log("setuid/setgid program: memext stays out");
 		return;
 	}
-	/* MEMEXT_UNDER_SECCOMP=1: the filter is known to allow what memext does (ioctl,
-	 * madvise, mincore, sockets): manage the program all the same. */
+	/* Containers (Docker, podman, systemd-nspawn) and services (SystemCallFilter=,
+	 * SystemCallArchitectures=) run under filters that allow what memext does: managed.
+	 * MEMEXT_UNDER_SECCOMP=0 is for one that forbids it (ioctl, madvise, mincore, sockets)
+	 * and would kill the program at the shim's first call. */
 	e = getenv("MEMEXT_UNDER_SECCOMP");
-	if (!(e && strcmp(e, "1") == 0) && confined_by_seccomp()) {
-		shim_log("a seccomp filter confines this process already: memext stays out "
-			 "(MEMEXT_UNDER_SECCOMP=1 if it allows ioctl, madvise and mincore)");
+	if (e && strcmp(e, "0") == 0 && confined_by_seccomp()) {
+		shim_log("a seccomp filter confines this process and MEMEXT_UNDER_SECCOMP=0: memext "
+			 "stays out");
 		return;
 	}
 	e = getenv("MEMEXT_BUDGET");

@@ -15,7 +15,6 @@
  * wrote, 1 on the first mismatch (after printing where), 2 on a usage or system-call error.
  */
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -45,20 +44,10 @@ _Static_assert(sizeof(struct wl_page_header) == 16, "page header is 16 bytes");
 
 static const char *wl_prog = "wl";
 
-static inline size_t wl_threads(void);
-
-/* Also checks WL_EXPECT_THREADS=N: the threads the process has at the start of main(), the
- * shim's included (a shim the daemon refused must have ended its own). */
 static inline void wl_set_prog(const char *argv0)
 {
-	const char *s = strrchr(argv0, '/'), *e = getenv("WL_EXPECT_THREADS");
-
+	const char *s = strrchr(argv0, '/');
 	wl_prog = s ? s + 1 : argv0;
-	if (e && *e && wl_threads() != strtoul(e, NULL, 10)) {
-		fprintf(stderr, "%s: MISMATCH: %zu threads at the start, WL_EXPECT_THREADS=%s\n",
-			wl_prog, wl_threads(), e);
-		exit(3);
-	}
 }
 
 __attribute__((format(printf, 1, 2), noreturn)) static inline void wl_die(const char *fmt, ...)
@@ -416,21 +405,6 @@ static inline void wl_zero_check(const char *what, const void *addr, uint64_t pa
 				    ((const unsigned char *)addr)[i], desc);
 		}
 	}
-}
-
-/* The threads of this process (/proc/self/task). */
-static inline size_t wl_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *de;
-	size_t n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d)))
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 static inline void *wl_mmap_anon(size_t len)

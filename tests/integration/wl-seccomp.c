@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wl-seccomp SIZE OPS MODE      MODE: seccomp | prctl
+ * wl-seccomp SIZE OPS MODE      MODE: seccomp | prctl | userns
  *
  * A program that sandboxes itself, as browsers' renderers and many services do. A region of
  * SIZE bytes is filled and OPS random reads and writes go over it, so that memext evicts part
@@ -14,15 +14,15 @@
  * the filter: OPS more random reads and writes, a new 4 MiB mapping (the shim registers large
  * ones at once) and a fork whose child checks pages; every page is checked: a page the sandbox
  * kept from coming back, or a call of the shim the filter killed, fails the test. In seccomp
- * mode the program
- * then executes itself (wl-seccomp exec-child) under the filter it inherits: the shim must stay
- * out of it, as its start-up makes ioctl() calls. Exit 77 when the kernel has no seccomp
- * filters.
+ * mode the program then executes itself (wl-seccomp exec-child) under the filter it inherits,
+ * with MEMEXT_UNDER_SECCOMP=0: the shim must stay out, as its start-up makes ioctl() calls.
+ * Exit 77 when the kernel has no seccomp filters.
  */
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -120,8 +120,9 @@ int main(int argc, char **argv)
 		wl_log("ok: executed under the filter");
 		return 0;
 	}
-	if (argc != 4 || (strcmp(argv[3], "seccomp") != 0 && strcmp(argv[3], "prctl") != 0))
-		wl_die("usage: wl-seccomp SIZE OPS seccomp|prctl");
+	if (argc != 4 || (strcmp(argv[3], "seccomp") != 0 && strcmp(argv[3], "prctl") != 0 &&
+			  strcmp(argv[3], "userns") != 0))
+		wl_die("usage: wl-seccomp SIZE OPS seccomp|prctl|userns");
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	ops = wl_parse_u64(argv[2]);
 	tsync = strcmp(argv[3], "seccomp") == 0;
@@ -144,14 +145,22 @@ int main(int argc, char **argv)
 		wl_mismatch("no page was evicted after the probes: memext let the program go");
 
 	wl_phase("sandbox");
-	if (sandbox(tsync) < 0) {
+	if (strcmp(argv[3], "userns") == 0) {
+		if (unshare(CLONE_NEWUSER) < 0) {
+			if (errno == EPERM || errno == ENOSPC) {
+				wl_log("no user namespaces here (%m): nothing to test");
+				return 77;
+			}
+			wl_mismatch("unshare(CLONE_NEWUSER): %m (EINVAL: the process has threads)");
+		}
+	} else if (sandbox(tsync) < 0) {
 		if (errno == EINVAL || errno == ENOSYS) {
 			wl_log("no seccomp filters here (%m): nothing to test");
 			return 77;
 		}
 		wl_die("seccomp: %m");
 	}
-	if (!tsync && ioctl(0, FIONREAD, &(int){0}) == 0)
+	if (strcmp(argv[3], "prctl") == 0 && !(ioctl(0, FIONREAD, &(int){0}) < 0 && errno == EPERM))
 		wl_die("the filter let ioctl() through: it tests nothing");
 
 	wl_phase("after");
@@ -161,6 +170,8 @@ int main(int argc, char **argv)
 		wl_page_check("final", region + p * WL_PAGE_SIZE, p, gen[p], 0, 0);
 	wl_log("ok: %zu pages checked", nr_pages);
 	if (tsync) {
+		/* Its filter kills on ioctl(): the shim must be told to stay out. */
+		setenv("MEMEXT_UNDER_SECCOMP", "0", 1);
 		execl("/proc/self/exe", argv[0], "exec-child", (char *)NULL);
 		wl_die("execl: %m");
 	}
