@@ -93,6 +93,7 @@ struct client {
 	uint64_t budget_pages; /* 0: unlimited */
 	uint64_t features;     /* granted by UFFDIO_API in the shim */
 	pid_t agent_tid;
+	pid_t agent_tid_local; /* ... as the process numbers it (a PID namespace of its own) */
 	uint32_t flags; /* HELLO_* */
 	bool track_writes; /* the uffd reports write-protect faults: keep clean copies */
 	struct mem_range staging;

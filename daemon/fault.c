@@ -118,10 +118,10 @@ static int uffd_poison(int uffd, uint64_t start)
 }
 
 /* Whether the shim's agent raised this fault (it must never wait for reclaim, and should not
- * fault at all: see agent_faults). */
+ * fault at all: see agent_faults). The kernel gives the thread's number in its own namespace. */
 static bool fault_by_agent(const struct client *c, const struct uffd_msg *msg)
 {
-	return (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid;
+	return (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid_local;
 }
 
 /* Events: the application dropped, unmapped or moved memory. Resolve lock held exclusively. */

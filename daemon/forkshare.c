@@ -143,7 +143,8 @@ struct fork_share *fork_share_claim(struct manager *m, pid_t parent, uint32_t to
 
 	pthread_mutex_lock(&m->forks_lock);
 	for (struct fork_share **p = &m->forks; *p; p = &(*p)->next)
-		if ((*p)->parent == parent && (*p)->token == token && (*p)->uid == uid) {
+		if ((!parent || (*p)->parent == parent) && (*p)->token == token &&
+		    (*p)->uid == uid) {
 			f = *p;
 			*p = f->next;
 			f->next = NULL;

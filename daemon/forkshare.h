@@ -59,6 +59,8 @@ int fork_share_take(struct client *c, uint32_t token);
 /*
  * Main thread: the snapshot for a child that says it comes from parent's fork with token, if
  * one waits and was taken for a process of the child's uid; NULL otherwise. The caller owns it.
+ * parent 0: any parent (a child in a PID namespace whose parent has exited: the token alone,
+ * which is unguessable).
  */
 struct fork_share *fork_share_claim(struct manager *m, pid_t parent, uint32_t token, uid_t uid);
 

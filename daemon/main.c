@@ -407,20 +407,27 @@ static bool is_process(pid_t peer, pid_t local)
  * zygote) names itself, its agent and its parent by that namespace's numbers: they become ours,
  * or the hello is refused (false).
  */
-static bool hello_pids_ours(struct msg_hello *hello, pid_t peer)
+static bool hello_pids_ours(struct msg_hello *hello, pid_t peer, bool *namespaced)
 {
-	pid_t agent = 0;
+	pid_t agent = hello->agent_tid;
 
-	if (hello->pid == peer)
-		return true;
-	if (!is_process(peer, hello->pid))
+	*namespaced = false;
+	if (peer <= 0) /* outside our namespace */
 		return false;
-	if (hello->agent_tid && !(agent = proc_tid_from_local(peer, hello->agent_tid)))
+	if (hello->pid != peer) {
+		if (!is_process(peer, hello->pid))
+			return false;
+		if (agent && !(agent = proc_tid_from_local(peer, agent)))
+			return false;
+		log_info("client %d: pid %d in a PID namespace of its own", (int)peer, hello->pid);
+		*namespaced = true;
+		hello->pid = peer;
+		hello->parent_pid = proc_ppid(peer);
+	}
+	/* A thread of this process: the daemon ptraces it. */
+	if (agent && proc_tgid(agent) != peer)
 		return false;
-	log_info("client %d: pid %d in a PID namespace of its own", (int)peer, hello->pid);
-	hello->pid = peer;
 	hello->agent_tid = agent;
-	hello->parent_pid = proc_ppid(peer);
 	return true;
 }
 
@@ -674,7 +681,8 @@ static int take_hello(struct daemon *d, int fd_in)
 	_cleanup_close_ int fd = fd_in;
 	struct client *c = NULL;
 	struct fork_share *share = NULL;
-	pid_t local_pid;
+	pid_t local_pid, local_agent;
+	bool namespaced;
 	ssize_t n;
 	int r;
 
@@ -694,8 +702,9 @@ static int take_hello(struct daemon *d, int fd_in)
 		goto fail;
 	}
 	local_pid = hello.pid;
+	local_agent = hello.agent_tid;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    !hello_pids_ours(&hello, cred.pid)) {
+	    !hello_pids_ours(&hello, cred.pid, &namespaced)) {
 		log_warning("client claims pid %d but is pid %d: dropped", hello.pid, (int)cred.pid);
 		goto fail;
 	}
@@ -730,6 +739,10 @@ static int take_hello(struct daemon *d, int fd_in)
 	 * One that sends a pmem has pages to claim; a dead daemon's pmem: adopted below. */
 	if ((hello.flags & HELLO_FORK_CHILD) && !(hello.flags & HELLO_RESUME)) {
 		share = fork_share_claim(m, hello.parent_pid, hello.fork_token, cred.uid);
+		/* In a namespace, a parent that exited has left the child to a reaper: its
+		 * share is the one with the child's (unguessable) token. */
+		if (!share && namespaced)
+			share = fork_share_claim(m, 0, hello.fork_token, cred.uid);
 		if (nr_fds == 5 && (share || pmem_is_own(fds[4]))) {
 			close(fds[4]);
 			fds[4] = -1;
@@ -756,6 +769,7 @@ static int take_hello(struct daemon *d, int fd_in)
 		log_warning_errno(r, "cannot take client %d: %m", hello.pid);
 		goto fail;
 	}
+	c->agent_tid_local = local_agent;
 	fd = -1;
 	for (unsigned i = 0; i < 4; i++)
 		fds[i] = -1; /* the client's now */
@@ -973,7 +987,7 @@ static void handle_control(struct daemon *d, struct client *c)
 	case MSG_AGENT_STARTED: {
 		/* A fork child's agent, started after its hello: eviction may begin. Our number
 		 * for it: the process may be in a PID namespace of its own. */
-		pid_t agent = msg.agent.agent_tid > 0
+		pid_t agent = msg.agent.agent_tid > 0 && !c->agent_tid
 				      ? proc_tid_from_local(c->pid, msg.agent.agent_tid)
 				      : 0;
 
@@ -983,8 +997,9 @@ static void handle_control(struct daemon *d, struct client *c)
 			break;
 		}
 		pthread_mutex_lock(&c->lock);
-		if (!c->agent_tid) {
+		if (!c->agent_tid && proc_tgid(agent) == c->pid) {
 			c->agent_tid = agent;
+			c->agent_tid_local = msg.agent.agent_tid;
 			c->evict_paused = false;
 		}
 		pthread_mutex_unlock(&c->lock);

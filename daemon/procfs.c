@@ -167,7 +167,7 @@ static unsigned status_numbers(const char *path, const char *key, long *v, unsig
 pid_t proc_ns_local(pid_t pid, pid_t tid)
 {
 	char path[96];
-	long v[32];
+	long v[33]; /* 32 levels of nesting below the first */
 	unsigned n;
 
 	if (tid)

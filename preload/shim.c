@@ -913,6 +913,8 @@ static void find_own_objects(void)
 			dl_iterate_phdr(find_object, &q[i]);
 }
 
+static bool confined_by_seccomp(void);
+
 static int open_uffd(void)
 {
 	int fd, dev;
@@ -926,6 +928,10 @@ static int open_uffd(void)
 		if (fd >= 0)
 			return fd;
 	}
+	/* userfaultfd(2) is not in the sets services' filters allow (systemd's
+	 * @system-service), whose verdict is to kill: under a filter, the device only. */
+	if (confined_by_seccomp())
+		return dev >= 0 ? -EPERM : -ENOENT;
 	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	return fd >= 0 ? fd : -errno;
 }
@@ -1260,7 +1266,7 @@ static void *watchdog_main(void *arg)
 
 	(void)arg;
 	(void)prctl(PR_SET_NAME, "memext-watch");
-	W.tid = (pid_t)syscall(SYS_gettid);
+	__atomic_store_n(&W.tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	if (unshare(CLONE_FILES) < 0)
 		return NULL;
 	if (S.debug && S.uffd > STDERR_FILENO)
@@ -1312,7 +1318,7 @@ static void start_watchdog(void)
 	pthread_t t;
 	int r;
 
-	W.tid = 0;
+	__atomic_store_n(&W.tid, 0, __ATOMIC_RELEASE);
 	pthread_attr_init(&attr);
 	pthread_attr_setstack(&attr, (char *)S.agent_stack + PAGE_SIZE, WATCHDOG_STACK_BYTES);
 	r = pthread_create(&t, &attr, watchdog_main, NULL);
@@ -1322,6 +1328,9 @@ static void start_watchdog(void)
 		return;
 	}
 	pthread_detach(t);
+	/* Its tid, for whoever waits for its end (shim_threads_open()): known from here on. */
+	while (!__atomic_load_n(&W.tid, __ATOMIC_ACQUIRE))
+		sched_yield();
 }
 
 static void close_fd(int *fd)
@@ -1649,12 +1658,14 @@ static void shim_threads_open(struct shim_threads *t)
 	pid_t agent = __atomic_load_n(&S.agent_tid, __ATOMIC_ACQUIRE);
 
 	t->tid[0] = agent;
-	t->tid[1] = W.tid;
+	t->tid[1] = __atomic_load_n(&W.tid, __ATOMIC_ACQUIRE);
 	p[0] = (struct pollfd){.fd = agent ? (int)syscall(SYS_pidfd_open, agent, PIDFD_THREAD) : -1,
 			       .events = POLLIN};
 	if (agent && p[0].fd < 0 && errno != ESRCH)
 		p[0].events = 0; /* Linux 6.8: its flag, then a moment for its exit */
-	p[1] = (struct pollfd){.fd = W.tid ? (int)syscall(SYS_pidfd_open, W.tid, PIDFD_THREAD) : -1,
+	p[1] = (struct pollfd){.fd = t->tid[1] ? (int)syscall(SYS_pidfd_open, t->tid[1],
+								      PIDFD_THREAD)
+					       : -1,
 			       .events = POLLIN};
 }
 
@@ -2420,10 +2431,13 @@ static bool wants_one_thread_unshare(unsigned long flags)
 
 static bool wants_one_thread_setns(int fd, int nstype)
 {
+	/* No call of ours once memext is not there: a filter may forbid the ioctl. */
+	if (!__atomic_load_n(&S.active, __ATOMIC_ACQUIRE) || S.pid != getpid())
+		return false;
 	/* nstype 0: whatever namespace fd is (NS_GET_NSTYPE); a pidfd's flags name several. */
 	if (nstype == 0)
 		nstype = (int)libc_syscall(SYS_ioctl, fd, NS_GET_NSTYPE, 0, 0, 0, 0);
-	return nstype > 0 && (nstype & (CLONE_NEWUSER | CLONE_NEWNS));
+	return nstype > 0 && (nstype & (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWTIME));
 }
 
 _public_ int unshare(int flags)
