@@ -223,7 +223,8 @@ static long libc_syscall(long nr, long a, long b, long c, long d, long e, long f
 }
 
 /* The shim's own ioctls are system calls: ioctl() is interposed (below). */
-#define sys_ioctl(fd, request, arg) ((int)syscall(SYS_ioctl, (fd), (request), (arg)))
+#define sys_ioctl(fd, request, arg)                                                         \
+	((int)libc_syscall(SYS_ioctl, (long)(fd), (long)(request), (long)(arg), 0, 0, 0))
 
 /* The shim closes its own fds with the system call: close() is interposed (below). */
 static void sys_close(int fd)
@@ -2485,8 +2486,8 @@ _public_ int prctl(int option, ...)
 }
 
 /*
- * syscall(): for seccomp(2), which glibc has no wrapper for, and for prctl(), unshare() and
- * setns() by number. Reads six arguments, as glibc's syscall() passes on six registers whatever
+ * syscall(): for seccomp(2), which glibc has no wrapper for, and for prctl(), unshare(),
+ * setns() and a UFFDIO_REGISTER ioctl() by number. Reads six arguments, as glibc's syscall() passes on six registers whatever
  * the call takes.
  */
 _public_ long syscall(long nr, ...)
@@ -2498,6 +2499,9 @@ _public_ long syscall(long nr, ...)
 	for (unsigned i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
+	/* A program's own userfaultfd registration, by number: handed over as through ioctl(). */
+	if (nr == SYS_ioctl && (unsigned)a[1] == UFFDIO_REGISTER)
+		return ioctl((int)a[0], (unsigned long)a[1], (void *)a[2]);
 	if (seccomp_filters(nr, a[0], a[1], a[2]))
 		leave_memext(BEFORE_SECCOMP);
 	else if ((nr == SYS_unshare && wants_one_thread_unshare((unsigned long)a[0])) ||

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wl-ownuffd SIZE
+ * wl-ownuffd SIZE [raw]
+ *
+ * raw: the registrations are made by number, syscall(SYS_ioctl, ...), as some programs do.
  *
  * A program with a userfaultfd of its own (as a live migration's receiver or a checkpoint
  * restorer has) registers memory memext has evicted. The kernel lets one userfaultfd hold a
@@ -160,13 +162,15 @@ int main(int argc, char **argv)
 {
 	pthread_t reader, handler;
 	struct uffdio_register reg;
+	bool raw;
 	struct uffdio_range range;
 	size_t half, faults;
 	int r;
 
 	wl_set_prog(argv[0]);
-	if (argc != 2)
-		wl_die("usage: wl-ownuffd SIZE");
+	if (argc != 2 && !(argc == 3 && strcmp(argv[2], "raw") == 0))
+		wl_die("usage: wl-ownuffd SIZE [raw]");
+	raw = argc == 3;
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	nr_target = nr_pages / 16;
 	if (nr_target < 2)
@@ -191,7 +195,8 @@ int main(int argc, char **argv)
 		.range = {.start = (uint64_t)(uintptr_t)region, .len = nr_target * WL_PAGE_SIZE},
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	if (ioctl(own_uffd, UFFDIO_REGISTER, &reg) < 0)
+	if ((raw ? syscall(SYS_ioctl, own_uffd, UFFDIO_REGISTER, &reg)
+		 : ioctl(own_uffd, UFFDIO_REGISTER, &reg)) < 0)
 		wl_die("UFFDIO_REGISTER of the target (%zu pages at %p) with our own userfaultfd: %m",
 		       nr_target, region);
 	wl_log("target registered with our own userfaultfd");
