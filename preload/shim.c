@@ -914,8 +914,6 @@ static void find_own_objects(void)
 			dl_iterate_phdr(find_object, &q[i]);
 }
 
-static bool confined_by_seccomp(void);
-
 static int open_uffd(void)
 {
 	int fd, dev;
@@ -929,10 +927,6 @@ static int open_uffd(void)
 		if (fd >= 0)
 			return fd;
 	}
-	/* userfaultfd(2) is not in the sets services' filters allow (systemd's
-	 * @system-service), whose verdict is to kill: under a filter, the device only. */
-	if (confined_by_seccomp())
-		return dev >= 0 ? -EPERM : -ENOENT;
 	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	return fd >= 0 ? fd : -errno;
 }
