@@ -1418,9 +1418,11 @@ static int fd_evacuate(int fd)
 }
 
 /*
- * Interposed: close(), close_range(), closefrom(), dup2(), dup3(). To the application the
- * shim's fds do not exist: closing one fails with EBADF, as it would without the shim, ranges
- * are closed around them, and a dup onto one moves it first. Not caught: the raw system calls
+ * Interposed: close(), close_range(), closefrom(), dup2(), dup3(). The application cannot
+ * take the shim's fds: closing one succeeds and leaves it open, ranges are closed around
+ * them, and a dup onto one moves it first. Success, not EBADF, because a program that closes
+ * what it found in /proc/self/fd expects success for each (Chromium's crash reporter warns,
+ * Chromium's ScopedFD aborts); one that closes numbers it never opened ignores the answer. Not caught: the raw system calls
  * (syscall(SYS_close_range, ...)), and glibc's internal calls, e.g. the close_range of
  * posix_spawn's addclosefrom action, which runs in the child. The agent's own table keeps
  * eviction going either way; what the raw calls can take is the uffd early registration
@@ -1428,10 +1430,8 @@ static int fd_evacuate(int fd)
  */
 _public_ int close(int fd)
 {
-	if (shim_fd_here(fd)) {
-		errno = EBADF;
-		return -1;
-	}
+	if (shim_fd_here(fd))
+		return 0;
 	return __close(fd);
 }
 
@@ -2568,7 +2568,22 @@ static bool confined_by_seccomp(void)
 	return strtol(p + strlen("\nSeccomp:"), NULL, 10) != 0;
 }
 
-__attribute__((constructor)) static void memext_init(void)
+/*
+ * Programs that check they have a single thread, and stop if they have more, before any call
+ * the shim could leave memext at. Chromium's zygote (and Electron's, and CEF's: all are
+ * started with --type=zygote) counts its threads in /proc/self/task right after start-up and
+ * traps on more than one; it then only forks renderers, which leave memext anyway when they
+ * install their seccomp filter.
+ */
+static const char *needs_one_thread(int argc, char **argv)
+{
+	for (int i = 1; argv && i < argc && argv[i]; i++)
+		if (strcmp(argv[i], "--type=zygote") == 0)
+			return "a zygote (--type=zygote), which must have a single thread";
+	return NULL;
+}
+
+__attribute__((constructor)) static void memext_init(int argc, char **argv)
 {
 	const char *e;
 	uint64_t budget = 0;
@@ -2585,6 +2600,11 @@ __attribute__((constructor)) static void memext_init(void)
 	 * SystemCallArchitectures=) run under filters that allow what memext does: managed.
 	 * MEMEXT_UNDER_SECCOMP=0 is for one that forbids it (ioctl, madvise, mincore, sockets)
 	 * and would kill the program at the shim's first call. */
+	e = needs_one_thread(argc, argv);
+	if (e) {
+		shim_log("%s: memext stays out", e);
+		return;
+	}
 	e = getenv("MEMEXT_UNDER_SECCOMP");
 	if (e && strcmp(e, "0") == 0 && confined_by_seccomp()) {
 		shim_log("a seccomp filter confines this process and MEMEXT_UNDER_SECCOMP=0: memext "

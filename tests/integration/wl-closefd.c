@@ -7,7 +7,9 @@
  * (closefrom(3)), loop (close(fd) for fd in 3..65535) or dup2 (dup2() of /dev/null onto every
  * number from 3 to 1023 -- where the shim keeps its fds -- then close() of each) or
  * raw-close-range (the system call itself, which no interposition sees: the fds in the
- * agent's own table must keep eviction going). The shim's
+ * agent's own table must keep eviction going) or proc-fd (close() of every fd listed in
+ * /proc/self/fd, as Chromium's crash reporter does: each close must succeed, as it would
+ * without the shim). The shim's
  * own fds (its userfaultfd,
  * the control socket, the agent's socket) must survive it, and the numbers the application
  * gets back afterwards must stay the application's.
@@ -19,6 +21,7 @@
  * pages of both halves, checks every page and reads every token back: a pipe the shim used
  * as its own would have lost or gained bytes.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 
@@ -65,6 +68,27 @@ static void dup2_onto_all(void)
 			wl_die("close(%d) after dup2 onto it: %m", fd);
 }
 
+static void close_listed(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (!dir)
+		wl_die("opendir /proc/self/fd: %m");
+	while ((de = readdir(dir))) {
+		int fd = atoi(de->d_name);
+
+		if (de->d_name[0] == '.' || fd < 3 || fd == dirfd(dir))
+			continue;
+		if (close(fd) < 0)
+			wl_die("close(%d), listed in /proc/self/fd: %m", fd);
+		n++;
+	}
+	closedir(dir);
+	wl_log("closed the %d fds listed in /proc/self/fd", n);
+}
+
 static void close_all(const char *mode)
 {
 	if (!strcmp(mode, "close-range")) {
@@ -80,8 +104,11 @@ static void close_all(const char *mode)
 			wl_die("syscall(SYS_close_range, 3, ~0U, 0): %m");
 	} else if (!strcmp(mode, "dup2")) {
 		dup2_onto_all();
+	} else if (!strcmp(mode, "proc-fd")) {
+		close_listed();
 	} else {
-		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2, raw-close-range)",
+		wl_die("unknown MODE %s (close-range, closefrom, loop, dup2, raw-close-range, "
+		       "proc-fd)",
 		       mode);
 	}
 }
@@ -144,7 +171,7 @@ int main(int argc, char **argv)
 
 	wl_set_prog(argv[0]);
 	if (argc != 3)
-		wl_die("usage: %s close-range|closefrom|loop|dup2|raw-close-range SIZE", argv[0]);
+		wl_die("usage: %s close-range|closefrom|loop|dup2|raw-close-range|proc-fd SIZE", argv[0]);
 	half_pages = wl_parse_size(argv[2]) / WL_PAGE_SIZE / 2;
 	if (!half_pages)
 		wl_die("bad SIZE");

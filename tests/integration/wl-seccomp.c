@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wl-seccomp SIZE OPS MODE      MODE: seccomp | prctl | userns
+ * wl-seccomp SIZE OPS MODE      MODE: seccomp | prctl | userns | zygote
  *
  * A program that sandboxes itself, as browsers' renderers and many services do. A region of
  * SIZE bytes is filled and OPS random reads and writes go over it, so that memext evicts part
@@ -16,6 +16,10 @@
  * kept from coming back, or a call of the shim the filter killed, fails the test. In seccomp
  * mode the program then executes itself (wl-seccomp exec-child) under the filter it inherits,
  * with MEMEXT_UNDER_SECCOMP=0: the shim must stay out, as its start-up makes ioctl() calls.
+ * zygote: no filter; the program starts itself again as a sandbox's fork server does, with
+ * --type=zygote among its arguments (Chromium's, Electron's), and that process checks it has a
+ * single thread as Chromium's zygote does (a trap if not), then forks a child that fills and
+ * checks memory of its own.
  * Exit 77 when the kernel has no seccomp filters.
  */
 #include <linux/audit.h>
@@ -25,6 +29,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -80,6 +85,53 @@ static void map_and_fork(void)
 		wl_mismatch("the fork child under the filter ended with status %#x", status);
 }
 
+/* Chromium's zygote: the link count of /proc/self/task is 2 + its number of threads. */
+static int zygote(void)
+{
+	struct stat st;
+	size_t len = 4 << 20;
+	int status;
+	pid_t pid;
+
+	if (stat("/proc/self/task", &st) < 0)
+		wl_die("stat /proc/self/task: %m");
+	if (st.st_nlink != 3)
+		wl_mismatch("the zygote has %ju threads, not 1: a sandbox's zygote stops here",
+			    (uintmax_t)st.st_nlink - 2);
+	pid = fork();
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0) {
+		char *m = wl_mmap_anon(len);
+
+		for (size_t p = 0; p < len / WL_PAGE_SIZE; p++)
+			wl_page_fill(m + p * WL_PAGE_SIZE, p, 1, 0);
+		for (size_t p = 0; p < len / WL_PAGE_SIZE; p++)
+			wl_page_check("zygote's child", m + p * WL_PAGE_SIZE, p, 1, 0, 0);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		wl_mismatch("the zygote's child ended with status %#x", status);
+	wl_log("ok: the zygote had one thread");
+	return 0;
+}
+
+/* Starts this program again as a zygote; returns when it has ended well. */
+static void start_zygote(const char *prog)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		wl_die("fork: %m");
+	if (pid == 0) {
+		execl("/proc/self/exe", prog, "zygote-child", "--type=zygote", (char *)NULL);
+		wl_die("execl: %m");
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		wl_mismatch("the zygote ended with status %#x", status);
+}
+
 /* Returns 0, or -1 with errno. */
 static int sandbox(bool tsync)
 {
@@ -120,9 +172,11 @@ int main(int argc, char **argv)
 		wl_log("ok: executed under the filter");
 		return 0;
 	}
+	if (argc == 3 && strcmp(argv[1], "zygote-child") == 0)
+		return zygote();
 	if (argc != 4 || (strcmp(argv[3], "seccomp") != 0 && strcmp(argv[3], "prctl") != 0 &&
-			  strcmp(argv[3], "userns") != 0))
-		wl_die("usage: wl-seccomp SIZE OPS seccomp|prctl|userns");
+			  strcmp(argv[3], "userns") != 0 && strcmp(argv[3], "zygote") != 0))
+		wl_die("usage: wl-seccomp SIZE OPS seccomp|prctl|userns|zygote");
 	nr_pages = wl_parse_size(argv[1]) / WL_PAGE_SIZE;
 	ops = wl_parse_u64(argv[2]);
 	tsync = strcmp(argv[3], "seccomp") == 0;
@@ -145,7 +199,9 @@ int main(int argc, char **argv)
 		wl_mismatch("no page was evicted after the probes: memext let the program go");
 
 	wl_phase("sandbox");
-	if (strcmp(argv[3], "userns") == 0) {
+	if (strcmp(argv[3], "zygote") == 0) {
+		start_zygote(argv[0]);
+	} else if (strcmp(argv[3], "userns") == 0) {
 		if (unshare(CLONE_NEWUSER) < 0) {
 			if (errno == EPERM || errno == ENOSPC) {
 				wl_log("no user namespaces here (%m): nothing to test");
