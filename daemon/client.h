@@ -150,6 +150,7 @@ struct client {
 	bool fork_requested; /* FORK_PREPARE received, reclaim thread drains */
 	uint32_t fork_token; /* of that FORK_PREPARE: the child names it in its hello */
 	bool fork_drain;     /* that FORK_PREPARE asked for every page back (FORK_DRAIN) */
+	bool fork_under_way; /* from FORK_PREPARE to FORK_DONE */
 	bool drain_requested; /* memextctl drain: bring everything back, evict no more */
 	bool leave_requested; /* MSG_LEAVE: release it (leave_seq answers), then leave it be */
 	atomic_bool left;     /* ... done: nothing of it is registered, the agent has ended */

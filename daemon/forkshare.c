@@ -154,6 +154,21 @@ struct fork_share *fork_share_claim(struct manager *m, pid_t parent, uint32_t to
 	return f;
 }
 
+void fork_share_drop(struct manager *m, pid_t parent, uint32_t token)
+{
+	struct fork_share *f = NULL;
+
+	pthread_mutex_lock(&m->forks_lock);
+	for (struct fork_share **p = &m->forks; *p; p = &(*p)->next)
+		if ((*p)->parent == parent && (*p)->token == token) {
+			f = *p;
+			*p = f->next;
+			break;
+		}
+	pthread_mutex_unlock(&m->forks_lock);
+	fork_share_free(m->store, f);
+}
+
 void fork_share_return(struct manager *m, struct fork_share *f)
 {
 	if (!f)
@@ -162,6 +177,17 @@ void fork_share_return(struct manager *m, struct fork_share *f)
 	f->next = m->forks;
 	m->forks = f;
 	pthread_mutex_unlock(&m->forks_lock);
+}
+
+unsigned fork_share_count(struct manager *m)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&m->forks_lock);
+	for (struct fork_share *f = m->forks; f; f = f->next)
+		n++;
+	pthread_mutex_unlock(&m->forks_lock);
+	return n;
 }
 
 bool fork_share_pending(struct manager *m)

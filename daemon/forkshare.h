@@ -83,8 +83,15 @@ int fork_share_settle(struct client *child);
  * record. NULL is fine. */
 void fork_share_free(struct store *s, struct fork_share *f);
 
+/* Drops parent's snapshot for token, unclaimed: the parent asked again before its fork went
+ * on, to bring every page back (a clone() after the program ran the atfork handlers). */
+void fork_share_drop(struct manager *m, pid_t parent, uint32_t token);
+
 /* Puts a claimed snapshot back, not attached (the child could not be taken this time). */
 void fork_share_return(struct manager *m, struct fork_share *f);
+
+/* How many snapshots wait for their child. */
+unsigned fork_share_count(struct manager *m);
 
 /* Whether a snapshot waits for its child. */
 bool fork_share_pending(struct manager *m);

@@ -940,18 +940,30 @@ static void handle_control(struct daemon *d, struct client *c)
 		return;
 	}
 	switch (msg.h.type) {
-	case MSG_FORK_PREPARE:
+	case MSG_FORK_PREPARE: {
+		bool again;
+		uint32_t earlier;
+
 		pthread_mutex_lock(&c->lock);
+		/* Again before FORK_DONE, saying the first one will have no child. */
+		again = (msg.fork.flags & FORK_REPLACES) && c->fork_under_way &&
+			!c->fork_requested && c->fork_token != msg.h.seq;
+		earlier = c->fork_token;
+		c->fork_under_way = true;
 		c->evict_paused = true;
 		c->fork_requested = true;
 		c->fork_token = msg.h.seq;
 		c->fork_drain = msg.fork.flags & FORK_DRAIN;
 		pthread_mutex_unlock(&c->lock);
+		if (again)
+			fork_share_drop(&d->m, c->pid, earlier);
 		atomic_store(&d->m.fork_prepared, true);
 		manager_kick_reclaim(&d->m);
 		break;
+	}
 	case MSG_FORK_DONE:
 		pthread_mutex_lock(&c->lock);
+		c->fork_under_way = false;
 		c->evict_paused = false;
 		pthread_mutex_unlock(&c->lock);
 		manager_kick_reclaim(&d->m);

@@ -1010,9 +1010,14 @@ static void prepare_fork(struct reclaimer *rc, struct client *c)
 		atomic_fetch_add(&c->m->totals.forks_shared, 1);
 		atomic_fetch_add(&c->m->totals.fork_pages_shared, (uint64_t)r);
 	} else {
-		log_warning_errno(r, "client %d: cannot share evicted pages with the fork child, "
-				     "bringing them back: %m",
-				  c->pid);
+		if (drain)
+			log_info("client %d: bringing every page back before a fork that shares "
+				 "none (clone() without CLONE_VM, or a full fd table)",
+				 c->pid);
+		else
+			log_warning_errno(r, "client %d: cannot share evicted pages with the fork "
+					     "child, bringing them back: %m",
+					  c->pid);
 		atomic_fetch_add(&c->m->totals.forks_drained, 1);
 		r = drain_client(rc, c);
 		if (r < 0)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "forkshare.h"
 #include "macro.h"
 #include "manager.h"
 #include "memext-build.h"
@@ -218,6 +219,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
 		",\"io_overflow\":%" PRIu64 ",\"hand_backs\":%" PRIu64
 		",\"hand_back_pages\":%" PRIu64 ",\"taken_back\":%" PRIu64
+		",\"fork_snapshots\":%u"
 		",\"fault_usec_p50\":%" PRIu64
 		",\"fault_usec_p99\":%" PRIu64 ",\"fault_usec_histogram\":[",
 		atomic_load(&m->totals.pswpin), atomic_load(&m->totals.pswpout),
@@ -242,7 +244,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.fault_unhomed), atomic_load(&m->totals.adopt_swap_pages),
 		atomic_load(&m->totals.adopt_poisoned), atomic_load(&m->totals.io_overflow),
 		atomic_load(&m->totals.hand_backs), atomic_load(&m->totals.hand_back_pages),
-		atomic_load(&m->totals.taken_back), hist_quantile(snap, 0.50),
+		atomic_load(&m->totals.taken_back), fork_share_count(m), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
 		if (!snap[i])
@@ -391,9 +393,11 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 			   "user namespace\n",
 			atomic_load(&m->totals.clients_left));
 	fprintf(f, "forks: %" PRIu64 " shared %" PRIu64 " evicted pages with the child, %" PRIu64
-		   " brought every page back first; %" PRIu64 " resident pages unshared to evict\n",
+		   " brought every page back first; %" PRIu64 " resident pages unshared to evict; "
+		   "%u snapshots wait for their child\n",
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
-		atomic_load(&m->totals.forks_drained), atomic_load(&m->totals.fork_pages_unshared));
+		atomic_load(&m->totals.forks_drained), atomic_load(&m->totals.fork_pages_unshared),
+		fork_share_count(m));
 	if (atomic_load(&m->totals.adopt_swap_pages) || atomic_load(&m->totals.adopt_poisoned))
 		fprintf(f,
 			"adopted after a crash: %" PRIu64 " pages in place in swap areas, %" PRIu64
@@ -578,6 +582,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_taken_back_total", "counter",
 		   "Ranges taken back once the application's own userfaultfd let go of them.",
 		   atomic_load(&m->totals.taken_back));
+	prom_value(f, "memext_fork_snapshots", "gauge",
+		   "Snapshots of a parent's evicted pages waiting for its fork child to claim them.",
+		   fork_share_count(m));
 
 	hist_snapshot(&m->totals.fault_usec, snap);
 	prom_head(f, "memext_fault_duration_seconds", "histogram",

@@ -120,9 +120,12 @@ static struct {
 	pid_t fork_parent;   /* the pid that sent it: getppid() in the child may already be a
 			      * reaper's, when the parent exits at once (daemon(3)) */
 	int fork_shared;     /* evicted pages the daemon keeps for the child (FORK_READY) */
+	int fork_status;     /* FORK_READY's status: < 0, not every page came back for a drain */
 	int fork_pmem_fd;    /* the daemon's pmem, from FORK_READY: the child hands it on */
 	bool fork_prepared;  /* fork_prepare() ran for the fork under way (fork_lock held): the
 			      * child handlers have work to do */
+	pid_t fork_owner;    /* the thread that holds fork_lock (a fork, a control request) */
+	bool fork_busy;      /* ... and is waiting for the daemon's answer */
 	bool agent_late;     /* a fork child whose hello was answered: fork_child_late() starts
 			      * its agent */
 	bool hello_refused;  /* the last hello was answered, with an error */
@@ -1952,7 +1955,7 @@ static bool room_for_child_fds(int ctl)
  * and, with any, its pmem memfd (S.fork_pmem_fd) for the child to hand on. Returns false when
  * the daemon went away meanwhile.
  */
-static bool fork_request(int fd)
+static bool fork_request(int fd, uint32_t flags)
 {
 	struct msg_fork m = {0};
 	struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -1960,9 +1963,11 @@ static bool fork_request(int fd)
 	S.fork_token = fork_token_new();
 	S.fork_parent = getpid();
 	S.fork_shared = 0;
+	S.fork_status = 0;
 	proto_init_header(&m.h, MSG_FORK_PREPARE, sizeof(m), S.fork_token);
+	m.flags = flags;
 	if (!room_for_child_fds(fd))
-		m.flags = FORK_DRAIN;
+		m.flags |= FORK_DRAIN;
 	if (proto_send(fd, &m, sizeof(m), NULL, 0) < 0)
 		return false;
 	for (;;) {
@@ -1989,31 +1994,54 @@ static bool fork_request(int fd)
 				sys_close(fds[i]);
 		if (ours) {
 			S.fork_shared = MAX(m.status, 0);
+			S.fork_status = m.status;
 			return true;
 		}
 	}
 }
 
-static void fork_prepare(void)
+/*
+ * FORK_PREPARE until a daemon answers it, fork_lock held. drain: every evicted page back
+ * before the copy, the child shares none (clone_prepare()). The child must not copy an
+ * address space whose evicted pages only a daemon has: while no daemon serves us (it died,
+ * the next one is not there yet) this waits for the agent to reconnect.
+ */
+static void fork_ask(uint32_t flags)
 {
-	pthread_mutex_lock(&S.fork_lock);
-	S.fork_prepared = true;
-	/*
-	 * The child must not copy an address space whose evicted pages only a daemon has: while
-	 * no daemon serves us (it died, the next one is not there yet) this waits for the agent
-	 * to reconnect.
-	 */
+	S.fork_busy = true;
+	S.fork_status = 0;
 	while (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE)) {
 		unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
 		int fd = control_current(gen);
 
-		if (fd >= 0 && fork_request(fd))
-			return;
+		if (fd >= 0 && fork_request(fd, flags))
+			break;
 		for (int i = 0; i < 10 && gen == __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE) &&
 				__atomic_load_n(&S.active, __ATOMIC_ACQUIRE);
 		     i++)
 			usleep(10000);
 	}
+	S.fork_busy = false;
+}
+
+static void fork_prepare_as(bool drain)
+{
+	pthread_mutex_lock(&S.fork_lock);
+	S.fork_prepared = true;
+	__atomic_store_n(&S.fork_owner, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+	fork_ask(drain ? FORK_DRAIN : 0);
+}
+
+static void fork_prepare(void)
+{
+	fork_prepare_as(false);
+}
+
+static void fork_unlock(void)
+{
+	S.fork_prepared = false;
+	__atomic_store_n(&S.fork_owner, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&S.fork_lock);
 }
 
 static void fork_parent(void)
@@ -2026,8 +2054,7 @@ static void fork_parent(void)
 		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
 	close_fd(&S.fork_pmem_fd); /* the child's to hand on */
-	S.fork_prepared = false;
-	pthread_mutex_unlock(&S.fork_lock);
+	fork_unlock();
 }
 
 /*
@@ -2099,8 +2126,241 @@ static void fork_child_late(void)
 	close_fd(&S.fork_pmem_fd);
 	S.fork_shared = 0;
 	S.fork_parent = 0;
-	S.fork_prepared = false;
-	pthread_mutex_unlock(&S.fork_lock);
+	fork_unlock();
+}
+
+/*
+ * A child that copies the address space without fork()'s handlers: glibc's clone() without
+ * CLONE_VM (Firefox starts its sandboxed processes so, with namespace flags), and clone,
+ * clone3 and fork by number through syscall() (Chromium's zygote launch). Its memory is not
+ * registered with any userfaultfd (no UFFD_FEATURE_EVENT_FORK), so where the parent had
+ * evicted a page it would read zeroes. Every evicted page comes back before the copy
+ * (FORK_DRAIN, eviction paused until the parent's clone returns), and the child runs
+ * unmanaged: no agent can start in a process whose glibc was not told it forked. It is
+ * managed again once it executes a program.
+ */
+static bool clone_copies_memory(unsigned long flags)
+{
+	return !(flags & CLONE_VM) && __atomic_load_n(&S.active, __ATOMIC_ACQUIRE) &&
+	       S.pid == getpid();
+}
+
+enum clone_prep {
+	CLONE_TOOK_LOCK, /* clone_parent() ends it */
+	CLONE_PROGRAM_HOLDS, /* the program's parent handler ends it */
+	CLONE_REFUSED,   /* the call fails with EAGAIN */
+};
+
+/*
+ * Every evicted page back before the copy. The program may run the atfork handlers itself
+ * around its clone (Firefox, whose __register_atfork() keeps a list of its own):
+ * fork_prepare() then holds fork_lock for this thread and asked for a shared snapshot, which
+ * no child will claim; asked again, to drain, and memextd drops that snapshot. A signal
+ * handler that interrupted this thread's own exchange with memextd cannot ask: refused, as
+ * when not every page could come back.
+ */
+static enum clone_prep clone_prepare(void)
+{
+	enum clone_prep how = CLONE_TOOK_LOCK;
+
+	if (__atomic_load_n(&S.fork_owner, __ATOMIC_RELAXED) == (pid_t)syscall(SYS_gettid)) {
+		if (S.fork_busy)
+			return CLONE_REFUSED;
+		fork_ask(FORK_DRAIN | FORK_REPLACES);
+		how = CLONE_PROGRAM_HOLDS;
+	} else {
+		fork_prepare_as(true);
+	}
+	if (S.fork_status >= 0)
+		return how;
+	shim_log("not every evicted page came back (%s): clone() refused", errstr(S.fork_status));
+	if (how == CLONE_TOOK_LOCK)
+		fork_parent();
+	return CLONE_REFUSED;
+}
+
+/*
+ * In the child: the parent's fds are let go of, and the parent's move gate unmapped (a
+ * sandboxed child must not write to it). A child that shares the parent's table (CLONE_FILES)
+ * keeps the numbers, and takes S.pid, so that the interposers keep its close() and dup2() off
+ * them; execve() gives it a table of its own first.
+ */
+static void clone_child(unsigned long flags)
+{
+	int saved = errno;
+
+	if (!(flags & CLONE_FILES)) {
+		close_fd(&S.control_fd);
+		close_fd(&S.agent_fd);
+		close_fd(&S.uffd);
+		close_fd(&S.fork_pmem_fd);
+		A.fd = A.uffd = A.pmem_fd = -1;
+	} else {
+		S.pid = getpid();
+	}
+	if (A.gate)
+		(void)munmap(A.gate, PAGE_SIZE);
+	A.gate = NULL;
+	S.active = false;
+	S.armed = false;
+	S.fork_shared = 0;
+	S.fork_parent = 0;
+	fork_unlock(); /* the program's child handlers, if it runs them, find nothing to do */
+	errno = saved;
+}
+
+/* After the call, in the parent (or with no child): eviction goes on. */
+static void clone_parent(enum clone_prep how)
+{
+	int saved = errno;
+
+	if (how == CLONE_TOOK_LOCK)
+		fork_parent();
+	errno = saved;
+}
+
+typedef int (*clone_fn)(int (*)(void *), void *, int, void *, ...);
+typedef pid_t (*fork_fn)(void);
+
+/* glibc's, found in the constructor: a signal handler may call _Fork(), not dlsym(). */
+static clone_fn real_clone;
+static fork_fn real_fork;
+
+static void find_real_clones(void)
+{
+	if (!__atomic_load_n(&real_clone, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&real_clone, (clone_fn)dlsym(RTLD_NEXT, "clone"),
+				 __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&real_fork, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&real_fork, (fork_fn)dlsym(RTLD_NEXT, "_Fork"), __ATOMIC_RELEASE);
+}
+
+struct clone_call {
+	int (*fn)(void *);
+	void *arg;
+	unsigned long flags;
+};
+
+/* The child's first code, on its new stack: the struct is in its copy of our memory. */
+static int clone_trampoline(void *p)
+{
+	struct clone_call *c = p;
+
+	clone_child(c->flags);
+	return c->fn(c->arg);
+}
+
+_public_ int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	struct clone_call call = {fn, arg, (unsigned)flags};
+	enum clone_prep how;
+	int saved = errno, r;
+	pid_t *ptid, *ctid;
+	void *tls;
+	va_list ap;
+
+	/* Read whether passed or not, as glibc's clone() does: flags say which the kernel uses. */
+	va_start(ap, arg);
+	ptid = va_arg(ap, pid_t *);
+	tls = va_arg(ap, void *);
+	ctid = va_arg(ap, pid_t *);
+	va_end(ap);
+	find_real_clones();
+	if (!real_clone) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!fn || !clone_copies_memory((unsigned)flags))
+		return real_clone(fn, stack, flags, arg, ptid, tls, ctid);
+	how = clone_prepare();
+	if (how == CLONE_REFUSED) {
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = saved;
+	r = real_clone(clone_trampoline, stack, flags, &call, ptid, tls, ctid);
+	clone_parent(how);
+	return r;
+}
+
+/* The head of clone3()'s struct clone_args (CLONE_ARGS_SIZE_VER0: 64 bytes). */
+struct clone3_head {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
+/* The flags of a clone, clone3 or fork by number whose child runs on the caller's stack
+ * (another stack cannot return from syscall()); false for any other call. */
+static bool clone_by_number_flags(long nr, const long *a, unsigned long *flags)
+{
+	const struct clone3_head *args = (const void *)a[0];
+
+#ifdef SYS_fork
+	if (nr == SYS_fork) {
+		*flags = SIGCHLD;
+		return true;
+	}
+#endif
+	if (nr == SYS_clone && a[1] == 0) {
+		*flags = (unsigned long)a[0];
+		return true;
+	}
+	if (nr == SYS_clone3 && args && (size_t)a[1] >= sizeof(*args) && args->stack == 0) {
+		*flags = args->flags;
+		return true;
+	}
+	return false;
+}
+
+/* One that copies our memory: true, and its result in *ret. */
+static bool clone_by_number(long nr, const long *a, long *ret)
+{
+	enum clone_prep how;
+	unsigned long flags;
+	int saved = errno;
+
+	if (!clone_by_number_flags(nr, a, &flags) || !clone_copies_memory(flags))
+		return false;
+	how = clone_prepare();
+	if (how == CLONE_REFUSED) {
+		errno = EAGAIN;
+		*ret = -1;
+		return true;
+	}
+	errno = saved;
+	*ret = libc_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (*ret == 0)
+		clone_child(flags);
+	else
+		clone_parent(how);
+	return true;
+}
+
+/* glibc 2.34's fork() without the atfork handlers: it copies the address space all the same. */
+_public_ pid_t _Fork(void)
+{
+	enum clone_prep how;
+	int saved = errno;
+	pid_t r;
+
+	find_real_clones();
+	if (!real_fork) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!clone_copies_memory(SIGCHLD))
+		return real_fork();
+	how = clone_prepare();
+	if (how == CLONE_REFUSED) {
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = saved;
+	r = real_fork();
+	if (r == 0)
+		clone_child(SIGCHLD);
+	else
+		clone_parent(how);
+	return r;
 }
 
 /*
@@ -2333,6 +2593,8 @@ static int control_request(struct msg_header *req, size_t len, uint16_t type, ui
 	/* poll() is a cancellation point: a thread cancelled in it would keep fork_lock. */
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
 	pthread_mutex_lock(&S.fork_lock);
+	__atomic_store_n(&S.fork_owner, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+	S.fork_busy = true;
 	r = fd = control_current(__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE));
 	if (fd >= 0 && !offered)
 		r = -EOPNOTSUPP;
@@ -2355,6 +2617,8 @@ static int control_request(struct msg_header *req, size_t len, uint16_t type, ui
 		else if (in.h.type == want && in.h.seq == seq)
 			break;
 	}
+	S.fork_busy = false;
+	__atomic_store_n(&S.fork_owner, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&S.fork_lock);
 	pthread_setcancelstate(cancel_state, NULL);
 	/* Both answers have their status in the same place. */
@@ -2481,12 +2745,12 @@ _public_ int prctl(int option, ...)
 
 /*
  * syscall(): for seccomp(2), which glibc has no wrapper for, and for prctl(), unshare(),
- * setns() and a UFFDIO_REGISTER ioctl() by number. Reads six arguments, as glibc's syscall() passes on six registers whatever
- * the call takes.
+ * setns(), clone(), clone3(), fork() and a UFFDIO_REGISTER ioctl() by number. Reads six
+ * arguments, as glibc's syscall() passes on six registers whatever the call takes.
  */
 _public_ long syscall(long nr, ...)
 {
-	long a[6];
+	long a[6], r;
 	va_list ap;
 
 	va_start(ap, nr);
@@ -2496,6 +2760,8 @@ _public_ long syscall(long nr, ...)
 	/* A program's own userfaultfd registration, by number: handed over as through ioctl(). */
 	if (nr == SYS_ioctl && (unsigned)a[1] == UFFDIO_REGISTER)
 		return ioctl((int)a[0], (unsigned long)a[1], (void *)a[2]);
+	if (clone_by_number(nr, a, &r))
+		return r;
 	if (seccomp_filters(nr, a[0], a[1], a[2]))
 		leave_memext(BEFORE_SECCOMP);
 	else if ((nr == SYS_unshare && wants_one_thread_unshare((unsigned long)a[0])) ||
@@ -2590,6 +2856,7 @@ __attribute__((constructor)) static void memext_init(int argc, char **argv)
 	int r;
 
 	(void)libc_syscall_fn();
+	find_real_clones();
 	e = getenv("MEMEXT_DEBUG");
 	S.debug = e && *e && strcmp(e, "0") != 0;
 	if (getauxval(AT_SECURE)) {

@@ -129,12 +129,15 @@ struct msg_fork {
 	int32_t status; /* in FORK_READY: the evicted pages shared with the child (the daemon's
 			 * pmem memfd comes along when there are any), or -errno when they were
 			 * to be brought back and not all could be */
-	uint32_t flags; /* in FORK_PREPARE: FORK_DRAIN */
+	uint32_t flags; /* in FORK_PREPARE: FORK_DRAIN, FORK_REPLACES */
 };
 
 /* The child could not take the shared pages (its fd table is full: it cannot make the uffd,
  * sockets and pidfd a client needs): bring every evicted page back before the fork instead. */
 #define FORK_DRAIN (1U << 0)
+/* The sender's last FORK_PREPARE, not yet done, will have no child: drop its snapshot. Sent
+ * by a clone() after the program ran the atfork handlers itself (preload/shim.c). */
+#define FORK_REPLACES (1U << 1)
 
 /*
  * MSG_AGENT_STARTED, shim -> daemon on the control socket. A fork child says hello before it

@@ -18,14 +18,12 @@ run unconfined but are still children of the zygote, so unmanaged.
 """
 
 import os
-import subprocess
 import sys
-import time
 
 sys.dont_write_bytecode = True      # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib  # noqa: E402
-from e2elib import log, mib, read_rss_anon  # noqa: E402
+from e2elib import log, mib  # noqa: E402
 
 OBJECTS = 1500000
 ROUNDS = 3
@@ -78,24 +76,9 @@ def chromium_cmd(ctx, name, page):
 
 
 def native_run(ctx, page):
-    """Runs Chromium without the shim; returns its dump and the browser process's peak
-    RssAnon, sampled every 20 ms."""
+    """Chromium without the shim: its dump and the browser process's peak RssAnon."""
     cmd, dom = chromium_cmd(ctx, "native", page)
-    env = dict(e2elib.native_env(), HOME=ctx.tmp, TMPDIR=ctx.tmp)
-    p = subprocess.Popen(cmd, env=env, cwd=ctx.tmp, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-    peak = 0
-    deadline = time.monotonic() + 120
-    while p.poll() is None:
-        if time.monotonic() > deadline:
-            p.kill()
-            p.wait()
-            raise e2elib.TestFailure("native chromium ran over 120 s")
-        peak = max(peak, read_rss_anon(p.pid) or 0)
-        time.sleep(0.02)
-    if p.returncode != 0:
-        raise e2elib.TestFailure(f"native chromium exited {p.returncode}")
+    peak = e2elib.run_native(cmd, ctx.tmp, "chromium")
     with open(dom) as f:
         return f.read(), peak
 
@@ -130,13 +113,7 @@ def body(ctx):
         # Crashpad closes what it lists in /proc/self/fd and warns when a close fails.
         ctx.fail("crashpad could not close a descriptor of the shim's it listed")
     ctx.check_memext(footprint=footprint)
-    # The browser process itself, as last seen in the stats (sampled every 0.25 s).
-    seen = ctx.sampler.seen.get(app.pid, {})
-    min_out = (footprint - ctx.budget) // e2elib.PAGE // 2
-    if seen.get("pswpout", 0) < min_out or not seen.get("pswpin"):
-        ctx.fail(f"the browser process: pswpout {seen.get('pswpout')} (want at least "
-                 f"{min_out}: half its footprint over the budget), pswpin "
-                 f"{seen.get('pswpin')} (want some)")
+    ctx.check_process_evicted(app.pid, footprint, "the browser process")
 
 
 if __name__ == "__main__":

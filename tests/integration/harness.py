@@ -81,8 +81,14 @@ def make_daemon(args, tmp):
 class Client:
     """One workload process (its own process group), its output and its RSS samples."""
 
-    def __init__(self, idx, cmd, env):
+    def __init__(self, idx, cmd, env, tmp=None):
         self.idx = idx
+        # wl_phase() appends each phase here before printing it: a sample reads it after the
+        # RSS, so a phase the workload began before the sample is never missed (stdout is
+        # read by a thread, a little later).
+        self.phase_file = os.path.join(tmp, f"phases-{idx}") if tmp else None
+        if self.phase_file:
+            env = dict(env, MEMEXT_WL_PHASE_FILE=self.phase_file)
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
@@ -113,12 +119,24 @@ class Client:
                     self.phase = line[6:].strip()
                     self.phases.append(self.phase)
 
-    def sample(self, rss_skip_from):
+    def phases_begun(self):
+        """The phases the workload has begun, from its phase file (stdout's if it has none)."""
+        begun = []
+        if self.phase_file:
+            try:
+                with open(self.phase_file) as f:
+                    begun = ["start"] + f.read().split()
+            except FileNotFoundError:
+                pass
         with self.lock:
-            phase = self.phase
-            skipping = rss_skip_from is not None and rss_skip_from in self.phases
-        for pid in [self.pid] + descendants(self.pid):
-            rss = read_rss_anon(pid)
+            return begun if len(begun) >= len(self.phases) else list(self.phases)
+
+    def sample(self, rss_skip_from):
+        rss_of = [(pid, read_rss_anon(pid)) for pid in [self.pid] + descendants(self.pid)]
+        begun = self.phases_begun()
+        phase = begun[-1]
+        skipping = rss_skip_from is not None and rss_skip_from in begun
+        for pid, rss in rss_of:
             if rss is None:
                 continue
             self.samples += 1
@@ -246,8 +264,8 @@ def continue_stopped(args, daemon, c):
         c.stopped_since = None
 
 
-def run_clients(args, env, daemon):
-    clients = [Client(i, args.cmd, env) for i in range(args.clients)]
+def run_clients(args, env, daemon, tmp=None):
+    clients = [Client(i, args.cmd, env, tmp) for i in range(args.clients)]
     log("started workload pid(s) " + ", ".join(str(c.pid) for c in clients) + ": " +
         " ".join(args.cmd))
     deadline = time.monotonic() + args.timeout
@@ -458,7 +476,7 @@ def test_managed(args, tmp):
         silent = silent_connections(daemon, args.silent_connections)
         poller = StatsPoller(daemon)
         poller.start()
-        clients = run_clients(args, env, daemon)
+        clients = run_clients(args, env, daemon, tmp)
         poller.stop()
         check_silent_dropped(daemon, silent)
 

@@ -90,8 +90,17 @@ __attribute__((format(printf, 1, 2))) static inline void wl_log(const char *fmt,
 	fflush(stdout);
 }
 
+/* A phase begins: appended to $MEMEXT_WL_PHASE_FILE first (the harness reads it after each
+ * RSS sample, in order), then printed. */
 static inline void wl_phase(const char *name)
 {
+	const char *path = getenv("MEMEXT_WL_PHASE_FILE");
+	FILE *f = path ? fopen(path, "a") : NULL;
+
+	if (f) {
+		fprintf(f, "%s\n", name);
+		fclose(f);
+	}
 	printf("phase %s\n", name);
 	fflush(stdout);
 }
