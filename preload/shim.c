@@ -2574,14 +2574,18 @@ _public_ int mprotect(void *addr, size_t len, int prot)
  * -EOPNOTSUPP when the hello's ack did not offer the request: ack_flag). fork_lock keeps the
  * exchange from a fork's on the same socket; a daemon that goes away ends it.
  */
+_Static_assert(sizeof(struct msg_leave_done) == sizeof(struct msg_hand_back_done) &&
+		       offsetof(struct msg_leave_done, status) ==
+			       offsetof(struct msg_hand_back_done, status),
+	       "control_request() reads both answers as msg_hand_back_done");
+
 static int control_request(struct msg_header *req, size_t len, uint16_t type, uint16_t want,
 			   bool offered)
 {
 	/* Room for whatever else the control socket may hold (an answer nobody waited for). */
 	union {
 		struct msg_header h;
-		struct msg_hand_back_done done;
-		struct msg_leave_done left;
+		struct msg_hand_back_done done; /* MSG_LEAVE_DONE has the same layout */
 		struct msg_hello_ack ack;
 		struct msg_fork fork;
 	} in;
@@ -2621,8 +2625,7 @@ static int control_request(struct msg_header *req, size_t len, uint16_t type, ui
 	__atomic_store_n(&S.fork_owner, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&S.fork_lock);
 	pthread_setcancelstate(cancel_state, NULL);
-	/* Both answers have their status in the same place. */
-	return r < 0 ? r : (want == MSG_LEAVE_DONE ? in.left.status : in.done.status);
+	return r < 0 ? r : in.done.status;
 }
 
 /*
