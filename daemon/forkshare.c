@@ -12,8 +12,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "adopt.h"
 #include "client.h"
@@ -33,6 +35,8 @@ struct fork_share {
 	struct pagetable *pt;	   /* pmem: a STORED entry with a reference of its own per page;
 				    * NULL once the child has it */
 	struct client_record *rec; /* pmem: names pt for a successor (adopt.h) */
+	int child_pidfd;	   /* the child, once the parent named it (MSG_FORK_CHILD), or -1 */
+	bool child_gone;	   /* ... and it is gone without claiming */
 };
 
 static int drop_stored(uint64_t vpn, pte_t *pte, void *userdata)
@@ -56,6 +60,8 @@ void fork_share_free(struct store *s, struct fork_share *f)
 		pagetable_walk(f->pt, 0, UINT64_MAX / PAGE_SIZE, drop_stored, s);
 		pagetable_free(f->pt);
 	}
+	if (f->child_pidfd >= 0)
+		close(f->child_pidfd);
 	free(f);
 }
 
@@ -110,6 +116,7 @@ int fork_share_take(struct client *c, uint32_t token)
 		return -ENOMEM;
 	t.f->parent = c->pid;
 	t.f->token = token;
+	t.f->child_pidfd = -1;
 	t.f->uid = cred.uid;
 	t.f->taken_usec = now_usec();
 	t.f->pt = pagetable_new();
@@ -179,6 +186,33 @@ void fork_share_return(struct manager *m, struct fork_share *f)
 	pthread_mutex_unlock(&m->forks_lock);
 }
 
+void fork_share_watch_child(struct manager *m, pid_t parent, uint32_t token, int pidfd)
+{
+	bool taken = false;
+
+	pthread_mutex_lock(&m->forks_lock);
+	for (struct fork_share *f = m->forks; f; f = f->next)
+		if (f->parent == parent && f->token == token && f->child_pidfd < 0) {
+			f->child_pidfd = pidfd;
+			f->child_gone = pidfd < 0;
+			taken = true;
+			break;
+		}
+	pthread_mutex_unlock(&m->forks_lock);
+	if (!taken && pidfd >= 0)
+		close(pidfd); /* claimed already */
+}
+
+/* Whether the child the parent named is gone (a pidfd polls readable once it has exited). */
+static bool child_gone(struct fork_share *f)
+{
+	struct pollfd p = {.fd = f->child_pidfd, .events = POLLIN};
+
+	if (f->child_pidfd >= 0 && !f->child_gone)
+		f->child_gone = poll(&p, 1, 0) > 0;
+	return f->child_gone;
+}
+
 unsigned fork_share_count(struct manager *m)
 {
 	unsigned n = 0;
@@ -209,7 +243,7 @@ void fork_share_expire(struct manager *m, uint64_t now, bool force)
 		struct fork_share *f = *p;
 
 		/* taken_usec may be later than now: the reclaim thread took it meanwhile. */
-		if (force || f->taken_usec + FORK_CLAIM_TIMEOUT_USEC < now) {
+		if (force || f->taken_usec + FORK_CLAIM_TIMEOUT_USEC < now || child_gone(f)) {
 			*p = f->next;
 			f->next = gone;
 			gone = f;
@@ -222,7 +256,11 @@ void fork_share_expire(struct manager *m, uint64_t now, bool force)
 		struct fork_share *f = gone;
 
 		gone = f->next;
-		if (!force)
+		if (!force && f->child_gone)
+			log_info("the child of process %d's fork is gone without claiming its %" PRIu64
+				 " shared pages: dropped",
+				 (int)f->parent, f->nr);
+		else if (!force)
 			log_warning("the child of process %d's fork never claimed its %" PRIu64
 				    " shared pages: dropped",
 				    (int)f->parent, f->nr);

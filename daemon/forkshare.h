@@ -90,11 +90,19 @@ void fork_share_drop(struct manager *m, pid_t parent, uint32_t token);
 /* Puts a claimed snapshot back, not attached (the child could not be taken this time). */
 void fork_share_return(struct manager *m, struct fork_share *f);
 
+/*
+ * Main thread: parent named the child of its fork with token (pidfd: the child's, which the
+ * call takes). Its snapshot, if it still waits, is dropped once the child is gone; at once
+ * with pidfd -1 (the child is gone already).
+ */
+void fork_share_watch_child(struct manager *m, pid_t parent, uint32_t token, int pidfd);
+
 /* How many snapshots wait for their child. */
 unsigned fork_share_count(struct manager *m);
 
 /* Whether a snapshot waits for its child. */
 bool fork_share_pending(struct manager *m);
 
-/* Drops the references of snapshots unclaimed for FORK_CLAIM_TIMEOUT_USEC (all with force). */
+/* Drops the references of snapshots unclaimed for FORK_CLAIM_TIMEOUT_USEC, or whose child is
+ * gone (all with force). */
 void fork_share_expire(struct manager *m, uint64_t now, bool force);

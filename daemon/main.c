@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -917,11 +918,36 @@ static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range
 		manager_kick_reclaim(&d->m);
 }
 
+/*
+ * MSG_FORK_CHILD: the parent named the child of a fork that shares its evicted pages, by its
+ * own number. A parent numbered in a PID namespace of its own is left to the claim timeout.
+ */
+static void watch_fork_child(struct manager *m, struct client *c, uint32_t token, pid_t child)
+{
+	int pidfd;
+
+	if (child <= 0 || proc_ns_local(c->pid, 0) != c->pid)
+		return;
+	pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+	if (pidfd < 0) {
+		/* Reaped already; or it never was (the parent lies): its claim would have come. */
+		if (errno == ESRCH)
+			fork_share_watch_child(m, c->pid, token, -1);
+		return;
+	}
+	if (proc_ppid(child) != c->pid) {
+		close(pidfd); /* reaped, and the number taken by another process */
+		return;
+	}
+	fork_share_watch_child(m, c->pid, token, pidfd);
+}
+
 static void handle_control(struct daemon *d, struct client *c)
 {
 	union {
 		struct msg_header h;
 		struct msg_fork fork;
+		struct msg_fork_child fork_child;
 		struct msg_agent_started agent;
 		struct msg_evictable evictable;
 		struct msg_hand_back hand_back;
@@ -961,6 +987,9 @@ static void handle_control(struct daemon *d, struct client *c)
 		manager_kick_reclaim(&d->m);
 		break;
 	}
+	case MSG_FORK_CHILD:
+		watch_fork_child(&d->m, c, msg.h.seq, msg.fork_child.pid);
+		break;
 	case MSG_FORK_DONE:
 		pthread_mutex_lock(&c->lock);
 		c->fork_under_way = false;

@@ -87,6 +87,9 @@ static struct {
 	/* MEMEXT_TEST_UNREPORTED_MOVE=N: every Nth UFFDIO_MOVE that moves pages is answered as
 	 * Linux 6.18 may answer one (reconcile_moves): EEXIST, nothing moved, yet all moved. */
 	uint32_t test_unreported_every, test_move_calls;
+	/* MEMEXT_TEST_CHILD_DIES_AT_FORK=1: a fork child exits in its first atfork handler,
+	 * before it claims the pages it shares with its parent (a child killed right away). */
+	bool test_child_dies;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
@@ -2044,6 +2047,10 @@ static void fork_unlock(void)
 	pthread_mutex_unlock(&S.fork_lock);
 }
 
+/* The token of this thread's last fork whose child shares evicted pages, for fork() to name
+ * the child (MSG_FORK_CHILD); 0 if none. */
+static __thread uint32_t shared_fork_token;
+
 static void fork_parent(void)
 {
 	struct msg_fork m = {0};
@@ -2053,6 +2060,7 @@ static void fork_parent(void)
 		proto_init_header(&m.h, MSG_FORK_DONE, sizeof(m), 0);
 		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
+	shared_fork_token = S.fork_shared > 0 ? S.fork_token : 0;
 	close_fd(&S.fork_pmem_fd); /* the child's to hand on */
 	fork_unlock();
 }
@@ -2075,6 +2083,8 @@ static void fork_child(void)
 
 	if (!S.fork_prepared)
 		return; /* the shim is not managing this process: no fork_prepare() ran */
+	if (S.test_child_dies && S.fork_shared > 0)
+		_exit(0);
 
 	/* These are the parent's: its connection, its agent's socket, its uffd. A private agent
 	 * table is not copied into the child: its numbers are not ours here. */
@@ -2224,7 +2234,7 @@ typedef pid_t (*fork_fn)(void);
 
 /* glibc's, found in the constructor: a signal handler may call _Fork(), not dlsym(). */
 static clone_fn real_clone;
-static fork_fn real_fork;
+static fork_fn real_fork, real_libc_fork;
 
 static void find_real_clones(void)
 {
@@ -2233,6 +2243,9 @@ static void find_real_clones(void)
 				 __ATOMIC_RELEASE);
 	if (!__atomic_load_n(&real_fork, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&real_fork, (fork_fn)dlsym(RTLD_NEXT, "_Fork"), __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&real_libc_fork, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&real_libc_fork, (fork_fn)dlsym(RTLD_NEXT, "fork"),
+				 __ATOMIC_RELEASE);
 }
 
 struct clone_call {
@@ -2333,6 +2346,40 @@ static bool clone_by_number(long nr, const long *a, long *ret)
 	else
 		clone_parent(how);
 	return true;
+}
+
+/*
+ * fork() itself, to name the child to memextd once fork() returned in the parent: should the
+ * child die before it claims the evicted pages it shares (killed at once, say), memextd drops
+ * them then, not after a minute (and its stop does not wait that long for them).
+ */
+_public_ pid_t fork(void)
+{
+	struct msg_fork_child m = {0};
+	uint32_t token;
+	int saved, fd;
+	pid_t pid;
+
+	find_real_clones();
+	if (!real_libc_fork) {
+		errno = ENOSYS;
+		return -1;
+	}
+	shared_fork_token = 0;
+	pid = real_libc_fork();
+	token = shared_fork_token;
+	shared_fork_token = 0;
+	if (pid <= 0 || !token)
+		return pid;
+	saved = errno;
+	fd = control_fd();
+	if (fd >= 0 && __atomic_load_n(&S.active, __ATOMIC_ACQUIRE)) {
+		proto_init_header(&m.h, MSG_FORK_CHILD, sizeof(m), token);
+		m.pid = pid;
+		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
+	}
+	errno = saved;
+	return pid;
 }
 
 /* glibc 2.34's fork() without the atfork handlers: it copies the address space all the same. */
@@ -2910,6 +2957,8 @@ __attribute__((constructor)) static void memext_init(int argc, char **argv)
 	e = getenv("MEMEXT_TEST_UNREPORTED_MOVE");
 	if (e && *e)
 		S.test_unreported_every = (uint32_t)strtoul(e, NULL, 10);
+	e = getenv("MEMEXT_TEST_CHILD_DIES_AT_FORK");
+	S.test_child_dies = e && strcmp(e, "1") == 0;
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)
 		S.flags |= HELLO_IGNORE_MLOCK;

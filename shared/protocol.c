@@ -56,6 +56,7 @@ static const size_t fixed_size[_MSG_TYPE_MAX] = {
 	[MSG_NO_UFFD] = sizeof(struct msg_no_uffd),
 	[MSG_LEAVE] = sizeof(struct msg_leave),
 	[MSG_LEAVE_DONE] = sizeof(struct msg_leave_done),
+	[MSG_FORK_CHILD] = sizeof(struct msg_fork_child),
 };
 
 int proto_check(const void *buf, size_t n)

@@ -65,6 +65,7 @@ enum msg_type {
 	MSG_NO_UFFD,
 	MSG_LEAVE,
 	MSG_LEAVE_DONE,
+	MSG_FORK_CHILD,
 	_MSG_TYPE_MAX,
 };
 
@@ -130,6 +131,17 @@ struct msg_fork {
 			 * pmem memfd comes along when there are any), or -errno when they were
 			 * to be brought back and not all could be */
 	uint32_t flags; /* in FORK_PREPARE: FORK_DRAIN, FORK_REPLACES */
+};
+
+/*
+ * MSG_FORK_CHILD, shim -> daemon after fork() returned in the parent, for a fork whose child
+ * shares evicted pages: seq is that FORK_PREPARE's token. Should the child die before it
+ * claims them, the daemon drops them at once rather than after FORK_CLAIM_TIMEOUT_USEC.
+ */
+struct msg_fork_child {
+	struct msg_header h;
+	int32_t pid; /* the child, as the parent numbers it */
+	uint32_t pad;
 };
 
 /* The child could not take the shared pages (its fd table is full: it cannot make the uffd,
