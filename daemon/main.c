@@ -434,7 +434,7 @@ static bool hello_pids_ours(struct msg_hello *hello, pid_t peer, bool *namespace
 
 static int attach_control(struct daemon *d, int fd, const struct msg_control_attach *m)
 {
-	struct msg_hello_ack ack = {.status = -ESRCH, .flags = ACK_HAND_BACK | ACK_LEAVE};
+	struct msg_hello_ack ack = {.status = -ESRCH, .flags = ACK_HAND_BACK | ACK_LEAVE | ACK_FORK_CHILD};
 	struct client *c = NULL;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -673,7 +673,7 @@ static int take_hello(struct daemon *d, int fd_in)
 {
 	struct manager *m = &d->m;
 	struct msg_hello hello;
-	struct msg_hello_ack ack = {.flags = ACK_HAND_BACK | ACK_LEAVE};
+	struct msg_hello_ack ack = {.flags = ACK_HAND_BACK | ACK_LEAVE | ACK_FORK_CHILD};
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	int fds[MEMEXT_MAX_FDS] = {-1, -1, -1, -1, -1};
@@ -919,14 +919,18 @@ static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range
 }
 
 /*
- * MSG_FORK_CHILD: the parent named the child of a fork that shares its evicted pages, by its
- * own number. A parent numbered in a PID namespace of its own is left to the claim timeout.
+ * MSG_FORK_CHILD: the parent named the child of its fork, by its own number (0: the fork
+ * failed). A parent in another PID namespace than ours is left to the claim timeout.
  */
 static void watch_fork_child(struct manager *m, struct client *c, uint32_t token, pid_t child)
 {
 	int pidfd;
 
-	if (child <= 0 || proc_ns_local(c->pid, 0) != c->pid)
+	if (child == 0) {
+		fork_share_drop(m, c->pid, token);
+		return;
+	}
+	if (child < 0 || !proc_in_our_pid_ns(c->pid))
 		return;
 	pidfd = (int)syscall(SYS_pidfd_open, child, 0);
 	if (pidfd < 0) {

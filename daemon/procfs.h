@@ -48,3 +48,5 @@ bool proc_signal_stopped(pid_t pid);
 pid_t proc_ns_local(pid_t pid, pid_t tid);
 pid_t proc_tid_from_local(pid_t pid, pid_t local);
 pid_t proc_ppid(pid_t pid);
+/* Whether pid lives in the daemon's own PID namespace (and numbers its children as we do). */
+bool proc_in_our_pid_ns(pid_t pid);

@@ -134,6 +134,7 @@ static struct {
 	bool hello_refused;  /* the last hello was answered, with an error */
 	bool daemon_hands_back; /* the daemon answers MSG_HAND_BACK (ACK_HAND_BACK) */
 	bool daemon_leaves;	/* ... and MSG_LEAVE (ACK_LEAVE) */
+	bool daemon_names_children; /* ... and takes MSG_FORK_CHILD (ACK_FORK_CHILD) */
 	bool agent_ended;	/* the agent made its last system call (released) */
 	/* The agent reported a page the kernel would not move (mlocked, pinned, not read-write): from
 	 * now on munlock(), munlockall() and mprotect() tell the daemon (MSG_EVICTABLE). */
@@ -1119,6 +1120,8 @@ static int send_hello(int ctl, int uffd, int pidfd, int daemon_end, pid_t parent
 	S.hello_refused = ack.status < 0;
 	__atomic_store_n(&S.daemon_hands_back, !!(ack.flags & ACK_HAND_BACK), __ATOMIC_RELEASE);
 	__atomic_store_n(&S.daemon_leaves, !!(ack.flags & ACK_LEAVE), __ATOMIC_RELEASE);
+	__atomic_store_n(&S.daemon_names_children, !!(ack.flags & ACK_FORK_CHILD),
+			 __ATOMIC_RELEASE);
 	return ack.status;
 }
 
@@ -1903,6 +1906,8 @@ static int control_reattach(void)
 		goto fail;
 	__atomic_store_n(&S.daemon_hands_back, !!(ack.flags & ACK_HAND_BACK), __ATOMIC_RELEASE);
 	__atomic_store_n(&S.daemon_leaves, !!(ack.flags & ACK_LEAVE), __ATOMIC_RELEASE);
+	__atomic_store_n(&S.daemon_names_children, !!(ack.flags & ACK_FORK_CHILD),
+			 __ATOMIC_RELEASE);
 	S.control_dev = st.st_dev;
 	S.control_ino = st.st_ino;
 	__atomic_store_n(&S.control_fd, fd, __ATOMIC_RELEASE);
@@ -2013,6 +2018,7 @@ static void fork_ask(uint32_t flags)
 {
 	S.fork_busy = true;
 	S.fork_status = 0;
+	S.fork_token = 0; /* none asked for, should no daemon serve us */
 	while (__atomic_load_n(&S.active, __ATOMIC_ACQUIRE)) {
 		unsigned gen = __atomic_load_n(&S.generation, __ATOMIC_ACQUIRE);
 		int fd = control_current(gen);
@@ -2047,9 +2053,9 @@ static void fork_unlock(void)
 	pthread_mutex_unlock(&S.fork_lock);
 }
 
-/* The token of this thread's last fork whose child shares evicted pages, for fork() to name
- * the child (MSG_FORK_CHILD); 0 if none. */
-static __thread uint32_t shared_fork_token;
+/* The token of this thread's last fork, for fork() to name the child (MSG_FORK_CHILD); 0
+ * if no daemon was asked. */
+static __thread __attribute__((tls_model("initial-exec"))) uint32_t shared_fork_token;
 
 static void fork_parent(void)
 {
@@ -2060,7 +2066,7 @@ static void fork_parent(void)
 		proto_init_header(&m.h, MSG_FORK_DONE, sizeof(m), 0);
 		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
-	shared_fork_token = S.fork_shared > 0 ? S.fork_token : 0;
+	shared_fork_token = S.fork_token;
 	close_fd(&S.fork_pmem_fd); /* the child's to hand on */
 	fork_unlock();
 }
@@ -2369,13 +2375,14 @@ _public_ pid_t fork(void)
 	pid = real_libc_fork();
 	token = shared_fork_token;
 	shared_fork_token = 0;
-	if (pid <= 0 || !token)
+	if (pid == 0 || !token || !__atomic_load_n(&S.daemon_names_children, __ATOMIC_ACQUIRE))
 		return pid;
+	/* A failed fork names no child: its snapshot goes at once too. */
 	saved = errno;
 	fd = control_fd();
 	if (fd >= 0 && __atomic_load_n(&S.active, __ATOMIC_ACQUIRE)) {
 		proto_init_header(&m.h, MSG_FORK_CHILD, sizeof(m), token);
-		m.pid = pid;
+		m.pid = pid > 0 ? pid : 0;
 		(void)proto_send(fd, &m, sizeof(m), NULL, 0);
 	}
 	errno = saved;

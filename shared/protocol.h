@@ -116,6 +116,8 @@ struct msg_hello {
 #define ACK_HAND_BACK (1U << 0)
 /* ... and MSG_LEAVE. */
 #define ACK_LEAVE (1U << 1)
+/* ... and takes MSG_FORK_CHILD. */
+#define ACK_FORK_CHILD (1U << 2)
 
 struct msg_hello_ack {
 	struct msg_header h;
@@ -140,7 +142,7 @@ struct msg_fork {
  */
 struct msg_fork_child {
 	struct msg_header h;
-	int32_t pid; /* the child, as the parent numbers it */
+	int32_t pid; /* the child, as the parent numbers it; 0: fork() failed, no child */
 	uint32_t pad;
 };
 
