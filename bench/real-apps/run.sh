@@ -9,13 +9,16 @@
 # Programs: java (OpenJDK, G1: Big.java), python (CPython: big.py) and node (Node.js, V8:
 # big.js), each building a large map, reading it back at random with every value checked, and
 # collecting garbage; sort (GNU coreutils, two threads) of a text file the budget's size
-# (lines.py) held in memory, the sha256 of its output checked. Prints a markdown table (wall
-# time, peak RSS, swap-ins, kernel / memext); the output line of every run must match
-# native's. Leaves no swap, zram, cgroup or daemon behind. Needs root; installs a JDK and
-# Node.js if there are none. Not a test: about 13 minutes a repetition on a 2-vCPU VM.
+# (lines.py) held in memory, the sha256 of its output checked; mariadb (MariaDB's server, many
+# threads, a buffer pool of twice the budget: mariadb.sh) scanning a table three ways; cc
+# (gcc -O2 of one generated translation unit, gen_c.py, the sha256 of its object checked).
+# Prints a markdown table (wall time, peak RSS, swap-ins, kernel / memext); the output line
+# of every run must match native's. Leaves no swap, zram, cgroup or daemon behind. Needs
+# root; installs a JDK, Node.js and MariaDB if there are none. Not a test: about 13 minutes
+# a repetition on a 2-vCPU VM for the first four.
 #
-#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node sort"] [--reps N]
-#                          [--build DIR] [--out DIR]
+#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node sort cc mariadb"]
+#                          [--reps N] [--build DIR] [--out DIR]
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,7 +30,7 @@ OUT=
 TIMEOUT=1800 # seconds one run may take before it counts as a hang
 
 usage() {
-	sed -n '4,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '4,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -52,7 +55,7 @@ BUDGET_BYTES=$(numfmt --from=iec "${BUDGET%B}" 2>/dev/null) || die "bad size: $B
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "bad --reps: $REPS"
 SCALE_PCT=$((BUDGET_BYTES * 100 / (256 << 20))) # sizes below are for a budget of 256M
 for app in $APPS; do
-	case $app in java | python | node | sort) ;; *) die "unknown app: $app (java, python, node, sort)" ;; esac
+	case $app in java | python | node | sort | cc | mariadb) ;; *) die "unknown app: $app (java, python, node, sort, cc, mariadb)" ;; esac
 done
 
 KSWAP_NAME=real-apps
@@ -64,6 +67,12 @@ if [[ " $APPS " == *" java "* ]] && ! command -v javac >/dev/null; then
 	apt-get install -y -qq default-jdk-headless >/dev/null 2>&1 ||
 		{ apt-get update -qq && apt-get install -y -qq default-jdk-headless >/dev/null; } ||
 		die "no JDK"
+fi
+if [[ " $APPS " == *" mariadb "* ]] && ! command -v mariadbd >/dev/null; then
+	echo "real-apps: installing MariaDB (mariadb-server)" >&2
+	apt-get install -y -qq mariadb-server mariadb-client >/dev/null 2>&1 ||
+		{ apt-get update -qq && apt-get install -y -qq mariadb-server mariadb-client >/dev/null; } ||
+		die "no MariaDB"
 fi
 if [[ " $APPS " == *" node "* ]] && ! command -v node >/dev/null; then
 	echo "real-apps: installing Node.js (nodejs)" >&2
@@ -118,6 +127,21 @@ app_cmd() {
 			chmod +x "$TMPD/sort/sort.sh"
 		fi
 		echo "$TMPD/sort/sort.sh" "$TMPD/sort/input"
+		;;
+	cc)
+		# One translation unit whose compilation needs about twice the budget.
+		if [ ! -f "$TMPD/cc/gen.c" ]; then
+			mkdir -p "$TMPD/cc"
+			python3 "$SRC/bench/real-apps/gen_c.py" $((95 * SCALE_PCT)) >"$TMPD/cc/gen.c"
+			printf '#!/bin/bash\nset -e\ngcc -O2 -c "$1" -o "$1.o"\nsha256sum <"$1.o"\nrm -f "$1.o"\n' \
+				>"$TMPD/cc/cc.sh"
+			chmod +x "$TMPD/cc/cc.sh"
+		fi
+		echo "$TMPD/cc/cc.sh" "$TMPD/cc/gen.c"
+		;;
+	mariadb)
+		# A buffer pool of twice the budget, filled by a table of about that size.
+		echo "$SRC/bench/real-apps/mariadb.sh" $((15000 * SCALE_PCT)) $((BUDGET_BYTES * 2 >> 20))
 		;;
 	esac
 }
