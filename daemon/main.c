@@ -415,7 +415,8 @@ static bool hello_pids_ours(struct msg_hello *hello, pid_t peer, bool *namespace
 	*namespaced = false;
 	if (peer <= 0) /* outside our namespace */
 		return false;
-	if (hello->pid != peer) {
+	/* By namespace, not by number: the two numbers may be equal by chance. */
+	if (hello->pid != peer || !proc_in_our_pid_ns(peer)) {
 		if (!is_process(peer, hello->pid))
 			return false;
 		if (agent && !(agent = proc_tid_from_local(peer, agent)))

@@ -75,6 +75,16 @@ int proto_check(const void *buf, size_t n)
 
 	if (h->type == MSG_HELLO)
 		return n == sizeof(struct msg_hello) ? check_hello(buf) : -EBADMSG;
+	if (h->type == MSG_FORK_CHILD) {
+		const struct msg_fork_child *m = buf;
+
+		return n == sizeof(*m) && m->pid >= 0 && m->pad == 0 ? 0 : -EBADMSG;
+	}
+	if (h->type == MSG_LEAVE_DONE) {
+		const struct msg_leave_done *m = buf;
+
+		return n == sizeof(*m) && m->pad == 0 ? 0 : -EBADMSG;
+	}
 	if (h->type == MSG_NO_UFFD) {
 		const struct msg_no_uffd *m = buf;
 

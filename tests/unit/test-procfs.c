@@ -2,9 +2,11 @@
 /*
  * What /proc says about another process (daemon/procfs.c): a command name with spaces and
  * parentheses, a process stopped by a signal, by a debugger and in a frozen cgroup (v1
- * freezer, where it can be made), one running again, and one gone.
+ * freezer, where it can be made), one running again, and one gone; and which PID namespace a
+ * process lives in.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,30 @@ static pid_t start_child(void)
 }
 
 /* Waits (no time limit: a hang is the failure) until the child has renamed itself. */
+/* A child in a PID namespace of its own (as root): whatever its numbers, not ours. */
+static void test_other_pid_ns(void)
+{
+	int status;
+	pid_t pid;
+
+	if (unshare(CLONE_NEWPID) < 0) {
+		check(errno == EPERM || errno == EINVAL);
+		printf("pid namespace: cannot make one (%s), only ours checked\n", strerror(errno));
+		return;
+	}
+	pid = fork(); /* pid 1 of the new namespace */
+	check(pid >= 0);
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	check(!proc_in_our_pid_ns(pid));
+	check(proc_ns_local(pid, 0) == 1);
+	check(kill(pid, SIGKILL) == 0);
+	check(waitpid(pid, &status, 0) == pid);
+	printf("pid namespace: ok\n");
+}
+
 static void wait_renamed(pid_t pid)
 {
 	for (;;) {
@@ -129,9 +155,12 @@ int main(void)
 	test_signal_stop(pid);
 	test_debugger_stop(pid);
 	test_freezer(pid);
+	check(proc_in_our_pid_ns(getpid()) && proc_in_our_pid_ns(pid));
+	test_other_pid_ns();
 	check(kill(pid, SIGKILL) == 0);
 	check(waitpid(pid, &status, 0) == pid);
 	check(!proc_stopped(pid));
+	check(!proc_in_our_pid_ns(pid));
 	check(proc_start_time(pid) == 0);
 	check(proc_tgid(pid) == 0 && proc_state(pid) == 0);
 	printf("gone: ok\n");

@@ -170,6 +170,28 @@ static void test_check(void)
 		assert(MSG_NO_UFFD == 19);
 	}
 
+	/* MSG_FORK_CHILD (appended: the child of a fork, 0 for none) and MSG_LEAVE_DONE: their
+	 * reserved words must be zero, and a child's number is never negative. */
+	{
+		struct msg_fork_child fc = {.pid = 1234};
+		struct msg_leave_done l = {.status = 0};
+
+		proto_init_header(&fc.h, MSG_FORK_CHILD, sizeof(fc), 7);
+		assert(proto_check(&fc, sizeof(fc)) == 0);
+		fc.pid = 0;
+		assert(proto_check(&fc, sizeof(fc)) == 0);
+		fc.pid = -1;
+		assert(proto_check(&fc, sizeof(fc)) == -EBADMSG);
+		fc.pid = 1;
+		fc.pad = 1;
+		assert(proto_check(&fc, sizeof(fc)) == -EBADMSG);
+		assert(MSG_FORK_CHILD == 22);
+		proto_init_header(&l.h, MSG_LEAVE_DONE, sizeof(l), 7);
+		assert(proto_check(&l, sizeof(l)) == 0);
+		l.pad = 1;
+		assert(proto_check(&l, sizeof(l)) == -EBADMSG);
+	}
+
 	/* Variable-length moves: the count must match the length exactly. */
 	memset(buf, 0, sizeof(buf));
 	m->nr = 3;
