@@ -213,10 +213,13 @@ pid_t proc_ppid(pid_t pid)
 
 bool proc_in_our_pid_ns(pid_t pid)
 {
+	static struct stat ours; /* a process never changes its own PID namespace */
 	char path[64];
-	struct stat ours, theirs;
+	struct stat theirs;
 
+	if (!ours.st_ino && stat("/proc/self/ns/pid", &ours) < 0)
+		ours.st_ino = 0;
 	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-	return stat("/proc/self/ns/pid", &ours) == 0 && stat(path, &theirs) == 0 &&
-	       ours.st_ino == theirs.st_ino && ours.st_dev == theirs.st_dev;
+	return ours.st_ino && stat(path, &theirs) == 0 && ours.st_ino == theirs.st_ino &&
+	       ours.st_dev == theirs.st_dev;
 }

@@ -2033,11 +2033,23 @@ static void fork_ask(uint32_t flags)
 	S.fork_busy = false;
 }
 
-static void fork_prepare_as(bool drain)
+/* fork_lock, and who holds it (clone_prepare() asks): a fork, or a control request. */
+static void fork_lock_take(void)
 {
 	pthread_mutex_lock(&S.fork_lock);
-	S.fork_prepared = true;
 	__atomic_store_n(&S.fork_owner, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+}
+
+static void fork_lock_give(void)
+{
+	__atomic_store_n(&S.fork_owner, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&S.fork_lock);
+}
+
+static void fork_prepare_as(bool drain)
+{
+	fork_lock_take();
+	S.fork_prepared = true;
 	fork_ask(drain ? FORK_DRAIN : 0);
 }
 
@@ -2049,8 +2061,7 @@ static void fork_prepare(void)
 static void fork_unlock(void)
 {
 	S.fork_prepared = false;
-	__atomic_store_n(&S.fork_owner, 0, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&S.fork_lock);
+	fork_lock_give();
 }
 
 /* The token of this thread's last fork, for fork() to name the child (MSG_FORK_CHILD); 0
@@ -2650,8 +2661,7 @@ static int control_request(struct msg_header *req, size_t len, uint16_t type, ui
 		return -ENOTCONN;
 	/* poll() is a cancellation point: a thread cancelled in it would keep fork_lock. */
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
-	pthread_mutex_lock(&S.fork_lock);
-	__atomic_store_n(&S.fork_owner, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+	fork_lock_take();
 	S.fork_busy = true;
 	r = fd = control_current(__atomic_load_n(&S.generation, __ATOMIC_ACQUIRE));
 	if (fd >= 0 && !offered)
@@ -2676,8 +2686,7 @@ static int control_request(struct msg_header *req, size_t len, uint16_t type, ui
 			break;
 	}
 	S.fork_busy = false;
-	__atomic_store_n(&S.fork_owner, 0, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&S.fork_lock);
+	fork_lock_give();
 	pthread_setcancelstate(cancel_state, NULL);
 	return r < 0 ? r : in.done.status;
 }
