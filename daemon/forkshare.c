@@ -375,13 +375,18 @@ static int walk_child_vmas(struct vma_walk *w)
 int fork_share_settle(struct client *c)
 {
 	struct vma_walk w = {.c = c};
+	bool shares;
 	int r;
 
 	c->armed = true;
+	pthread_mutex_lock(&c->lock);
+	shares = c->nr_stored > 0;
+	pthread_mutex_unlock(&c->lock);
 	/* The usual scan, which also finds pages the child has (brought back by the parent
 	 * between its snapshot and fork()) and makes them PRESENT. */
 	r = client_scan(c);
-	if (r == 0)
+	/* Only shared pages need the child's mappings (smaps is dear: it counts every page). */
+	if (r == 0 && shares)
 		r = walk_child_vmas(&w);
 	pthread_mutex_lock(&c->lock);
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, drop_unregistered, &w);
