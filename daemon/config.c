@@ -99,7 +99,9 @@ const struct config_key config_table[] = {
 		.value_name = "LEVEL",
 		.offset = G(log_level),
 		.doc = "Least important messages that are logged (to the journal under systemd, "
-		       "to standard error otherwise).",
+		       "to standard error otherwise). At info a client is named when it goes only "
+		       "if pages of it were evicted (a shell or a build makes clients by the "
+		       "thousand); its arrival, and every other client's departure, is debug.",
 	},
 	{
 		.section = "daemon",

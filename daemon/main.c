@@ -45,6 +45,7 @@
 #include "sysmem.h"
 
 #define SCAN_INTERVAL_USEC 10000   /* how often clients' resident size is checked */
+#define IDLE_INTERVAL_USEC 1000000 /* how often the timer ticks without clients */
 #define SCAN_MAX_AGE_USEC 1000000  /* a client's maps are rescanned at least this often */
 #define SCAN_WANTED_USEC 50000     /* ... and when a fault asks (scan_wanted), at most this often */
 /* Address space for pmem: the pool's arena chunks reserve up to 1 GiB each. */
@@ -129,11 +130,13 @@ struct daemon {
 	unsigned nr_no_uffd_uids;
 	int epfd;
 	int client_listen_fd, stats_listen_fd, timer_fd, signal_fd;
+	uint64_t timer_usec; /* its interval (pace_timer()) */
 	struct watch client_listen_watch, stats_listen_watch, timer_watch, signal_watch;
 	bool quit;
 };
 
 static void reload_config(struct daemon *d);
+static void pace_timer(struct daemon *d);
 
 uint64_t now_usec(void)
 {
@@ -282,10 +285,13 @@ static void client_destroy(struct daemon *d, struct client *c, const char *why)
 		epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->control_fd, NULL);
 	epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->pidfd, NULL);
 	fault_threads_remove_client(m, c);
-	log_info("client %d (%s) %s: %" PRIu64 " faults, %" PRIu64 " pages evicted, %" PRIu64
-		 " brought back",
-		 c->pid, c->comm, why, atomic_load(&c->stats.faults), atomic_load(&c->stats.pswpout),
-		 atomic_load(&c->stats.pswpin));
+	/* A shell or a build starts clients by the thousand: only one memext did something for
+	 * is news. */
+	log_full_errno(atomic_load(&c->stats.pswpout) ? LOG_INFO : LOG_DEBUG, 0,
+		       "client %d (%s) %s: %" PRIu64 " faults, %" PRIu64 " pages evicted, %" PRIu64
+		       " brought back",
+		       c->pid, c->comm, why, atomic_load(&c->stats.faults),
+		       atomic_load(&c->stats.pswpout), atomic_load(&c->stats.pswpin));
 	client_unref(c);
 }
 
@@ -684,7 +690,7 @@ static int take_hello(struct daemon *d, int fd_in)
 	struct client *c = NULL;
 	struct fork_share *share = NULL;
 	pid_t local_pid, local_agent;
-	bool namespaced;
+	bool namespaced, first;
 	ssize_t n;
 	int r;
 
@@ -807,9 +813,14 @@ static int take_hello(struct daemon *d, int fd_in)
 	pthread_mutex_lock(&m->clients_lock);
 	c->next = m->clients;
 	m->clients = c;
-	m->nr_clients++;
+	first = m->nr_clients++ == 0;
 	pthread_mutex_unlock(&m->clients_lock);
 	atomic_fetch_add(&m->totals.clients_seen, 1);
+	/* The timer and reclaim, paced for no client, look at once. */
+	if (first) {
+		pace_timer(d);
+		manager_kick_reclaim(m);
+	}
 
 	/* Before the answer: the child waits for it and touches none of its memory until then,
 	 * so its memory is registered before it can read a shared page. */
@@ -818,8 +829,9 @@ static int take_hello(struct daemon *d, int fd_in)
 		if (r < 0 && r != -ESRCH)
 			log_warning_errno(r, "client %d: sharing its parent's evicted pages: %m",
 					  c->pid);
-		log_info("client %d: shares %" PRIu64 " evicted pages with its parent %d", c->pid,
-			 c->nr_stored, (int)c->parent_pid);
+		log_full_errno(c->nr_stored ? LOG_INFO : LOG_DEBUG, 0,
+			       "client %d: shares %" PRIu64 " evicted pages with its parent %d",
+			       c->pid, c->nr_stored, (int)c->parent_pid);
 	}
 	if (share)
 		crash_point(m, "fork-claim");
@@ -851,7 +863,7 @@ static int take_hello(struct daemon *d, int fd_in)
 		wake_all(c);
 	{
 		char b[32];
-		log_info("client %d (%s) connected%s, budget %s", c->pid, c->comm,
+		log_debug("client %d (%s) connected%s, budget %s", c->pid, c->comm,
 			 c->flags & HELLO_FORK_CHILD ? " (forked child)" : "",
 			 c->budget_pages ? format_size(c->budget_pages * PAGE_SIZE, b, sizeof(b))
 					 : "none");
@@ -1165,6 +1177,34 @@ static void notify_systemd(struct daemon *d, uint64_t now)
 	}
 }
 
+/*
+ * The timer ticks every SCAN_INTERVAL_USEC while there are clients to watch. Without any, once
+ * a second is enough for the rest (hellos and fork snapshots that expire in seconds, a dead
+ * daemon's pmem, systemd's watchdog), and an idle daemon sleeps.
+ */
+static void pace_timer(struct daemon *d)
+{
+	uint64_t usec = SCAN_INTERVAL_USEC;
+	struct itimerspec its;
+	bool idle;
+
+	pthread_mutex_lock(&d->m.clients_lock);
+	idle = d->m.nr_clients == 0;
+	pthread_mutex_unlock(&d->m.clients_lock);
+	if (idle) {
+		usec = IDLE_INTERVAL_USEC;
+		if (d->watchdog_usec)
+			usec = MIN(usec, MAX(d->watchdog_usec / 4, (uint64_t)SCAN_INTERVAL_USEC));
+	}
+	if (usec == d->timer_usec)
+		return;
+	its.it_interval = (struct timespec){.tv_sec = (time_t)(usec / 1000000),
+					    .tv_nsec = (long)(usec % 1000000) * 1000};
+	its.it_value = its.it_interval;
+	if (timerfd_settime(d->timer_fd, 0, &its, NULL) == 0)
+		d->timer_usec = usec;
+}
+
 static void on_timer(struct daemon *d)
 {
 	struct manager *m = &d->m;
@@ -1220,6 +1260,7 @@ static void on_timer(struct daemon *d)
 		manager_kick_reclaim(m);
 	fork_share_expire(m, now, false);
 	notify_systemd(d, now);
+	pace_timer(d);
 }
 
 /*
@@ -1694,10 +1735,6 @@ static int setup(struct daemon *d)
 		.nr_swap_areas = cfg->n_swapfiles,
 	};
 	char serr[1024];
-	struct itimerspec its = {
-		.it_interval = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
-		.it_value = {.tv_nsec = SCAN_INTERVAL_USEC * 1000},
-	};
 	char caps[512];
 	sigset_t mask;
 	int r;
@@ -1767,7 +1804,6 @@ static int setup(struct daemon *d)
 		log_error_errno(-errno, "cannot set up the event loop: %m");
 		return EXIT_RUNTIME;
 	}
-	timerfd_settime(d->timer_fd, 0, &its, NULL);
 
 	d->client_listen_fd = d->stats_listen_fd = -1;
 	take_listen_fds(d);
@@ -1802,6 +1838,7 @@ static int setup(struct daemon *d)
 	}
 	if (sd_watchdog_enabled(false, &d->watchdog_usec) <= 0)
 		d->watchdog_usec = 0;
+	pace_timer(d);
 	return 0;
 }
 

@@ -1417,18 +1417,26 @@ static void update_system_level(struct manager *m)
 			   now == SYSMEM_MIN ? ", their growth throttled" : "");
 }
 
-/* Waits for a kick or 20 ms; the first thread also for a drain. */
+/*
+ * Waits for a kick or 20 ms, without clients a second (an idle daemon sleeps; a client's
+ * hello kicks); the first thread also for a drain.
+ */
 static void wait_for_work(struct reclaimer *rc)
 {
 	struct manager *m = rc->m;
+	long wait_ns = 20 * 1000000;
 
+	pthread_mutex_lock(&m->clients_lock);
+	if (m->nr_clients == 0)
+		wait_ns = 1000000000 - 1;
+	pthread_mutex_unlock(&m->clients_lock);
 	pthread_mutex_lock(&m->reclaim_lock);
 	if (!m->reclaim_kick && !atomic_load(&m->stopping) &&
 	    !(rc->id == 0 && atomic_load(&m->draining))) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20 * 1000000;
+		ts.tv_nsec += wait_ns;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Many short-lived clients, as a shell or a build under the shim makes them, and an idle daemon.
+
+1. memextd without clients sleeps: its threads wake at most IDLE_WAKEUPS_PER_S times a second
+   together (150 times a second before: a 10 ms timer, a 20 ms reclaim poll of
+   /proc/meminfo and PSI).
+2. A bash loop under the shim runs ROUNDS programs: every fork child and every program it
+   executes is a client (totals.clients_seen counts them). None of them evicts anything, so
+   none of them may put a line in memextd's log at its default level (it wrote five lines per
+   command before: connected, shares 0 pages, connected again, replaced, exited).
+3. A client that does evict pages (wl-random over its budget) still gets its exit line, with
+   its counts, and its pages are verified by the workload.
+4. With every client gone, memextd sleeps again as in 1.
+Exit 77 when the kernel cannot run memext (uffd-probe).
+"""
+import os, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from memexttest import Daemon, TestFailure, log, wait_for  # noqa: E402
+
+memextd, memextctl, shim, probe, workload = sys.argv[1:6]
+ROUNDS = 100
+IDLE_SECONDS = 3
+# Wake-ups are counted by the kernel (context switches), not timed: a busy machine does not
+# add timer ticks. Idle, the daemon's main thread ticks once a second and its reclaim thread
+# waits a second at a time: ~2 a second, and a margin.
+IDLE_WAKEUPS_PER_S = 10
+
+
+def context_switches(pid):
+    """Voluntary and involuntary context switches of all threads of pid."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        n += int(line.split()[1])
+        except OSError:
+            pass
+    return n
+
+
+def check_idle(daemon, when):
+    pid = daemon.proc.pid
+    before = context_switches(pid)
+    time.sleep(IDLE_SECONDS)
+    woke = context_switches(pid) - before
+    log(f"{when}: memextd's threads woke {woke} times in {IDLE_SECONDS} s")
+    if woke > IDLE_WAKEUPS_PER_S * IDLE_SECONDS:
+        raise TestFailure(f"{when}: memextd woke {woke} times in {IDLE_SECONDS} s with no "
+                          f"client (at most {IDLE_WAKEUPS_PER_S * IDLE_SECONDS})")
+
+
+def client_env(daemon, budget):
+    env = dict(os.environ, LD_PRELOAD=shim, MEMEXT_SOCKET=daemon.sock, MEMEXT_BUDGET=budget)
+    env.pop("MEMEXT_DEBUG", None)
+    return env
+
+
+def run_short_clients(daemon):
+    seen = daemon.totals(daemon.stats())["clients_seen"]
+    loop = f"i=0; while [ $i -lt {ROUNDS} ]; do /bin/true; i=$((i + 1)); done"
+    r = subprocess.run(["/bin/bash", "-c", loop], env=client_env(daemon, "64M"), timeout=300)
+    if r.returncode != 0:
+        raise TestFailure(f"the shell loop exited {r.returncode}")
+    wait_for(lambda: not daemon.stats()["clients"], 30, "the clients to leave")
+    seen = daemon.totals(daemon.stats())["clients_seen"] - seen
+    log(f"{ROUNDS} commands: {seen} clients")
+    # bash forks (dash would vfork): each fork child is a client, and again once it executes
+    # /bin/true.
+    if seen < 2 * ROUNDS:
+        raise TestFailure(f"{ROUNDS} commands under the shim made {seen} clients (expected at "
+                          f"least {2 * ROUNDS}): the test tests nothing")
+    lines = [l for l in daemon.log_text().splitlines() if "client " in l]
+    if lines:
+        raise TestFailure(f"clients that evicted nothing put {len(lines)} lines in the log, "
+                          f"the first: {lines[0]!r}")
+
+
+def run_evicting_client(daemon):
+    r = subprocess.run([workload, "128M", "1", "8000"], env=client_env(daemon, "32M"),
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise TestFailure(f"wl-random exited {r.returncode}: {(r.stdout + r.stderr)[-2000:]}")
+    wait_for(lambda: not daemon.stats()["clients"], 30, "wl-random to leave")
+    lines = [l for l in daemon.log_text().splitlines() if "(wl-random) exited:" in l]
+    if len(lines) != 1 or " 0 pages evicted" in lines[0]:
+        raise TestFailure(f"expected one exit line with its evictions for wl-random, found "
+                          f"{lines!r}")
+    log(f"wl-random: {lines[0].strip()}")
+
+
+def main():
+    if subprocess.run([probe], capture_output=True).returncode == 77:
+        print("SKIP: the kernel cannot run memext")
+        return 77
+    with tempfile.TemporaryDirectory(prefix="memext-short-") as tmp:
+        daemon = Daemon(memextd, memextctl, tmp)
+        daemon.start()
+        try:
+            daemon.stats()  # up and answering
+            check_idle(daemon, "before any client")
+            run_short_clients(daemon)
+            run_evicting_client(daemon)
+            check_idle(daemon, "after the clients")
+            daemon.check_alive("at the end")
+        except TestFailure as e:
+            print(f"FAIL: {e}\nmemextd's log:\n{daemon.log_text()[-4000:]}")
+            daemon.stop()
+            return 1
+        rc = daemon.stop()
+        if rc != 0:
+            print(f"FAIL: memextd's stop: {rc}\nits log:\n{daemon.log_text()[-4000:]}")
+            return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
