@@ -164,6 +164,15 @@ void manager_kick_reclaim(struct manager *m)
 	pthread_mutex_unlock(&m->reclaim_lock);
 }
 
+/* Every reclaim thread, not just one, takes a round. */
+static void manager_wake_reclaim_all(struct manager *m)
+{
+	pthread_mutex_lock(&m->reclaim_lock);
+	m->reclaim_kick = true;
+	pthread_cond_broadcast(&m->reclaim_cond);
+	pthread_mutex_unlock(&m->reclaim_lock);
+}
+
 static int listen_unix(const char *path, int type, mode_t mode)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -816,10 +825,11 @@ static int take_hello(struct daemon *d, int fd_in)
 	first = m->nr_clients++ == 0;
 	pthread_mutex_unlock(&m->clients_lock);
 	atomic_fetch_add(&m->totals.clients_seen, 1);
-	/* The timer and reclaim, paced for no client, look at once. */
+	/* The timer and reclaim, paced for no client, look at once: every reclaim thread (the
+	 * first reads the system's watermarks). */
 	if (first) {
 		pace_timer(d);
-		manager_kick_reclaim(m);
+		manager_wake_reclaim_all(m);
 	}
 
 	/* Before the answer: the child waits for it and touches none of its memory until then,
@@ -1178,9 +1188,9 @@ static void notify_systemd(struct daemon *d, uint64_t now)
 }
 
 /*
- * The timer ticks every SCAN_INTERVAL_USEC while there are clients to watch. Without any, once
- * a second is enough for the rest (hellos and fork snapshots that expire in seconds, a dead
- * daemon's pmem, systemd's watchdog), and an idle daemon sleeps.
+ * The timer ticks every SCAN_INTERVAL_USEC while there are clients to watch, fork snapshots
+ * or a stop. Without any, once a second is enough for the rest (hellos that expire in
+ * seconds, a dead daemon's pmem, systemd's watchdog), and an idle daemon sleeps.
  */
 static void pace_timer(struct daemon *d)
 {
@@ -1191,6 +1201,8 @@ static void pace_timer(struct daemon *d)
 	pthread_mutex_lock(&d->m.clients_lock);
 	idle = d->m.nr_clients == 0;
 	pthread_mutex_unlock(&d->m.clients_lock);
+	/* A snapshot whose parent has gone waits for a child that may be gone too. */
+	idle = idle && !d->quit && !fork_share_pending(&d->m);
 	if (idle) {
 		usec = IDLE_INTERVAL_USEC;
 		if (d->watchdog_usec)
@@ -1308,6 +1320,7 @@ static int on_signal(struct daemon *d)
 			break;
 		log_info("stopping: giving every client its pages back");
 		d->quit = true;
+		pace_timer(d); /* the stop waits for fork snapshots, which the tick expires */
 		break;
 	case SIGHUP:
 		reload_config(d);

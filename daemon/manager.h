@@ -101,7 +101,7 @@ struct manager {
 
 	pthread_mutex_t clients_lock; /* protects clients, nr_clients, next_client_id */
 	struct client *clients;
-	unsigned nr_clients;
+	_Atomic unsigned nr_clients; /* ... changed under it, read without it by reclaim's wait */
 	uint64_t next_client_id;
 
 	unsigned nr_fault_threads;

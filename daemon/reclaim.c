@@ -1418,21 +1418,18 @@ static void update_system_level(struct manager *m)
 }
 
 /*
- * Waits for a kick or 20 ms, without clients a second (an idle daemon sleeps; a client's
- * hello kicks); the first thread also for a drain.
+ * Waits for a kick or 20 ms, without clients a second (an idle daemon sleeps); the first
+ * thread also for a drain. The first client's hello wakes every thread after it counted
+ * itself, under reclaim_lock: one that found no client here is waiting by then.
  */
 static void wait_for_work(struct reclaimer *rc)
 {
 	struct manager *m = rc->m;
-	long wait_ns = 20 * 1000000;
 
-	pthread_mutex_lock(&m->clients_lock);
-	if (m->nr_clients == 0)
-		wait_ns = 1000000000 - 1;
-	pthread_mutex_unlock(&m->clients_lock);
 	pthread_mutex_lock(&m->reclaim_lock);
 	if (!m->reclaim_kick && !atomic_load(&m->stopping) &&
 	    !(rc->id == 0 && atomic_load(&m->draining))) {
+		long wait_ns = atomic_load(&m->nr_clients) ? 20 * 1000000 : 1000000000 - 1;
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
