@@ -11,13 +11,15 @@
 # collecting garbage; sort (GNU coreutils, two threads) of a text file the budget's size
 # (lines.py) held in memory, the sha256 of its output checked; mariadb (MariaDB's server, many
 # threads, a buffer pool of twice the budget: mariadb.sh) scanning a table three ways; cc
-# (gcc -O2 of one generated translation unit, gen_c.py, the sha256 of its object checked).
+# (gcc -O2 of one generated translation unit, gen_c.py, the sha256 of its object checked);
+# perl (big.pl: a hash, random lookups, its keys sorted) and awk (gawk, big.awk: an
+# associative array, random lookups, a walk), both allocating as fast as they can.
 # Prints a markdown table (wall time, peak RSS, swap-ins, kernel / memext); the output line
 # of every run must match native's. Leaves no swap, zram, cgroup or daemon behind. Needs
-# root; installs a JDK, Node.js and MariaDB if there are none. Not a test: about 13 minutes
+# root; installs a JDK, Node.js, MariaDB and gawk if there are none. Not a test: about 13 minutes
 # a repetition on a 2-vCPU VM for the first four.
 #
-#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node sort cc mariadb"]
+#   bench/real-apps/run.sh [--budget 256M] [--apps "java python node sort cc mariadb perl awk"]
 #                          [--reps N] [--build DIR] [--out DIR]
 set -euo pipefail
 
@@ -55,7 +57,7 @@ BUDGET_BYTES=$(numfmt --from=iec "${BUDGET%B}" 2>/dev/null) || die "bad size: $B
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "bad --reps: $REPS"
 SCALE_PCT=$((BUDGET_BYTES * 100 / (256 << 20))) # sizes below are for a budget of 256M
 for app in $APPS; do
-	case $app in java | python | node | sort | cc | mariadb) ;; *) die "unknown app: $app (java, python, node, sort, cc, mariadb)" ;; esac
+	case $app in java | python | node | sort | cc | mariadb | perl | awk) ;; *) die "unknown app: $app (java, python, node, sort, cc, mariadb, perl, awk)" ;; esac
 done
 
 KSWAP_NAME=real-apps
@@ -78,6 +80,11 @@ if [[ " $APPS " == *" node "* ]] && ! command -v node >/dev/null; then
 	echo "real-apps: installing Node.js (nodejs)" >&2
 	apt-get install -y -qq nodejs >/dev/null 2>&1 ||
 		{ apt-get update -qq && apt-get install -y -qq nodejs >/dev/null; } || die "no Node.js"
+fi
+if [[ " $APPS " == *" awk "* ]] && ! command -v gawk >/dev/null; then
+	echo "real-apps: installing gawk" >&2
+	apt-get install -y -qq gawk >/dev/null 2>&1 ||
+		{ apt-get update -qq && apt-get install -y -qq gawk >/dev/null; } || die "no gawk"
 fi
 
 [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC" >/dev/null
@@ -110,6 +117,8 @@ app_cmd() {
 		echo java -Xmx$((BUDGET_BYTES * 16 >> 20))m -cp "$TMPD/java" Big $((30000 * SCALE_PCT))
 		;;
 	python) echo python3 "$SRC/bench/real-apps/big.py" $((20000 * SCALE_PCT)) ;;
+	perl) echo perl "$SRC/bench/real-apps/big.pl" $((15000 * SCALE_PCT)) ;;
+	awk) echo gawk -v n=$((12000 * SCALE_PCT)) -f "$SRC/bench/real-apps/big.awk" ;;
 	node)
 		# node sizes its heap limit from a memory cgroup's (and then runs out of heap
 		# under the kernel's limit): a limit far above the budget, as java's -Xmx.
