@@ -79,6 +79,7 @@ struct memextd_config {
 	unsigned batch_pages;	       /* pages evicted together, <= MEMEXT_STAGING_PAGES */
 	unsigned unevictable_retry_sec; /* unevictable pages go back on the lists this often */
 	bool evict_stopped; /* let a stopped process's agent run to evict from it (agenthold.h) */
+	unsigned fork_claim_timeout_sec; /* an unclaimed fork snapshot is dropped after this */
 	/* Percent of a client's budget kept free, as the kernel's zone watermarks: reclaim wakes
 	 * when free headroom drops below low and stops above high; below min a faulting thread
 	 * waits for reclaim. min <= low <= high. */

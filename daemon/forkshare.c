@@ -234,16 +234,29 @@ bool fork_share_pending(struct manager *m)
 	return any;
 }
 
-void fork_share_expire(struct manager *m, uint64_t now, bool force)
+/*
+ * Whether f's child may still claim it, however late: its parent named it, it lives, and there
+ * are pages to claim (a child that shares none runs on without its snapshot).
+ */
+static bool child_watched(struct fork_share *f)
 {
+	return f->nr && f->child_pidfd >= 0 && !child_gone(f);
+}
+
+void fork_share_expire(struct manager *m, uint64_t now, enum fork_expire how)
+{
+	uint64_t timeout = (uint64_t)m->cfg.fork_claim_timeout_sec * 1000000;
+	bool force = how == FORK_EXPIRE_ALL;
 	struct fork_share *gone = NULL;
 
 	pthread_mutex_lock(&m->forks_lock);
 	for (struct fork_share **p = &m->forks; *p;) {
 		struct fork_share *f = *p;
-
 		/* taken_usec may be later than now: the reclaim thread took it meanwhile. */
-		if (force || f->taken_usec + FORK_CLAIM_TIMEOUT_USEC < now || child_gone(f)) {
+		bool late = f->taken_usec + timeout < now;
+
+		if (force || child_gone(f) ||
+		    (late && (how == FORK_EXPIRE_STOPPING || !child_watched(f)))) {
 			*p = f->next;
 			f->next = gone;
 			gone = f;

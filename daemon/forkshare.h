@@ -24,8 +24,9 @@
  *
  * Each side then owns one reference per shared page: a fault on either side loads the page and
  * drops its own reference; the page is freed with the last one. Writes stay private (the
- * child's pages are its own copies once loaded). A snapshot nobody claims (the child died in
- * between) is dropped after FORK_CLAIM_TIMEOUT_USEC.
+ * child's pages are its own copies once loaded). A snapshot nobody claims is dropped when the
+ * child its parent named (MSG_FORK_CHILD) is gone; one whose child memextd cannot watch,
+ * after fork-claim-timeout-sec (a child held by a debugger may take any time to claim).
  *
  * A daemon crash loses none of it. The snapshot is a page table in pmem with a record of its
  * own (adopt.h), which a successor finds; FORK_READY hands the parent the pmem memfd, which
@@ -46,6 +47,7 @@ struct manager;
 struct fork_share;
 struct store;
 
+/* Snapshots adopted from a dead daemon's pmem, whose children cannot be watched, wait this long. */
 #define FORK_CLAIM_TIMEOUT_USEC (60 * 1000000ULL)
 
 /*
@@ -103,6 +105,12 @@ unsigned fork_share_count(struct manager *m);
 /* Whether a snapshot waits for its child. */
 bool fork_share_pending(struct manager *m);
 
-/* Drops the references of snapshots unclaimed for FORK_CLAIM_TIMEOUT_USEC, or whose child is
- * gone (all with force). */
-void fork_share_expire(struct manager *m, uint64_t now, bool force);
+enum fork_expire {
+	FORK_EXPIRE_RUNNING,  /* snapshots whose child is gone, or cannot be watched and is late */
+	FORK_EXPIRE_STOPPING, /* ... and any late one: memextd stops, and waits for no child */
+	FORK_EXPIRE_ALL,      /* every snapshot */
+};
+
+/* Drops the references of unclaimed snapshots (late: fork-claim-timeout-sec after they were
+ * taken). */
+void fork_share_expire(struct manager *m, uint64_t now, enum fork_expire how);

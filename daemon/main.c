@@ -1270,7 +1270,7 @@ static void on_timer(struct daemon *d)
 	}
 	if (kick)
 		manager_kick_reclaim(m);
-	fork_share_expire(m, now, false);
+	fork_share_expire(m, now, d->quit ? FORK_EXPIRE_STOPPING : FORK_EXPIRE_RUNNING);
 	notify_systemd(d, now);
 	pace_timer(d);
 }
@@ -1650,6 +1650,7 @@ static void apply_runtime_config(struct daemon *d)
 	mc->batch_pages = cfg->batch_pages;
 	mc->unevictable_retry_sec = cfg->unevictable_retry_sec;
 	mc->evict_stopped = cfg->evict_stopped;
+	mc->fork_claim_timeout_sec = cfg->fork_claim_timeout_sec;
 	mc->default_budget_bytes = cfg->default_budget_bytes;
 	mc->client_wmark_min_pct = cfg->client_watermark_min_pct;
 	mc->client_wmark_low_pct = cfg->client_watermark_low_pct;
@@ -1887,7 +1888,7 @@ static void teardown(struct daemon *d)
 		m->clients = c->next;
 		client_unref(c);
 	}
-	fork_share_expire(m, 0, true);
+	fork_share_expire(m, 0, FORK_EXPIRE_ALL);
 	store_free(m->store);
 	adopt_swap_exit();
 }

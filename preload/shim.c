@@ -90,6 +90,9 @@ static struct {
 	/* MEMEXT_TEST_CHILD_DIES_AT_FORK=1: a fork child exits in its first atfork handler,
 	 * before it claims the pages it shares with its parent (a child killed right away). */
 	bool test_child_dies;
+	/* MEMEXT_TEST_CHILD_STOPS_AT_FORK=1: ... stops itself there instead (as a debugger holds
+	 * a child at fork), before it claims them. */
+	bool test_child_stops;
 	bool active; /* the daemon has our uffd */
 	uint32_t flags;
 	uint64_t budget_bytes;
@@ -2102,6 +2105,8 @@ static void fork_child(void)
 		return; /* the shim is not managing this process: no fork_prepare() ran */
 	if (S.test_child_dies && S.fork_shared > 0)
 		_exit(0);
+	if (S.test_child_stops && S.fork_shared > 0)
+		(void)syscall(SYS_kill, getpid(), SIGSTOP);
 
 	/* These are the parent's: its connection, its agent's socket, its uffd. A private agent
 	 * table is not copied into the child: its numbers are not ours here. */
@@ -2975,6 +2980,8 @@ __attribute__((constructor)) static void memext_init(int argc, char **argv)
 		S.test_unreported_every = (uint32_t)strtoul(e, NULL, 10);
 	e = getenv("MEMEXT_TEST_CHILD_DIES_AT_FORK");
 	S.test_child_dies = e && strcmp(e, "1") == 0;
+	e = getenv("MEMEXT_TEST_CHILD_STOPS_AT_FORK");
+	S.test_child_stops = e && strcmp(e, "1") == 0;
 	e = getenv("MEMEXT_IGNORE_MLOCK");
 	if (e && strcmp(e, "1") == 0)
 		S.flags |= HELLO_IGNORE_MLOCK;
