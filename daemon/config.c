@@ -347,8 +347,8 @@ const struct config_key config_table[] = {
 		.doc = "How long the evicted pages a process shares with the child of its fork() "
 		       "wait for the child to claim them. A child its parent named is waited for "
 		       "as long as it lives (stopped by a debugger or Ctrl-Z right after the "
-		       "fork, say); this is for a child memextd cannot watch (a parent in a PID "
-		       "namespace of its own, a fork made inside glibc) and for a stop of "
+		       "fork, say), except with swap areas; this is for the rest (a parent in a "
+		       "PID namespace of its own, a fork made inside glibc) and for a stop of "
 		       "memextd, which waits for the claims. A child that comes later finds its "
 		       "pages gone and aborts rather than read zeroes.",
 	},

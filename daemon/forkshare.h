@@ -105,6 +105,9 @@ unsigned fork_share_count(struct manager *m);
 /* Whether a snapshot waits for its child. */
 bool fork_share_pending(struct manager *m);
 
+/* ... one whose child is not watched (fork_share_expire() drops it on time). */
+bool fork_share_unwatched(struct manager *m);
+
 enum fork_expire {
 	FORK_EXPIRE_RUNNING,  /* snapshots whose child is gone, or cannot be watched and is late */
 	FORK_EXPIRE_STOPPING, /* ... and any late one: memextd stops, and waits for no child */

@@ -1201,8 +1201,9 @@ static void pace_timer(struct daemon *d)
 	pthread_mutex_lock(&d->m.clients_lock);
 	idle = d->m.nr_clients == 0;
 	pthread_mutex_unlock(&d->m.clients_lock);
-	/* A snapshot whose parent has gone waits for a child that may be gone too. */
-	idle = idle && !d->quit && !fork_share_pending(&d->m);
+	/* A snapshot whose parent has gone waits for a child that may be gone too, or is late;
+	 * a watched child held stopped may take hours. */
+	idle = idle && !d->quit && !fork_share_unwatched(&d->m);
 	if (idle) {
 		usec = IDLE_INTERVAL_USEC;
 		if (d->watchdog_usec)
@@ -1784,6 +1785,7 @@ static int setup(struct daemon *d)
 				     "the evicted pages of its clients");
 		pmem_exit();
 	}
+	d->m.has_swap_areas = scfg.nr_swap_areas > 0;
 	r = store_new_err(&scfg, &d->m.store, serr, sizeof(serr));
 	if (r < 0) {
 		log_error("cannot set up the store: %s", serr);
