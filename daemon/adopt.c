@@ -57,6 +57,12 @@ struct old_daemon {
 };
 
 static struct old_daemon *olds;
+static uint64_t fork_claim_timeout_usec = FORK_CLAIM_TIMEOUT_USEC;
+
+void adopt_set_fork_claim_timeout(uint64_t usec)
+{
+	fork_claim_timeout_usec = usec;
+}
 
 static void aliases_free(struct old_daemon *o, struct store *s);
 
@@ -199,7 +205,7 @@ int adopt_swap_init(struct store *s, const char *state_path)
 	}
 	S.store = s;
 	/* A child waiting for its fork snapshot tries again within a second of our start. */
-	S.forks_deadline_usec = now_usec() + FORK_CLAIM_TIMEOUT_USEC;
+	S.forks_deadline_usec = now_usec() + fork_claim_timeout_usec;
 	n = swapstate_read(S.path, &v);
 	if (n < 0 && n != -ENOENT)
 		log_warning_errno(n,
@@ -423,7 +429,7 @@ static int old_daemon_open(int fd, struct old_daemon **ret)
 			o->forks[o->nr_forks++] = t->slot[i];
 	}
 	/* A child waiting for its snapshot tries again within a second. */
-	o->forks_deadline_usec = now_usec() + FORK_CLAIM_TIMEOUT_USEC;
+	o->forks_deadline_usec = now_usec() + fork_claim_timeout_usec;
 	log_info("adopting from memextd %" PRIu64 " (died): %u of its clients are alive, %u fork "
 		 "snapshots wait for their child",
 		 v->hdr.daemon_pid, o->nr_pending, o->nr_forks);
@@ -796,6 +802,15 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 	if (i == o->nr_forks) {
 		n = adopt_pending(c, o);
 		held_forget(c->pid, proc_start_time(c->pid));
+	} else if (S.path[0] && now_usec() >= S.forks_deadline_usec) {
+		/* Its pages may be in swap slots, held for it only until then (held_reap()):
+		 * given out again since, they may hold others' pages now. The child aborts. */
+		log_error("client %d: came for the pages its parent %d shared at fork after the "
+			  "swap slots they may be in were held for it (fork-claim-timeout-sec from "
+			  "this memextd's start): refused",
+			  c->pid, (int)parent);
+		o->forks[i] = o->forks[--o->nr_forks];
+		n = -ETIME;
 	} else {
 		n = adopt_table(c, o, rec);
 		o->forks[i] = o->forks[--o->nr_forks];

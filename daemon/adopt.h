@@ -46,6 +46,10 @@ struct client_record {
 /* Sets up the record table in pmem (no-op without pmem). Returns 0 or -errno. */
 int adopt_init(void);
 
+/* How long a dead daemon's fork snapshots, and the swap slots they name, wait for their
+ * children (fork-claim-timeout-sec; FORK_CLAIM_TIMEOUT_USEC until set). */
+void adopt_set_fork_claim_timeout(uint64_t usec);
+
 /* Gives c a record (no-op without pmem). Returns 0 or -errno. */
 int client_record_attach(struct client *c);
 /* Retires c's record: a successor will not adopt it. */
@@ -67,7 +71,8 @@ void record_retire(struct client_record *rec);
  * A fork child c (not served yet) whose hello came with a dead daemon's pmem: adopts the
  * snapshot its parent's fork left there for it (or, if the child had its answer already, its
  * own record) into c's page table. The caller then settles it (fork_share_settle()). Returns
- * the pages restored, or -errno: -ENOENT when neither is there.
+ * the pages restored, or -errno: -ENOENT when neither is there, -ETIME for a snapshot that
+ * came after the swap slots it may name were let go (adopt_swap_init()).
  */
 int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
 			 uid_t uid);

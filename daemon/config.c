@@ -341,16 +341,18 @@ const struct config_key config_table[] = {
 		.type = CONFIG_UINT,
 		.default_value = "60",
 		.min = 1,
-		.max = 86400,
+		.max = 240,
 		.value_name = "SECONDS",
 		.offset = G(fork_claim_timeout_sec),
 		.doc = "How long the evicted pages a process shares with the child of its fork() "
 		       "wait for the child to claim them. A child its parent named is waited for "
 		       "as long as it lives (stopped by a debugger or Ctrl-Z right after the "
-		       "fork, say), except with swap areas; this is for the rest (a parent in a "
-		       "PID namespace of its own, a fork made inside glibc) and for a stop of "
-		       "memextd, which waits for the claims. A child that comes later finds its "
-		       "pages gone and aborts rather than read zeroes.",
+		       "fork, say); this is for the rest (a parent in a PID namespace of its "
+		       "own, a fork made inside glibc), for a stop of memextd, which waits for "
+		       "the claims (keep it under the unit's TimeoutStopSec, 5 min), and after "
+		       "memextd died, for the swap slots its successor holds for such a child. A "
+		       "child that comes later finds its pages gone and aborts rather than read "
+		       "zeroes.",
 	},
 	{
 		.section = "store",

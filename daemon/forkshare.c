@@ -236,12 +236,12 @@ bool fork_share_pending(struct manager *m)
 
 /*
  * Whether f's child may still claim it, however late: its parent named it, it lives, and there
- * are pages to claim (a child that shares none runs on without its snapshot). Not with swap
- * areas: should we die, a successor holds the snapshot's slots only for a while.
+ * are pages to claim (a child that shares none runs on without its snapshot). Should we die
+ * meanwhile, a successor gives it fork-claim-timeout-sec (adopt_fork_child()).
  */
-static bool child_watched(struct manager *m, struct fork_share *f)
+static bool child_watched(struct fork_share *f)
 {
-	return f->nr && f->child_pidfd >= 0 && !child_gone(f) && !m->has_swap_areas;
+	return f->nr && f->child_pidfd >= 0 && !child_gone(f);
 }
 
 bool fork_share_unwatched(struct manager *m)
@@ -250,7 +250,7 @@ bool fork_share_unwatched(struct manager *m)
 
 	pthread_mutex_lock(&m->forks_lock);
 	for (struct fork_share *f = m->forks; f && !any; f = f->next)
-		any = !child_watched(m, f);
+		any = !child_watched(f);
 	pthread_mutex_unlock(&m->forks_lock);
 	return any;
 }
@@ -268,7 +268,7 @@ void fork_share_expire(struct manager *m, uint64_t now, enum fork_expire how)
 		bool late = f->taken_usec + timeout < now;
 
 		if (force || child_gone(f) ||
-		    (late && (how == FORK_EXPIRE_STOPPING || !child_watched(m, f)))) {
+		    (late && (how == FORK_EXPIRE_STOPPING || !child_watched(f)))) {
 			*p = f->next;
 			f->next = gone;
 			gone = f;

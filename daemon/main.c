@@ -511,9 +511,10 @@ static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, ui
 	int r;
 
 	if (n < 0) {
-		log_error_errno((int)n, "client %d: the pages its parent %d shared at fork are not "
-					"in the dead daemon's memory: %m",
-				c->pid, hello->parent_pid);
+		if (n != -ETIME) /* said why */
+			log_error_errno((int)n, "client %d: the pages its parent %d shared at fork "
+						"are not in the dead daemon's memory: %m",
+					c->pid, hello->parent_pid);
 		return false;
 	}
 	r = fork_share_settle(c);
@@ -1656,6 +1657,7 @@ static void apply_runtime_config(struct daemon *d)
 	mc->unevictable_retry_sec = cfg->unevictable_retry_sec;
 	mc->evict_stopped = cfg->evict_stopped;
 	mc->fork_claim_timeout_sec = cfg->fork_claim_timeout_sec;
+	adopt_set_fork_claim_timeout((uint64_t)cfg->fork_claim_timeout_sec * 1000000);
 	mc->default_budget_bytes = cfg->default_budget_bytes;
 	mc->client_wmark_min_pct = cfg->client_watermark_min_pct;
 	mc->client_wmark_low_pct = cfg->client_watermark_low_pct;
@@ -1789,7 +1791,6 @@ static int setup(struct daemon *d)
 				     "the evicted pages of its clients");
 		pmem_exit();
 	}
-	d->m.has_swap_areas = scfg.nr_swap_areas > 0;
 	r = store_new_err(&scfg, &d->m.store, serr, sizeof(serr));
 	if (r < 0) {
 		log_error("cannot set up the store: %s", serr);

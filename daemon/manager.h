@@ -99,9 +99,6 @@ struct manager_totals {
 struct manager {
 	struct manager_config cfg;
 	struct store *store;
-	/* Swap areas: a dead daemon's fork snapshots keep their slots for a successor only
-	 * FORK_CLAIM_TIMEOUT_USEC, so no snapshot waits longer for a held child (forkshare.c). */
-	bool has_swap_areas;
 
 	pthread_mutex_t clients_lock; /* protects clients, nr_clients, next_client_id */
 	struct client *clients;

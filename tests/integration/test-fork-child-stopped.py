@@ -16,6 +16,10 @@ fork-claim-timeout-sec = 1.
    for the child for ever; memextd exits 0 once the timeout has passed. A new memextd is
    started, and the child, let go, finds its pages gone there and aborts rather than read
    zeroes (wl-fork fails; the shim says why).
+3. With a swap area (--swap-file), memextd is killed (SIGKILL) while the child is held, and a
+   new one started: it holds the swap slots the dead one's snapshot may name for the timeout
+   only, so a child that comes later must be refused (its slots may have been given out
+   since, to pages of others) and abort, rather than read them.
 Exit 77 when the kernel cannot run memext (uffd-probe).
 """
 import os, signal, subprocess, sys, tempfile, time
@@ -76,6 +80,27 @@ def held_child_claims_late(daemon, tmp):
     log("held: the child claimed its pages; both sides verified every byte")
 
 
+def expect_child_aborted(p, out, why):
+    rc = p.wait(240)
+    out.seek(0)
+    text = out.read()
+    # The child must stop itself (SIGABRT), never run on with zeroes where the pages were.
+    if rc == 0 or "would read as zeroes" not in text:
+        raise TestFailure(f"the child let go {why} did not abort (wl-fork exited {rc}):\n"
+                          f"{text[-3000:]}")
+
+
+def crash_then_late_child(daemon, tmp):
+    p, out, child = start_fork(daemon, tmp, "crash")
+    daemon.crash_restart()
+    time.sleep(HOLD_SECONDS)
+    os.kill(child, signal.SIGCONT)
+    expect_child_aborted(p, out, "after the swap slots' hold lapsed")
+    if "after the swap slots they may be in were held for it" not in daemon.log_text():
+        raise TestFailure("the new memextd did not say why it refused the child")
+    log("crash: the child that came after the new memextd's hold was refused and aborted")
+
+
 def stop_does_not_wait_for_ever(daemon, tmp):
     p, out, child = start_fork(daemon, tmp, "stop")
     start = time.monotonic()
@@ -92,13 +117,7 @@ def stop_does_not_wait_for_ever(daemon, tmp):
     # either (the stop retired it from pmem too).
     daemon.start_again()
     os.kill(child, signal.SIGCONT)
-    rc = p.wait(240)
-    out.seek(0)
-    text = out.read()
-    # The child must stop itself (SIGABRT), never run on with zeroes where the pages were.
-    if rc == 0 or "would read as zeroes" not in text:
-        raise TestFailure(f"the child let go after memextd dropped its pages did not abort "
-                          f"(wl-fork exited {rc}):\n{text[-3000:]}")
+    expect_child_aborted(p, out, "after memextd dropped its pages")
     log("stop: the child let go afterwards aborted, as it must")
 
 
@@ -111,16 +130,30 @@ def main():
         with open(conf, "w") as f:
             f.write("[reclaim]\nfork-claim-timeout-sec = 1\n")
         daemon = Daemon(memextd, memextctl, tmp, extra_args=["--config", conf])
+        swapped = Daemon(memextd, memextctl, os.path.join(tmp, "swap"),
+                         extra_args=["--config", conf, "--store-backend=swapfile"],
+                         make_swapfile="256M")
+        os.mkdir(os.path.join(tmp, "swap"))
         try:
             daemon.start()
             held_child_claims_late(daemon, tmp)
             daemon.check_alive(" after the held child")
             stop_does_not_wait_for_ever(daemon, tmp)
+            swapped.start()
+            crash_then_late_child(swapped, tmp)
+            swapped.check_alive(" after the refused child")
         except TestFailure as e:
-            print(f"FAIL: {e}\nmemextd's log:\n{daemon.log_text()[-4000:]}")
-            daemon.stop()
+            for d in (daemon, swapped):
+                if d.proc:
+                    print(f"memextd's log ({d.log_path}):\n{d.log_text()[-4000:]}")
+                    d.stop()
+            print(f"FAIL: {e}")
             return 1
         daemon.stop()
+        if swapped.stop() != 0:
+            print(f"FAIL: the memextd with a swap area did not stop cleanly:\n"
+                  f"{swapped.log_text()[-4000:]}")
+            return 1
     print("PASS")
     return 0
 
