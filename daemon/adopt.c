@@ -266,6 +266,15 @@ static void held_forget(pid_t pid, uint64_t start_time)
 	held_drop(&(struct swapstate_proc){.pid = pid, .start_time = start_time});
 }
 
+/* Whether the swap slots parent's fork snapshot for token may name are still held for it. */
+static bool held_fork(pid_t parent, uint32_t token)
+{
+	for (size_t i = 0; i < S.nr_held; i++)
+		if (S.held[i].fork && S.held[i].pid == parent && S.held[i].token == token)
+			return true;
+	return false;
+}
+
 /* A fork snapshot's child is back: the snapshot's pages are adopted. */
 static void held_forget_fork(pid_t parent, uint32_t token)
 {
@@ -802,9 +811,11 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 	if (i == o->nr_forks) {
 		n = adopt_pending(c, o);
 		held_forget(c->pid, proc_start_time(c->pid));
-	} else if (S.path[0] && now_usec() >= S.forks_deadline_usec) {
-		/* Its pages may be in swap slots, held for it only until then (held_reap()):
-		 * given out again since, they may hold others' pages now. The child aborts. */
+	} else if (S.path[0] && !held_fork(parent, token)) {
+		/* Its pages may be in swap slots, and we hold none for it: not any more
+		 * (fork-claim-timeout-sec from our start, held_reap()), or never (a daemon
+		 * between the dead one and us let them go, or the state file did not list it).
+		 * Given out again, they may hold others' pages now. The child aborts. */
 		log_error("client %d: came for the pages its parent %d shared at fork after the "
 			  "swap slots they may be in were held for it (fork-claim-timeout-sec from "
 			  "this memextd's start): refused",

@@ -965,12 +965,15 @@ static void watch_fork_child(struct manager *m, struct client *c, uint32_t token
 		return;
 	}
 	ppid = proc_ppid(child);
-	if (ppid != 0 && ppid != c->pid) {
+	/* ppid 0: reaped since pidfd_open() (or /proc unreadable): watched only if the pidfd
+	 * says its process exited, and then the snapshot goes at once (left to the timeout, it
+	 * held memextd's stop up: test fork-child-dies, 1 run in 3). */
+	if (ppid == 0 && poll(&(struct pollfd){.fd = pidfd, .events = POLLIN}, 1, 0) > 0)
+		ppid = c->pid;
+	if (ppid != c->pid) {
 		close(pidfd); /* reaped, and the number taken by another process */
 		return;
 	}
-	/* ppid 0: reaped since pidfd_open(); the pidfd polls so, and the snapshot goes at once
-	 * (left to the timeout, it held memextd's stop up: test fork-child-dies, 1 run in 3). */
 	fork_share_watch_child(m, c->pid, token, pidfd);
 }
 
