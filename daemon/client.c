@@ -70,6 +70,7 @@ int client_new(struct manager *m, const struct msg_hello *hello, uint64_t budget
 		return r;
 	}
 	c->pagemap_fd = fds[3];
+	c->statm_fd = maps_open_statm(hello->pid);
 	c->m = m;
 	c->ref = 1;
 	c->pid = hello->pid;
@@ -187,6 +188,8 @@ void client_unref(struct client *c)
 	close(c->pidfd);
 	close(c->agent_fd);
 	close(c->pagemap_fd);
+	if (c->statm_fd >= 0)
+		close(c->statm_fd);
 	munmap(c->gate, PAGE_SIZE);
 	if (c->gate_fd >= 0)
 		close(c->gate_fd);
@@ -402,7 +405,7 @@ int client_scan_range(struct client *c, uint64_t start, uint64_t end)
 
 int64_t client_untracked_pages(struct client *c)
 {
-	int64_t rss = maps_resident_pages(c->pid);
+	int64_t rss = maps_resident_pages(c->statm_fd);
 	int64_t tracked;
 
 	if (rss < 0)

@@ -90,6 +90,7 @@ struct client {
 	pid_t parent_pid;
 	char comm[16];
 	int uffd, pidfd, control_fd, agent_fd, pagemap_fd;
+	int statm_fd; /* /proc/PID/statm, or -errno if it could not be opened */
 	uint64_t budget_pages; /* 0: unlimited */
 	uint64_t features;     /* granted by UFFDIO_API in the shim */
 	pid_t agent_tid;

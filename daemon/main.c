@@ -380,7 +380,7 @@ static void wake_all(struct client *c)
  */
 static bool should_arm(struct manager *m, struct client *c)
 {
-	int64_t rss = maps_resident_pages(c->pid);
+	int64_t rss = maps_resident_pages(c->statm_fd);
 
 	if (rss >= 0)
 		c->rss_pages = (uint64_t)rss;

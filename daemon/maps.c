@@ -166,20 +166,30 @@ int maps_scan_present(int pagemap_fd, uint64_t start, uint64_t end, present_fn f
 	return 0;
 }
 
-int64_t maps_resident_pages(pid_t pid)
+int maps_open_statm(pid_t pid)
 {
-	char path[64], buf[128];
-	unsigned long long size, resident;
-	ssize_t n;
+	char path[64];
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -ESRCH : negative_errno();
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
+	return fd;
+}
+
+int64_t maps_resident_pages(int statm_fd)
+{
+	char buf[128];
+	unsigned long long size, resident;
+	ssize_t n;
+
+	if (statm_fd < 0)
+		return statm_fd;
+	n = pread(statm_fd, buf, sizeof(buf) - 1, 0);
+	if (n < 0)
+		return negative_errno(); /* ESRCH once the process is gone */
+	if (n == 0)
 		return -EIO;
 	buf[n] = 0;
 	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)

@@ -41,5 +41,9 @@ typedef int (*present_fn)(uint64_t start, uint64_t end, void *userdata);
 int maps_scan_present(int pagemap_fd, uint64_t start, uint64_t end, present_fn fn,
 		      void *userdata);
 
-/* Resident pages of the process from /proc/PID/statm, or -errno. */
-int64_t maps_resident_pages(pid_t pid);
+/* /proc/PID/statm, opened once for maps_resident_pages(): or -errno (-ESRCH: gone). */
+int maps_open_statm(pid_t pid);
+
+/* Resident pages of the process whose statm_fd it is (read from its start each time: one
+ * system call a look, where opening it anew took three), or -errno. */
+int64_t maps_resident_pages(int statm_fd);
