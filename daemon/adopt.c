@@ -266,6 +266,32 @@ static void held_forget(pid_t pid, uint64_t start_time)
 	held_drop(&(struct swapstate_proc){.pid = pid, .start_time = start_time});
 }
 
+/* pagetable_view_walk(): 1 at the first entry whose page is in a slot of a swap area. */
+static int entry_in_area(uint64_t vpn, pte_t old, void *userdata)
+{
+	const struct pmem_view *v = userdata;
+
+	(void)vpn;
+	switch (pte_type(old)) {
+	case PTE_STORED:
+	case PTE_LOADING:
+		break;
+	case PTE_PRESENT:
+		if (old & PTE_CLEAN) /* its copy is kept */
+			break;
+		return 0;
+	default:
+		return 0;
+	}
+	return store_view_in_area(v, pmem_view_root(v, PMEM_ROOT_STORE), pte_payload(old));
+}
+
+/* Whether rec's table names a slot of a swap area (or cannot be read whole to tell). */
+static bool table_in_area(const struct old_daemon *o, const struct client_record *rec)
+{
+	return pagetable_view_walk(o->v, rec->pt_root, entry_in_area, (void *)o->v) != 0;
+}
+
 /* Whether the swap slots parent's fork snapshot for token may name are still held for it. */
 static bool held_fork(pid_t parent, uint32_t token)
 {
@@ -811,11 +837,12 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 	if (i == o->nr_forks) {
 		n = adopt_pending(c, o);
 		held_forget(c->pid, proc_start_time(c->pid));
-	} else if (S.path[0] && !held_fork(parent, token)) {
-		/* Its pages may be in swap slots, and we hold none for it: not any more
+	} else if (S.path[0] && !held_fork(parent, token) && table_in_area(o, rec)) {
+		/* Some of its pages are in swap slots, and we hold none for it: not any more
 		 * (fork-claim-timeout-sec from our start, held_reap()), or never (a daemon
 		 * between the dead one and us let them go, or the state file did not list it).
-		 * Given out again, they may hold others' pages now. The child aborts. */
+		 * Given out again, they may hold others' pages now. The child aborts. Pages all
+		 * in the pool (pmem, which the child holds) are safe however late. */
 		log_error("client %d: came for the pages its parent %d shared at fork after the "
 			  "swap slots they may be in were held for it (fork-claim-timeout-sec from "
 			  "this memextd's start): refused",

@@ -71,8 +71,8 @@ void record_retire(struct client_record *rec);
  * A fork child c (not served yet) whose hello came with a dead daemon's pmem: adopts the
  * snapshot its parent's fork left there for it (or, if the child had its answer already, its
  * own record) into c's page table. The caller then settles it (fork_share_settle()). Returns
- * the pages restored, or -errno: -ENOENT when neither is there, -ETIME for a snapshot whose
- * swap slots are not held for it (adopt_swap_init()): any of them may be another's by now.
+ * the pages restored, or -errno: -ENOENT when neither is there, -ETIME for a snapshot with
+ * pages in swap slots not held for it (adopt_swap_init()): any may be another's by now.
  */
 int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
 			 uid_t uid);

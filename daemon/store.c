@@ -1955,6 +1955,14 @@ static int adopt_area_slot(struct store *s, const struct store *old, uint64_t ol
 	return 0;
 }
 
+bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t old_handle)
+{
+	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
+	uint64_t entry;
+
+	return !old || view_area_entry(v, old, old_handle, &entry) < 0 || entry;
+}
+
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
 		void *page, uint64_t *ret_handle)
 {

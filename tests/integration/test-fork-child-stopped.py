@@ -20,6 +20,9 @@ fork-claim-timeout-sec = 1.
    new one started: it holds the swap slots the dead one's snapshot may name for the timeout
    only, so a child that comes later must be refused (its slots may have been given out
    since, to pages of others) and abort, rather than read them.
+4. The same with the pool+swapfile backend and room in the pool, so that every shared page is
+   in the pool (in pmem, which the child holds): the late child is served all the same, and
+   wl-fork checks every byte.
 Exit 77 when the kernel cannot run memext (uffd-probe).
 """
 import os, signal, subprocess, sys, tempfile, time
@@ -90,15 +93,37 @@ def expect_child_aborted(p, out, why):
                           f"{text[-3000:]}")
 
 
+def slots_used(stats):
+    return sum(a["used_slots"] for a in stats["swap_areas"])
+
+
 def crash_then_late_child(daemon, tmp):
     p, out, child = start_fork(daemon, tmp, "crash")
-    daemon.crash_restart()
+    used = slots_used(daemon.crash_restart())
+    if not used:
+        raise TestFailure("no page went to the swap file: the test tests nothing")
     time.sleep(HOLD_SECONDS)
     os.kill(child, signal.SIGCONT)
     expect_child_aborted(p, out, "after the swap slots' hold lapsed")
     if "after the swap slots they may be in were held for it" not in daemon.log_text():
         raise TestFailure("the new memextd did not say why it refused the child")
     log("crash: the child that came after the new memextd's hold was refused and aborted")
+
+
+def crash_then_late_child_pool(daemon, tmp):
+    p, out, child = start_fork(daemon, tmp, "crash-pool")
+    used = slots_used(daemon.crash_restart())
+    if used:
+        raise TestFailure(f"{used} pages went to the swap file: the test tests nothing")
+    time.sleep(HOLD_SECONDS)
+    os.kill(child, signal.SIGCONT)
+    rc = p.wait(240)
+    out.seek(0)
+    text = out.read()
+    if rc != 0:
+        raise TestFailure(f"the late child whose pages were all in the pool was not served "
+                          f"(wl-fork exited {rc}):\n{text[-3000:]}")
+    log("crash-pool: the late child, its pages all in the pool, claimed them; every byte checked")
 
 
 def stop_does_not_wait_for_ever(daemon, tmp):
@@ -133,7 +158,11 @@ def main():
         swapped = Daemon(memextd, memextctl, os.path.join(tmp, "swap"),
                          extra_args=["--config", conf, "--store-backend=swapfile"],
                          make_swapfile="256M")
+        pooled = Daemon(memextd, memextctl, os.path.join(tmp, "pool"),
+                        extra_args=["--config", conf, "--store-backend=pool+swapfile"],
+                        make_swapfile="256M")
         os.mkdir(os.path.join(tmp, "swap"))
+        os.mkdir(os.path.join(tmp, "pool"))
         try:
             daemon.start()
             held_child_claims_late(daemon, tmp)
@@ -142,18 +171,23 @@ def main():
             swapped.start()
             crash_then_late_child(swapped, tmp)
             swapped.check_alive(" after the refused child")
+            swapped.stop()
+            pooled.start()
+            crash_then_late_child_pool(pooled, tmp)
+            pooled.check_alive(" after the late child")
         except TestFailure as e:
-            for d in (daemon, swapped):
+            for d in (daemon, swapped, pooled):
                 if d.proc:
                     print(f"memextd's log ({d.log_path}):\n{d.log_text()[-4000:]}")
                     d.stop()
             print(f"FAIL: {e}")
             return 1
         daemon.stop()
-        if swapped.stop() != 0:
-            print(f"FAIL: the memextd with a swap area did not stop cleanly:\n"
-                  f"{swapped.log_text()[-4000:]}")
-            return 1
+        for d in (swapped, pooled):
+            if d.stop() != 0:
+                print(f"FAIL: a memextd with a swap area did not stop cleanly:\n"
+                      f"{d.log_text()[-4000:]}")
+                return 1
     print("PASS")
     return 0
 
