@@ -47,7 +47,8 @@ struct manager;
 struct fork_share;
 struct store;
 
-/* Snapshots adopted from a dead daemon's pmem, whose children cannot be watched, wait this long. */
+/* fork-claim-timeout-sec's default; a dead daemon's snapshots wait this long until the
+ * configuration is read (adopt_set_fork_claim_timeout()). */
 #define FORK_CLAIM_TIMEOUT_USEC (60 * 1000000ULL)
 
 /*
