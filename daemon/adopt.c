@@ -57,12 +57,6 @@ struct old_daemon {
 };
 
 static struct old_daemon *olds;
-static uint64_t fork_claim_timeout_usec = FORK_CLAIM_TIMEOUT_USEC;
-
-void adopt_set_fork_claim_timeout(uint64_t usec)
-{
-	fork_claim_timeout_usec = usec;
-}
 
 static void aliases_free(struct old_daemon *o, struct store *s);
 
@@ -193,7 +187,7 @@ static void state_rewrite(void)
 		log_warning_errno(r, "%s: cannot write: %m", S.path);
 }
 
-int adopt_swap_init(struct store *s, const char *state_path)
+int adopt_swap_init(struct store *s, const char *state_path, uint64_t fork_claim_timeout_usec)
 {
 	struct swapstate_proc *v = NULL;
 	size_t live = 0;
@@ -422,7 +416,7 @@ static bool record_alive(const struct client_record *rec)
 	return rec->start_time && proc_start_time(rec->pid) == rec->start_time;
 }
 
-static int old_daemon_open(int fd, struct old_daemon **ret)
+static int old_daemon_open(int fd, uint64_t fork_claim_timeout_usec, struct old_daemon **ret)
 {
 	const struct client_table *t;
 	struct pmem_view *v;
@@ -804,7 +798,7 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 int64_t adopt_client(struct client *c, int old_pmem_fd)
 {
 	struct old_daemon *o;
-	int64_t n = pmem_is_own(old_pmem_fd) ? -ENOENT : old_daemon_open(old_pmem_fd, &o);
+	int64_t n = pmem_is_own(old_pmem_fd) ? -ENOENT : old_daemon_open(old_pmem_fd, c->m->cfg.fork_claim_timeout_usec, &o);
 
 	if (n < 0)
 		close(old_pmem_fd);
@@ -823,7 +817,7 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 	struct old_daemon *o;
 	unsigned i;
 	int64_t n;
-	int r = old_daemon_open(old_pmem_fd, &o);
+	int r = old_daemon_open(old_pmem_fd, c->m->cfg.fork_claim_timeout_usec, &o);
 
 	if (r < 0) {
 		close(old_pmem_fd);

@@ -46,10 +46,6 @@ struct client_record {
 /* Sets up the record table in pmem (no-op without pmem). Returns 0 or -errno. */
 int adopt_init(void);
 
-/* How long a dead daemon's fork snapshots, and the swap slots they name, wait for their
- * children (fork-claim-timeout-sec; FORK_CLAIM_TIMEOUT_USEC until set). */
-void adopt_set_fork_claim_timeout(uint64_t usec);
-
 /* Gives c a record (no-op without pmem). Returns 0 or -errno. */
 int client_record_attach(struct client *c);
 /* Retires c's record: a successor will not adopt it. */
@@ -93,9 +89,10 @@ int64_t adopt_client(struct client *c, int old_pmem_fd);
  * back tells which: the areas hand out no slot (store_set_swap_held()) until each of them is
  * adopted (adopt_client() reserves the slots its pages are in) or has exited. Then writes the
  * file anew: from here on it lists this daemon's clients and the processes still held for.
- * Returns 0, or -errno for a path too long (the file is then not used).
+ * Fork snapshots it lists are held for fork_claim_timeout_usec from now. Returns 0, or -errno
+ * for a path too long (the file is then not used).
  */
-int adopt_swap_init(struct store *s, const char *state_path);
+int adopt_swap_init(struct store *s, const char *state_path, uint64_t fork_claim_timeout_usec);
 /* At a clean stop: the state file is removed, or kept for the clients left to a successor. */
 void adopt_swap_exit(void);
 

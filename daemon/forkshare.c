@@ -257,7 +257,7 @@ bool fork_share_unwatched(struct manager *m)
 
 void fork_share_expire(struct manager *m, uint64_t now, enum fork_expire how)
 {
-	uint64_t timeout = (uint64_t)m->cfg.fork_claim_timeout_sec * 1000000;
+	uint64_t timeout = m->cfg.fork_claim_timeout_usec;
 	bool force = how == FORK_EXPIRE_ALL;
 	struct fork_share *gone = NULL;
 

@@ -47,10 +47,6 @@ struct manager;
 struct fork_share;
 struct store;
 
-/* fork-claim-timeout-sec's default; a dead daemon's snapshots wait this long until the
- * configuration is read (adopt_set_fork_claim_timeout()). */
-#define FORK_CLAIM_TIMEOUT_USEC (60 * 1000000ULL)
-
 /*
  * Reclaim thread, the parent's eviction paused: snapshots c's evicted pages for the child of
  * the fork announced with token. Returns the number of pages shared, -EBUSY (pages of an orphaned

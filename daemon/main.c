@@ -948,6 +948,7 @@ static void queue_hand_back(struct daemon *d, struct client *c, struct mem_range
  */
 static void watch_fork_child(struct manager *m, struct client *c, uint32_t token, pid_t child)
 {
+	bool exited;
 	pid_t ppid;
 	int pidfd;
 
@@ -965,12 +966,11 @@ static void watch_fork_child(struct manager *m, struct client *c, uint32_t token
 		return;
 	}
 	ppid = proc_ppid(child);
-	/* ppid 0: reaped since pidfd_open() (or /proc unreadable): watched only if the pidfd
-	 * says its process exited, and then the snapshot goes at once (left to the timeout, it
-	 * held memextd's stop up: test fork-child-dies, 1 run in 3). */
-	if (ppid == 0 && poll(&(struct pollfd){.fd = pidfd, .events = POLLIN}, 1, 0) > 0)
-		ppid = c->pid;
-	if (ppid != c->pid) {
+	/* ppid 0: reaped since pidfd_open() (or /proc unreadable). If the pidfd says its process
+	 * exited, the snapshot goes at once (left to the timeout, it held memextd's stop up:
+	 * test fork-child-dies, 1 run in 3). */
+	exited = ppid == 0 && poll(&(struct pollfd){.fd = pidfd, .events = POLLIN}, 1, 0) > 0;
+	if (!exited && ppid != c->pid) {
 		close(pidfd); /* reaped, and the number taken by another process */
 		return;
 	}
@@ -1204,15 +1204,10 @@ static void pace_timer(struct daemon *d)
 {
 	uint64_t usec = SCAN_INTERVAL_USEC;
 	struct itimerspec its;
-	bool idle;
 
-	pthread_mutex_lock(&d->m.clients_lock);
-	idle = d->m.nr_clients == 0;
-	pthread_mutex_unlock(&d->m.clients_lock);
 	/* A snapshot whose parent has gone waits for a child that may be gone too, or is late;
 	 * a watched child held stopped may take hours. */
-	idle = idle && !d->quit && !fork_share_unwatched(&d->m);
-	if (idle) {
+	if (atomic_load(&d->m.nr_clients) == 0 && !d->quit && !fork_share_unwatched(&d->m)) {
 		usec = IDLE_INTERVAL_USEC;
 		if (d->watchdog_usec)
 			usec = MIN(usec, MAX(d->watchdog_usec / 4, (uint64_t)SCAN_INTERVAL_USEC));
@@ -1659,8 +1654,7 @@ static void apply_runtime_config(struct daemon *d)
 	mc->batch_pages = cfg->batch_pages;
 	mc->unevictable_retry_sec = cfg->unevictable_retry_sec;
 	mc->evict_stopped = cfg->evict_stopped;
-	mc->fork_claim_timeout_sec = cfg->fork_claim_timeout_sec;
-	adopt_set_fork_claim_timeout((uint64_t)cfg->fork_claim_timeout_sec * 1000000);
+	mc->fork_claim_timeout_usec = (uint64_t)cfg->fork_claim_timeout_sec * 1000000;
 	mc->default_budget_bytes = cfg->default_budget_bytes;
 	mc->client_wmark_min_pct = cfg->client_watermark_min_pct;
 	mc->client_wmark_low_pct = cfg->client_watermark_low_pct;
@@ -1805,7 +1799,7 @@ static int setup(struct daemon *d)
 		char path[PATH_MAX];
 
 		state_file_path(cfg->socket_path, path, sizeof(path));
-		r = adopt_swap_init(d->m.store, path);
+		r = adopt_swap_init(d->m.store, path, d->m.cfg.fork_claim_timeout_usec);
 		if (r < 0)
 			log_warning_errno(r,
 					  "%s: no swap state file (%m): after a crash, pages in "

@@ -36,7 +36,7 @@ struct manager_config {
 	unsigned batch_pages;         /* pages evicted per batch, <= MEMEXT_STAGING_PAGES */
 	unsigned unevictable_retry_sec; /* a client's unevictable pages are tried again this often */
 	bool evict_stopped;	      /* evict from stopped processes (agenthold.h) */
-	unsigned fork_claim_timeout_sec; /* fork snapshots whose child cannot be watched */
+	uint64_t fork_claim_timeout_usec; /* fork snapshots whose child cannot be watched */
 	unsigned faultaround_pages;   /* window for mapping never-evicted neighbours at once */
 	uint64_t default_budget_bytes; /* for clients that name none; 0: unlimited */
 	/* Free headroom in percent of a client's budget, as the kernel's zone watermarks:

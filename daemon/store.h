@@ -245,6 +245,13 @@ struct pmem_view;
 int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t handle, void *page);
 
 /*
+ * Whether old_handle of a dead daemon's store names a slot of a swap area (its page is not in
+ * the pool in pmem): true also when that cannot be read, so that no caller trusts a slot that
+ * may be another's.
+ */
+bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t old_handle);
+
+/*
  * Takes the page behind old_handle in a dead daemon's store into this one: a compressed pool
  * object is copied as it is (the common case: nothing is decompressed or compressed again), a
  * page in a swap area stays in its slot, which becomes this store's (no I/O: the area, found
@@ -253,13 +260,6 @@ int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t hand
  * 0 and the new handle, or store_view_load()'s and store_save()'s errors; for a page in an
  * area -ENODEV (the area is not on here) or -EBUSY (the slot is in use here).
  */
-/*
- * Whether old_handle of a dead daemon's store names a slot of a swap area (its page is not in
- * the pool in pmem): true also when that cannot be read, so that no caller trusts a slot that
- * may be another's.
- */
-bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t old_handle);
-
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
 		void *page, uint64_t *ret_handle);
 
