@@ -6,7 +6,7 @@
  * second and where the faulting thread ran. Not a test; no root needed.
  *
  *   uffd-roundtrip [--faults N] [--handler-cpu C|follow] [--app-cpu C] [--process] [--epoll]
- *                  [--second-waiter] [--idle-copy]
+ *                  [--second-waiter] [--idle-copy] [--idle]
  *
  *   --handler-cpu C  pin the handler to CPU C (default 0); "follow": re-pin it every 64
  *                    faults to the CPU the faulting thread last ran on (/proc/.../stat)
@@ -17,6 +17,9 @@
  *                    epoll set and does nothing (memextd's other fault thread)
  *   --idle-copy      the handler makes each UFFDIO_COPY under SCHED_IDLE, so that the
  *                    scheduler keeps the woken thread on the handler's CPU
+ *   --idle           the handler runs under SCHED_IDLE throughout: the same effect without
+ *                    two policy changes a fault (a real daemon would starve behind any
+ *                    busy thread on its CPU)
  *
  * docs/PERFORMANCE.md, session 12, has what it measured on the 2-vCPU guest.
  */
@@ -46,7 +49,7 @@ static struct {
 	long faults;
 	int handler_cpu; /* -1: follow */
 	int app_cpu;	 /* -1: free */
-	bool process, epoll, second_waiter, idle_copy;
+	bool process, epoll, second_waiter, idle_copy, idle;
 } opt = {.faults = 100000, .handler_cpu = 0, .app_cpu = -1};
 
 static int uffd;
@@ -131,6 +134,8 @@ static void *handler(void *arg)
 
 	(void)arg;
 	pin(cpu);
+	if (opt.idle)
+		set_policy(SCHED_IDLE);
 	if (opt.epoll) {
 		struct epoll_event ev = {.events = EPOLLIN};
 
@@ -185,11 +190,20 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* How the handler is scheduled, for the report line. */
+static const char *policy_name(void)
+{
+	if (opt.idle_copy)
+		return ", SCHED_IDLE copy";
+	return opt.idle ? ", SCHED_IDLE" : "";
+}
+
 static void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 		"usage: uffd-roundtrip [--faults N] [--handler-cpu C|follow] [--app-cpu C]\n"
-		"                      [--process] [--epoll] [--second-waiter] [--idle-copy]\n");
+		"                      [--process] [--epoll] [--second-waiter] [--idle-copy] "
+		"[--idle]\n");
 	exit(status);
 }
 
@@ -203,6 +217,7 @@ static void parse(int argc, char **argv)
 		{"epoll", no_argument, NULL, 'e'},
 		{"second-waiter", no_argument, NULL, 's'},
 		{"idle-copy", no_argument, NULL, 'i'},
+		{"idle", no_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'H'},
 		{0},
 	};
@@ -230,6 +245,9 @@ static void parse(int argc, char **argv)
 			break;
 		case 'i':
 			opt.idle_copy = true;
+			break;
+		case 'I':
+			opt.idle = true;
 			break;
 		case 'H':
 			usage(0);
@@ -311,10 +329,9 @@ int main(int argc, char **argv)
 	printf("handler %s on cpu %s%s%s%s: p50 %.1f p90 %.1f p99 %.1f us, %.0f faults/s, "
 	       "faulting thread on cpu %d %.0f%% of the time\n",
 	       opt.process ? "process" : "thread", cpu_name, opt.epoll ? ", epoll" : "",
-	       opt.second_waiter ? ", second waiter" : "", opt.idle_copy ? ", SCHED_IDLE copy" : "",
-	       lat[opt.faults / 2], lat[opt.faults * 9 / 10], lat[opt.faults * 99 / 100],
-	       opt.faults / wall * 1e6, opt.handler_cpu < 0 ? 0 : opt.handler_cpu,
-	       100.0 * on_handler_cpu / opt.faults);
+	       opt.second_waiter ? ", second waiter" : "", policy_name(), lat[opt.faults / 2],
+	       lat[opt.faults * 9 / 10], lat[opt.faults * 99 / 100], opt.faults / wall * 1e6,
+	       opt.handler_cpu < 0 ? 0 : opt.handler_cpu, 100.0 * on_handler_cpu / opt.faults);
 	fflush(stdout);
 	if (child > 0) {
 		kill(child, SIGKILL);
