@@ -334,18 +334,19 @@ static struct client_record *record_new(pid_t pid, const struct pagetable *pt)
 
 int client_record_attach(struct client *c)
 {
+	uint64_t start_time = proc_start_time(c->pid);
 	struct client_record *rec;
 
 	/* A process held for that says hello afresh has exec()ed: its old pages went with its
 	 * old address space. (A resume is forgotten once adopted.) */
 	if (!(c->flags & HELLO_RESUME))
-		held_forget(c->pid, proc_start_time(c->pid));
+		held_forget(c->pid, start_time);
 	rec = table ? record_new(c->pid, c->pt) : NULL;
 	if (!table)
 		return 0;
 	if (!rec)
 		return -ENOMEM;
-	rec->start_time = proc_start_time(c->pid);
+	rec->start_time = start_time;
 	if (record_publish(rec, CLIENT_RECORD_MAGIC) < 0)
 		return -ENOSPC;
 	c->record = rec;
