@@ -341,11 +341,11 @@ static void read_staging(struct client *c, struct batch *b)
 		local = (struct iovec){b->data + (size_t)i * PAGE_SIZE, (size_t)(j - i) * PAGE_SIZE};
 		remote = (struct iovec){(void *)(uintptr_t)stage_addr(c, b, i), local.iov_len};
 		n = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
-		if (n != (ssize_t)local.iov_len) {
-			/* Not saved: these pages go back where they came from. */
+		if (n < 0 && errno == ESRCH) /* it exited meanwhile: its pages go with it */
+			log_debug("client %d: exited while its staging was read", c->pid);
+		else if (n != (ssize_t)local.iov_len) /* not saved: the pages go back */
 			log_warning_errno(n < 0 ? -errno : -EIO,
 					  "client %d: reading staging failed: %m", c->pid);
-		}
 		for (unsigned k = i; k < j; k++)
 			if (n < 0 || (ssize_t)((k - i + 1) * PAGE_SIZE) > n)
 				b->moved[k / 64] &= ~(1ULL << (k % 64));
