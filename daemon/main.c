@@ -101,6 +101,7 @@ struct options {
 	const char *log_level;
 	const char *meminfo_path; /* a stand-in for /proc/meminfo (tests) */
 	const char *crash_at;	  /* crash_point() that kills us (tests) */
+	unsigned reclaim_pause_ms; /* reclaim's pause after a snapshot (tests) */
 };
 
 /* Exit codes, as memextd(8) documents them. */
@@ -1018,7 +1019,7 @@ static void handle_control(struct daemon *d, struct client *c)
 		pthread_mutex_unlock(&c->lock);
 		if (again)
 			fork_share_drop(&d->m, c->pid, earlier);
-		atomic_store(&d->m.fork_prepared, true);
+		atomic_fetch_add(&d->m.fork_seq, 1);
 		manager_kick_reclaim(&d->m);
 		break;
 	}
@@ -1444,6 +1445,8 @@ static void help(void)
 	       "  --crash-at POINT        SIGKILL itself at POINT (fork-ready, fork-claim,\n"
 	       "                          agent-unshare-fault), to test that a crash there\n"
 	       "                          loses nothing\n"
+	       "  --test-reclaim-pause-ms N  reclaim pauses N ms (0-10000) after each snapshot of\n"
+	       "                          its clients, to test what comes meanwhile\n"
 	       "  --foreground            accepted for clarity: memextd never forks\n"
 	       "  -h, --help              this text\n"
 	       "  --version               print the version\n\n"
@@ -1475,6 +1478,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		OPT_LOG_LEVEL,
 		OPT_MEMINFO,
 		OPT_CRASH_AT,
+		OPT_RECLAIM_PAUSE,
 		OPT_FOREGROUND,
 		OPT_VERSION,
 	};
@@ -1499,6 +1503,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"meminfo", required_argument, NULL, OPT_MEMINFO},
 		{"crash-at", required_argument, NULL, OPT_CRASH_AT},
+		{"test-reclaim-pause-ms", required_argument, NULL, OPT_RECLAIM_PAUSE},
 		{"foreground", no_argument, NULL, OPT_FOREGROUND},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
@@ -1535,6 +1540,20 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_LOG_LEVEL: o->log_level = optarg; break;
 		case OPT_MEMINFO: o->meminfo_path = optarg; break;
 		case OPT_CRASH_AT: o->crash_at = optarg; break;
+		case OPT_RECLAIM_PAUSE: {
+			char *end;
+			unsigned long ms = strtoul(optarg, &end, 10);
+
+			if (!*optarg || *end || ms > 10000) {
+				fprintf(stderr,
+					"memextd: --test-reclaim-pause-ms wants 0 to 10000, not "
+					"'%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			o->reclaim_pause_ms = (unsigned)ms;
+			break;
+		}
 		case OPT_FOREGROUND: break;
 		case 'h':
 			help();
@@ -1668,6 +1687,7 @@ static void apply_runtime_config(struct daemon *d)
 	/* A stand-in is the system's whole state: the kernel's pressure would belie it. */
 	mc->psi_path = d->opts.meminfo_path ? NULL : "/proc/pressure/memory";
 	mc->crash_at = d->opts.crash_at;
+	mc->test_reclaim_pause_ms = d->opts.reclaim_pause_ms;
 }
 
 static void reload_config(struct daemon *d)

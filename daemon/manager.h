@@ -49,6 +49,7 @@ struct manager_config {
 	const char *meminfo_path;    /* /proc/meminfo, or a stand-in for tests */
 	const char *psi_path;	     /* /proc/pressure/memory; NULL with a stand-in meminfo */
 	const char *crash_at;	     /* a crash_point() that kills the daemon (tests), or NULL */
+	unsigned test_reclaim_pause_ms; /* reclaim sleeps after each snapshot (tests), or 0 */
 };
 
 struct manager_totals {
@@ -113,7 +114,7 @@ struct manager {
 	bool reclaim_kick;
 	_Atomic bool stopping;  /* the daemon is shutting down */
 	_Atomic bool draining;  /* reclaim gives every client its pages back, then lets go */
-	_Atomic bool fork_prepared; /* a client's FORK_PREPARE may wait for reclaim to serve it */
+	_Atomic uint64_t fork_seq;  /* bumped by each FORK_PREPARE (forklook.h) */
 	_Atomic uint32_t agent_seq; /* the last sequence number of a request to an agent */
 	/* The whole system's memory (sysmem.h), read by reclaim every round. */
 	_Atomic int sys_level;	/* enum sysmem_level */

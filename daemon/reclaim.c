@@ -15,6 +15,7 @@
 #include "agenthold.h"
 #include "client.h"
 #include "fault.h"
+#include "forklook.h"
 #include "forkshare.h"
 #include "log.h"
 #include "manager.h"
@@ -57,6 +58,7 @@ struct reclaimer {
 	pthread_t thread;
 	struct batch *b; /* the next batch; one a stopped process holds is its client's */
 	void *page_buf;	 /* FAULT_BUF_PAGES pages, for fault_resolve() */
+	struct forklook forks; /* which fork requests need a look (forklook.h) */
 };
 
 static struct batch *batch_new(void)
@@ -1329,15 +1331,14 @@ static void leave_on_request(struct reclaimer *rc, struct client *c)
 /*
  * A forking process waits, its eviction paused: it goes before anyone else, also when its
  * FORK_PREPARE arrives in the middle of a round, so every thread looks for one before each
- * client it takes. v[0..n): the round's clients. A request whose client another thread holds is
- * looked for again; so is one not found among v, unless this is the round's first look (first):
- * the client may have come after the snapshot, and the next round has it.
+ * client it takes. v[0..n): the round's clients, snapshot after reading fork_seq = snap.
  */
-static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, bool first)
+static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, uint64_t snap)
 {
-	bool missed = false, served = false;
+	uint64_t seq = atomic_load(&rc->m->fork_seq);
+	bool missed = false;
 
-	if (!atomic_exchange(&rc->m->fork_prepared, false))
+	if (!forklook_needed(&rc->forks, seq))
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		pthread_mutex_lock(&v[i]->lock);
@@ -1348,13 +1349,11 @@ static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, boo
 		if (claim(v[i])) {
 			prepare_fork(rc, v[i]);
 			unclaim(v[i]);
-			served = true;
 		} else {
 			missed = true;
 		}
 	}
-	if (missed || (!served && !first))
-		atomic_store(&rc->m->fork_prepared, true);
+	forklook_done(&rc->forks, seq, snap, missed);
 }
 
 static struct client **snapshot_clients(struct manager *m, unsigned *ret_nr)
@@ -1464,8 +1463,9 @@ static void release_all(struct reclaimer *rc, struct client **v, unsigned n)
 	pthread_mutex_unlock(&m->reclaim_lock);
 }
 
-/* One round over the clients, each thread starting at its own place among them. */
-static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n)
+/* One round over the clients, each thread starting at its own place among them. snap: fork_seq
+ * before the snapshot v was taken. */
+static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n, uint64_t snap)
 {
 	unsigned nr_threads = MAX(rc->m->cfg.nr_reclaim_threads, 1u);
 	unsigned first = n ? (unsigned)((uint64_t)rc->id * n / nr_threads) : 0;
@@ -1475,7 +1475,7 @@ static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n)
 
 		if (atomic_load(&rc->m->draining))
 			break;
-		serve_forks(rc, v, n, k == 0);
+		serve_forks(rc, v, n, snap);
 		if (c->dead || !claim(c))
 			continue;
 		serve_hand_backs(rc, c);
@@ -1499,6 +1499,7 @@ static void *reclaim_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		struct client **v;
+		uint64_t snap;
 		unsigned n;
 		bool draining;
 
@@ -1510,11 +1511,15 @@ static void *reclaim_main(void *arg)
 			continue; /* the first thread gives the pages back */
 		if (rc->id == 0 && !draining)
 			update_system_level(m);
+		snap = atomic_load(&m->fork_seq);
 		v = snapshot_clients(m, &n);
+		forklook_round(&rc->forks);
+		if (m->cfg.test_reclaim_pause_ms && !draining) /* --test-reclaim-pause-ms */
+			usleep(m->cfg.test_reclaim_pause_ms * 1000);
 		if (draining)
 			release_all(rc, v, v ? n : 0);
 		else if (v)
-			reclaim_round(rc, v, n);
+			reclaim_round(rc, v, n, snap);
 		for (unsigned i = 0; v && i < n; i++)
 			client_unref(v[i]);
 		free(v);

@@ -17,7 +17,7 @@ Exit 77 when the kernel cannot run memext (uffd-probe).
 import os, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from memexttest import Daemon, TestFailure, log, read_rss_anon, wait_for  # noqa: E402
+from memexttest import TestFailure, log, read_rss_anon, run_with_daemon, wait_for  # noqa: E402
 
 memextd, memextctl, shim, probe, workload = sys.argv[1:6]
 ROUNDS = 100
@@ -108,31 +108,13 @@ def run_evicting_client(daemon):
     log(f"wl-random: {lines[0].strip()}")
 
 
-def main():
-    if subprocess.run([probe], capture_output=True).returncode == 77:
-        print("SKIP: the kernel cannot run memext")
-        return 77
-    with tempfile.TemporaryDirectory(prefix="memext-short-") as tmp:
-        daemon = Daemon(memextd, memextctl, tmp)
-        daemon.start()
-        try:
-            daemon.stats()  # up and answering
-            check_idle(daemon, "before any client")
-            run_short_clients(daemon)
-            run_evicting_client(daemon)
-            check_idle(daemon, "after the clients")
-            daemon.check_alive("at the end")
-        except TestFailure as e:
-            print(f"FAIL: {e}\nmemextd's log:\n{daemon.log_text()[-4000:]}")
-            daemon.stop()
-            return 1
-        rc = daemon.stop()
-        if rc != 0:
-            print(f"FAIL: memextd's stop: {rc}\nits log:\n{daemon.log_text()[-4000:]}")
-            return 1
-    print("PASS")
-    return 0
+def short_clients(daemon):
+    daemon.stats()  # up and answering
+    check_idle(daemon, "before any client")
+    run_short_clients(daemon)
+    run_evicting_client(daemon)
+    check_idle(daemon, "after the clients")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_with_daemon(memextd, memextctl, probe, "memext-short-", short_clients))

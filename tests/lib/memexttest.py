@@ -14,6 +14,7 @@ import re
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 
 PAGE = 4096
@@ -368,3 +369,28 @@ def adoption_problems(daemon, pids, after, min_adopt_swap_pages=0):
                         f"{min_adopt_swap_pages}: the pages in the swap area were not "
                         f"adopted in place")
     return problems
+
+
+def run_with_daemon(memextd, memextctl, probe, prefix, body, extra_args=()):
+    """A script test's frame: 77 when the kernel cannot run memext (probe), else one memextd
+    in a temp dir, body(daemon), the daemon alive after it and its clean stop. Returns the
+    exit status and prints PASS, or FAIL with the reason and the daemon's log."""
+    if subprocess.run([probe], capture_output=True).returncode == SKIP:
+        print("SKIP: the kernel cannot run memext")
+        return SKIP
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        daemon = Daemon(memextd, memextctl, tmp, extra_args=extra_args)
+        daemon.start()
+        try:
+            body(daemon)
+            daemon.check_alive("at the end")
+        except TestFailure as e:
+            print(f"FAIL: {e}\nmemextd's log:\n{daemon.log_text()[-4000:]}")
+            daemon.stop()
+            return 1
+        rc = daemon.stop()
+        if rc != 0:
+            print(f"FAIL: memextd's stop: {rc}\nits log:\n{daemon.log_text()[-4000:]}")
+            return 1
+    print("PASS")
+    return 0
