@@ -1019,6 +1019,7 @@ static void handle_control(struct daemon *d, struct client *c)
 		pthread_mutex_unlock(&c->lock);
 		if (again)
 			fork_share_drop(&d->m, c->pid, earlier);
+		/* After fork_requested, and the client listed since its hello: forklook.h. */
 		atomic_fetch_add(&d->m.fork_seq, 1);
 		manager_kick_reclaim(&d->m);
 		break;
@@ -1541,10 +1542,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_MEMINFO: o->meminfo_path = optarg; break;
 		case OPT_CRASH_AT: o->crash_at = optarg; break;
 		case OPT_RECLAIM_PAUSE: {
-			char *end;
-			unsigned long ms = strtoul(optarg, &end, 10);
+			unsigned long ms = strtoul(optarg, NULL, 10);
 
-			if (!*optarg || *end || ms > 10000) {
+			if (!*optarg || strspn(optarg, "0123456789") != strlen(optarg) ||
+			    strlen(optarg) > 5 || ms > 10000) {
 				fprintf(stderr,
 					"memextd: --test-reclaim-pause-ms wants 0 to 10000, not "
 					"'%s'\n",
@@ -1943,6 +1944,10 @@ int main(int argc, char **argv)
 		return r;
 	log_info("memextd %s ready (configuration: %s)", MEMEXT_VERSION,
 		 d.config_path ? d.config_path : "built-in defaults");
+	if (d.opts.reclaim_pause_ms)
+		log_notice("--test-reclaim-pause-ms %u: reclaim pauses after each snapshot of its "
+			   "clients (for tests only)",
+			   d.opts.reclaim_pause_ms);
 	(void)sd_notify(0, "READY=1\nSTATUS=serving, no clients yet");
 	r = run(&d);
 	(void)sd_notify(0, "STOPPING=1\nSTATUS=giving every client its pages back");

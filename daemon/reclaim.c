@@ -1346,12 +1346,18 @@ static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, uin
 		pthread_mutex_unlock(&v[i]->lock);
 		if (!pending)
 			continue;
-		if (claim(v[i])) {
-			prepare_fork(rc, v[i]);
-			unclaim(v[i]);
-		} else {
+		if (!claim(v[i])) {
 			missed = true;
+			continue;
 		}
+		/* Another thread may have served it between the look and the claim: a second
+		 * snapshot under the same token could be the one the child adopts. */
+		pthread_mutex_lock(&v[i]->lock);
+		pending = v[i]->fork_requested && !v[i]->dead;
+		pthread_mutex_unlock(&v[i]->lock);
+		if (pending)
+			prepare_fork(rc, v[i]);
+		unclaim(v[i]);
 	}
 	forklook_done(&rc->forks, seq, snap, missed);
 }
@@ -1489,6 +1495,16 @@ static void reclaim_round(struct reclaimer *rc, struct client **v, unsigned n, u
 	}
 }
 
+/* --test-reclaim-pause-ms: a pause after the snapshot, cut short by a stop. */
+static void test_pause(struct manager *m)
+{
+	const struct timespec slice = {0, 10 * 1000 * 1000};
+
+	for (unsigned ms = 0; ms < m->cfg.test_reclaim_pause_ms && !atomic_load(&m->stopping);
+	     ms += 10)
+		(void)nanosleep(&slice, NULL);
+}
+
 static void *reclaim_main(void *arg)
 {
 	struct reclaimer *rc = arg;
@@ -1514,8 +1530,8 @@ static void *reclaim_main(void *arg)
 		snap = atomic_load(&m->fork_seq);
 		v = snapshot_clients(m, &n);
 		forklook_round(&rc->forks);
-		if (m->cfg.test_reclaim_pause_ms && !draining) /* --test-reclaim-pause-ms */
-			usleep(m->cfg.test_reclaim_pause_ms * 1000);
+		if (!draining)
+			test_pause(m);
 		if (draining)
 			release_all(rc, v, v ? n : 0);
 		else if (v)

@@ -15,6 +15,8 @@ falls in it.
    two rounds now, under a second; without the fix the first one already hung).
 3. memextd counted every process: each bash, its fork child and the program that child
    executes.
+All of it with one reclaim thread, then with two (every thread looks for waiting forks; one
+serves each). Checked against the old code by hand: it hung at the first shell.
 Exit 77 when the kernel cannot run memext (uffd-probe).
 """
 import os, subprocess, sys
@@ -61,6 +63,16 @@ def forks_at_hello(daemon):
     wait_for(lambda: not daemon.stats()["clients"], 30, "the clients to leave")
 
 
+def main():
+    for threads in (1, 2):
+        log(f"memextd with {threads} reclaim thread(s)")
+        rc = run_with_daemon(memextd, memextctl, probe, "memext-forkhello-", forks_at_hello,
+                             ["--test-reclaim-pause-ms", str(PAUSE_MS),
+                              f"--reclaim-threads={threads}"])
+        if rc != 0:
+            return rc
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(run_with_daemon(memextd, memextctl, probe, "memext-forkhello-", forks_at_hello,
-                             ["--test-reclaim-pause-ms", str(PAUSE_MS)]))
+    sys.exit(main())

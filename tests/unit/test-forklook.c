@@ -21,6 +21,7 @@ struct world {
 	bool requested[NR]; /* fork_requested */
 	bool listed[NR];    /* on the manager's list of clients */
 	bool held[NR];	    /* claimed by another reclaim thread */
+	bool dead[NR];	    /* its fork_requested set, gone since */
 };
 
 /* A reclaim thread and its round. */
@@ -52,7 +53,7 @@ static unsigned scan(struct world *w, const bool *in_snapshot, bool *missed)
 
 	*missed = false;
 	for (unsigned i = 0; i < NR; i++) {
-		if (!in_snapshot[i] || !w->requested[i])
+		if (!in_snapshot[i] || !w->requested[i] || w->dead[i])
 			continue;
 		if (w->held[i]) {
 			*missed = true;
@@ -126,8 +127,8 @@ int main(void)
 		check(look(&t, &w) == 0);
 		round_begins(&t, &w);
 		check(look(&t, &w) == 0 && look(&t, &w) == 0);
-		check(t.scans ==
-		      2); /* the serving one, and the next round's first, which settles */
+		/* The serving look, and the next round's first, which settles. */
+		check(t.scans == 2);
 	}
 	/* A new process says hello after the round's snapshot and forks before the round's
 	 * first look: that look cannot serve it, the rest of the round does not look again, and
@@ -194,6 +195,40 @@ int main(void)
 		check(look(&b, &w) == 0 && b.scans == 2);
 		round_begins(&b, &w);
 		check(look(&b, &w) == 0 && b.scans == 2);
+	}
+	/* A request comes while a look goes through the clients (after it read the number):
+	 * that look serves it if it finds it, and the next look goes through them again. */
+	{
+		struct world w = {.listed = {true, true, true}};
+		struct thread t = {0};
+		uint64_t seq;
+		bool missed;
+
+		round_begins(&t, &w);
+		request(&w, 0);
+		seq = w.seq;
+		check(forklook_needed(&t.l, seq));
+		request(&w, 1); /* mid-look */
+		check(scan(&w, t.in_snapshot, &missed) == 2 && !missed);
+		forklook_done(&t.l, seq, t.snap, missed);
+		check(forklook_needed(&t.l, w.seq));
+		check(look(&t, &w) == 0);
+		round_begins(&t, &w);
+		check(look(&t, &w) == 0 && !forklook_needed(&t.l, w.seq));
+	}
+	/* A client that died with its request: nothing to serve, settled after one scan. */
+	{
+		struct world w = {.listed = {true, true}};
+		struct thread t = {0};
+
+		round_begins(&t, &w);
+		request(&w, 1);
+		w.dead[1] = true;
+		round_begins(&t, &w);
+		check(look(&t, &w) == 0 && t.scans == 1);
+		check(look(&t, &w) == 0 && t.scans == 1);
+		round_begins(&t, &w);
+		check(look(&t, &w) == 0 && t.scans == 1);
 	}
 	return 0;
 }
