@@ -853,6 +853,10 @@ static void reclaim_client(struct reclaimer *rc, struct client *c)
 		pthread_mutex_unlock(&c->lock);
 		if (n <= 0)
 			break;
+		/* A process waits in fork() for serve_forks(): it does not wait for the rest of
+		 * this one's batches (up to 64), which the next round evicts. */
+		if (forklook_needed(&rc->forks, atomic_load(&rc->m->fork_seq)))
+			break;
 	}
 	if (held)
 		agent_release(c);
