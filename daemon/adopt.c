@@ -799,7 +799,9 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 int64_t adopt_client(struct client *c, int old_pmem_fd)
 {
 	struct old_daemon *o;
-	int64_t n = pmem_is_own(old_pmem_fd) ? -ENOENT : old_daemon_open(old_pmem_fd, c->m->cfg.fork_claim_timeout_usec, &o);
+	int64_t n = pmem_is_own(old_pmem_fd)
+			    ? -ENOENT
+			    : old_daemon_open(old_pmem_fd, c->m->cfg.fork_claim_timeout_usec, &o);
 
 	if (n < 0)
 		close(old_pmem_fd);

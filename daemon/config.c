@@ -631,7 +631,7 @@ static const char *describe_accepted(const struct config_key *k, char *buf, size
 
 /* ---- value parsers: 0, or -EINVAL with the reason in *reason ---- */
 
-static int parse_uint64(const char *s, uint64_t *ret)
+int config_parse_uint64(const char *s, uint64_t *ret)
 {
 	uint64_t v = 0;
 
@@ -707,7 +707,7 @@ static int parse_value(const struct config_key *k, const char *value, void *base
 		return 0;
 	}
 	case CONFIG_UINT:
-		r = parse_uint64(value, &v);
+		r = config_parse_uint64(value, &v);
 		if (r == -EINVAL) {
 			*reason = "not a decimal integer";
 			return -EINVAL;
@@ -1028,7 +1028,7 @@ static int add_swapfile(struct parse_ctx *ctx, const struct config_key *k, const
 		return fail(ctx, ctx->line, r, "[swap] file = \"%s\": %s; accepted: %s", value,
 			    reason, acc);
 	if (n == 2) {
-		r = parse_uint64(prio, &priority);
+		r = config_parse_uint64(prio, &priority);
 		if (r < 0 || priority < k->min || priority > k->max)
 			return fail(ctx, ctx->line, -EINVAL,
 				    "[swap] file = \"%s\": bad priority \"%s\"; accepted: %s",

@@ -188,6 +188,8 @@ int config_set(struct memextd_config *cfg, const char *section, const char *key,
 
 /* Checks the keys that depend on each other (watermarks, backend and swap files, sockets). */
 int config_validate(struct memextd_config *cfg, char *err, size_t err_len);
+/* A decimal number, digits only (no sign, no space). 0, -EINVAL or -ERANGE. */
+int config_parse_uint64(const char *s, uint64_t *ret);
 
 void config_free(struct memextd_config *cfg);
 

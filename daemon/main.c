@@ -1542,10 +1542,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_MEMINFO: o->meminfo_path = optarg; break;
 		case OPT_CRASH_AT: o->crash_at = optarg; break;
 		case OPT_RECLAIM_PAUSE: {
-			unsigned long ms = strtoul(optarg, NULL, 10);
+			uint64_t ms;
 
-			if (!*optarg || strspn(optarg, "0123456789") != strlen(optarg) ||
-			    strlen(optarg) > 5 || ms > 10000) {
+			if (config_parse_uint64(optarg, &ms) < 0 || ms > 10000) {
 				fprintf(stderr,
 					"memextd: --test-reclaim-pause-ms wants 0 to 10000, not "
 					"'%s'\n",

@@ -1337,6 +1337,17 @@ static void leave_on_request(struct reclaimer *rc, struct client *c)
  * FORK_PREPARE arrives in the middle of a round, so every thread looks for one before each
  * client it takes. v[0..n): the round's clients, snapshot after reading fork_seq = snap.
  */
+/* Whether c's FORK_PREPARE waits for an answer. */
+static bool fork_waits(struct client *c)
+{
+	bool waits;
+
+	pthread_mutex_lock(&c->lock);
+	waits = c->fork_requested && !c->dead;
+	pthread_mutex_unlock(&c->lock);
+	return waits;
+}
+
 static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, uint64_t snap)
 {
 	uint64_t seq = atomic_load(&rc->m->fork_seq);
@@ -1345,10 +1356,7 @@ static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, uin
 	if (!forklook_needed(&rc->forks, seq))
 		return;
 	for (unsigned i = 0; i < n; i++) {
-		pthread_mutex_lock(&v[i]->lock);
-		bool pending = v[i]->fork_requested && !v[i]->dead;
-		pthread_mutex_unlock(&v[i]->lock);
-		if (!pending)
+		if (!fork_waits(v[i]))
 			continue;
 		if (!claim(v[i])) {
 			missed = true;
@@ -1356,10 +1364,7 @@ static void serve_forks(struct reclaimer *rc, struct client **v, unsigned n, uin
 		}
 		/* Another thread may have served it between the look and the claim: a second
 		 * snapshot under the same token could be the one the child adopts. */
-		pthread_mutex_lock(&v[i]->lock);
-		pending = v[i]->fork_requested && !v[i]->dead;
-		pthread_mutex_unlock(&v[i]->lock);
-		if (pending)
+		if (fork_waits(v[i]))
 			prepare_fork(rc, v[i]);
 		unclaim(v[i]);
 	}
@@ -1534,12 +1539,12 @@ static void *reclaim_main(void *arg)
 		snap = atomic_load(&m->fork_seq);
 		v = snapshot_clients(m, &n);
 		forklook_round(&rc->forks);
-		if (!draining)
-			test_pause(m);
-		if (draining)
+		if (draining) {
 			release_all(rc, v, v ? n : 0);
-		else if (v)
+		} else if (v) {
+			test_pause(m);
 			reclaim_round(rc, v, n, snap);
+		}
 		for (unsigned i = 0; v && i < n; i++)
 			client_unref(v[i]);
 		free(v);
