@@ -514,6 +514,7 @@ struct adopt_ctx {
 	void *buf;
 	int64_t restored; /* pages put into our store */
 	uint64_t lost;	  /* pages that could not be recovered (poisoned) */
+	struct adopt_pages *later; /* a fork child's: what our store refuses waits here */
 };
 
 /* Whether the process has the page at vpn itself (resident or in the kernel's swap). */
@@ -558,8 +559,39 @@ static int mark_lost(struct adopt_ctx *a, uint64_t vpn, int why)
 	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_UNEVICTABLE, 0));
 }
 
+void adopt_pages_free(struct adopt_pages *later)
+{
+	for (size_t i = 0; i < later->nr; i++)
+		free(later->p[i].data);
+	free(later->p);
+	*later = (struct adopt_pages){0};
+}
+
+/* The page in a->buf, for a fork child whose memory is not registered yet. */
+static int keep_for_later(struct adopt_ctx *a, uint64_t vpn)
+{
+	struct adopt_pages *l = a->later;
+	void *data;
+
+	if (l->nr == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct adopt_page *p = reallocarray(l->p, cap, sizeof(*p));
+
+		if (!p)
+			return mark_lost(a, vpn, -ENOMEM);
+		l->p = p;
+		l->cap = cap;
+	}
+	data = malloc(PAGE_SIZE);
+	if (!data)
+		return mark_lost(a, vpn, -ENOMEM);
+	memcpy(data, a->buf, PAGE_SIZE);
+	l->p[l->nr++] = (struct adopt_page){vpn, data};
+	return 0;
+}
+
 /* Puts the page in a->buf into our store as vpn's STORED entry; if the store refuses it, into
- * the process itself. */
+ * the process itself (for a fork child, later: its memory is not registered yet). */
 static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 {
 	struct uffdio_copy copy = {
@@ -573,6 +605,8 @@ static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 		a->restored++;
 		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
 	}
+	if (a->later)
+		return keep_for_later(a, vpn);
 	if (ioctl(a->c->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
 		return mark_lost(a, vpn, -errno);
 	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_REF, 0));
@@ -743,7 +777,8 @@ static void replay_journal(struct client *c, const struct client_record *rec)
 
 /* Rebuilds c's table from the dead daemon's table that rec names, replays rec's journal and
  * poisons what is nowhere. Returns the pages restored to our store, or -errno. */
-static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct client_record *rec)
+static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct client_record *rec,
+			   struct adopt_pages *later)
 {
 	struct adopt_ctx a = {
 		.c = c,
@@ -751,6 +786,7 @@ static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct 
 		.v = o->v,
 		.old_store = pmem_view_root(o->v, PMEM_ROOT_STORE),
 		.buf = aligned_alloc(PAGE_SIZE, PAGE_SIZE),
+		.later = later,
 	};
 	int r;
 
@@ -789,7 +825,7 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 	}
 	if (i == o->nr_pending)
 		return -ENOENT;
-	n = adopt_table(c, o, rec);
+	n = adopt_table(c, o, rec, NULL);
 	/* A fork child that had its answer: the snapshot's table is its own. */
 	forget_table(o->v, o->forks, &o->nr_forks, FORK_RECORD_MAGIC, rec->pt_root);
 	o->pending[i] = o->pending[--o->nr_pending];
@@ -813,8 +849,8 @@ int64_t adopt_client(struct client *c, int old_pmem_fd)
 	return n;
 }
 
-int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
-			 uid_t uid)
+int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token, uid_t uid,
+			 struct adopt_pages *later)
 {
 	const struct client_record *rec = NULL;
 	struct old_daemon *o;
@@ -847,7 +883,7 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 		o->forks[i] = o->forks[--o->nr_forks];
 		n = -ETIME;
 	} else {
-		n = adopt_table(c, o, rec);
+		n = adopt_table(c, o, rec, later);
 		o->forks[i] = o->forks[--o->nr_forks];
 		held_forget_fork(parent, token);
 		/* The child's record from before its answer names the same table: done with. */

@@ -63,15 +63,29 @@ int fork_record_publish(const struct pagetable *pt, pid_t parent, uint32_t token
 /* Retires a record (a successor will not see it) and frees it. NULL is fine. */
 void record_retire(struct client_record *rec);
 
+/* Pages of a snapshot our store refused: they go into the child once its memory is
+ * registered (fork_share_place()). In ascending address order. */
+struct adopt_page {
+	uint64_t vpn;
+	void *data; /* PAGE_SIZE bytes, malloc'ed */
+};
+struct adopt_pages {
+	struct adopt_page *p;
+	size_t nr, cap;
+};
+void adopt_pages_free(struct adopt_pages *later);
+
 /*
  * A fork child c (not served yet) whose hello came with a dead daemon's pmem: adopts the
  * snapshot its parent's fork left there for it (or, if the child had its answer already, its
- * own record) into c's page table. The caller then settles it (fork_share_settle()). Returns
- * the pages restored, or -errno: -ENOENT when neither is there, -ETIME for a snapshot with
- * pages in swap slots not held for it (adopt_swap_init()): any may be another's by now.
+ * own record) into c's page table. The child's memory is not registered yet, so a page of the
+ * snapshot our store cannot take is put in *later. The caller then settles it
+ * (fork_share_settle()) and places *later (fork_share_place()). Returns the pages restored,
+ * or -errno: -ENOENT when neither is there, -ETIME for a snapshot with pages in swap slots not
+ * held for it (adopt_swap_init()): any may be another's by now.
  */
-int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token,
-			 uid_t uid);
+int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32_t token, uid_t uid,
+			 struct adopt_pages *later);
 
 /*
  * Adopts the client c (created from a HELLO_RESUME hello, not served yet) from the dead

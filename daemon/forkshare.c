@@ -10,10 +10,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -323,6 +325,10 @@ int fork_share_attach(struct client *c, struct fork_share *f)
 struct vma_walk {
 	struct client *c;
 	struct rangeset wipe; /* MADV_WIPEONFORK mappings: the child reads zeroes there */
+	int (*fn)(struct vma_walk *w, const struct maps_entry *e, bool wipe);
+	struct adopt_pages *later; /* fork_share_place(): the pages to place */
+	size_t next;		   /* ... the first not placed or dropped yet */
+	uint64_t placed;
 };
 
 static int drop_unregistered(uint64_t vpn, pte_t *pte, void *userdata)
@@ -387,7 +393,7 @@ static int walk_child_vmas(struct vma_walk *w)
 		}
 		if (strncmp(line, "VmFlags:", 8) == 0) {
 			if (have)
-				r = child_vma(w, &e, strstr(line, " wf") != NULL);
+				r = w->fn(w, &e, strstr(line, " wf") != NULL);
 			have = false;
 		} else if (maps_parse_line(line, &e) == 0) {
 			have = true;
@@ -399,7 +405,7 @@ static int walk_child_vmas(struct vma_walk *w)
 
 int fork_share_settle(struct client *c)
 {
-	struct vma_walk w = {.c = c};
+	struct vma_walk w = {.c = c, .fn = child_vma};
 	bool shares;
 	int r;
 
@@ -416,6 +422,79 @@ int fork_share_settle(struct client *c)
 	pthread_mutex_lock(&c->lock);
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, drop_unregistered, &w);
 	pthread_mutex_unlock(&c->lock);
+	rangeset_done(&w.wipe);
+	return r;
+}
+
+/* ---- pages adopted for a child that our store refused ---- */
+
+/* Copies one page into the child (EEXIST: it has its own) and tracks it as present. */
+static int place_page(struct client *c, const struct adopt_page *p)
+{
+	struct uffdio_copy copy = {
+		.dst = p->vpn * PAGE_SIZE,
+		.src = (uint64_t)(uintptr_t)p->data,
+		.len = PAGE_SIZE,
+	};
+	pte_t *pte;
+	int r = 0;
+
+	if (ioctl(c->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
+		return -errno;
+	pthread_mutex_lock(&c->lock);
+	pte = pagetable_ensure(c->pt, p->vpn);
+	if (!pte) {
+		r = -ENOMEM;
+	} else if (*pte == 0) {
+		*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+		c->nr_present++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/*
+ * One mapping of the child: the pages in it go in, registered first if need be (as
+ * child_vma()); none in a MADV_WIPEONFORK mapping, and pages between mappings are nowhere in
+ * the child: dropped.
+ */
+static int place_in_vma(struct vma_walk *w, const struct maps_entry *e, bool wipe)
+{
+	struct adopt_pages *l = w->later;
+	size_t i = w->next;
+	int r = 0;
+
+	while (i < l->nr && l->p[i].vpn * PAGE_SIZE < e->start)
+		i++;
+	if (i < l->nr && l->p[i].vpn * PAGE_SIZE < e->end && !wipe && !e->shared && !e->inode)
+		r = client_scan_range(w->c, e->start, e->end);
+	for (; r == 0 && i < l->nr && l->p[i].vpn * PAGE_SIZE < e->end; i++) {
+		if (wipe || e->shared || e->inode)
+			continue;
+		r = place_page(w->c, &l->p[i]);
+		if (r < 0)
+			log_error_errno(r,
+					"client %d: page %#" PRIx64 " its parent shared could "
+					"not be put back: %m",
+					w->c->pid, l->p[i].vpn * PAGE_SIZE);
+		else
+			w->placed++;
+	}
+	w->next = i;
+	return r;
+}
+
+int fork_share_place(struct client *c, struct adopt_pages *later)
+{
+	struct vma_walk w = {.c = c, .fn = place_in_vma, .later = later};
+	int r;
+
+	if (!later->nr)
+		return 0;
+	r = walk_child_vmas(&w);
+	log_info("client %d: %" PRIu64 " pages its parent shared, for which our store had no "
+		 "room, put back into it",
+		 c->pid, w.placed);
 	rangeset_done(&w.wipe);
 	return r;
 }

@@ -78,6 +78,15 @@ int fork_share_attach(struct client *child, struct fork_share *f);
  */
 int fork_share_settle(struct client *child);
 
+/*
+ * After fork_share_settle() of a child adopted from a dead daemon (adopt_fork_child()): puts
+ * the pages of its snapshot that our store refused into the child, where it has a mapping
+ * (registering it if need be) that is not MADV_WIPEONFORK; the rest are nowhere in the child.
+ * Returns 0 or -errno (-ESRCH: the child is gone).
+ */
+struct adopt_pages;
+int fork_share_place(struct client *child, struct adopt_pages *later);
+
 /* Drops what a snapshot still holds (all of it, when it was never attached) and retires its
  * record. NULL is fine. */
 void fork_share_free(struct store *s, struct fork_share *f);

@@ -508,10 +508,13 @@ static void send_gate(struct client *c)
 static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, uid_t uid,
 			     int old_pmem_fd)
 {
-	int64_t n = adopt_fork_child(c, old_pmem_fd, hello->parent_pid, hello->fork_token, uid);
-	int r;
+	struct adopt_pages later = {0};
+	int64_t n =
+		adopt_fork_child(c, old_pmem_fd, hello->parent_pid, hello->fork_token, uid, &later);
+	int r, r2;
 
 	if (n < 0) {
+		adopt_pages_free(&later);
 		if (n != -ETIME) /* said why */
 			log_error_errno((int)n, "client %d: the pages its parent %d shared at fork "
 						"are not in the dead daemon's memory: %m",
@@ -519,6 +522,10 @@ static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, ui
 		return false;
 	}
 	r = fork_share_settle(c);
+	r2 = fork_share_place(c, &later);
+	if (r == 0)
+		r = r2;
+	adopt_pages_free(&later);
 	if (r < 0 && r != -ESRCH)
 		log_warning_errno(r, "client %d: registering its memory: %m", c->pid);
 	log_info("client %d: adopted %" PRId64 " pages its parent %d shared at fork", c->pid, n,

@@ -471,7 +471,7 @@ def test_managed(args, tmp):
             raise TestFailure(f"a fresh daemon's store is not empty: {json.dumps(base['store'])}")
 
         env = shim_env(args, daemon.sock, args.budget)
-        env["MEMEXT_WL_EXPECT_EVICTION"] = "1"
+        env.setdefault("MEMEXT_WL_EXPECT_EVICTION", "1")  # --env may turn it off
         env["MEMEXT_WL_DAEMON_PID"] = str(daemon.proc.pid)  # wl-burst stops it a moment
         silent = silent_connections(daemon, args.silent_connections)
         poller = StatsPoller(daemon)
