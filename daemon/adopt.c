@@ -46,13 +46,16 @@ struct old_daemon {
 	unsigned nr_pending;
 	uint64_t *forks; /* old addresses of fork snapshots no child has claimed yet */
 	unsigned nr_forks;
-	/* Slots in swap areas adopted in place, by the dead daemon's handle: a fork shared
-	 * them, so another client may name the same one. Each holds a reference of its own
-	 * until the old daemon is released. Open addressing, a power of two or 0. */
+	/* Slots in swap areas adopted in place, and pool objects when the dead daemon shared
+	 * any (shared), by the dead daemon's handle: a fork shared them, so another client may
+	 * name the same one. Each holds a reference of its own until the old daemon is
+	 * released. Open addressing, a power of two or 0. */
 	struct slot_alias {
 		uint64_t old_handle, handle;
 	} *aliases;
 	size_t nr_aliases, cap_aliases;
+	struct store *store; /* the aliases' references are in it */
+	bool shared;
 	uint64_t forks_deadline_usec; /* after which they are given up */
 };
 
@@ -450,6 +453,7 @@ static int old_daemon_open(int fd, uint64_t fork_claim_timeout_usec, struct old_
 		return t ? -ENOMEM : -EINVAL;
 	}
 	o->v = v;
+	o->shared = store_view_shared(v, pmem_view_root(v, PMEM_ROOT_STORE));
 	for (unsigned i = 0; i < CLIENT_TABLE_SLOTS; i++) {
 		const struct client_record *rec = t->slot[i] ? old_record(v, t->slot[i]) : NULL;
 
@@ -497,7 +501,7 @@ void adopt_reap(void)
 		log_info("the pmem of memextd %" PRIu64 " is released", o->v->hdr.daemon_pid);
 		*pp = o->next;
 		pmem_view_close(o->v);
-		aliases_free(o, S.store);
+		aliases_free(o, o->store);
 		free(o->pending);
 		free(o->forks);
 		free(o);
@@ -549,13 +553,31 @@ static int set_entry(struct adopt_ctx *a, uint64_t vpn, pte_t e)
 	return 0;
 }
 
+static int later_push(struct adopt_pages *l, uint64_t vpn, void *data)
+{
+	if (l->nr == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct adopt_page *p = reallocarray(l->p, cap, sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		l->p = p;
+		l->cap = cap;
+	}
+	l->p[l->nr++] = (struct adopt_page){vpn, data};
+	return 0;
+}
+
 /* A page whose content is nowhere: marked (unevictable until then), and poisoned after the
- * replay (adopt_client). */
+ * replay (adopt_client); a fork child's, whose memory is not registered yet, once it is
+ * (fork_share_place()). */
 static int mark_lost(struct adopt_ctx *a, uint64_t vpn, int why)
 {
 	log_error_errno(why, "client %d: page %#" PRIx64 " could not be recovered: %m", a->c->pid,
 			vpn * PAGE_SIZE);
 	a->lost++;
+	if (a->later && later_push(a->later, vpn, NULL) == 0)
+		return 0;
 	return set_entry(a, vpn, pte_make(PTE_PRESENT, PTE_UNEVICTABLE, 0));
 }
 
@@ -570,24 +592,15 @@ void adopt_pages_free(struct adopt_pages *later)
 /* The page in a->buf, for a fork child whose memory is not registered yet. */
 static int keep_for_later(struct adopt_ctx *a, uint64_t vpn)
 {
-	struct adopt_pages *l = a->later;
-	void *data;
+	void *data = malloc(PAGE_SIZE);
 
-	if (l->nr == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct adopt_page *p = reallocarray(l->p, cap, sizeof(*p));
-
-		if (!p)
-			return mark_lost(a, vpn, -ENOMEM);
-		l->p = p;
-		l->cap = cap;
+	if (data) {
+		memcpy(data, a->buf, PAGE_SIZE);
+		if (later_push(a->later, vpn, data) == 0)
+			return 0;
+		free(data);
 	}
-	data = malloc(PAGE_SIZE);
-	if (!data)
-		return mark_lost(a, vpn, -ENOMEM);
-	memcpy(data, a->buf, PAGE_SIZE);
-	l->p[l->nr++] = (struct adopt_page){vpn, data};
-	return 0;
+	return mark_lost(a, vpn, -ENOMEM);
 }
 
 /* Puts the page in a->buf into our store as vpn's STORED entry; if the store refuses it, into
@@ -641,6 +654,7 @@ static void alias_add(struct old_daemon *o, struct store *s, uint64_t old_handle
 		free(old);
 	}
 	if (store_dup(s, handle) == 0) {
+		o->store = s;
 		*alias_of(o, old_handle) = (struct slot_alias){old_handle, handle};
 		o->nr_aliases++;
 	}
@@ -669,7 +683,9 @@ static int adopt_handle(struct adopt_ctx *a, uint64_t old_handle, uint64_t *ret_
 		r = 0;
 	} else {
 		r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, ret_handle);
-		if (r == 0 && store_load_may_block(s, *ret_handle))
+		/* A slot must not be adopted twice; a pool object could be, but a copy for each
+		 * side of a fork would need up to twice the pool the dead daemon had. */
+		if (r == 0 && (store_load_may_block(s, *ret_handle) || a->o->shared))
 			alias_add(a->o, s, old_handle, *ret_handle);
 	}
 	if (r == 0) {
@@ -812,7 +828,7 @@ static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct 
 }
 
 /* Adopts c from its own record in o, if o has one (-ENOENT: nothing of it was evicted). */
-static int64_t adopt_pending(struct client *c, struct old_daemon *o)
+static int64_t adopt_pending(struct client *c, struct old_daemon *o, struct adopt_pages *later)
 {
 	const struct client_record *rec = NULL;
 	unsigned i;
@@ -825,7 +841,7 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o)
 	}
 	if (i == o->nr_pending)
 		return -ENOENT;
-	n = adopt_table(c, o, rec, NULL);
+	n = adopt_table(c, o, rec, later);
 	/* A fork child that had its answer: the snapshot's table is its own. */
 	forget_table(o->v, o->forks, &o->nr_forks, FORK_RECORD_MAGIC, rec->pt_root);
 	o->pending[i] = o->pending[--o->nr_pending];
@@ -842,7 +858,7 @@ int64_t adopt_client(struct client *c, int old_pmem_fd)
 	if (n < 0)
 		close(old_pmem_fd);
 	else
-		n = adopt_pending(c, o);
+		n = adopt_pending(c, o, NULL);
 	/* Back, whatever it brought: its slots are reserved or it has none. */
 	held_forget(c->pid, proc_start_time(c->pid));
 	adopt_reap();
@@ -868,7 +884,8 @@ int64_t adopt_fork_child(struct client *c, int old_pmem_fd, pid_t parent, uint32
 			break;
 	}
 	if (i == o->nr_forks) {
-		n = adopt_pending(c, o);
+		/* Its own record: the dead daemon may have died before registering its memory. */
+		n = adopt_pending(c, o, later);
 		held_forget(c->pid, proc_start_time(c->pid));
 	} else if (S.path[0] && !held_fork(parent, token) && table_in_area(o, rec)) {
 		/* Some of its pages are in swap slots, and we hold none for it: not any more

@@ -67,7 +67,7 @@ void record_retire(struct client_record *rec);
  * registered (fork_share_place()). In ascending address order. */
 struct adopt_page {
 	uint64_t vpn;
-	void *data; /* PAGE_SIZE bytes, malloc'ed */
+	void *data; /* PAGE_SIZE bytes, malloc'ed; NULL: lost, to be poisoned */
 };
 struct adopt_pages {
 	struct adopt_page *p;

@@ -26,6 +26,7 @@
 #include "maps.h"
 #include "pmem.h"
 #include "store.h"
+#include "uffd-compat.h"
 
 struct fork_share {
 	struct fork_share *next; /* manager.forks */
@@ -329,6 +330,7 @@ struct vma_walk {
 	struct adopt_pages *later; /* fork_share_place(): the pages to place */
 	size_t next;		   /* ... the first not placed or dropped yet */
 	uint64_t placed;
+	int failed; /* ... the first that could be neither copied nor poisoned */
 };
 
 static int drop_unregistered(uint64_t vpn, pte_t *pte, void *userdata)
@@ -428,7 +430,19 @@ int fork_share_settle(struct client *c)
 
 /* ---- pages adopted for a child that our store refused ---- */
 
-/* Copies one page into the child (EEXIST: it has its own) and tracks it as present. */
+/* Poisons a page of the child: SIGBUS on access beats any wrong byte. */
+static int poison_page(struct client *c, uint64_t vpn)
+{
+	struct uffdio_poison p = {.range = {.start = vpn * PAGE_SIZE, .len = PAGE_SIZE}};
+
+	return ioctl(c->uffd, UFFDIO_POISON, &p) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/*
+ * Copies one page into the child and tracks it as present (EEXIST: the child has its own). A
+ * lost page (no data), or one that cannot be copied, is poisoned. Returns 1 when copied, 0
+ * when not, -errno when it could be neither copied nor poisoned.
+ */
 static int place_page(struct client *c, const struct adopt_page *p)
 {
 	struct uffdio_copy copy = {
@@ -436,48 +450,62 @@ static int place_page(struct client *c, const struct adopt_page *p)
 		.src = (uint64_t)(uintptr_t)p->data,
 		.len = PAGE_SIZE,
 	};
+	bool copied = false;
 	pte_t *pte;
 	int r = 0;
 
-	if (ioctl(c->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
-		return -errno;
+	if (p->data && ioctl(c->uffd, UFFDIO_COPY, &copy) == 0)
+		copied = true;
+	else if (p->data && errno != EEXIST)
+		r = -errno;
+	if (r == -ESRCH)
+		return r;
+	if (r < 0) {
+		log_error_errno(r,
+				"client %d: page %#" PRIx64 " its parent shared could not be "
+				"put back: %m",
+				c->pid, p->vpn * PAGE_SIZE);
+		atomic_fetch_add(&c->m->totals.adopt_poisoned, 1);
+	}
+	if (!p->data || r < 0) {
+		r = poison_page(c, p->vpn);
+		if (r < 0)
+			return r;
+	}
 	pthread_mutex_lock(&c->lock);
 	pte = pagetable_ensure(c->pt, p->vpn);
-	if (!pte) {
-		r = -ENOMEM;
-	} else if (*pte == 0) {
-		*pte = pte_make(PTE_PRESENT, PTE_REF, 0);
+	if (pte && *pte == 0) {
+		*pte = pte_make(PTE_PRESENT, copied ? PTE_REF : 0, 0);
 		c->nr_present++;
 	}
 	pthread_mutex_unlock(&c->lock);
-	return r;
+	return pte ? copied : -ENOMEM;
 }
 
 /*
  * One mapping of the child: the pages in it go in, registered first if need be (as
  * child_vma()); none in a MADV_WIPEONFORK mapping, and pages between mappings are nowhere in
- * the child: dropped.
+ * the child: dropped. A page that can be neither copied nor poisoned fails the walk at the end.
  */
 static int place_in_vma(struct vma_walk *w, const struct maps_entry *e, bool wipe)
 {
 	struct adopt_pages *l = w->later;
+	bool ours = !wipe && !e->shared && !e->inode;
 	size_t i = w->next;
 	int r = 0;
 
 	while (i < l->nr && l->p[i].vpn * PAGE_SIZE < e->start)
 		i++;
-	if (i < l->nr && l->p[i].vpn * PAGE_SIZE < e->end && !wipe && !e->shared && !e->inode)
+	if (ours && i < l->nr && l->p[i].vpn * PAGE_SIZE < e->end)
 		r = client_scan_range(w->c, e->start, e->end);
 	for (; r == 0 && i < l->nr && l->p[i].vpn * PAGE_SIZE < e->end; i++) {
-		if (wipe || e->shared || e->inode)
-			continue;
-		r = place_page(w->c, &l->p[i]);
-		if (r < 0)
-			log_error_errno(r,
-					"client %d: page %#" PRIx64 " its parent shared could "
-					"not be put back: %m",
-					w->c->pid, l->p[i].vpn * PAGE_SIZE);
-		else
+		int placed = ours ? place_page(w->c, &l->p[i]) : 0;
+
+		if (placed == -ESRCH)
+			r = placed;
+		else if (placed < 0 && !w->failed)
+			w->failed = placed;
+		else if (placed > 0)
 			w->placed++;
 	}
 	w->next = i;
@@ -496,5 +524,5 @@ int fork_share_place(struct client *c, struct adopt_pages *later)
 		 "room, put back into it",
 		 c->pid, w.placed);
 	rangeset_done(&w.wipe);
-	return r;
+	return r < 0 ? r : w.failed;
 }

@@ -82,7 +82,8 @@ int fork_share_settle(struct client *child);
  * After fork_share_settle() of a child adopted from a dead daemon (adopt_fork_child()): puts
  * the pages of its snapshot that our store refused into the child, where it has a mapping
  * (registering it if need be) that is not MADV_WIPEONFORK; the rest are nowhere in the child.
- * Returns 0 or -errno (-ESRCH: the child is gone).
+ * A page lost, or that cannot be copied, is poisoned there. Returns 0 or -errno (-ESRCH: the
+ * child is gone; else a page could be neither copied nor poisoned: the child must not run).
  */
 struct adopt_pages;
 int fork_share_place(struct client *child, struct adopt_pages *later);

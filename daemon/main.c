@@ -523,11 +523,16 @@ static bool adopt_fork_share(struct client *c, const struct msg_hello *hello, ui
 	}
 	r = fork_share_settle(c);
 	r2 = fork_share_place(c, &later);
-	if (r == 0)
-		r = r2;
 	adopt_pages_free(&later);
 	if (r < 0 && r != -ESRCH)
 		log_warning_errno(r, "client %d: registering its memory: %m", c->pid);
+	if (r2 < 0 && r2 != -ESRCH) {
+		log_error_errno(r2,
+				"client %d: pages its parent shared at fork could be neither "
+				"put back nor poisoned: %m; refused",
+				c->pid);
+		return false;
+	}
 	log_info("client %d: adopted %" PRId64 " pages its parent %d shared at fork", c->pid, n,
 		 hello->parent_pid);
 	return true;

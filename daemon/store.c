@@ -1955,6 +1955,13 @@ static int adopt_area_slot(struct store *s, const struct store *old, uint64_t ol
 	return 0;
 }
 
+bool store_view_shared(const struct pmem_view *v, uint64_t old_store)
+{
+	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
+
+	return !old || atomic_load(&old->dup_handles) > 0;
+}
+
 bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t old_handle)
 {
 	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));

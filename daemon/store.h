@@ -244,6 +244,10 @@ struct pmem_view;
  */
 int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t handle, void *page);
 
+/* Whether a dead daemon's store had pages with more than one reference (a fork shared them):
+ * true also when that cannot be read. */
+bool store_view_shared(const struct pmem_view *v, uint64_t old_store);
+
 /*
  * Whether old_handle of a dead daemon's store names a slot of a swap area (its page is not in
  * the pool in pmem): true also when that cannot be read, so that no caller trusts a slot that

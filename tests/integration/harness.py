@@ -75,7 +75,8 @@ def make_daemon(args, tmp):
                   extra_args=config_file(args, tmp) + (args.daemon_arg or []),
                   make_swapfile=args.make_swapfile,
                   system_available_pct=args.system_available_pct,
-                  crash_at=args.daemon_crashes_at, stop_timeout=15)
+                  crash_at=args.daemon_crashes_at, stop_timeout=15,
+                  restart_args=args.restart_daemon_arg)
 
 
 class Client:
@@ -388,7 +389,8 @@ def check_fork_adoption(daemon, clients):
             f"snapshot, {own} from their own record")
         if not any(got + own):
             problems.append(f"no fork child of {c.pid} had its shared pages adopted")
-    if "could not be recovered" in text or "are gone" in text:
+    if any(lost in text for lost in ("could not be recovered", "are gone",
+                                     "could not be put back", "neither put back")):
         problems.append("the restarted memextd lost pages (see its log)")
     return problems
 
@@ -471,7 +473,8 @@ def test_managed(args, tmp):
             raise TestFailure(f"a fresh daemon's store is not empty: {json.dumps(base['store'])}")
 
         env = shim_env(args, daemon.sock, args.budget)
-        env.setdefault("MEMEXT_WL_EXPECT_EVICTION", "1")  # --env may turn it off
+        if not any(kv.startswith("MEMEXT_WL_EXPECT_EVICTION=") for kv in args.env):
+            env["MEMEXT_WL_EXPECT_EVICTION"] = "1"  # unless --env says otherwise
         env["MEMEXT_WL_DAEMON_PID"] = str(daemon.proc.pid)  # wl-burst stops it a moment
         silent = silent_connections(daemon, args.silent_connections)
         poller = StatsPoller(daemon)
@@ -1147,6 +1150,9 @@ def main():
     ap.add_argument("--config-set", action="append", default=[],
                     metavar="SECTION.KEY=VALUE",
                     help="a key of a memextd.conf made for the test (repeatable)")
+    ap.add_argument("--restart-daemon-arg", action="append", default=[], metavar="ARG",
+                    help="an argument for the daemons started after a crash only (after the "
+                         "others: it wins)")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="an extra memextd argument (repeatable), e.g. --daemon-arg=--compressor=zstd")
     ap.add_argument("--squeeze-while-stopped", type=int, default=None, metavar="PCT",

@@ -161,11 +161,11 @@ class Daemon:
     --swap-file; system_available_pct: run it with a stand-in /proc/meminfo (and so no PSI)
     whose MemAvailable is that percent of MemTotal; crash_at: the first daemon gets
     --crash-at POINT (it kills itself there). crash_restart() SIGKILLs it and starts a new one
-    on the same sockets with the same arguments, adding the dead daemon's totals to
-    `carried`; totals(s) gives the totals of s plus those."""
+    on the same sockets with the same arguments (and restart_args after them), adding the dead
+    daemon's totals to `carried`; totals(s) gives the totals of s plus those."""
 
     def __init__(self, memextd, memextctl, tmp, extra_args=(), make_swapfile=None,
-                 system_available_pct=None, crash_at=None, stop_timeout=30):
+                 system_available_pct=None, crash_at=None, stop_timeout=30, restart_args=()):
         self.sock = os.path.join(tmp, "memextd.sock")
         self.stats_sock = os.path.join(tmp, "stats.sock")
         self.log_path = os.path.join(tmp, "memextd.log")
@@ -174,6 +174,7 @@ class Daemon:
         self.memextd = memextd
         self.memextctl = memextctl
         self.extra_args = list(extra_args)
+        self.restart_args = list(restart_args)
         self.make_swapfile = make_swapfile
         self.system_available_pct = system_available_pct
         self.crash_at = crash_at
@@ -214,6 +215,8 @@ class Daemon:
         if self.crash_at and self.restarts == 0:
             cmd += ["--crash-at", self.crash_at]
         cmd += self.extra_args
+        if self.restarts > 0:
+            cmd += self.restart_args
         log("starting: " + " ".join(cmd))
         # Its log goes to a file: not in the journal's "<N>" form, even when the test runs
         # under a systemd service (which sets JOURNAL_STREAM for its own stderr).
