@@ -691,7 +691,8 @@ static int evict_batch(struct reclaimer *rc, struct client *c, unsigned want)
 	if (!store_has_room_for(c->m->store, want)) {
 		static _Atomic bool said;
 
-		if (!atomic_exchange(&said, true))
+		/* Slots held while a dead daemon's clients come back: a moment, no news. */
+		if (!store_swap_held(c->m->store) && !atomic_exchange(&said, true))
 			log_warning("store is at its limit: eviction stops until pages come back");
 		return 0;
 	}

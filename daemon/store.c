@@ -1169,6 +1169,11 @@ void store_set_swap_held(struct store *s, bool held)
 		swapfile_set_held(s->sf, held);
 }
 
+bool store_swap_held(struct store *s)
+{
+	return s->sf && swapfile_held(s->sf);
+}
+
 int64_t store_writeback(struct store *s, uint64_t nr_pages)
 {
 	uint64_t moved = 0;

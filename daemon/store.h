@@ -222,6 +222,7 @@ int64_t store_writeback(struct store *s, uint64_t nr_pages);
  * predecessor served is adopted or gone (adopt.h). No-op without areas.
  */
 void store_set_swap_held(struct store *s, bool held);
+bool store_swap_held(struct store *s);
 
 /* Compacts the pool, giving whole pages back to the system; returns the number of pages freed.
  * Always compacts, whatever cfg.compaction says (that only governs compaction on its own). */
