@@ -33,6 +33,9 @@
  * checked. The model of a chunk is its thread's alone, so no lock is needed; a fork child
  * checks only the forking thread's chunks (the others may be halfway through an operation).
  *
+ * MEMEXT_WL_CHAOS_OPS="move,read,write" (names as above, comma-separated) mixes only those, to
+ * chase a failure.
+ *
  * Phases: fill, chaos, verify. Exit 0 after every check passed, 1 on a mismatch, 2 on errors.
  */
 #include <pthread.h>
@@ -71,7 +74,8 @@ static const char *const op_names[NR_OPS] = {
 	"protect", "lock", "forkflag", "fork",	"spawn",    "sweep",
 };
 /* Out of 1000: most operations touch pages; the rest change the address space. */
-static const unsigned op_weight[NR_OPS] = {300, 100, 290, 40, 40, 30, 40, 40, 30, 20, 10, 5, 55};
+static unsigned op_weight[NR_OPS] = {300, 100, 290, 40, 40, 30, 40, 40, 30, 20, 10, 5, 55};
+static unsigned op_total = 1000;
 
 struct page_model {
 	uint8_t kind;
@@ -442,7 +446,7 @@ static void op_fork(struct worker *w)
 
 static enum op pick_op(struct worker *w)
 {
-	unsigned r = (unsigned)wl_rand_below(&w->rng, 1000);
+	unsigned r = (unsigned)wl_rand_below(&w->rng, op_total);
 	enum op op = 0;
 
 	while (op < NR_OPS - 1 && r >= op_weight[op]) {
@@ -602,6 +606,34 @@ static void report(void)
 	wl_log("ops:%s; signal handler checks %d", line, (int)sig_ticks);
 }
 
+/* MEMEXT_WL_CHAOS_OPS="move,read": only those operations (to chase a failure). */
+static void restrict_ops(const char *list)
+{
+	bool want[NR_OPS] = {false};
+	char *copy = strdup(list), *save = NULL;
+
+	if (!copy)
+		wl_die("strdup: %m");
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int op = 0;
+
+		while (op < NR_OPS && strcmp(t, op_names[op]))
+			op++;
+		if (op == NR_OPS)
+			wl_die("MEMEXT_WL_CHAOS_OPS: no operation '%s'", t);
+		want[op] = true;
+	}
+	free(copy);
+	op_total = 0;
+	for (int op = 0; op < NR_OPS; op++) {
+		if (!want[op])
+			op_weight[op] = 0;
+		op_total += op_weight[op];
+	}
+	if (!op_total)
+		wl_die("MEMEXT_WL_CHAOS_OPS names no operation");
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t size, seed = 1;
@@ -616,6 +648,8 @@ int main(int argc, char **argv)
 		seed = wl_parse_u64(argv[4]);
 	if (nr_threads < 1 || nr_threads > 64)
 		wl_die("THREADS must be 1-64");
+	if (getenv("MEMEXT_WL_CHAOS_OPS"))
+		restrict_ops(getenv("MEMEXT_WL_CHAOS_OPS"));
 
 	setup_workers(size, seed);
 	wl_phase("fill");
