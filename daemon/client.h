@@ -38,6 +38,7 @@ struct mem_remap {
 };
 
 #define CLIENT_MAX_IO 16 /* disk reads in flight per client */
+#define CLIENT_MOVED_FROM 16
 
 struct client_counters {
 	_Atomic uint64_t pswpin;      /* pages brought back */
@@ -141,6 +142,10 @@ struct client {
 	struct batch *_Atomic stalled_batch; /* atomic: the stats look whether it is set */
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
+	/* Sources of recent mremaps whose UNMAP may not have come yet (fault.c,
+	 * unmap_of_moved_source), a ring under the resolve lock and the client lock. */
+	struct mem_remap moved_from[CLIENT_MOVED_FROM];
+	unsigned nr_moved_from;
 	struct fault_req *parked;
 	unsigned nr_parked, cap_parked;
 	/* Pages an I/O worker is reading from a swap file: their LOADING entries are not

@@ -277,7 +277,35 @@ static void handle_remap(struct client *c, struct uffd_msg *msg)
 	pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, visit_nothing, NULL);
 	rangeset_remove(&c->registered, from, from + nr * PAGE_SIZE);
 	rangeset_add(&c->registered, to, to + nr * PAGE_SIZE);
+	if (c->m->remap_unmaps_source)
+		c->moved_from[c->nr_moved_from++ % CLIENT_MOVED_FROM] =
+			(struct mem_remap){from, to, nr * PAGE_SIZE};
 	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Whether an UNMAP is the one the kernel sends for the source of an mremap after its REMAP
+ * (remapprobe.h): the REMAP took every entry out of that range, so whatever is there now
+ * belongs to newer memory. The mremapping thread sends it after the mmap lock is let go:
+ * another thread may have mapped the range meanwhile and moved pages there with an mremap of
+ * its own, whose REMAP we read first. Removing would drop those (the application read zeroes).
+ */
+static bool unmap_of_moved_source(struct client *c, uint64_t start, uint64_t end)
+{
+	unsigned n = MIN(c->nr_moved_from, (unsigned)CLIENT_MOVED_FROM);
+	bool found = false;
+
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < n && !found; i++) {
+		struct mem_remap *r = &c->moved_from[i];
+
+		if (r->len && r->from == start && r->from + r->len == PAGE_ALIGN_UP(end)) {
+			r->len = 0; /* once */
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return found;
 }
 
 void fault_apply_event(struct client *c, struct uffd_msg *msg)
@@ -291,6 +319,8 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, false);
 		break;
 	case UFFD_EVENT_UNMAP:
+		if (unmap_of_moved_source(c, msg->arg.remove.start, msg->arg.remove.end))
+			break;
 		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, true);
 		break;
 	case UFFD_EVENT_REMAP:

@@ -39,6 +39,7 @@
 #include "memext-build.h"
 #include "protocol.h"
 #include "reclaim.h"
+#include "remapprobe.h"
 #include "size.h"
 #include "stats.h"
 #include "store.h"
@@ -1826,6 +1827,9 @@ static int setup(struct daemon *d)
 		return EXIT_RUNTIME;
 	}
 	pmem_set_root(PMEM_ROOT_STORE, d->m.store);
+	d->m.remap_unmaps_source = remap_unmaps_source();
+	log_debug("the kernel %s an UNMAP for the source of an mremap",
+		  d->m.remap_unmaps_source ? "sends" : "does not send");
 	/* Before any slot can go out: no client, no reclaim yet. */
 	if (scfg.nr_swap_areas) {
 		char path[PATH_MAX];

@@ -112,6 +112,8 @@ struct manager {
 	pthread_mutex_t reclaim_lock; /* protects reclaim_kick */
 	pthread_cond_t reclaim_cond;
 	bool reclaim_kick;
+	bool remap_unmaps_source; /* the kernel sends an UNMAP for an mremap's source (remapprobe.h)
+				   */
 	_Atomic bool stopping;  /* the daemon is shutting down */
 	_Atomic bool draining;  /* reclaim gives every client its pages back, then lets go */
 	_Atomic uint64_t fork_seq;  /* bumped by each FORK_PREPARE (forklook.h) */

@@ -34,7 +34,7 @@
  * checks only the forking thread's chunks (the others may be halfway through an operation).
  *
  * MEMEXT_WL_CHAOS_OPS="move,read,write" (names as above, comma-separated) mixes only those, to
- * chase a failure.
+ * chase a failure; with MEMEXT_WL_CHAOS_GROW set, a move never shrinks its chunk.
  *
  * Phases: fill, chaos, verify. Exit 0 after every check passed, 1 on a mismatch, 2 on errors.
  */
@@ -279,9 +279,14 @@ static void op_forkflag(struct worker *w, struct chunk *c)
 }
 
 /* mremap to a fresh address (reserved first, then taken with MREMAP_FIXED). */
+static bool moves_grow_only;
+
 static void op_move(struct worker *w, struct chunk *c)
 {
 	uint32_t npages = 1 + (uint32_t)wl_rand_below(&w->rng, CHUNK_PAGES_MAX);
+
+	if (moves_grow_only && npages < c->npages)
+		npages = c->npages;
 	void *dst =
 		mmap(NULL, npages * WL_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	void *moved;
@@ -650,6 +655,7 @@ int main(int argc, char **argv)
 		wl_die("THREADS must be 1-64");
 	if (getenv("MEMEXT_WL_CHAOS_OPS"))
 		restrict_ops(getenv("MEMEXT_WL_CHAOS_OPS"));
+	moves_grow_only = getenv("MEMEXT_WL_CHAOS_GROW") != NULL;
 
 	setup_workers(size, seed);
 	wl_phase("fill");
