@@ -295,6 +295,8 @@ static bool unmap_of_moved_source(struct client *c, uint64_t start, uint64_t end
 	unsigned n = MIN(c->nr_moved_from, (unsigned)CLIENT_MOVED_FROM);
 	bool found = false;
 
+	if (n == 0) /* no mremap yet, or a kernel that sends no such UNMAP */
+		return false;
 	pthread_mutex_lock(&c->lock);
 	for (unsigned i = 0; i < n && !found; i++) {
 		struct mem_remap *r = &c->moved_from[i];

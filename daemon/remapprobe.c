@@ -13,6 +13,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "macro.h"
+
 #define PROBE_PAGES 2
 
 struct probe {
@@ -48,7 +50,7 @@ static void *probe_reader(void *arg)
 
 bool remap_unmaps_source(void)
 {
-	struct probe p = {.len = PROBE_PAGES * (uint64_t)sysconf(_SC_PAGESIZE)};
+	struct probe p = {.len = PROBE_PAGES * PAGE_SIZE};
 	struct uffdio_api api = {
 		.api = UFFD_API,
 		.features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP,
