@@ -38,7 +38,18 @@ struct mem_remap {
 };
 
 #define CLIENT_MAX_IO 16 /* disk reads in flight per client */
-#define CLIENT_MOVED_FROM 16
+#define CLIENT_RECENT_REMAPS 16
+
+/*
+ * An mremap whose REMAP was read, and the UNMAPs the kernel sends after it (fault.c,
+ * late_unmap_of): first the tail a shrinking move cut off, which starts where the moved range
+ * ends, then the source. Both were unmapped before the move, but reach us after it.
+ */
+struct recent_remap {
+	uint64_t from, to, len; /* bytes */
+	uint64_t seq;		/* 1 for the client's first REMAP, in the order read */
+	bool tail_pending, source_pending;
+};
 
 struct client_counters {
 	_Atomic uint64_t pswpin;      /* pages brought back */
@@ -142,10 +153,11 @@ struct client {
 	struct batch *_Atomic stalled_batch; /* atomic: the stats look whether it is set */
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
-	/* Sources of recent mremaps whose UNMAP may not have come yet (fault.c,
-	 * unmap_of_moved_source), a ring under the resolve lock and the client lock. */
-	struct mem_remap moved_from[CLIENT_MOVED_FROM];
-	unsigned nr_moved_from;
+	/* The last mremaps, whose late UNMAPs may not have come yet (fault.c, late_unmap_of),
+	 * a ring under the resolve lock and the client lock; only when the kernel sends the
+	 * source's UNMAP (remapprobe.h). */
+	struct recent_remap recent_remaps[CLIENT_RECENT_REMAPS];
+	uint64_t nr_recent_remaps;
 	struct fault_req *parked;
 	unsigned nr_parked, cap_parked;
 	/* Pages an I/O worker is reading from a swap file: their LOADING entries are not

@@ -168,12 +168,18 @@ static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
 	return 0;
 }
 
-static void handle_remove(struct client *c, uint64_t start, uint64_t end, bool unmap)
+/* Lock held. */
+static void remove_range(struct client *c, uint64_t start, uint64_t end, bool unmap)
 {
-	pthread_mutex_lock(&c->lock);
 	pagetable_walk(c->pt, start / PAGE_SIZE, PAGE_ALIGN_UP(end) / PAGE_SIZE, remove_one, c);
 	if (unmap)
 		rangeset_remove(&c->registered, start, PAGE_ALIGN_UP(end));
+}
+
+static void handle_remove(struct client *c, uint64_t start, uint64_t end, bool unmap)
+{
+	pthread_mutex_lock(&c->lock);
+	remove_range(c, start, end, unmap);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -277,37 +283,89 @@ static void handle_remap(struct client *c, struct uffd_msg *msg)
 	pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, visit_nothing, NULL);
 	rangeset_remove(&c->registered, from, from + nr * PAGE_SIZE);
 	rangeset_add(&c->registered, to, to + nr * PAGE_SIZE);
-	if (c->m->remap_unmaps_source)
-		c->moved_from[c->nr_moved_from++ % CLIENT_MOVED_FROM] =
-			(struct mem_remap){from, to, nr * PAGE_SIZE};
+	if (c->m->remap_unmaps_source) {
+		uint64_t seq = ++c->nr_recent_remaps;
+
+		c->recent_remaps[(seq - 1) % CLIENT_RECENT_REMAPS] =
+			(struct recent_remap){from,
+					      to,
+					      nr * PAGE_SIZE,
+					      seq,
+					      .tail_pending = true,
+					      .source_pending = true};
+	}
 	pthread_mutex_unlock(&c->lock);
 }
 
 /*
- * Whether an UNMAP is the one the kernel sends for the source of an mremap after its REMAP
- * (remapprobe.h): the REMAP took every entry out of that range, so whatever is there now
- * belongs to newer memory. The mremapping thread sends it after the mmap lock is let go:
- * another thread may have mapped the range meanwhile and moved pages there with an mremap of
- * its own, whose REMAP we read first. Removing would drop those (the application read zeroes).
+ * The mremap whose late UNMAP [start, end) is, or NULL (lock held). The kernel cuts off the
+ * tail of a shrinking move, moves, unmaps the source, and only then, with the mmap lock let
+ * go, sends REMAP, the tail's UNMAP and the source's, each once the one before was read.
+ * Meanwhile another thread can map what was freed and mremap pages of its own there, and its
+ * REMAP reaches us first: these two UNMAPs must not remove what a later REMAP put in their
+ * range (the application read zeroes). The source's UNMAP matches the moved range exactly;
+ * the tail's starts where it ends.
  */
-static bool unmap_of_moved_source(struct client *c, uint64_t start, uint64_t end)
+static struct recent_remap *late_unmap_of(struct client *c, uint64_t start, uint64_t end,
+					  bool *source)
 {
-	unsigned n = MIN(c->nr_moved_from, (unsigned)CLIENT_MOVED_FROM);
-	bool found = false;
+	uint64_t n = MIN(c->nr_recent_remaps, (uint64_t)CLIENT_RECENT_REMAPS);
+	struct recent_remap *tail = NULL;
 
-	if (n == 0) /* no mremap yet, or a kernel that sends no such UNMAP */
-		return false;
-	pthread_mutex_lock(&c->lock);
-	for (unsigned i = 0; i < n && !found; i++) {
-		struct mem_remap *r = &c->moved_from[i];
+	/* A source before a tail: the range after one moved may be another's source. */
+	for (uint64_t i = 0; i < n; i++) {
+		struct recent_remap *r = &c->recent_remaps[i];
 
-		if (r->len && r->from == start && r->from + r->len == PAGE_ALIGN_UP(end)) {
-			r->len = 0; /* once */
-			found = true;
+		if (r->source_pending && r->from == start && r->from + r->len == end) {
+			*source = true;
+			return r;
+		}
+		if (r->tail_pending && r->from + r->len == start)
+			tail = r;
+	}
+	*source = false;
+	return tail;
+}
+
+/* Removes [start, end) but the destinations of the REMAPs read after number seq (lock held):
+ * their entries came after this range was unmapped. */
+static void remove_but_later_moves(struct client *c, uint64_t start, uint64_t end, uint64_t seq,
+				   unsigned first)
+{
+	uint64_t n = MIN(c->nr_recent_remaps, (uint64_t)CLIENT_RECENT_REMAPS);
+
+	if (start >= end)
+		return;
+	for (unsigned i = first; i < n; i++) {
+		const struct recent_remap *r = &c->recent_remaps[i];
+
+		if (r->seq > seq && r->to < end && r->to + r->len > start) {
+			remove_but_later_moves(c, start, r->to, seq, i + 1);
+			remove_but_later_moves(c, r->to + r->len, end, seq, i + 1);
+			return;
 		}
 	}
+	remove_range(c, start, end, true);
+}
+
+static void handle_unmap(struct client *c, uint64_t start, uint64_t end)
+{
+	struct recent_remap *r;
+	bool source;
+
+	end = PAGE_ALIGN_UP(end);
+	pthread_mutex_lock(&c->lock);
+	r = c->nr_recent_remaps ? late_unmap_of(c, start, end, &source) : NULL;
+	if (!r) {
+		remove_range(c, start, end, true);
+	} else if (source) {
+		/* The REMAP took every entry out already; what is there now is newer. */
+		r->source_pending = r->tail_pending = false;
+	} else {
+		r->tail_pending = false;
+		remove_but_later_moves(c, start, end, r->seq, 0);
+	}
 	pthread_mutex_unlock(&c->lock);
-	return found;
 }
 
 void fault_apply_event(struct client *c, struct uffd_msg *msg)
@@ -321,9 +379,7 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, false);
 		break;
 	case UFFD_EVENT_UNMAP:
-		if (unmap_of_moved_source(c, msg->arg.remove.start, msg->arg.remove.end))
-			break;
-		handle_remove(c, msg->arg.remove.start, msg->arg.remove.end, true);
+		handle_unmap(c, msg->arg.remove.start, msg->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
 		handle_remap(c, msg);

@@ -15,8 +15,8 @@
  *             wherever the kernel puts it: it reads zero
  *   dontneed  MADV_DONTNEED on a run: it reads zero
  *   free      MADV_FREE on a run: each page reads zero or its data until written
- *   move      mremap the chunk to a new address, growing (the new tail reads zero),
- *             shrinking or keeping its size
+ *   move      mremap the chunk to a new address (reserved, or mapped and written first),
+ *             growing (the new tail reads zero), shrinking or keeping its size
  *   protect   mprotect(PROT_READ), check the chunk, make it writable again
  *   lock      mlock the chunk, check it, munlock
  *   forkflag  MADV_WIPEONFORK, MADV_DONTFORK or neither on the chunk
@@ -278,21 +278,29 @@ static void op_forkflag(struct worker *w, struct chunk *c)
 	set_fork_flag(c, (enum fork_flag)wl_rand_below(&w->rng, 3));
 }
 
-/* mremap to a fresh address (reserved first, then taken with MREMAP_FIXED). */
+/*
+ * mremap to a new address taken with MREMAP_FIXED: a reservation, or half the time memory
+ * mapped and written first (the kernel unmaps it before the move: one more event, sent before
+ * the REMAP).
+ */
 static bool moves_grow_only;
 
 static void op_move(struct worker *w, struct chunk *c)
 {
 	uint32_t npages = 1 + (uint32_t)wl_rand_below(&w->rng, CHUNK_PAGES_MAX);
+	bool onto_memory = wl_rand_below(&w->rng, 2);
 
 	if (moves_grow_only && npages < c->npages)
 		npages = c->npages;
-	void *dst =
-		mmap(NULL, npages * WL_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *dst =
+		mmap(NULL, npages * WL_PAGE_SIZE, onto_memory ? PROT_READ | PROT_WRITE : PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	void *moved;
 
 	if (dst == MAP_FAILED)
 		wl_die("mmap (reserve): %m");
+	for (uint32_t i = 0; onto_memory && i < npages; i++)
+		memset(dst + i * WL_PAGE_SIZE, 0xa5, 64);
 	moved = mremap(c->addr, c->npages * WL_PAGE_SIZE, npages * WL_PAGE_SIZE,
 		       MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 	if (moved == MAP_FAILED)
