@@ -603,8 +603,27 @@ static int keep_for_later(struct adopt_ctx *a, uint64_t vpn)
 	return mark_lost(a, vpn, -ENOMEM);
 }
 
-/* Puts the page in a->buf into our store as vpn's STORED entry; if the store refuses it, into
- * the process itself (for a fork child, later: its memory is not registered yet). */
+/*
+ * The dead daemon held the page: ours keeps it even past its limit, which then only stops new
+ * evictions. Putting it back into the process instead would come before the journal's events
+ * are applied and those waiting in the uffd are read: it would fail (EAGAIN) and be poisoned,
+ * or land in a range MADV_DONTNEED emptied meanwhile, which must read zero.
+ */
+static int save_adopted(struct adopt_ctx *a, const void *page, uint64_t *ret_handle)
+{
+	int r = store_save(a->c->m->store, page, ret_handle);
+
+	if (r == -ENOSPC) {
+		r = store_save_past_limit(a->c->m->store, page, ret_handle);
+		if (r == 0)
+			atomic_fetch_add(&a->c->m->totals.adopt_past_limit, 1);
+	}
+	return r;
+}
+
+/* Puts the page in a->buf into our store as vpn's STORED entry; if the store cannot take it
+ * (out of memory, a disk error), into the process itself (for a fork child, later: its memory
+ * is not registered yet). */
 static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 {
 	struct uffdio_copy copy = {
@@ -614,7 +633,7 @@ static int keep_page(struct adopt_ctx *a, uint64_t vpn)
 	};
 	uint64_t h;
 
-	if (store_save(a->c->m->store, a->buf, &h) == 0) {
+	if (save_adopted(a, a->buf, &h) == 0) {
 		a->restored++;
 		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
 	}
@@ -682,7 +701,13 @@ static int adopt_handle(struct adopt_ctx *a, uint64_t old_handle, uint64_t *ret_
 		*ret_handle = al->handle;
 		r = 0;
 	} else {
-		r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, ret_handle);
+		r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, false, ret_handle);
+		if (r == -ENOSPC) {
+			r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, true,
+					ret_handle);
+			if (r == 0)
+				atomic_fetch_add(&a->c->m->totals.adopt_past_limit, 1);
+		}
 		/* A slot must not be adopted twice; a pool object could be, but a copy for each
 		 * side of a fork would need up to twice the pool the dead daemon had. */
 		if (r == 0 && (store_load_may_block(s, *ret_handle) || a->o->shared))
@@ -703,7 +728,8 @@ static int adopt_stored(struct adopt_ctx *a, uint64_t vpn, uint64_t old_handle)
 
 	if (r == 0)
 		return set_entry(a, vpn, pte_make(PTE_STORED, 0, h));
-	/* Our store is full: the page goes back into the process, if it can be read. */
+	/* Not adopted as it was (out of memory, its slot taken here): saved anew, if it can be
+	 * read, or put back into the process. */
 	if (store_view_load(a->v, a->old_store, old_handle, a->buf) < 0)
 		return mark_lost(a, vpn, r);
 	return keep_page(a, vpn);

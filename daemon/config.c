@@ -406,8 +406,8 @@ const struct config_key config_table[] = {
 		.offset = G(store_mem_limit_bytes),
 		.doc = "Most memory the pool may take from the system, its metadata included "
 		       "(zram's mem_limit). At the limit, pool+swapfile writes the coldest objects "
-		       "back to the swap files and pool evicts no more. 0 sets no limit of its "
-		       "own.",
+		       "back to the swap files and pool evicts no more. Pages adopted from a "
+		       "daemon that died are kept even past it. 0 sets no limit of its own.",
 	},
 	{
 		.section = "store",

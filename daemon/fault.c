@@ -442,6 +442,26 @@ static bool close_gate(struct client *c)
 	return closed;
 }
 
+/* For tests (--crash-at remove-read): dies with a MADV_DONTNEED of evicted pages read and not
+ * yet applied, which its successor finds in the journal. */
+static void crash_point_remove(struct client *c, const struct uffd_msg *msg)
+{
+	uint64_t v, end = PAGE_ALIGN_UP(msg->arg.remove.end) / PAGE_SIZE;
+
+	if (!c->m->cfg.crash_at || msg->event != UFFD_EVENT_REMOVE)
+		return;
+	pthread_mutex_lock(&c->lock);
+	for (v = msg->arg.remove.start / PAGE_SIZE; v < end; v++) {
+		pte_t *pte = pagetable_lookup(c->pt, v);
+
+		if (pte && pte_type(*pte) == PTE_STORED)
+			break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (v < end)
+		crash_point(c->m, "remove-read");
+}
+
 /*
  * Reads what the uffd holds: applies events at once, appends faults to p. Takes the resolve
  * lock exclusively (see client.h) and the move gate. Returns the number of messages read, or
@@ -492,8 +512,10 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 					crash_point(c->m, "agent-unshare-fault");
 				p->req[p->nr++] = (struct fault_req){msgs[i], now, unsharing,
 								     c->hand_back_epoch};
-			} else
+			} else {
+				crash_point_remove(c, &msgs[i]);
 				fault_apply_event(c, &msgs[i]);
+			}
 			/* Applied (or queued: a lost fault is raised again by the successor's
 			 * wake-up); the journal slot is free. */
 			__atomic_store_n(&msgs[i].event, 0, __ATOMIC_RELEASE);

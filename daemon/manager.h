@@ -82,6 +82,7 @@ struct manager_totals {
 					    * a swap area slot (no I/O) */
 	_Atomic uint64_t adopt_poisoned;   /* pages of a dead daemon's clients found nowhere and
 					    * poisoned (SIGBUS on access); should stay 0 */
+	_Atomic uint64_t adopt_past_limit; /* ... kept past the store's limit, which refused them */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
 	_Atomic uint64_t forks_shared;  /* forks whose child shared the evicted pages */

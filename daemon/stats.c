@@ -217,6 +217,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"fork_pages_unshared\":%" PRIu64
 		",\"fault_homed\":%" PRIu64 ",\"fault_unhomed\":%" PRIu64
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
+		",\"adopt_past_limit\":%" PRIu64
 		",\"io_overflow\":%" PRIu64 ",\"hand_backs\":%" PRIu64
 		",\"hand_back_pages\":%" PRIu64 ",\"taken_back\":%" PRIu64
 		",\"fork_snapshots\":%u"
@@ -242,7 +243,8 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.fork_pages_shared),
 		atomic_load(&m->totals.fork_pages_unshared), atomic_load(&m->totals.fault_homed),
 		atomic_load(&m->totals.fault_unhomed), atomic_load(&m->totals.adopt_swap_pages),
-		atomic_load(&m->totals.adopt_poisoned), atomic_load(&m->totals.io_overflow),
+		atomic_load(&m->totals.adopt_poisoned), atomic_load(&m->totals.adopt_past_limit),
+		atomic_load(&m->totals.io_overflow),
 		atomic_load(&m->totals.hand_backs), atomic_load(&m->totals.hand_back_pages),
 		atomic_load(&m->totals.taken_back), fork_share_count(m), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
@@ -398,11 +400,13 @@ static void write_text(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.forks_shared), atomic_load(&m->totals.fork_pages_shared),
 		atomic_load(&m->totals.forks_drained), atomic_load(&m->totals.fork_pages_unshared),
 		fork_share_count(m));
-	if (atomic_load(&m->totals.adopt_swap_pages) || atomic_load(&m->totals.adopt_poisoned))
+	if (atomic_load(&m->totals.adopt_swap_pages) || atomic_load(&m->totals.adopt_poisoned) ||
+	    atomic_load(&m->totals.adopt_past_limit))
 		fprintf(f,
 			"adopted after a crash: %" PRIu64 " pages in place in swap areas, %" PRIu64
-			" poisoned (found nowhere)\n",
+			" past the store's limit, %" PRIu64 " poisoned (found nowhere)\n",
 			atomic_load(&m->totals.adopt_swap_pages),
+			atomic_load(&m->totals.adopt_past_limit),
 			atomic_load(&m->totals.adopt_poisoned));
 }
 
@@ -546,6 +550,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_adopt_swap_pages_total", "counter",
 		   "Pages of a dead daemon's clients adopted in place in a swap area.",
 		   atomic_load(&m->totals.adopt_swap_pages));
+	prom_value(f, "memext_adopt_past_limit_total", "counter",
+		   "Pages of a dead daemon's clients kept past the store's limit.",
+		   atomic_load(&m->totals.adopt_past_limit));
 	prom_value(f, "memext_adopt_poisoned_total", "counter",
 		   "Pages of a dead daemon's clients found nowhere and poisoned (SIGBUS).",
 		   atomic_load(&m->totals.adopt_poisoned));

@@ -791,15 +791,18 @@ static void store_maybe_compact(struct store *s)
 /* Stores n bytes of data (a compressed page, or a raw one when n is PAGE_SIZE). Returns 0 and
  * the payload (codec bits | zpool handle), -ENOSPC at the limit, -ENOMEM. */
 /* Keeps n bytes that codec_bits's codec made (or a raw page) in the pool; counts them. */
+/* past_limit: a page adopted from a dead daemon, which must be kept (store_save_past_limit). */
 static int pool_put(struct store *s, const void *data, size_t n, uint64_t codec_bits,
-		    uint64_t *ret_payload)
+		    bool past_limit, uint64_t *ret_payload)
 {
 	uint32_t ph;
 	int r;
 
-	r = zpool_obj_store(s->pool, data, n, &ph);
+	r = zpool_obj_store(s->pool, data, n, false, &ph);
 	if (r == -ENOSPC && s->cfg.compaction && zpool_compact(s->pool) > 0)
-		r = zpool_obj_store(s->pool, data, n, &ph);
+		r = zpool_obj_store(s->pool, data, n, false, &ph);
+	if (r == -ENOSPC && past_limit)
+		r = zpool_obj_store(s->pool, data, n, true, &ph);
 	if (r < 0)
 		return r;
 	if (n == PAGE_SIZE)
@@ -1200,7 +1203,7 @@ int64_t store_writeback(struct store *s, uint64_t nr_pages)
 
 /* pool+swapfile: data is the page compressed (n bytes) or the page itself (n == PAGE_SIZE). */
 static int save_tiered(struct store *s, const void *page, const void *data, size_t n,
-		       uint64_t *ret_handle)
+		       bool past_limit, uint64_t *ret_handle)
 {
 	uint64_t payload;
 	uint32_t idx;
@@ -1225,12 +1228,15 @@ static int save_tiered(struct store *s, const void *page, const void *data, size
 
 	/* zpool enforces its limit on its own memory; the table's share is checked here. */
 	r = tier_used(s) + n > s->pool_limit ? -ENOSPC
-					       : pool_put(s, data, n, s->codec_bits, &payload);
+					     : pool_put(s, data, n, s->codec_bits, false, &payload);
 	if (r == -ENOSPC) {
 		if (!atomic_exchange(&s->pool_full, true))
 			atomic_fetch_add(&s->pool_limit_hit, 1);
 		writeback_kick(s);
-		return area_save(s, page, ret_handle);
+		r = area_save(s, page, ret_handle);
+		if (r != -ENOSPC || !past_limit)
+			return r;
+		r = pool_put(s, data, n, s->codec_bits, true, &payload);
 	}
 	if (r < 0)
 		return r;
@@ -1249,7 +1255,7 @@ static int save_tiered(struct store *s, const void *page, const void *data, size
 	return 0;
 }
 
-static int save_locked(struct store *s, const void *page, uint64_t *ret_handle)
+static int save_locked(struct store *s, const void *page, bool past_limit, uint64_t *ret_handle)
 {
 	unsigned char buf[PAGE_SIZE];
 	const void *data = buf;
@@ -1271,7 +1277,10 @@ static int save_locked(struct store *s, const void *page, uint64_t *ret_handle)
 		/* The table is full: compressed, such a page takes a few bytes of the pool, and
 		 * stays there whatever the backend (same-filled pages never go to an area). */
 	} else if (s->cfg.backend == STORE_BACKEND_SWAPFILE) {
-		return area_save(s, page, ret_handle);
+		r = area_save(s, page, ret_handle);
+		/* Past the limit, a page that has no slot goes to the pool. */
+		if (r != -ENOSPC || !past_limit)
+			return r;
 	}
 
 	/*
@@ -1288,9 +1297,9 @@ static int save_locked(struct store *s, const void *page, uint64_t *ret_handle)
 	}
 
 	if (s->tiered && !same)
-		return save_tiered(s, page, data, (size_t)n, ret_handle);
+		return save_tiered(s, page, data, (size_t)n, past_limit, ret_handle);
 
-	r = pool_put(s, data, (size_t)n, s->codec_bits, &payload);
+	r = pool_put(s, data, (size_t)n, s->codec_bits, past_limit, &payload);
 	if (r < 0)
 		return r;
 	atomic_fetch_add(&s->stored_pages, 1);
@@ -1503,16 +1512,26 @@ static void drop_locked(struct store *s, uint64_t handle)
 		atomic_fetch_sub(&s->stored_pages, 1);
 }
 
-int store_save(struct store *s, const void *page, uint64_t *ret_handle)
+static int save(struct store *s, const void *page, bool past_limit, uint64_t *ret_handle)
 {
 	int r;
 
 	pthread_rwlock_rdlock(&s->trim_lock);
-	r = save_locked(s, page, ret_handle);
+	r = save_locked(s, page, past_limit, ret_handle);
 	pthread_rwlock_unlock(&s->trim_lock);
 	if (r == -ENOSPC)
 		atomic_fetch_add(&s->limit_rejects, 1);
 	return r;
+}
+
+int store_save(struct store *s, const void *page, uint64_t *ret_handle)
+{
+	return save(s, page, false, ret_handle);
+}
+
+int store_save_past_limit(struct store *s, const void *page, uint64_t *ret_handle)
+{
+	return save(s, page, true, ret_handle);
 }
 
 /* ---- shared handles (fork) ---- */
@@ -1888,7 +1907,7 @@ int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t hand
 /* A pool object of the dead daemon's, copied as it is into our pool: no decompression and no
  * compression (the codec id stays in the handle). Returns 0, or -errno to take the slow way. */
 static int adopt_pool_object(struct store *s, const struct pmem_view *v, const struct store *old,
-			     uint64_t old_handle, uint64_t *ret_handle)
+			     uint64_t old_handle, bool past_limit, uint64_t *ret_handle)
 {
 	_Alignas(8) unsigned char obj[PAGE_SIZE];
 	int len, r;
@@ -1899,7 +1918,8 @@ static int adopt_pool_object(struct store *s, const struct pmem_view *v, const s
 			      obj, sizeof(obj));
 	if (len < 0)
 		return len;
-	r = pool_put(s, obj, (size_t)len, old_handle & (H_CODEC_MASK << H_CODEC_SHIFT), ret_handle);
+	r = pool_put(s, obj, (size_t)len, old_handle & (H_CODEC_MASK << H_CODEC_SHIFT), past_limit,
+		     ret_handle);
 	if (r < 0)
 		return r;
 	atomic_fetch_add(&s->stored_pages, 1);
@@ -1976,7 +1996,7 @@ bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t 
 }
 
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
-		void *page, uint64_t *ret_handle)
+		void *page, bool past_limit, uint64_t *ret_handle)
 {
 	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
 	uint64_t entry;
@@ -2002,10 +2022,10 @@ int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, 
 	if (entry)
 		return adopt_area_slot(s, old, entry, ret_handle);
 	pthread_rwlock_rdlock(&s->trim_lock);
-	r = adopt_pool_object(s, v, old, old_handle, ret_handle);
+	r = adopt_pool_object(s, v, old, old_handle, past_limit, ret_handle);
 	pthread_rwlock_unlock(&s->trim_lock);
 	if (r == 0)
 		return 0;
 	r = store_view_load(v, old_store, old_handle, page);
-	return r < 0 ? r : store_save(s, page, ret_handle);
+	return r < 0 ? r : save(s, page, past_limit, ret_handle);
 }

@@ -212,12 +212,12 @@ static void mem_charge_metadata(struct zpool *pool, int64_t bytes)
 	mem_track_max(pool, atomic_fetch_add(&pool->mem_bytes, (uint64_t)bytes) + (uint64_t)bytes);
 }
 
-/* Returns false, charging nothing, when bytes more would pass the limit. */
-static bool mem_charge_limited(struct zpool *pool, uint64_t bytes)
+/* Returns false, charging nothing, when bytes more would pass the limit (unless past_limit). */
+static bool mem_charge_limited(struct zpool *pool, uint64_t bytes, bool past_limit)
 {
 	uint64_t now = atomic_fetch_add(&pool->mem_bytes, bytes) + bytes;
 
-	if (pool->cfg.mem_limit_bytes && now > pool->cfg.mem_limit_bytes) {
+	if (!past_limit && pool->cfg.mem_limit_bytes && now > pool->cfg.mem_limit_bytes) {
 		atomic_fetch_sub(&pool->mem_bytes, bytes);
 		return false;
 	}
@@ -512,14 +512,14 @@ static uint64_t class_free_slots(const struct size_class *class)
 	return class->nr_zspages * class->objs_per_zspage - class->objs_inuse;
 }
 
-static int zspage_new(struct zpool *pool, struct size_class *class, uint32_t *ret)
+static int zspage_new(struct zpool *pool, struct size_class *class, bool past_limit, uint32_t *ret)
 {
 	size_t pages = class->pages_per_zspage;
 	struct zspage *zs;
 	uint32_t id;
 	int r;
 
-	if (!mem_charge_limited(pool, pages * PAGE_SIZE))
+	if (!mem_charge_limited(pool, pages * PAGE_SIZE, past_limit))
 		return -ENOSPC;
 	r = arena_id_alloc(pool, (unsigned)pages, &id);
 	if (r < 0) {
@@ -595,7 +595,8 @@ static inline struct size_class *class_of(const struct zpool *pool, size_t len)
 	return pool->class_of[(len - 1) / pool->delta];
 }
 
-int zpool_obj_store(struct zpool *pool, const void *data, size_t len, uint32_t *ret_handle)
+int zpool_obj_store(struct zpool *pool, const void *data, size_t len, bool past_limit,
+		    uint32_t *ret_handle)
 {
 	struct size_class *class;
 	_Atomic uint64_t *ent;
@@ -615,7 +616,7 @@ int zpool_obj_store(struct zpool *pool, const void *data, size_t len, uint32_t *
 	pthread_mutex_lock(&class->lock);
 	id = class_find_dst(class);
 	if (id == ZSPAGE_NONE) {
-		r = zspage_new(pool, class, &id);
+		r = zspage_new(pool, class, past_limit, &id);
 		if (r < 0) {
 			pthread_mutex_unlock(&class->lock);
 			if (r == -ENOSPC)

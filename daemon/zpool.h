@@ -9,6 +9,7 @@
  * lock. Lock order and the reader/compaction protocol are at the top of zpool.c.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,9 +56,10 @@ void zpool_free(struct zpool *pool);
 /*
  * Copies len (1..PAGE_SIZE) bytes of data into the pool. Returns 0 and a handle (1..2^31-1) in
  * *ret_handle; -EINVAL for a bad len, -ENOSPC when the object would take the pool past its
- * mem_limit_bytes (nothing is stored), -ENOMEM.
+ * mem_limit_bytes (nothing is stored) and past_limit is false, -ENOMEM.
  */
-int zpool_obj_store(struct zpool *pool, const void *data, size_t len, uint32_t *ret_handle);
+int zpool_obj_store(struct zpool *pool, const void *data, size_t len, bool past_limit,
+		    uint32_t *ret_handle);
 
 /*
  * Frees the object behind handle, waiting for readers that have it mapped. Returns its size, or

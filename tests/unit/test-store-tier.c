@@ -344,7 +344,7 @@ static void test_swapfile_full(void)
 	};
 	unsigned char page[PAGE_SIZE];
 	struct store_stats st;
-	uint64_t h[15], extra, same;
+	uint64_t h[15], extra, same, adopted;
 	struct store *s;
 
 	make_area(a.path, 64 * 1024); /* 16 pages: the header and 15 slots */
@@ -361,14 +361,19 @@ static void test_swapfile_full(void)
 	/* A same-filled page needs no slot. */
 	make_page(100, PAGE_SAME, page);
 	CHECK_EQ(store_save(s, page, &same), 0);
+	/* A page adopted from a dead daemon goes to the pool when no slot is free. */
+	make_page(101, PAGE_TEXT, page);
+	CHECK_EQ(store_save_past_limit(s, page, &adopted), 0);
 	store_get_stats(s, &st);
-	CHECK_EQ(st.stored_pages, 16);
-	CHECK_EQ(st.bd_count, 15);
+	CHECK_EQ(st.stored_pages, 17);
+	CHECK_EQ(st.bd_count, 15); /* the adopted page is in the pool */
 	CHECK_EQ(st.limit_rejects, 1);
 	CHECK_EQ(st.bd_write_errors, 0);
 	check_adds_up(s);
 	for (unsigned i = 0; i < 15; i++)
 		check_load(s, h[i], i, PAGE_TEXT);
+	check_load(s, adopted, 101, PAGE_TEXT);
+	store_drop(s, adopted);
 	store_drop(s, h[3]);
 	CHECK(store_has_room_for(s, 1));
 	make_page(99, PAGE_TEXT, page);
@@ -724,6 +729,9 @@ static void test_tier_full(void)
 	}
 	CHECK_EQ(r, -ENOSPC);
 	CHECK(!store_has_room_for(s, 1));
+	/* A page adopted from a dead daemon is kept all the same, past the pool's limit. */
+	CHECK_EQ(store_save_past_limit(s, page, &h[n]), 0);
+	n++;
 	store_get_stats(s, &st);
 	CHECK_EQ(st.bd_count, 63); /* every slot */
 	CHECK(st.writeback_failures > 0);
