@@ -611,13 +611,11 @@ static int keep_for_later(struct adopt_ctx *a, uint64_t vpn)
  */
 static int save_adopted(struct adopt_ctx *a, const void *page, uint64_t *ret_handle)
 {
-	int r = store_save(a->c->m->store, page, ret_handle);
+	bool past;
+	int r = store_save_adopted(a->c->m->store, page, &past, ret_handle);
 
-	if (r == -ENOSPC) {
-		r = store_save_past_limit(a->c->m->store, page, ret_handle);
-		if (r == 0)
-			atomic_fetch_add(&a->c->m->totals.adopt_past_limit, 1);
-	}
+	if (r == 0 && past)
+		atomic_fetch_add(&a->c->m->totals.adopt_past_limit, 1);
 	return r;
 }
 
@@ -701,13 +699,11 @@ static int adopt_handle(struct adopt_ctx *a, uint64_t old_handle, uint64_t *ret_
 		*ret_handle = al->handle;
 		r = 0;
 	} else {
-		r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, false, ret_handle);
-		if (r == -ENOSPC) {
-			r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, true,
-					ret_handle);
-			if (r == 0)
-				atomic_fetch_add(&a->c->m->totals.adopt_past_limit, 1);
-		}
+		bool past = false;
+
+		r = store_adopt(s, a->v, a->old_store, old_handle, a->buf, &past, ret_handle);
+		if (r == 0 && past)
+			atomic_fetch_add(&a->c->m->totals.adopt_past_limit, 1);
 		/* A slot must not be adopted twice; a pool object could be, but a copy for each
 		 * side of a fork would need up to twice the pool the dead daemon had. */
 		if (r == 0 && (store_load_may_block(s, *ret_handle) || a->o->shared))
@@ -813,7 +809,7 @@ static void replay_journal(struct client *c, const struct client_record *rec)
 		if (msg.event == 0 || msg.event == UFFD_EVENT_PAGEFAULT)
 			continue;
 		log_debug("client %d: replaying uffd event %u", c->pid, msg.event);
-		fault_apply_event(c, &msg);
+		fault_replay_event(c, &msg);
 	}
 }
 

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
@@ -19,6 +20,7 @@
 #include "client.h"
 #include "log.h"
 #include "manager.h"
+#include "procfs.h"
 #include "readahead.h"
 #include "store.h"
 #include "sysmem.h"
@@ -215,13 +217,15 @@ static int visit_nothing(uint64_t vpn, pte_t *pte, void *userdata)
 /*
  * Moves the entries of an mremap, page by page, recording its progress in the event itself
  * (which is in the client's pmem journal): a successor that finds the event unfinished after
- * a crash replays it from there (adopt.c). Per page: the destination takes the entry, the
- * source lets go, then the event advances. Replayed from any point this gives the same table:
- * a source entry already gone means the destination has it. The kernel reported whatever was
- * at the destination with an UNMAP before, so a destination entry met here is a copy left by
- * an interrupted run, or stale: it is dropped.
+ * a crash replays it from there (adopt.c, resumed). Per page: the destination takes the entry,
+ * the source lets go, then the event advances. Replayed from any point this gives the same
+ * table: on the first page replayed, a source entry already gone means the destination has it.
+ * Anywhere else a destination entry is a copy left by an interrupted run, or stale, and is
+ * dropped: the range was unmapped before the move, and its UNMAP may reach us only after this
+ * REMAP (see late_unmap_of), for the kernel sends an mremap's events once the mmap lock is let
+ * go. Kept, a stale entry would hand a page its old bytes where zeroes belong.
  */
-static void handle_remap(struct client *c, struct uffd_msg *msg)
+static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 {
 	uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to;
 	uint64_t nr = PAGE_ALIGN_UP(msg->arg.remap.len) / PAGE_SIZE;
@@ -255,7 +259,11 @@ static void handle_remap(struct client *c, struct uffd_msg *msg)
 	for (uint64_t i = 0; i < nr; i++) {
 		pte_t *src = pagetable_lookup(c->pt, from / PAGE_SIZE + i), *dst;
 
-		if (src && *src) {
+		if (!src || !*src) {
+			dst = pagetable_lookup(c->pt, to / PAGE_SIZE + i);
+			if (dst && *dst && !(resumed && i == 0))
+				remove_one(to / PAGE_SIZE + i, dst, c);
+		} else {
 			/* The agent was told the old address, which may hold new memory soon. */
 			if (pte_type(*src) == PTE_MOVING)
 				move_gate_cancel(c->gate, (unsigned)pte_payload(*src));
@@ -320,11 +328,35 @@ static struct recent_remap *late_unmap_of(struct client *c, uint64_t start, uint
 			*source = true;
 			return r;
 		}
-		if (r->tail_pending && r->from + r->len == start)
+		if (r->tail_pending && r->from + r->len == start && (!tail || r->seq > tail->seq))
 			tail = r;
 	}
 	*source = false;
 	return tail;
+}
+
+/*
+ * Whether [start, end), which starts where r's range ends, is the tail r's mremap cut off, and
+ * not another thread's munmap of the mapping after it: the mremapping thread is still in the
+ * call (it returns once r's source UNMAP is read), and /proc gives its old length. A thread
+ * running when looked at (its arguments cannot be read then) is waited for, 10 ms at most; when
+ * nothing can be read, the guess stands. Resolve lock held, the client lock not (the ring
+ * changes only under the former).
+ */
+static bool is_tail_of(struct client *c, const struct recent_remap *r, uint64_t end)
+{
+	uint64_t old_len, deadline = now_usec() + 10000;
+	int ret;
+
+	while ((ret = proc_mremap_old_len(c->pid, r->from, r->len, &old_len)) == -EAGAIN &&
+	       now_usec() < deadline)
+		sched_yield();
+	if (ret == 0)
+		return r->from + PAGE_ALIGN_UP(old_len) == end;
+	if (ret != -ENOENT)
+		log_debug_errno(ret, "client %d: whose UNMAP %#" PRIx64 "-%#" PRIx64 " is: %m",
+				c->pid, r->from + r->len, end);
+	return ret != -ENOENT;
 }
 
 /* Removes [start, end) but the destinations of the REMAPs read after number seq (lock held):
@@ -356,6 +388,14 @@ static void handle_unmap(struct client *c, uint64_t start, uint64_t end)
 	end = PAGE_ALIGN_UP(end);
 	pthread_mutex_lock(&c->lock);
 	r = c->nr_recent_remaps ? late_unmap_of(c, start, end, &source) : NULL;
+	if (r && !source) {
+		pthread_mutex_unlock(&c->lock);
+		bool tail = is_tail_of(c, r, end);
+
+		pthread_mutex_lock(&c->lock);
+		if (!tail)
+			r = NULL;
+	}
 	if (!r) {
 		remove_range(c, start, end, true);
 	} else if (source) {
@@ -368,7 +408,7 @@ static void handle_unmap(struct client *c, uint64_t start, uint64_t end)
 	pthread_mutex_unlock(&c->lock);
 }
 
-void fault_apply_event(struct client *c, struct uffd_msg *msg)
+static void apply_event(struct client *c, struct uffd_msg *msg, bool resumed)
 {
 	switch (msg->event) {
 	case UFFD_EVENT_REMOVE:
@@ -382,12 +422,22 @@ void fault_apply_event(struct client *c, struct uffd_msg *msg)
 		handle_unmap(c, msg->arg.remove.start, msg->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
-		handle_remap(c, msg);
+		handle_remap(c, msg, resumed);
 		break;
 	default:
 		log_debug("client %d: ignoring uffd event %u", c->pid, msg->event);
 		break;
 	}
+}
+
+void fault_apply_event(struct client *c, struct uffd_msg *msg)
+{
+	apply_event(c, msg, false);
+}
+
+void fault_replay_event(struct client *c, struct uffd_msg *msg)
+{
+	apply_event(c, msg, true);
 }
 
 #define GATE_WAIT_USEC 200

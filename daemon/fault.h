@@ -60,9 +60,11 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf);
 /*
  * Applies a REMOVE, UNMAP or REMAP event to the client's table (resolve lock held exclusively,
  * or the client not served yet). A REMAP records its progress in msg, so applying an
- * interrupted one again finishes it (adopt.c).
+ * interrupted one again finishes it: fault_replay_event(), for an event a dead daemon read
+ * (adopt.c).
  */
 void fault_apply_event(struct client *c, struct uffd_msg *msg);
+void fault_replay_event(struct client *c, struct uffd_msg *msg);
 
 /*
  * Reads what the client's uffd holds: applies the events, answers the faults (as reclaim does:

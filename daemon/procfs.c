@@ -2,11 +2,13 @@
 #include "procfs.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -222,4 +224,39 @@ bool proc_in_our_pid_ns(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
 	return ours.st_ino && stat(path, &theirs) == 0 && ours.st_ino == theirs.st_ino &&
 	       ours.st_dev == theirs.st_dev;
+}
+
+int proc_mremap_old_len(pid_t pid, uint64_t addr, uint64_t new_len, uint64_t *ret_old_len)
+{
+	char path[64], buf[256];
+	struct dirent *de;
+	int r = -ENOENT;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while (r != 0 && (de = readdir(dir))) {
+		unsigned long long a[4];
+		long nr;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/syscall", (int)pid, de->d_name);
+		if (!read_text(path, buf, sizeof(buf)))
+			continue;
+		if (strncmp(buf, "running", 7) == 0) {
+			r = -EAGAIN;
+			continue;
+		}
+		/* "NR ARG1 ... ARG6 SP PC", the arguments in hex. */
+		if (sscanf(buf, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) == 5 &&
+		    nr == SYS_mremap && a[0] == addr && PAGE_ALIGN_UP(a[2]) == new_len) {
+			*ret_old_len = a[1];
+			r = 0;
+		}
+	}
+	closedir(dir);
+	return r;
 }

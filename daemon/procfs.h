@@ -50,3 +50,12 @@ pid_t proc_tid_from_local(pid_t pid, pid_t local);
 pid_t proc_ppid(pid_t pid);
 /* Whether pid lives in the daemon's own PID namespace (and numbers its children as we do). */
 bool proc_in_our_pid_ns(pid_t pid);
+
+/*
+ * The old length of the mremap(addr, old_len, new_len, ...) a thread of pid is inside, read
+ * from /proc/PID/task/TID/syscall (x86_64 and the other architectures that give the call's
+ * arguments there): 0 and *ret_old_len (as given, not rounded), -ENOENT when no thread is in
+ * such a call, -EAGAIN when one was running (its arguments cannot be read then), -errno when
+ * the task list cannot be read.
+ */
+int proc_mremap_old_len(pid_t pid, uint64_t addr, uint64_t new_len, uint64_t *ret_old_len);

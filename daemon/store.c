@@ -788,21 +788,23 @@ static void store_maybe_compact(struct store *s)
 
 /* ---- the pool ---- */
 
-/* Stores n bytes of data (a compressed page, or a raw one when n is PAGE_SIZE). Returns 0 and
- * the payload (codec bits | zpool handle), -ENOSPC at the limit, -ENOMEM. */
-/* Keeps n bytes that codec_bits's codec made (or a raw page) in the pool; counts them. */
-/* past_limit: a page adopted from a dead daemon, which must be kept (store_save_past_limit). */
+/*
+ * Keeps n bytes that codec_bits's codec made (a raw page when n is PAGE_SIZE) in the pool and
+ * counts them. Returns 0 and the payload (codec bits | zpool handle), -ENOSPC at the limit,
+ * -ENOMEM. past_limit: NULL, or for a page adopted from a dead daemon, which is kept past the
+ * limit (*past_limit set then: store_save_adopted()).
+ */
 static int pool_put(struct store *s, const void *data, size_t n, uint64_t codec_bits,
-		    bool past_limit, uint64_t *ret_payload)
+		    bool *past_limit, uint64_t *ret_payload)
 {
 	uint32_t ph;
 	int r;
 
-	r = zpool_obj_store(s->pool, data, n, false, &ph);
+	r = zpool_obj_store(s->pool, data, n, NULL, &ph);
 	if (r == -ENOSPC && s->cfg.compaction && zpool_compact(s->pool) > 0)
-		r = zpool_obj_store(s->pool, data, n, false, &ph);
+		r = zpool_obj_store(s->pool, data, n, NULL, &ph);
 	if (r == -ENOSPC && past_limit)
-		r = zpool_obj_store(s->pool, data, n, true, &ph);
+		r = zpool_obj_store(s->pool, data, n, past_limit, &ph);
 	if (r < 0)
 		return r;
 	if (n == PAGE_SIZE)
@@ -1203,7 +1205,7 @@ int64_t store_writeback(struct store *s, uint64_t nr_pages)
 
 /* pool+swapfile: data is the page compressed (n bytes) or the page itself (n == PAGE_SIZE). */
 static int save_tiered(struct store *s, const void *page, const void *data, size_t n,
-		       bool past_limit, uint64_t *ret_handle)
+		       bool *past_limit, uint64_t *ret_handle)
 {
 	uint64_t payload;
 	uint32_t idx;
@@ -1228,15 +1230,17 @@ static int save_tiered(struct store *s, const void *page, const void *data, size
 
 	/* zpool enforces its limit on its own memory; the table's share is checked here. */
 	r = tier_used(s) + n > s->pool_limit ? -ENOSPC
-					     : pool_put(s, data, n, s->codec_bits, false, &payload);
+					     : pool_put(s, data, n, s->codec_bits, NULL, &payload);
 	if (r == -ENOSPC) {
 		if (!atomic_exchange(&s->pool_full, true))
 			atomic_fetch_add(&s->pool_limit_hit, 1);
 		writeback_kick(s);
 		r = area_save(s, page, ret_handle);
-		if (r != -ENOSPC || !past_limit)
+		if (r == 0 || !past_limit)
 			return r;
-		r = pool_put(s, data, n, s->codec_bits, true, &payload);
+		/* No slot, or a disk error: the pool, past its share. */
+		*past_limit = true;
+		r = pool_put(s, data, n, s->codec_bits, past_limit, &payload);
 	}
 	if (r < 0)
 		return r;
@@ -1255,7 +1259,7 @@ static int save_tiered(struct store *s, const void *page, const void *data, size
 	return 0;
 }
 
-static int save_locked(struct store *s, const void *page, bool past_limit, uint64_t *ret_handle)
+static int save_locked(struct store *s, const void *page, bool *past_limit, uint64_t *ret_handle)
 {
 	unsigned char buf[PAGE_SIZE];
 	const void *data = buf;
@@ -1278,9 +1282,11 @@ static int save_locked(struct store *s, const void *page, bool past_limit, uint6
 		 * stays there whatever the backend (same-filled pages never go to an area). */
 	} else if (s->cfg.backend == STORE_BACKEND_SWAPFILE) {
 		r = area_save(s, page, ret_handle);
-		/* Past the limit, a page that has no slot goes to the pool. */
-		if (r != -ENOSPC || !past_limit)
+		if (r == 0 || !past_limit)
 			return r;
+		/* No slot, or a disk error: the pool, which this backend keeps for same-filled
+		 * pages alone. */
+		*past_limit = true;
 	}
 
 	/*
@@ -1512,7 +1518,7 @@ static void drop_locked(struct store *s, uint64_t handle)
 		atomic_fetch_sub(&s->stored_pages, 1);
 }
 
-static int save(struct store *s, const void *page, bool past_limit, uint64_t *ret_handle)
+static int save(struct store *s, const void *page, bool *past_limit, uint64_t *ret_handle)
 {
 	int r;
 
@@ -1526,12 +1532,14 @@ static int save(struct store *s, const void *page, bool past_limit, uint64_t *re
 
 int store_save(struct store *s, const void *page, uint64_t *ret_handle)
 {
-	return save(s, page, false, ret_handle);
+	return save(s, page, NULL, ret_handle);
 }
 
-int store_save_past_limit(struct store *s, const void *page, uint64_t *ret_handle)
+int store_save_adopted(struct store *s, const void *page, bool *ret_past_limit,
+		       uint64_t *ret_handle)
 {
-	return save(s, page, true, ret_handle);
+	*ret_past_limit = false;
+	return save(s, page, ret_past_limit, ret_handle);
 }
 
 /* ---- shared handles (fork) ---- */
@@ -1907,7 +1915,7 @@ int store_view_load(const struct pmem_view *v, uint64_t old_store, uint64_t hand
 /* A pool object of the dead daemon's, copied as it is into our pool: no decompression and no
  * compression (the codec id stays in the handle). Returns 0, or -errno to take the slow way. */
 static int adopt_pool_object(struct store *s, const struct pmem_view *v, const struct store *old,
-			     uint64_t old_handle, bool past_limit, uint64_t *ret_handle)
+			     uint64_t old_handle, bool *past_limit, uint64_t *ret_handle)
 {
 	_Alignas(8) unsigned char obj[PAGE_SIZE];
 	int len, r;
@@ -1996,7 +2004,7 @@ bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t 
 }
 
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
-		void *page, bool past_limit, uint64_t *ret_handle)
+		void *page, bool *ret_past_limit, uint64_t *ret_handle)
 {
 	const struct store *old = pmem_view_ptr(v, old_store, sizeof(*old));
 	uint64_t entry;
@@ -2022,10 +2030,10 @@ int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, 
 	if (entry)
 		return adopt_area_slot(s, old, entry, ret_handle);
 	pthread_rwlock_rdlock(&s->trim_lock);
-	r = adopt_pool_object(s, v, old, old_handle, past_limit, ret_handle);
+	r = adopt_pool_object(s, v, old, old_handle, ret_past_limit, ret_handle);
 	pthread_rwlock_unlock(&s->trim_lock);
 	if (r == 0)
 		return 0;
 	r = store_view_load(v, old_store, old_handle, page);
-	return r < 0 ? r : save(s, page, past_limit, ret_handle);
+	return r < 0 ? r : save(s, page, ret_past_limit, ret_handle);
 }

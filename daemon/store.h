@@ -160,9 +160,11 @@ int store_save(struct store *s, const void *page, uint64_t *ret_handle);
 /*
  * store_save() for a page adopted from a dead daemon, which held it: past the pool's limit
  * rather than -ENOSPC (the limit stops new evictions until it is below it again), and into
- * the pool when no swap area has a slot.
+ * the pool when no swap area takes it (no slot, a disk error). *ret_past_limit says whether
+ * it went past.
  */
-int store_save_past_limit(struct store *s, const void *page, uint64_t *ret_handle);
+int store_save_adopted(struct store *s, const void *page, bool *ret_past_limit,
+		       uint64_t *ret_handle);
 
 /* Decompresses the page behind handle into page (4 KiB). The handle stays valid. Returns 0, or
  * -EBADMSG when the stored data is corrupt (the bytes in page are then undefined), -EIO when a
@@ -267,13 +269,13 @@ bool store_view_in_area(const struct pmem_view *v, uint64_t old_store, uint64_t 
  * object is copied as it is (the common case: nothing is decompressed or compressed again), a
  * page in a swap area stays in its slot, which becomes this store's (no I/O: the area, found
  * by device, inode and header UUID, must be one of this store's, and the slot free here: see
- * store_set_swap_held()), anything else is loaded into page (a 4 KiB buffer) and saved (with
- * past_limit, as store_save_past_limit()). Returns 0 and the new handle, or store_view_load()'s
- * and store_save()'s errors; for a page in an area -ENODEV (the area is not on here) or -EBUSY
- * (the slot is in use here).
+ * store_set_swap_held()), anything else is loaded into page (a 4 KiB buffer) and saved. With
+ * ret_past_limit, as store_save_adopted() (it must be false on entry), else as store_save().
+ * Returns 0 and the new handle, or store_view_load()'s and store_save()'s errors; for a page in
+ * an area -ENODEV (the area is not on here) or -EBUSY (the slot is in use here).
  */
 int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, uint64_t old_handle,
-		void *page, bool past_limit, uint64_t *ret_handle);
+		void *page, bool *ret_past_limit, uint64_t *ret_handle);
 
 /* Copies the figures of the swap areas on now into ret[0 .. min(n, count)) (in the order of
  * their type, as /proc/swaps), and returns count. */

@@ -212,14 +212,19 @@ static void mem_charge_metadata(struct zpool *pool, int64_t bytes)
 	mem_track_max(pool, atomic_fetch_add(&pool->mem_bytes, (uint64_t)bytes) + (uint64_t)bytes);
 }
 
-/* Returns false, charging nothing, when bytes more would pass the limit (unless past_limit). */
-static bool mem_charge_limited(struct zpool *pool, uint64_t bytes, bool past_limit)
+/* Returns false, charging nothing, when bytes more would pass the limit; with past_limit,
+ * charges them all the same and sets *past_limit. */
+static bool mem_charge_limited(struct zpool *pool, uint64_t bytes, bool *past_limit)
 {
 	uint64_t now = atomic_fetch_add(&pool->mem_bytes, bytes) + bytes;
 
-	if (!past_limit && pool->cfg.mem_limit_bytes && now > pool->cfg.mem_limit_bytes) {
-		atomic_fetch_sub(&pool->mem_bytes, bytes);
-		return false;
+	if (pool->cfg.mem_limit_bytes && now > pool->cfg.mem_limit_bytes) {
+		if (past_limit) {
+			*past_limit = true;
+		} else {
+			atomic_fetch_sub(&pool->mem_bytes, bytes);
+			return false;
+		}
 	}
 	mem_track_max(pool, now);
 	return true;
@@ -512,7 +517,7 @@ static uint64_t class_free_slots(const struct size_class *class)
 	return class->nr_zspages * class->objs_per_zspage - class->objs_inuse;
 }
 
-static int zspage_new(struct zpool *pool, struct size_class *class, bool past_limit, uint32_t *ret)
+static int zspage_new(struct zpool *pool, struct size_class *class, bool *past_limit, uint32_t *ret)
 {
 	size_t pages = class->pages_per_zspage;
 	struct zspage *zs;
@@ -595,7 +600,7 @@ static inline struct size_class *class_of(const struct zpool *pool, size_t len)
 	return pool->class_of[(len - 1) / pool->delta];
 }
 
-int zpool_obj_store(struct zpool *pool, const void *data, size_t len, bool past_limit,
+int zpool_obj_store(struct zpool *pool, const void *data, size_t len, bool *past_limit,
 		    uint32_t *ret_handle)
 {
 	struct size_class *class;

@@ -56,9 +56,10 @@ void zpool_free(struct zpool *pool);
 /*
  * Copies len (1..PAGE_SIZE) bytes of data into the pool. Returns 0 and a handle (1..2^31-1) in
  * *ret_handle; -EINVAL for a bad len, -ENOSPC when the object would take the pool past its
- * mem_limit_bytes (nothing is stored) and past_limit is false, -ENOMEM.
+ * mem_limit_bytes (nothing is stored), -ENOMEM. With past_limit, the object is stored past
+ * the limit instead, and *past_limit set when it was.
  */
-int zpool_obj_store(struct zpool *pool, const void *data, size_t len, bool past_limit,
+int zpool_obj_store(struct zpool *pool, const void *data, size_t len, bool *past_limit,
 		    uint32_t *ret_handle);
 
 /*

@@ -122,7 +122,7 @@ static void adopt_into_new_store(const struct pmem_view *v, struct store *old, c
 	for (uint64_t i = 1; i < NR_PAGES; i++) {
 		if (i % 3 == 0)
 			continue;
-		check(store_adopt(s, v, (uint64_t)(uintptr_t)old, h[i], buf, false, &nh) == 0);
+		check(store_adopt(s, v, (uint64_t)(uintptr_t)old, h[i], buf, NULL, &nh) == 0);
 		check(store_load(s, nh, page) == 0);
 		make_page(i, buf);
 		check(memcmp(page, buf, PAGE_SIZE) == 0);
@@ -343,7 +343,7 @@ static void test_remap_replay(unsigned done, enum cut cut)
 	if (half && done < REMAP_PAGES && entry(c, TO + done * PAGE_SIZE))
 		c->nr_present++; /* the copy the replay drops */
 
-	fault_apply_event(c, &msg);
+	fault_replay_event(c, &msg);
 
 	for (uint64_t i = 0; i < REMAP_PAGES; i++) {
 		bool none = i == 5 || i == 17 || i == 40;
@@ -494,7 +494,7 @@ static void test_swap_adopt(enum store_backend backend)
 		check(!store_has_room_for(s, 1));
 	}
 	for (uint64_t i = 0; i < SWAP_PAGES; i++) {
-		check(store_adopt(s, v, cr->old_store, cr->h[i], page, false, &h[i]) == 0);
+		check(store_adopt(s, v, cr->old_store, cr->h[i], page, NULL, &h[i]) == 0);
 		if (store_load_may_block(s, h[i])) {
 			in_place++;
 			twice = i;
@@ -504,7 +504,7 @@ static void test_swap_adopt(enum store_backend backend)
 	/* Tier entries in SWAP too, not only pages that went to the area straight away. */
 	check(backend == STORE_BACKEND_SWAPFILE || cr->written_back > 0);
 	/* A slot is adopted once: a second claim on it must not share it. */
-	check(store_adopt(s, v, cr->old_store, cr->h[twice], page, false, &again) == -EBUSY);
+	check(store_adopt(s, v, cr->old_store, cr->h[twice], page, NULL, &again) == -EBUSY);
 	check(store_get_swap_stats(s, ss, 2) == 2);
 	check(strcmp(ss[1].path, old_path) == 0 && ss[1].used_slots == in_place);
 	check(ss[0].used_slots == 0);

@@ -345,6 +345,7 @@ static void test_swapfile_full(void)
 	unsigned char page[PAGE_SIZE];
 	struct store_stats st;
 	uint64_t h[15], extra, same, adopted;
+	bool past;
 	struct store *s;
 
 	make_area(a.path, 64 * 1024); /* 16 pages: the header and 15 slots */
@@ -363,7 +364,8 @@ static void test_swapfile_full(void)
 	CHECK_EQ(store_save(s, page, &same), 0);
 	/* A page adopted from a dead daemon goes to the pool when no slot is free. */
 	make_page(101, PAGE_TEXT, page);
-	CHECK_EQ(store_save_past_limit(s, page, &adopted), 0);
+	CHECK_EQ(store_save_adopted(s, page, &past, &adopted), 0);
+	CHECK(past);
 	store_get_stats(s, &st);
 	CHECK_EQ(st.stored_pages, 17);
 	CHECK_EQ(st.bd_count, 15); /* the adopted page is in the pool */
@@ -730,7 +732,10 @@ static void test_tier_full(void)
 	CHECK_EQ(r, -ENOSPC);
 	CHECK(!store_has_room_for(s, 1));
 	/* A page adopted from a dead daemon is kept all the same, past the pool's limit. */
-	CHECK_EQ(store_save_past_limit(s, page, &h[n]), 0);
+	bool past;
+
+	CHECK_EQ(store_save_adopted(s, page, &past, &h[n]), 0);
+	CHECK(past);
 	n++;
 	store_get_stats(s, &st);
 	CHECK_EQ(st.bd_count, 63); /* every slot */

@@ -352,9 +352,11 @@ static void test_limit(bool compaction)
 	check(st.mem_used_total > limit * 3 / 4);
 	check(st.stored_pages == n);
 	/* A page adopted from a dead daemon is kept all the same (the one just refused). */
-	check(store_save_past_limit(s, page, &h[n]) == 0);
+	bool past;
+
+	check(store_save_adopted(s, page, &past, &h[n]) == 0);
 	store_get_stats(s, &st);
-	check(st.stored_pages == n + 1 && st.limit_rejects == 1);
+	check(past && st.stored_pages == n + 1 && st.limit_rejects == 1);
 	/* Nothing stored at the limit is lost. */
 	for (size_t i = 0; i <= n; i++) {
 		unsigned char got[PAGE_SIZE];

@@ -115,7 +115,7 @@ static void shadow_free(struct shadow *sh)
 }
 
 static int obj_add_opt(struct zpool *pool, struct shadow *sh, size_t i, size_t len, uint64_t seed,
-		       bool past_limit)
+		       bool *past_limit)
 {
 	unsigned char buf[PAGE_SIZE];
 	int r;
@@ -135,7 +135,7 @@ static int obj_add_opt(struct zpool *pool, struct shadow *sh, size_t i, size_t l
 
 static int obj_add(struct zpool *pool, struct shadow *sh, size_t i, size_t len, uint64_t seed)
 {
-	return obj_add_opt(pool, sh, i, len, seed, false);
+	return obj_add_opt(pool, sh, i, len, seed, NULL);
 }
 
 static void obj_del(struct zpool *pool, struct shadow *sh, size_t i)
@@ -225,7 +225,7 @@ static void test_classes(void)
 	for (size_t len = 1; len <= PAGE_SIZE; len++) {
 		unsigned found = 0;
 
-		check(zpool_obj_store(pool, buf, len, false, &h) == 0);
+		check(zpool_obj_store(pool, buf, len, NULL, &h) == 0);
 		for (unsigned c = 0; c < n; c++) {
 			struct zpool_class_stats cs, before = {};
 
@@ -254,14 +254,14 @@ static void test_misuse(void)
 	check(zpool_new(&(struct zpool_config){.max_zspage_pages = 17}, &pool) == -EINVAL);
 	check(zpool_new(&(struct zpool_config){.class_delta_bytes = 12}, &pool) == -EINVAL);
 	check(zpool_new(NULL, &pool) == 0);
-	check(zpool_obj_store(pool, buf, 0, false, &h) == -EINVAL);
-	check(zpool_obj_store(pool, buf, PAGE_SIZE + 1, false, &h) == -EINVAL);
+	check(zpool_obj_store(pool, buf, 0, NULL, &h) == -EINVAL);
+	check(zpool_obj_store(pool, buf, PAGE_SIZE + 1, NULL, &h) == -EINVAL);
 	check(zpool_obj_drop(pool, 0) == -ENOENT);
 	check(zpool_obj_drop(pool, 12345) == -ENOENT);
 	check(zpool_obj_map(pool, 0, &data, &len) == -ENOENT);
 	check(zpool_obj_map(pool, 777, &data, &len) == -ENOENT);
 	check(zpool_obj_map(pool, UINT32_MAX, &data, &len) == -ENOENT);
-	check(zpool_obj_store(pool, buf, 3, false, &h) == 0);
+	check(zpool_obj_store(pool, buf, 3, NULL, &h) == 0);
 	check(zpool_obj_read(pool, h, buf + 100, 2) == -ENOBUFS);
 	check(zpool_obj_read(pool, h, buf + 100, 3) == 3);
 	check(memcmp(buf + 100, buf, 3) == 0);
@@ -287,7 +287,7 @@ static void test_trim(void)
 			size_t len = 1 + (i * 7919u) % PAGE_SIZE;
 
 			memset(buf, (int)(i + round), len);
-			check(zpool_obj_store(pool, buf, len, false, &h[i]) == 0);
+			check(zpool_obj_store(pool, buf, len, NULL, &h[i]) == 0);
 		}
 		check(zpool_trim(pool) == -EBUSY); /* not empty: nothing happens */
 		for (unsigned i = 0; i < N; i += 997) {
@@ -449,8 +449,11 @@ static void test_limit(void)
 	 * refuses what needs a new zspage (the refused size; the others are in other classes). */
 	size_t refused = 100 + i * 37 % 3000, other = refused > 2000 ? 1000 : 3000;
 
+	bool past = false;
+
 	for (size_t k = 1; k <= 64; k++)
-		check(obj_add_opt(pool, &sh, i + k, other, i + k + 1, true) == 0);
+		check(obj_add_opt(pool, &sh, i + k, other, i + k + 1, &past) == 0);
+	check(past);
 	check(obj_add(pool, &sh, i + 65, refused, 1) == -ENOSPC);
 	zpool_get_stats(pool, &st);
 	check(st.mem_used_bytes > limit);
