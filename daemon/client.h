@@ -158,6 +158,10 @@ struct client {
 	 * source's UNMAP (remapprobe.h). */
 	struct recent_remap recent_remaps[CLIENT_RECENT_REMAPS];
 	uint64_t nr_recent_remaps;
+	/* The messages of the uffd read being applied, those after the current one not yet
+	 * (fault.c, is_tail_of): under the resolve lock. */
+	const struct uffd_msg *reading;
+	unsigned nr_reading;
 	struct fault_req *parked;
 	unsigned nr_parked, cap_parked;
 	/* Pages an I/O worker is reading from a swap file: their LOADING entries are not

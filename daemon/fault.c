@@ -215,20 +215,33 @@ static int visit_nothing(uint64_t vpn, pte_t *pte, void *userdata)
 }
 
 /*
- * Moves the entries of an mremap, page by page, recording its progress in the event itself
- * (which is in the client's pmem journal): a successor that finds the event unfinished after
- * a crash replays it from there (adopt.c, resumed). Per page: the destination takes the entry,
- * the source lets go, then the event advances. Replayed from any point this gives the same
- * table: on the first page replayed, a source entry already gone means the destination has it.
- * Anywhere else a destination entry is a copy left by an interrupted run, or stale, and is
- * dropped: the range was unmapped before the move, and its UNMAP may reach us only after this
- * REMAP (see late_unmap_of), for the kernel sends an mremap's events once the mmap lock is let
- * go. Kept, a stale entry would hand a page its old bytes where zeroes belong.
+ * An mremap's progress, in its event in the client's pmem journal (the kernel leaves
+ * reserved3 zero): twice the pages done, plus one while the next page's entry is being taken
+ * (its destination may hold it already, and its source still). One word, so that a crash
+ * leaves one state whatever instruction it stops at.
+ */
+static void remap_progress(struct uffd_msg *msg, uint64_t done, bool taking)
+{
+	__atomic_store_n(&msg->reserved3, (uint32_t)(done * 2 + taking), __ATOMIC_RELEASE);
+	/* Before the stores to the table that follow. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+/*
+ * Moves the entries of an mremap, page by page, recording its progress in the event itself:
+ * a successor that finds the event unfinished after a crash replays it from there (adopt.c,
+ * resumed). Per page: the event says the page is being taken, the destination takes the
+ * entry, the source lets go, then the event advances. A destination entry met otherwise is
+ * stale, and dropped: the range was unmapped before the move, and its UNMAP may reach us only
+ * after this REMAP (see late_unmap_of), for the kernel sends an mremap's events once the mmap
+ * lock is let go. Kept, a stale entry would hand a page its old bytes where zeroes belong.
  */
 static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 {
 	uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to;
 	uint64_t nr = PAGE_ALIGN_UP(msg->arg.remap.len) / PAGE_SIZE;
+	uint32_t state = resumed ? __atomic_load_n(&msg->reserved3, __ATOMIC_ACQUIRE) : 0;
+	uint64_t first = state / 2;
 
 	pthread_mutex_lock(&c->lock);
 	/*
@@ -256,12 +269,14 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 		if (c->io_busy[i] && c->io_vpn[i] >= from / PAGE_SIZE &&
 		    c->io_vpn[i] < from / PAGE_SIZE + nr)
 			c->io_vpn[i] = to / PAGE_SIZE + (c->io_vpn[i] - from / PAGE_SIZE);
-	for (uint64_t i = 0; i < nr; i++) {
+	for (uint64_t i = first; i < nr; i++) {
 		pte_t *src = pagetable_lookup(c->pt, from / PAGE_SIZE + i), *dst;
+		/* Its destination holds the entry taken, or a copy of the source's. */
+		bool taken = i == first && (state & 1);
 
 		if (!src || !*src) {
 			dst = pagetable_lookup(c->pt, to / PAGE_SIZE + i);
-			if (dst && *dst && !(resumed && i == 0))
+			if (dst && *dst && !taken)
 				remove_one(to / PAGE_SIZE + i, dst, c);
 		} else {
 			/* The agent was told the old address, which may hold new memory soon. */
@@ -274,8 +289,9 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 					  c->pid, (unsigned long)(to + i * PAGE_SIZE));
 				remove_one(from / PAGE_SIZE + i, src, c);
 			} else {
-				if (*dst)
+				if (*dst && !taken)
 					remove_one(to / PAGE_SIZE + i, dst, c);
+				remap_progress(msg, i, true);
 				*dst = *src;
 				/* A stored page's workingset shadow moves with it. */
 				*pagetable_shadow(c->pt, to / PAGE_SIZE + i) =
@@ -283,9 +299,7 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 				*src = 0;
 			}
 		}
-		__atomic_store_n(&msg->arg.remap.from, from + (i + 1) * PAGE_SIZE, __ATOMIC_RELAXED);
-		__atomic_store_n(&msg->arg.remap.to, to + (i + 1) * PAGE_SIZE, __ATOMIC_RELAXED);
-		__atomic_store_n(&msg->arg.remap.len, (nr - i - 1) * PAGE_SIZE, __ATOMIC_RELAXED);
+		remap_progress(msg, i + 1, false);
 	}
 	/* Frees the source's leaves that are empty now. */
 	pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, visit_nothing, NULL);
@@ -335,28 +349,44 @@ static struct recent_remap *late_unmap_of(struct client *c, uint64_t start, uint
 	return tail;
 }
 
+enum tail_answer {
+	NO_TAIL = -1, /* r's mremap cut off none, or is over: it sends none */
+	NOT_THIS = 0, /* it may send one, but [start, end) is not it */
+	TAIL = 1,
+};
+
 /*
  * Whether [start, end), which starts where r's range ends, is the tail r's mremap cut off, and
  * not another thread's munmap of the mapping after it: the mremapping thread is still in the
- * call (it returns once r's source UNMAP is read), and /proc gives its old length. A thread
+ * call (it returns once r's source UNMAP is read), and /proc gives its lengths. A thread
  * running when looked at (its arguments cannot be read then) is waited for, 10 ms at most; when
- * nothing can be read, the guess stands. Resolve lock held, the client lock not (the ring
- * changes only under the former).
+ * nothing can be read (another user's process: memextd keeps no CAP_DAC_READ_SEARCH), the guess
+ * stands. Resolve lock held, the client lock not (the ring changes only under the former).
  */
-static bool is_tail_of(struct client *c, const struct recent_remap *r, uint64_t end)
+static enum tail_answer is_tail_of(struct client *c, const struct recent_remap *r, uint64_t end)
 {
-	uint64_t old_len, deadline = now_usec() + 10000;
+	uint64_t old_len, new_len, deadline = now_usec() + 10000;
 	int ret;
 
-	while ((ret = proc_mremap_old_len(c->pid, r->from, r->len, &old_len)) == -EAGAIN &&
+	/* Its source's UNMAP came in the same read: the thread may be out of the call already,
+	 * and a tail comes just before it. */
+	for (unsigned i = 0; i < c->nr_reading; i++)
+		if (c->reading[i].event == UFFD_EVENT_UNMAP &&
+		    c->reading[i].arg.remove.start == r->from &&
+		    PAGE_ALIGN_UP(c->reading[i].arg.remove.end) == r->from + r->len)
+			return TAIL;
+	while ((ret = proc_mremap_lengths(c->pid, r->from, r->to, &old_len, &new_len)) == -EAGAIN &&
 	       now_usec() < deadline)
 		sched_yield();
+	if (ret == 0 && (PAGE_ALIGN_UP(new_len) != r->len || PAGE_ALIGN_UP(old_len) <= r->len))
+		return NO_TAIL; /* a move that grows or keeps its size */
 	if (ret == 0)
-		return r->from + PAGE_ALIGN_UP(old_len) == end;
-	if (ret != -ENOENT)
-		log_debug_errno(ret, "client %d: whose UNMAP %#" PRIx64 "-%#" PRIx64 " is: %m",
-				c->pid, r->from + r->len, end);
-	return ret != -ENOENT;
+		return r->from + PAGE_ALIGN_UP(old_len) == end ? TAIL : NOT_THIS;
+	if (ret == -ENOENT)
+		return NO_TAIL;
+	log_debug_errno(ret, "client %d: whose UNMAP %#" PRIx64 "-%#" PRIx64 " is: %m", c->pid,
+			r->from + r->len, end);
+	return TAIL;
 }
 
 /* Removes [start, end) but the destinations of the REMAPs read after number seq (lock held):
@@ -390,11 +420,14 @@ static void handle_unmap(struct client *c, uint64_t start, uint64_t end)
 	r = c->nr_recent_remaps ? late_unmap_of(c, start, end, &source) : NULL;
 	if (r && !source) {
 		pthread_mutex_unlock(&c->lock);
-		bool tail = is_tail_of(c, r, end);
+		enum tail_answer tail = is_tail_of(c, r, end);
 
 		pthread_mutex_lock(&c->lock);
-		if (!tail)
+		if (tail != TAIL) {
+			if (tail == NO_TAIL) /* not asked again */
+				r->tail_pending = false;
 			r = NULL;
+		}
 	}
 	if (!r) {
 		remove_range(c, start, end, true);
@@ -553,6 +586,8 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 		if (n == 0 || n % (ssize_t)sizeof(msgs[0]) != 0)
 			break;
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			c->reading = msgs + i + 1;
+			c->nr_reading = (unsigned)(n / (ssize_t)sizeof(msgs[0]) - i - 1);
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
 				bool unsharing = fault_by_agent(c, &msgs[i]) &&
 						 move_gate_agent_unsharing(c->gate);
@@ -571,6 +606,7 @@ static int read_uffd_full(struct client *c, struct pending *p, bool *ret_full)
 			__atomic_store_n(&msgs[i].event, 0, __ATOMIC_RELEASE);
 			total++;
 		}
+		c->nr_reading = 0;
 		/* A short read emptied the queue: spare the read that would say EAGAIN. */
 		if (n < (ssize_t)(READ_BATCH * sizeof(*msgs)))
 			break;

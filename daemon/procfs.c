@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -226,9 +227,11 @@ bool proc_in_our_pid_ns(pid_t pid)
 	       ours.st_dev == theirs.st_dev;
 }
 
-int proc_mremap_old_len(pid_t pid, uint64_t addr, uint64_t new_len, uint64_t *ret_old_len)
+int proc_mremap_lengths(pid_t pid, uint64_t from, uint64_t to, uint64_t *ret_old_len,
+			uint64_t *ret_new_len)
 {
 	char path[64], buf[256];
+	bool running = false;
 	struct dirent *de;
 	int r = -ENOENT;
 	DIR *dir;
@@ -238,25 +241,30 @@ int proc_mremap_old_len(pid_t pid, uint64_t addr, uint64_t new_len, uint64_t *re
 	if (!dir)
 		return -errno;
 	while (r != 0 && (de = readdir(dir))) {
-		unsigned long long a[4];
+		unsigned long long a[5];
 		long nr;
 
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/syscall", (int)pid, de->d_name);
-		if (!read_text(path, buf, sizeof(buf)))
-			continue;
-		if (strncmp(buf, "running", 7) == 0) {
-			r = -EAGAIN;
+		if (!read_text(path, buf, sizeof(buf))) {
+			if (errno != ENOENT && errno != ESRCH) /* not a thread that just left */
+				r = -errno;
 			continue;
 		}
-		/* "NR ARG1 ... ARG6 SP PC", the arguments in hex. */
-		if (sscanf(buf, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) == 5 &&
-		    nr == SYS_mremap && a[0] == addr && PAGE_ALIGN_UP(a[2]) == new_len) {
+		if (strncmp(buf, "running", 7) == 0) {
+			running = true;
+			continue;
+		}
+		/* "NR FROM OLD_LEN NEW_LEN FLAGS TO ARG6 SP PC", the arguments in hex. */
+		if (sscanf(buf, "%ld %llx %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3],
+			   &a[4]) == 6 &&
+		    nr == SYS_mremap && a[0] == from && (!(a[3] & MREMAP_FIXED) || a[4] == to)) {
 			*ret_old_len = a[1];
+			*ret_new_len = a[2];
 			r = 0;
 		}
 	}
 	closedir(dir);
-	return r;
+	return r == -ENOENT && running ? -EAGAIN : r;
 }

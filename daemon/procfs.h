@@ -52,10 +52,12 @@ pid_t proc_ppid(pid_t pid);
 bool proc_in_our_pid_ns(pid_t pid);
 
 /*
- * The old length of the mremap(addr, old_len, new_len, ...) a thread of pid is inside, read
- * from /proc/PID/task/TID/syscall (x86_64 and the other architectures that give the call's
- * arguments there): 0 and *ret_old_len (as given, not rounded), -ENOENT when no thread is in
- * such a call, -EAGAIN when one was running (its arguments cannot be read then), -errno when
- * the task list cannot be read.
+ * The lengths of the mremap(from, old_len, new_len, flags, to) a thread of pid is inside (to
+ * only checked with MREMAP_FIXED), read from /proc/PID/task/TID/syscall, which gives a
+ * waiting thread's arguments: 0 and both lengths as given (not rounded), -ENOENT when no thread
+ * is in such a call, -EAGAIN when none was found but one was running (its arguments cannot be
+ * read then), -EACCES and other -errno when a thread's or the task list cannot be read (the
+ * file is its owner's alone: another user's needs CAP_DAC_READ_SEARCH, which memextd drops).
  */
-int proc_mremap_old_len(pid_t pid, uint64_t addr, uint64_t new_len, uint64_t *ret_old_len);
+int proc_mremap_lengths(pid_t pid, uint64_t from, uint64_t to, uint64_t *ret_old_len,
+			uint64_t *ret_new_len);

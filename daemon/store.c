@@ -2035,5 +2035,9 @@ int store_adopt(struct store *s, const struct pmem_view *v, uint64_t old_store, 
 	if (r == 0)
 		return 0;
 	r = store_view_load(v, old_store, old_handle, page);
-	return r < 0 ? r : save(s, page, ret_past_limit, ret_handle);
+	if (r < 0)
+		return r;
+	if (ret_past_limit)
+		*ret_past_limit = false; /* whatever the failed copy said */
+	return save(s, page, ret_past_limit, ret_handle);
 }

@@ -303,17 +303,19 @@ static pte_t entry(struct client *c, uint64_t addr)
 /* Where handle_remap died on the page after the `done` it had recorded in the event. */
 enum cut {
 	CUT_CLEAN,     /* before it */
-	CUT_COPIED,    /* the destination has the entry, the source still does */
-	CUT_UNCOUNTED, /* the entry moved, the event does not say so yet */
+	CUT_TAKING,    /* the event says it is being taken, nothing else is done */
+	CUT_COPIED,    /* ... the destination has the entry, the source still does */
+	CUT_UNCOUNTED, /* ... the entry moved, the event does not say so yet */
 };
 
 /*
  * Stops handle_remap's per-page steps after `done` pages and at `cut` in the next, then
- * replays the event as the journal holds it. Pages 5, 17 and 40 are NONE: nothing to move.
+ * replays the event as the journal holds it. Pages 5, 17 and 40 are NONE: nothing to move;
+ * the destination of page 5 holds a stale entry (of a mapping unmapped there before the
+ * move), which must go.
  */
 static void test_remap_replay(unsigned done, enum cut cut)
 {
-	bool half = cut == CUT_COPIED;
 	struct client *c = fake_client();
 	struct uffd_msg msg = {.event = UFFD_EVENT_REMAP};
 	uint64_t nr_entries = 0;
@@ -324,6 +326,10 @@ static void test_remap_replay(unsigned done, enum cut cut)
 			nr_entries++;
 		}
 	c->nr_present = nr_entries;
+	if (done <= 5) {
+		*pagetable_ensure(c->pt, TO / PAGE_SIZE + 5) = pte_make(PTE_PRESENT, 0, 0);
+		c->nr_present++;
+	}
 	/* What the dead daemon did before it died. */
 	for (uint64_t i = 0; i < done; i++) {
 		pte_t *src = pagetable_lookup(c->pt, FROM / PAGE_SIZE + i);
@@ -333,15 +339,17 @@ static void test_remap_replay(unsigned done, enum cut cut)
 			*src = 0;
 		}
 	}
-	if (cut != CUT_CLEAN && done < REMAP_PAGES && entry(c, FROM + done * PAGE_SIZE))
+	/* A page is marked as being taken only when its source has an entry. */
+	bool taking = cut != CUT_CLEAN && done < REMAP_PAGES && entry(c, FROM + done * PAGE_SIZE);
+
+	if (taking && cut != CUT_TAKING)
 		*pagetable_ensure(c->pt, TO / PAGE_SIZE + done) = entry(c, FROM + done * PAGE_SIZE);
-	if (cut == CUT_UNCOUNTED && done < REMAP_PAGES)
+	if (taking && cut == CUT_UNCOUNTED)
 		*pagetable_ensure(c->pt, FROM / PAGE_SIZE + done) = 0;
-	msg.arg.remap.from = FROM + done * PAGE_SIZE;
-	msg.arg.remap.to = TO + done * PAGE_SIZE;
-	msg.arg.remap.len = (REMAP_PAGES - done) * PAGE_SIZE;
-	if (half && done < REMAP_PAGES && entry(c, TO + done * PAGE_SIZE))
-		c->nr_present++; /* the copy the replay drops */
+	msg.arg.remap.from = FROM;
+	msg.arg.remap.to = TO;
+	msg.arg.remap.len = REMAP_PAGES * PAGE_SIZE;
+	msg.reserved3 = done * 2 + taking;
 
 	fault_replay_event(c, &msg);
 
@@ -352,7 +360,7 @@ static void test_remap_replay(unsigned done, enum cut cut)
 		check(entry(c, TO + i * PAGE_SIZE) == (none ? 0 : pte_make(PTE_PRESENT, 0, 0)));
 	}
 	check(c->nr_present == nr_entries);
-	check(msg.arg.remap.len == 0 && msg.arg.remap.from == FROM + REMAP_PAGES * PAGE_SIZE);
+	check(msg.reserved3 == REMAP_PAGES * 2 && msg.arg.remap.from == FROM);
 	pagetable_free(c->pt);
 	rangeset_done(&c->registered);
 	free(c);
@@ -560,7 +568,7 @@ int main(void)
 		for (enum cut cut = CUT_CLEAN; cut <= CUT_UNCOUNTED; cut++)
 			test_remap_replay(done, cut);
 	printf("mremap replayed after an interruption at each of %u points: same table\n",
-	       3 * (REMAP_PAGES + 1));
+	       4 * (REMAP_PAGES + 1));
 	test_swap_adopt(STORE_BACKEND_SWAPFILE);
 	test_swap_adopt(STORE_BACKEND_POOL_SWAPFILE);
 	pmem_exit();

@@ -228,7 +228,7 @@ static void test_shrinking_move(void)
 
 	struct uffd_msg m = next_event(c, UFFD_EVENT_REMAP);
 
-	check(m.arg.remap.to == y + 2 * P && m.arg.remap.len == 0); /* done: progress recorded */
+	check(m.reserved3 == 2 * 2); /* progress: 2 pages done */
 	wait_in_mremap(&mv);
 	check(entry(c, y) == tagged(10) && entry(c, y + P) == tagged(11));
 	remap(c, b, x + 2 * P, 2 * P); /* B */
@@ -291,6 +291,55 @@ static void test_move_then_neighbour_unmapped(void)
 	printf("move, then its neighbour unmapped: not taken for a tail\n");
 }
 
+static _Atomic bool spin_on;
+
+static void *spin(void *arg)
+{
+	(void)arg;
+	while (atomic_load_explicit(&spin_on, memory_order_relaxed))
+		;
+	return NULL;
+}
+
+/*
+ * The thread grows 2 pages to 3 while another thread of the process spins (/proc cannot read a
+ * running thread's arguments). Before the source's UNMAP is read, thread B moves a page into
+ * its mapping after the moved range and unmaps it whole: a growing move has no tail, so B's
+ * UNMAP removes what it covers.
+ */
+static void test_growing_move(void)
+{
+	struct client *c = fake_client();
+	struct move mv;
+	pthread_t spinner;
+	uint64_t x, v = ELSEWHERE;
+
+	atomic_store(&spin_on, true);
+	check(pthread_create(&spinner, NULL, spin, NULL) == 0);
+	start_move(&mv, 2, 3);
+	x = (uint64_t)(uintptr_t)mv.from;
+	put(c, x, 1);
+	put(c, x + P, 2);
+	put(c, v, 77);
+
+	struct uffd_msg m = next_event(c, UFFD_EVENT_REMAP);
+
+	check(m.reserved3 == 2 * 2); /* progress: 2 pages done */
+	wait_in_mremap(&mv);
+	remap(c, v, x + 3 * P, P); /* B */
+	unmap(c, v, v + P);
+	unmap(c, x + 2 * P, x + 4 * P); /* B's munmap */
+	check(entry(c, x + 3 * P) == 0);
+	next_event(c, UFFD_EVENT_UNMAP); /* the source */
+	end_move(&mv);
+	atomic_store(&spin_on, false);
+	check(pthread_join(spinner, NULL) == 0);
+	check(entry(c, x) == 0 && entry(c, x + P) == 0 && c->nr_present == 2);
+	free_client(c);
+	printf("growing move, another thread running: its neighbour's UNMAP not taken for a "
+	       "tail\n");
+}
+
 int main(void)
 {
 	struct uffdio_api api = {
@@ -305,5 +354,6 @@ int main(void)
 	}
 	test_shrinking_move();
 	test_move_then_neighbour_unmapped();
+	test_growing_move();
 	return 0;
 }
