@@ -217,7 +217,7 @@ static int visit_nothing(uint64_t vpn, pte_t *pte, void *userdata)
 /*
  * An mremap's progress, in its event in the client's pmem journal (the kernel leaves
  * reserved3 zero): twice the pages done, plus one while the next page's entry is being taken
- * (its destination may hold it already, and its source still). One word, so that a crash
+ * (its destination may hold it already, its source too or not). One word, so that a crash
  * leaves one state whatever instruction it stops at.
  */
 static void remap_progress(struct uffd_msg *msg, uint64_t done, bool taking)
@@ -271,7 +271,9 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 			c->io_vpn[i] = to / PAGE_SIZE + (c->io_vpn[i] - from / PAGE_SIZE);
 	for (uint64_t i = first; i < nr; i++) {
 		pte_t *src = pagetable_lookup(c->pt, from / PAGE_SIZE + i), *dst;
-		/* Its destination holds the entry taken, or a copy of the source's. */
+		/* Its destination may hold the entry taken: kept if the source has none. (A copy,
+		 * the source having it still, is dropped: adoption gave it a handle or a reference
+		 * of its own.) */
 		bool taken = i == first && (state & 1);
 
 		if (!src || !*src) {
@@ -289,7 +291,7 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 					  c->pid, (unsigned long)(to + i * PAGE_SIZE));
 				remove_one(from / PAGE_SIZE + i, src, c);
 			} else {
-				if (*dst && !taken)
+				if (*dst)
 					remove_one(to / PAGE_SIZE + i, dst, c);
 				remap_progress(msg, i, true);
 				*dst = *src;
