@@ -864,7 +864,15 @@ static int64_t adopt_pending(struct client *c, struct old_daemon *o, struct adop
 	if (i == o->nr_pending)
 		return -ENOENT;
 	n = adopt_table(c, o, rec, later);
-	/* A fork child that had its answer: the snapshot's table is its own. */
+	/* A fork child that had its answer: the snapshot's table is its own, and so are the
+	 * swap slots held for the snapshot (none is handed out while one is held). */
+	for (unsigned k = 0; k < o->nr_forks; k++) {
+		const struct client_record *snap =
+			old_record_of(o->v, o->forks[k], FORK_RECORD_MAGIC);
+
+		if (snap && snap->pt_root == rec->pt_root)
+			held_forget_fork(snap->pid, snap->fork_token);
+	}
 	forget_table(o->v, o->forks, &o->nr_forks, FORK_RECORD_MAGIC, rec->pt_root);
 	o->pending[i] = o->pending[--o->nr_pending];
 	return n;
