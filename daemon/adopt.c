@@ -518,6 +518,7 @@ struct adopt_ctx {
 	void *buf;
 	int64_t restored; /* pages put into our store */
 	uint64_t lost;	  /* pages that could not be recovered (poisoned) */
+	uint64_t aside_lost;	   /* entries the dead daemon had set aside for a REMAP */
 	struct adopt_pages *later; /* a fork child's: what our store refuses waits here */
 };
 
@@ -759,6 +760,13 @@ static int adopt_one(uint64_t vpn, pte_t old, void *userdata)
 {
 	struct adopt_ctx *a = userdata;
 
+	if (vpn >= VPN_USER_END) {
+		/* Set aside for a REMAP the dead daemon had not read: the journal does not
+		 * know them, and the REMAP will take the source's entries. */
+		if (a->aside_lost++ == 0)
+			log_error("client %d: pages set aside for an mremap are lost", a->c->pid);
+		return 0;
+	}
 	switch (pte_type(old)) {
 	case PTE_PRESENT:
 		if (old & PTE_CLEAN) {

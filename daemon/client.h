@@ -39,6 +39,7 @@ struct mem_remap {
 
 #define CLIENT_MAX_IO 16 /* disk reads in flight per client */
 #define CLIENT_RECENT_REMAPS 16
+#define CLIENT_MAX_ASIDES 8
 
 /*
  * An mremap whose REMAP was read, and the UNMAPs the kernel sends after it (fault.c,
@@ -48,7 +49,21 @@ struct mem_remap {
 struct recent_remap {
 	uint64_t from, to, len; /* bytes */
 	uint64_t seq;		/* 1 for the client's first REMAP, in the order read */
+	uint64_t spare_after;	/* its tail's UNMAP spares what REMAPs after this one put there */
 	bool tail_pending, source_pending;
+};
+
+/*
+ * An mremap of another thread's, done but its REMAP not read yet, whose freed source a REMAP
+ * read first moved pages into (fault.c, set_aside): its entries wait at fake page numbers
+ * (VPN_USER_END on, a span per slot) for its REMAP, which takes them from there.
+ */
+struct remap_aside {
+	pid_t tid;		/* the thread inside the call */
+	uint64_t from, old_len; /* its source, as the call has it */
+	uint64_t to;		/* its destination with MREMAP_FIXED, else 0 */
+	uint64_t seq;		/* REMAPs read before it was set aside (recent_remap.seq) */
+	bool used;
 };
 
 struct client_counters {
@@ -154,10 +169,14 @@ struct client {
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
 	/* The last mremaps, whose late UNMAPs may not have come yet (fault.c, late_unmap_of),
-	 * a ring under the resolve lock and the client lock; only when the kernel sends the
-	 * source's UNMAP (remapprobe.h). */
+	 * a ring under the resolve lock and the client lock. Their UNMAPs are waited for only
+	 * when the kernel sends the source's (remapprobe.h). */
 	struct recent_remap recent_remaps[CLIENT_RECENT_REMAPS];
 	uint64_t nr_recent_remaps;
+	/* Changed under the lock and the resolve lock, shared (a fault puts back a failed
+	 * move's) or not; looked at under either. */
+	struct remap_aside asides[CLIENT_MAX_ASIDES];
+	unsigned nr_asides;
 	/* The messages of the uffd read being applied, those after the current one not yet
 	 * (fault.c, is_tail_of): under the resolve lock. */
 	const struct uffd_msg *reading;

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -227,97 +228,413 @@ static void remap_progress(struct uffd_msg *msg, uint64_t done, bool taking)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
+static int stop_at_entry(uint64_t vpn, pte_t *pte, void *userdata)
+{
+	(void)vpn, (void)pte, (void)userdata;
+	return 1;
+}
+
+/* Where slot's entries are set aside (struct remap_aside): a span of fake addresses. */
+#define ASIDE_SPAN_PAGES (UINT64_C(1) << 36)
+static_assert(CLIENT_MAX_ASIDES * ASIDE_SPAN_PAGES <= VPN_USER_END, "room for the asides");
+
+static uint64_t aside_addr(unsigned slot)
+{
+	return (VPN_USER_END + slot * ASIDE_SPAN_PAGES) * PAGE_SIZE;
+}
+
 /*
- * Moves the entries of an mremap, page by page, recording its progress in the event itself:
- * a successor that finds the event unfinished after a crash replays it from there (adopt.c,
- * resumed). Per page: the event says the page is being taken, the destination takes the
- * entry, the source lets go, then the event advances. A destination entry met otherwise is
- * stale, and dropped: the range was unmapped before the move, and its UNMAP may reach us only
- * after this REMAP (see late_unmap_of), for the kernel sends an mremap's events once the mmap
- * lock is let go. Kept, a stale entry would hand a page its old bytes where zeroes belong.
+ * Never wait for a batch in flight when entries move (lock held): this thread holds the
+ * resolve lock and the move gate, which the agent needs to go on. The batch finds its moved
+ * pages through the remap log instead.
+ */
+static void log_moved(struct client *c, uint64_t from, uint64_t to, uint64_t nr)
+{
+	if (!c->batch_in_flight || nr == 0)
+		return;
+	if (c->nr_remaps == c->cap_remaps) {
+		unsigned cap = c->cap_remaps ? c->cap_remaps * 2 : 8;
+		struct mem_remap *v = realloc(c->remaps, cap * sizeof(*v));
+
+		if (v) {
+			c->remaps = v;
+			c->cap_remaps = cap;
+		}
+	}
+	if (c->nr_remaps < c->cap_remaps)
+		c->remaps[c->nr_remaps++] = (struct mem_remap){from, to, nr * PAGE_SIZE};
+	else
+		log_error("client %d: out of memory logging an mremap during eviction", c->pid);
+}
+
+/* Moves the entry at *src to dst, page vpn to page to_vpn (lock held). */
+static void move_one(struct client *c, pte_t *src, uint64_t vpn, pte_t *dst, uint64_t to_vpn)
+{
+	/* The agent was told the old address, which may hold new memory soon. */
+	if (pte_type(*src) == PTE_MOVING)
+		move_gate_cancel(c->gate, (unsigned)pte_payload(*src));
+	/* An I/O worker reading it from a swap file looks for it there. */
+	if (pte_type(*src) == PTE_LOADING)
+		for (unsigned i = 0; i < CLIENT_MAX_IO; i++)
+			if (c->io_busy[i] && c->io_vpn[i] == vpn)
+				c->io_vpn[i] = to_vpn;
+	*dst = *src;
+	/* A stored page's workingset shadow moves with it. */
+	*pagetable_shadow(c->pt, to_vpn) = *pagetable_shadow(c->pt, vpn);
+	*src = 0;
+}
+
+/*
+ * Moves nr pages' entries from address from to address to (lock held), page by page; with msg
+ * (an mremap's own REMAP), recording its progress there: a successor that finds the event
+ * unfinished after a crash replays it from there (adopt.c, resumed). Per page: the event says
+ * the page is being taken, the destination takes the entry, the source lets go, then the event
+ * advances. A destination entry met otherwise is stale, and dropped: the range was unmapped
+ * before the move, and its UNMAP may reach us only after this REMAP (see late_unmap_of), for
+ * the kernel sends an mremap's events once the mmap lock is let go. Kept, a stale entry would
+ * hand a page its old bytes where zeroes belong.
+ */
+static void move_entries(struct client *c, uint64_t from, uint64_t to, uint64_t nr,
+			 struct uffd_msg *msg, uint32_t state)
+{
+	uint64_t first = state / 2;
+
+	log_moved(c, from, to, nr);
+	for (uint64_t i = first; i < nr; i++) {
+		uint64_t vpn = from / PAGE_SIZE + i, to_vpn = to / PAGE_SIZE + i;
+		pte_t *src = pagetable_lookup(c->pt, vpn), *dst;
+		/* Its destination may hold the entry taken: kept if the source has none. (A copy,
+		 * the source having it still, is dropped: adoption gave it a handle or a reference
+		 * of its own.) */
+		bool taken = i == first && (state & 1);
+
+		dst = pagetable_lookup(c->pt, to_vpn);
+		if (dst && *dst && !(taken && (!src || !*src)))
+			remove_one(to_vpn, dst, c);
+		if (src && *src) {
+			dst = pagetable_ensure(c->pt, to_vpn);
+			if (!dst) {
+				/* Say so loudly rather than serve stale data later. */
+				log_error("client %d: out of memory in mremap, page %#lx lost",
+					  c->pid, (unsigned long)(to_vpn * PAGE_SIZE));
+				remove_one(vpn, src, c);
+			} else {
+				if (msg)
+					remap_progress(msg, i, true);
+				move_one(c, src, vpn, dst, to_vpn);
+			}
+		}
+		if (msg)
+			remap_progress(msg, i + 1, false);
+	}
+	/* Frees the source's leaves that are empty now. */
+	pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, visit_nothing, NULL);
+}
+
+/*
+ * The set-aside entries of the mremap whose REMAP (from, to, len) is, or NULL. Without
+ * MREMAP_FIXED, only a growing move moves: its REMAP gives its old length.
+ */
+static struct remap_aside *aside_of(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+{
+	for (unsigned i = 0; i < CLIENT_MAX_ASIDES; i++) {
+		struct remap_aside *a = &c->asides[i];
+
+		if (a->used && a->from == from &&
+		    (a->to ? a->to == to : PAGE_ALIGN_UP(len) == a->old_len))
+			return a;
+	}
+	return NULL;
+}
+
+/* Drops what a holds still (lock held): the tail of a shrinking move. */
+static void aside_free(struct client *c, struct remap_aside *a)
+{
+	uint64_t at = aside_addr((unsigned)(a - c->asides));
+
+	remove_range(c, at, at + a->old_len, false);
+	a->used = false;
+	c->nr_asides--;
+}
+
+/*
+ * Puts back what a holds (lock held): its thread left mremap() with no REMAP, so the move
+ * failed and the pages are where they were, but where a later move put an entry, which is
+ * newer (that part of the range had been unmapped: the reason the move failed). The batch log
+ * names only the runs put back: a batch's page dropped here stays where it was set aside.
+ */
+static void aside_restore(struct client *c, struct remap_aside *a)
+{
+	uint64_t at = aside_addr((unsigned)(a - c->asides)) / PAGE_SIZE, home = a->from / PAGE_SIZE;
+	uint64_t nr = a->old_len / PAGE_SIZE, run = 0;
+
+	log_warning("client %d: thread %d left mremap() of %#" PRIx64 " with no REMAP", c->pid,
+		    (int)a->tid, a->from);
+	for (uint64_t i = 0; i <= nr; i++) {
+		pte_t *src = i < nr ? pagetable_lookup(c->pt, at + i) : NULL, *dst;
+		bool back = i < nr;
+
+		if (src && *src) {
+			dst = pagetable_ensure(c->pt, home + i);
+			if (dst && !*dst) {
+				move_one(c, src, at + i, dst, home + i);
+			} else {
+				remove_one(at + i, src, c);
+				back = false;
+			}
+		}
+		if (back) {
+			run++;
+		} else {
+			log_moved(c, (at + i - run) * PAGE_SIZE, (home + i - run) * PAGE_SIZE, run);
+			run = 0;
+		}
+	}
+	aside_free(c, a);
+}
+
+enum aside_state {
+	ASIDE_PENDING,	 /* its thread is in the call: its REMAP comes */
+	ASIDE_ABANDONED, /* its thread left it, and no REMAP was read */
+	ASIDE_UNKNOWN,	 /* its thread is running (its arguments cannot be read), or a changed */
+};
+
+/*
+ * Lock held, dropped while /proc is read: a may be taken or reused meanwhile, and is then
+ * ASIDE_UNKNOWN.
+ */
+static enum aside_state aside_state(struct client *c, const struct remap_aside *a)
+{
+	struct remap_aside was = *a;
+	struct proc_mremap m;
+	int r;
+
+	if (!a->tid)
+		return ASIDE_PENDING; /* its REMAP is in the read being applied */
+	for (unsigned j = 0; j < c->nr_reading; j++)
+		if (c->reading[j].event == UFFD_EVENT_REMAP &&
+		    c->reading[j].arg.remap.from == a->from)
+			return ASIDE_PENDING;
+	pthread_mutex_unlock(&c->lock);
+	r = proc_thread_mremap(c->pid, was.tid, &m);
+	pthread_mutex_lock(&c->lock);
+	if (!a->used || a->tid != was.tid || a->from != was.from)
+		return ASIDE_UNKNOWN;
+	if (r == 0 || (r > 0 && (m.from != a->from || m.to != a->to)))
+		return ASIDE_ABANDONED;
+	return r == -EAGAIN ? ASIDE_UNKNOWN : ASIDE_PENDING;
+}
+
+/*
+ * Before a fault at vpn is answered (lock held, dropped while waiting): an aside whose source
+ * holds vpn and whose move failed puts its entries back. Its thread, caught running, is
+ * waited for, 10 ms at most. False if it still cannot be told: the fault waits (an answer
+ * from the empty source could be zeroes where the page is set aside).
+ */
+static bool settle_asides_at(struct client *c, uint64_t vpn)
+{
+	uint64_t deadline = now_usec() + 10000;
+
+	for (unsigned i = 0; i < CLIENT_MAX_ASIDES; i++) {
+		struct remap_aside *a = &c->asides[i];
+		enum aside_state st;
+
+		while (a->used && vpn >= a->from / PAGE_SIZE &&
+		       vpn < (a->from + a->old_len) / PAGE_SIZE &&
+		       (st = aside_state(c, a)) != ASIDE_PENDING) {
+			if (st == ASIDE_ABANDONED) {
+				aside_restore(c, a);
+				break;
+			}
+			if (now_usec() >= deadline)
+				return false;
+			pthread_mutex_unlock(&c->lock);
+			sched_yield();
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	return true;
+}
+
+/* Puts back the entries of the moves that failed (lock held, dropped meanwhile). */
+static void restore_abandoned(struct client *c)
+{
+	for (unsigned i = 0; i < CLIENT_MAX_ASIDES; i++)
+		if (c->asides[i].used && aside_state(c, &c->asides[i]) == ASIDE_ABANDONED)
+			aside_restore(c, &c->asides[i]);
+}
+
+/* Sets aside the entries of mover's source for its REMAP (lock held). */
+static void set_aside(struct client *c, const struct proc_mremap *mover)
+{
+	uint64_t len = PAGE_ALIGN_UP(mover->old_len);
+	unsigned slot;
+
+	for (slot = 0; slot < CLIENT_MAX_ASIDES; slot++) {
+		const struct remap_aside *a = &c->asides[slot];
+
+		/* As another REMAP found, or the thread is in the read too (/proc gives no
+		 * destination without MREMAP_FIXED). */
+		if (a->used && a->from == mover->from &&
+		    (!a->to || !mover->to || a->to == mover->to))
+			return;
+	}
+	/* A slot still holding a batch's or an I/O worker's dropped entry waits for it. */
+	for (slot = 0; slot < CLIENT_MAX_ASIDES; slot++)
+		if (!c->asides[slot].used &&
+		    !pagetable_walk(c->pt, aside_addr(slot) / PAGE_SIZE,
+				    aside_addr(slot) / PAGE_SIZE + ASIDE_SPAN_PAGES, stop_at_entry,
+				    NULL))
+			break;
+	if (slot == CLIENT_MAX_ASIDES || len / PAGE_SIZE > ASIDE_SPAN_PAGES) {
+		log_error("client %d: cannot set aside the pages of an mremap of %#" PRIx64
+			  ": it may read them wrong",
+			  c->pid, mover->from);
+		return;
+	}
+	log_debug("client %d: thread %d moved %#" PRIx64 "-%#" PRIx64 ", its REMAP comes late",
+		  c->pid, (int)mover->tid, mover->from, mover->from + len);
+	move_entries(c, mover->from, aside_addr(slot), len / PAGE_SIZE, NULL, 0);
+	c->asides[slot] = (struct remap_aside){.tid = mover->tid,
+					       .from = mover->from,
+					       .old_len = len,
+					       .to = mover->to,
+					       .seq = c->nr_recent_remaps,
+					       .used = true};
+	c->nr_asides++;
+	atomic_fetch_add(&c->m->totals.remaps_set_aside, 1);
+}
+
+/* Whether the REMAP of mover, a thread /proc finds inside mremap(), has not been read yet. */
+static bool remap_to_come(struct client *c, const struct proc_mremap *mover)
+{
+	uint64_t n = MIN(c->nr_recent_remaps, (uint64_t)CLIENT_RECENT_REMAPS);
+
+	/* Only a move sends one: one to a given place, or one that grows (and would have
+	 * grown in place had its source not been freed). */
+	if (!(mover->flags & MREMAP_FIXED) &&
+	    !((mover->flags & MREMAP_MAYMOVE) && mover->new_len > mover->old_len))
+		return false;
+	/* Read already: it waits in the call to send its UNMAPs. (A kernel that sends no
+	 * source UNMAP never says when a mover is out: any recent REMAP of it counts.) */
+	for (uint64_t i = 0; i < n; i++) {
+		const struct recent_remap *r = &c->recent_remaps[i];
+
+		if ((r->source_pending || !c->m->remap_unmaps_source) && r->from == mover->from &&
+		    (!mover->to || r->to == mover->to))
+			return false;
+	}
+	return true;
+}
+
+static bool overlaps(uint64_t start, uint64_t len, uint64_t range_start, uint64_t range_end)
+{
+	return start < range_end && start + PAGE_ALIGN_UP(len) > range_start;
+}
+
+/*
+ * Before a REMAP moves entries into [start, end): entries there may be another thread's, whose
+ * mremap moved its pages out and freed the range, but whose REMAP comes later (the kernel
+ * sends it once the mmap lock is let go, and after the UNMAP of a destination that was
+ * mapped). Applied first, this REMAP would drop them as stale, and that one would then move
+ * this one's pages. /proc tells which threads are in mremap(): the entries of a mover's source
+ * that meets the range are set aside for its REMAP. What no mover claims is stale. Resolve
+ * lock held, the client lock not.
+ */
+static void set_aside_movers_into(struct client *c, uint64_t start, uint64_t end)
+{
+	struct proc_mremap m[PROC_MAX_MREMAPS];
+	uint64_t deadline = now_usec() + 10000;
+	int n, unread;
+	bool entries, mover = false;
+
+	pthread_mutex_lock(&c->lock);
+	entries = pagetable_walk(c->pt, start / PAGE_SIZE, end / PAGE_SIZE, stop_at_entry, NULL);
+	pthread_mutex_unlock(&c->lock);
+	if (!entries)
+		return;
+	/* A thread caught running cannot be read: waited for, 10 ms at most. */
+	for (;;) {
+		n = proc_mremaps(c->pid, m, ARRAY_SIZE(m), &unread);
+		for (int i = 0; i < n && !mover; i++)
+			mover = overlaps(m[i].from, m[i].old_len, start, end);
+		if (mover || unread != -EAGAIN || now_usec() >= deadline)
+			break;
+		sched_yield();
+	}
+	if (n < 0 || (unread && unread != -EAGAIN))
+		log_debug_errno(n < 0 ? n : unread,
+				"client %d: who moved pages out of %#" PRIx64 "-%#" PRIx64 ": %m",
+				c->pid, start, end);
+	pthread_mutex_lock(&c->lock);
+	if (c->nr_asides)
+		restore_abandoned(c);
+	for (int i = 0; i < n; i++)
+		if (overlaps(m[i].from, m[i].old_len, start, end) && remap_to_come(c, &m[i]))
+			set_aside(c, &m[i]);
+	/* Read with this one, the mover may have left the call already: its REMAP says only
+	 * the length it moved, and an UNMAP right after it that starts where that ends may be
+	 * the tail it cut off. Only the length moved is set aside (the tail's entries stay for
+	 * that UNMAP), but the aside's REMAP count spares this move's pages from it. */
+	for (unsigned i = 0; i < c->nr_reading; i++) {
+		const struct uffd_msg *r = &c->reading[i], *next = r + 1;
+		uint64_t from = r->arg.remap.from, len = PAGE_ALIGN_UP(r->arg.remap.len),
+			 span = len;
+
+		if (r->event != UFFD_EVENT_REMAP)
+			continue;
+		if (i + 1 < c->nr_reading && next->event == UFFD_EVENT_UNMAP &&
+		    next->arg.remove.start == from + len && next->arg.remove.end > from + len)
+			span = PAGE_ALIGN_UP(next->arg.remove.end) - from;
+		if (overlaps(from, span, start, end))
+			set_aside(c, &(struct proc_mremap){
+					     .from = from, .old_len = len, .to = r->arg.remap.to});
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * An mremap's REMAP: its entries go to the destination, from its source or from where they
+ * were set aside. Its destination may hold the entries of a move whose REMAP comes after.
  */
 static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 {
 	uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to;
 	uint64_t nr = PAGE_ALIGN_UP(msg->arg.remap.len) / PAGE_SIZE;
 	uint32_t state = resumed ? __atomic_load_n(&msg->reserved3, __ATOMIC_ACQUIRE) : 0;
-	uint64_t first = state / 2;
+	struct remap_aside *aside = NULL;
+	uint64_t seq;
 
+	/* A successor replaying the journal knows no dead daemon's asides. */
+	if (!resumed) {
+		pthread_mutex_lock(&c->lock);
+		aside = aside_of(c, from, to, msg->arg.remap.len);
+		if (aside)
+			aside->tid = 0; /* here: never taken for a move that failed */
+		pthread_mutex_unlock(&c->lock);
+		set_aside_movers_into(c, to, to + nr * PAGE_SIZE);
+	}
 	pthread_mutex_lock(&c->lock);
-	/*
-	 * Never wait here for a batch in flight: this thread holds the resolve lock and the move
-	 * gate, which the agent needs to go on. The batch finds its moved pages through the
-	 * remap log instead.
-	 */
-	if (c->batch_in_flight) {
-		if (c->nr_remaps == c->cap_remaps) {
-			unsigned cap = c->cap_remaps ? c->cap_remaps * 2 : 8;
-			struct mem_remap *v = realloc(c->remaps, cap * sizeof(*v));
-
-			if (v) {
-				c->remaps = v;
-				c->cap_remaps = cap;
-			}
-		}
-		if (c->nr_remaps < c->cap_remaps)
-			c->remaps[c->nr_remaps++] = (struct mem_remap){from, to, nr * PAGE_SIZE};
-		else
-			log_error("client %d: out of memory logging an mremap during eviction",
-				  c->pid);
+	seq = ++c->nr_recent_remaps;
+	if (aside) {
+		move_entries(c, aside_addr((unsigned)(aside - c->asides)), to, nr, msg, state);
+		aside_free(c, aside);
+	} else {
+		move_entries(c, from, to, nr, msg, state);
 	}
-	for (unsigned i = 0; i < CLIENT_MAX_IO; i++)
-		if (c->io_busy[i] && c->io_vpn[i] >= from / PAGE_SIZE &&
-		    c->io_vpn[i] < from / PAGE_SIZE + nr)
-			c->io_vpn[i] = to / PAGE_SIZE + (c->io_vpn[i] - from / PAGE_SIZE);
-	for (uint64_t i = first; i < nr; i++) {
-		pte_t *src = pagetable_lookup(c->pt, from / PAGE_SIZE + i), *dst;
-		/* Its destination may hold the entry taken: kept if the source has none. (A copy,
-		 * the source having it still, is dropped: adoption gave it a handle or a reference
-		 * of its own.) */
-		bool taken = i == first && (state & 1);
-
-		if (!src || !*src) {
-			dst = pagetable_lookup(c->pt, to / PAGE_SIZE + i);
-			if (dst && *dst && !taken)
-				remove_one(to / PAGE_SIZE + i, dst, c);
-		} else {
-			/* The agent was told the old address, which may hold new memory soon. */
-			if (pte_type(*src) == PTE_MOVING)
-				move_gate_cancel(c->gate, (unsigned)pte_payload(*src));
-			dst = pagetable_ensure(c->pt, to / PAGE_SIZE + i);
-			if (!dst) {
-				/* Say so loudly rather than serve stale data later. */
-				log_error("client %d: out of memory in mremap, page %#lx lost",
-					  c->pid, (unsigned long)(to + i * PAGE_SIZE));
-				remove_one(from / PAGE_SIZE + i, src, c);
-			} else {
-				if (*dst)
-					remove_one(to / PAGE_SIZE + i, dst, c);
-				remap_progress(msg, i, true);
-				*dst = *src;
-				/* A stored page's workingset shadow moves with it. */
-				*pagetable_shadow(c->pt, to / PAGE_SIZE + i) =
-					*pagetable_shadow(c->pt, from / PAGE_SIZE + i);
-				*src = 0;
-			}
-		}
-		remap_progress(msg, i + 1, false);
-	}
-	/* Frees the source's leaves that are empty now. */
-	pagetable_walk(c->pt, from / PAGE_SIZE, from / PAGE_SIZE + nr, visit_nothing, NULL);
 	rangeset_remove(&c->registered, from, from + nr * PAGE_SIZE);
 	rangeset_add(&c->registered, to, to + nr * PAGE_SIZE);
-	if (c->m->remap_unmaps_source) {
-		uint64_t seq = ++c->nr_recent_remaps;
-
-		c->recent_remaps[(seq - 1) % CLIENT_RECENT_REMAPS] =
-			(struct recent_remap){from,
-					      to,
-					      nr * PAGE_SIZE,
-					      seq,
-					      .tail_pending = true,
-					      .source_pending = true};
-	}
+	/* Its tail's UNMAP spares what moves read after it brought; with its entries set
+	 * aside, also what those read after that brought (its tail's went with them, or
+	 * stayed as the same read said). */
+	c->recent_remaps[(seq - 1) % CLIENT_RECENT_REMAPS] =
+		(struct recent_remap){from,
+				      to,
+				      nr * PAGE_SIZE,
+				      seq,
+				      .spare_after = aside ? aside->seq : seq,
+				      .tail_pending = c->m->remap_unmaps_source,
+				      .source_pending = c->m->remap_unmaps_source};
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -419,7 +736,7 @@ static void handle_unmap(struct client *c, uint64_t start, uint64_t end)
 
 	end = PAGE_ALIGN_UP(end);
 	pthread_mutex_lock(&c->lock);
-	r = c->nr_recent_remaps ? late_unmap_of(c, start, end, &source) : NULL;
+	r = late_unmap_of(c, start, end, &source);
 	if (r && !source) {
 		pthread_mutex_unlock(&c->lock);
 		enum tail_answer tail = is_tail_of(c, r, end);
@@ -438,7 +755,7 @@ static void handle_unmap(struct client *c, uint64_t start, uint64_t end)
 		r->source_pending = r->tail_pending = false;
 	} else {
 		r->tail_pending = false;
-		remove_but_later_moves(c, start, end, r->seq, 0);
+		remove_but_later_moves(c, start, end, r->spare_after, 0);
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -911,7 +1228,7 @@ static unsigned readahead_plan(struct client *c, uint64_t vpn, uint64_t *ret_vpn
 	unsigned n = 0;
 
 	c->ra_window = readahead_window_next(c->ra_window, vpn == c->ra_next_vpn, RA_MAX_PAGES);
-	for (unsigned i = 1; i <= c->ra_window; i++) {
+	for (unsigned i = 1; i <= c->ra_window && vpn + i < VPN_USER_END; i++) {
 		pte_t *pte = pagetable_lookup(c->pt, vpn + i);
 
 		if (!pte || pte_type(*pte) != PTE_STORED)
@@ -1215,6 +1532,16 @@ static void io_run(struct io_job *job, void *buf)
 		count_answered(c, &job->req);
 		return;
 	}
+	if (vpn >= VPN_USER_END) {
+		/* Set aside for another thread's mremap (set_aside): the page waits there, stored,
+		 * for its REMAP, and the faulting thread faults again. */
+		*pte = pte_make(PTE_STORED, 0, job->handle);
+		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		uffd_wake(c->uffd, job->req.msg.arg.pagefault.address & PAGE_MASK, PAGE_SIZE);
+		count_answered(c, &job->req);
+		return;
+	}
 	pthread_mutex_unlock(&c->lock);
 	r = swap_in_loaded(c, vpn, job->handle, buf, job->keep, false, load_r);
 	pthread_rwlock_unlock(&c->resolve_lock);
@@ -1279,6 +1606,10 @@ static int resolve_one(struct client *c, const struct fault_req *req, void *buf,
 	if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
 		return handle_wp_fault(c, req);
 	pthread_mutex_lock(&c->lock);
+	if (c->nr_asides && !settle_asides_at(c, vpn)) {
+		pthread_mutex_unlock(&c->lock);
+		return -EAGAIN;
+	}
 	pte = pagetable_lookup(c->pt, vpn);
 	switch (pte ? pte_type(*pte) : PTE_NONE) {
 	case PTE_MOVING:
@@ -1438,6 +1769,28 @@ int fault_read_pending(struct client *c, void *buf)
 	resolve_pending(c, &p, buf, true);
 	pending_free(&p);
 	return r < 0 ? r : 0;
+}
+
+int fault_settle_asides(struct client *c, void *buf)
+{
+	for (uint64_t deadline = now_usec() + 1000000; now_usec() < deadline;) {
+		unsigned n;
+
+		pthread_mutex_lock(&c->lock);
+		n = c->nr_asides;
+		pthread_mutex_unlock(&c->lock);
+		if (!n)
+			return 0;
+		(void)fault_read_pending(c, buf);
+		client_resolve_wrlock(c);
+		pthread_mutex_lock(&c->lock);
+		restore_abandoned(c);
+		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->resolve_lock);
+		usleep(1000);
+	}
+	log_error("client %d: pages set aside for an mremap whose REMAP does not come", c->pid);
+	return -EAGAIN;
 }
 
 int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf)

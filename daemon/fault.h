@@ -73,6 +73,14 @@ void fault_replay_event(struct client *c, struct uffd_msg *msg);
 int fault_read_pending(struct client *c, void *buf);
 
 /*
+ * For whoever walks c's whole table next (a fork snapshot, a drain): waits until no entries
+ * are set aside for a REMAP still to come (fault.c, set_aside), reading the uffd, where the
+ * REMAPs wait, and putting back those of moves that failed; 1 s at most. Returns 0 or -EAGAIN.
+ * No lock held.
+ */
+int fault_settle_asides(struct client *c, void *buf);
+
+/*
  * Forgets [start, end) as an UNMAP would: entries dropped (stored copies freed), the range no
  * longer registered. For memory memextd unregistered itself (resolve lock held exclusively).
  */

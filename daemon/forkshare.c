@@ -130,7 +130,7 @@ int fork_share_take(struct client *c, uint32_t token)
 	/* The entries a fault thread is bringing back are LOADING: their handle is still
 	 * valid under the lock, and our own reference outlives the fault thread's drop. */
 	pthread_mutex_lock(&c->lock);
-	r = pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, take_one, &t);
+	r = pagetable_walk(c->pt, 0, VPN_USER_END, take_one, &t);
 	pthread_mutex_unlock(&c->lock);
 	if (r == 0) {
 		r = fork_record_publish(t.f->pt, t.f->parent, token, t.f->uid, &t.f->rec);
@@ -422,7 +422,7 @@ int fork_share_settle(struct client *c)
 	if (r == 0 && shares)
 		r = walk_child_vmas(&w);
 	pthread_mutex_lock(&c->lock);
-	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, drop_unregistered, &w);
+	pagetable_walk(c->pt, 0, VPN_USER_END, drop_unregistered, &w);
 	pthread_mutex_unlock(&c->lock);
 	rangeset_done(&w.wipe);
 	return r;

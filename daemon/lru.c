@@ -3,7 +3,7 @@
 
 #include "macro.h"
 
-#define VPN_END (UINT64_MAX / PAGE_SIZE)
+#define VPN_END VPN_USER_END /* entries set aside beyond are on no list */
 #define GIB_PAGES ((UINT64_C(1) << 30) / PAGE_SIZE)
 /*
  * The active hand turns at least once per ACTIVE_AGING_TURNS * nr_present evictions, balanced

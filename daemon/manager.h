@@ -83,6 +83,8 @@ struct manager_totals {
 	_Atomic uint64_t adopt_poisoned;   /* pages of a dead daemon's clients found nowhere and
 					    * poisoned (SIGBUS on access); should stay 0 */
 	_Atomic uint64_t adopt_past_limit; /* ... kept past the store's limit, which refused them */
+	_Atomic uint64_t remaps_set_aside; /* mremaps whose REMAP came after another move into
+					    * their source: entries set aside (fault.c) */
 	_Atomic uint64_t fault_usec_total; /* summed fault service time */
 	struct histogram fault_usec;       /* fault service time of every client, µs */
 	_Atomic uint64_t forks_shared;  /* forks whose child shared the evicted pages */

@@ -71,6 +71,13 @@ static inline pte_t pte_make(enum pte_type t, uint64_t flags, uint64_t payload)
 
 struct pagetable;
 
+/*
+ * Page numbers from here on name no process's page (user addresses end below 2^56, with
+ * 5-level paging too): the daemon keeps there the entries of an mremap whose REMAP has not
+ * come yet (fault.c, set_aside). Walks over a process's memory end here.
+ */
+#define VPN_USER_END (UINT64_C(1) << (56 - PAGE_SHIFT))
+
 struct pagetable *pagetable_new(void);
 void pagetable_free(struct pagetable *pt);
 

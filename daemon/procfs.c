@@ -227,44 +227,83 @@ bool proc_in_our_pid_ns(pid_t pid)
 	       ours.st_dev == theirs.st_dev;
 }
 
-int proc_mremap_lengths(pid_t pid, uint64_t from, uint64_t to, uint64_t *ret_old_len,
-			uint64_t *ret_new_len)
+/* Reads /proc/PID/task/TID/syscall, name being TID: 1 (in mremap(), *ret filled), 0 (in
+ * another call, or gone), -EAGAIN (running), or -errno. */
+static int thread_mremap(pid_t pid, const char *name, struct proc_mremap *ret)
 {
 	char path[64], buf[256];
-	bool running = false;
+	unsigned long long a[5];
+	long nr;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%.16s/syscall", (int)pid, name);
+	if (!read_text(path, buf, sizeof(buf)))
+		return errno == ENOENT || errno == ESRCH ? 0 : -errno; /* a thread that left */
+	if (strncmp(buf, "running", 7) == 0)
+		return -EAGAIN;
+	/* "NR FROM OLD_LEN NEW_LEN FLAGS TO ARG6 SP PC", the arguments in hex. */
+	if (sscanf(buf, "%ld %llx %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3], &a[4]) !=
+		    6 ||
+	    nr != SYS_mremap)
+		return 0;
+	*ret = (struct proc_mremap){
+		.tid = (pid_t)atoi(name),
+		.from = a[0],
+		.old_len = a[1],
+		.new_len = a[2],
+		.flags = a[3],
+		.to = a[3] & MREMAP_FIXED ? a[4] : 0,
+	};
+	return 1;
+}
+
+int proc_thread_mremap(pid_t pid, pid_t tid, struct proc_mremap *ret)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%d", (int)tid);
+	return thread_mremap(pid, name, ret);
+}
+
+int proc_mremaps(pid_t pid, struct proc_mremap *out, unsigned max, int *ret_unread)
+{
+	char path[64];
 	struct dirent *de;
-	int r = -ENOENT;
+	unsigned n = 0;
 	DIR *dir;
 
+	*ret_unread = 0;
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	dir = opendir(path);
 	if (!dir)
 		return -errno;
-	while (r != 0 && (de = readdir(dir))) {
-		unsigned long long a[5];
-		long nr;
+	while (n < max && (de = readdir(dir))) {
+		int r;
 
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/syscall", (int)pid, de->d_name);
-		if (!read_text(path, buf, sizeof(buf))) {
-			if (errno != ENOENT && errno != ESRCH) /* not a thread that just left */
-				r = -errno;
-			continue;
-		}
-		if (strncmp(buf, "running", 7) == 0) {
-			running = true;
-			continue;
-		}
-		/* "NR FROM OLD_LEN NEW_LEN FLAGS TO ARG6 SP PC", the arguments in hex. */
-		if (sscanf(buf, "%ld %llx %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3],
-			   &a[4]) == 6 &&
-		    nr == SYS_mremap && a[0] == from && (!(a[3] & MREMAP_FIXED) || a[4] == to)) {
-			*ret_old_len = a[1];
-			*ret_new_len = a[2];
-			r = 0;
-		}
+		r = thread_mremap(pid, de->d_name, &out[n]);
+		if (r > 0)
+			n++;
+		else if (r < 0 && (r != -EAGAIN || !*ret_unread))
+			*ret_unread = r;
 	}
 	closedir(dir);
-	return r == -ENOENT && running ? -EAGAIN : r;
+	return (int)n;
+}
+
+int proc_mremap_lengths(pid_t pid, uint64_t from, uint64_t to, uint64_t *ret_old_len,
+			uint64_t *ret_new_len)
+{
+	struct proc_mremap m[PROC_MAX_MREMAPS];
+	int unread, n = proc_mremaps(pid, m, ARRAY_SIZE(m), &unread);
+
+	for (int i = 0; i < n; i++)
+		if (m[i].from == from && (!(m[i].flags & MREMAP_FIXED) || m[i].to == to)) {
+			*ret_old_len = m[i].old_len;
+			*ret_new_len = m[i].new_len;
+			return 0;
+		}
+	if (n < 0)
+		return n;
+	return unread ? unread : -ENOENT;
 }

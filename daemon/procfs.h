@@ -51,6 +51,27 @@ pid_t proc_ppid(pid_t pid);
 /* Whether pid lives in the daemon's own PID namespace (and numbers its children as we do). */
 bool proc_in_our_pid_ns(pid_t pid);
 
+/* A thread inside mremap(from, old_len, new_len, flags, to), its arguments as given. */
+struct proc_mremap {
+	pid_t tid;
+	uint64_t from, old_len, new_len, flags;
+	uint64_t to; /* with MREMAP_FIXED, else 0 */
+};
+
+#define PROC_MAX_MREMAPS 64
+
+/*
+ * The threads of pid inside mremap(), read from /proc/PID/task/TID/syscall, which gives a
+ * waiting thread's arguments: how many (at most max), or -errno when the task list cannot be
+ * read. *ret_unread: 0, -EAGAIN when a thread was running (its arguments cannot be read then),
+ * or -EACCES or another -errno when a thread's file could not be read (the file is its owner's
+ * alone: another user's needs CAP_DAC_READ_SEARCH, which memextd drops).
+ */
+int proc_mremaps(pid_t pid, struct proc_mremap *out, unsigned max, int *ret_unread);
+/* The same of one thread: 1 (inside mremap(), *ret filled), 0 (not, or gone), -EAGAIN
+ * (running), or -errno. */
+int proc_thread_mremap(pid_t pid, pid_t tid, struct proc_mremap *ret);
+
 /*
  * The lengths of the mremap(from, old_len, new_len, flags, to) a thread of pid is inside (to
  * only checked with MREMAP_FIXED), read from /proc/PID/task/TID/syscall, which gives a

@@ -217,7 +217,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		",\"fork_pages_unshared\":%" PRIu64
 		",\"fault_homed\":%" PRIu64 ",\"fault_unhomed\":%" PRIu64
 		",\"adopt_swap_pages\":%" PRIu64 ",\"adopt_poisoned\":%" PRIu64
-		",\"adopt_past_limit\":%" PRIu64
+		",\"adopt_past_limit\":%" PRIu64 ",\"remaps_set_aside\":%" PRIu64
 		",\"io_overflow\":%" PRIu64 ",\"hand_backs\":%" PRIu64
 		",\"hand_back_pages\":%" PRIu64 ",\"taken_back\":%" PRIu64
 		",\"fork_snapshots\":%u"
@@ -244,7 +244,7 @@ static void write_json(struct manager *m, FILE *f, const struct client_figures *
 		atomic_load(&m->totals.fork_pages_unshared), atomic_load(&m->totals.fault_homed),
 		atomic_load(&m->totals.fault_unhomed), atomic_load(&m->totals.adopt_swap_pages),
 		atomic_load(&m->totals.adopt_poisoned), atomic_load(&m->totals.adopt_past_limit),
-		atomic_load(&m->totals.io_overflow),
+		atomic_load(&m->totals.remaps_set_aside), atomic_load(&m->totals.io_overflow),
 		atomic_load(&m->totals.hand_backs), atomic_load(&m->totals.hand_back_pages),
 		atomic_load(&m->totals.taken_back), fork_share_count(m), hist_quantile(snap, 0.50),
 		hist_quantile(snap, 0.99));
@@ -553,6 +553,9 @@ static void write_prometheus(struct manager *m, FILE *f, const struct client_fig
 	prom_value(f, "memext_adopt_past_limit_total", "counter",
 		   "Pages of a dead daemon's clients kept past the store's limit.",
 		   atomic_load(&m->totals.adopt_past_limit));
+	prom_value(f, "memext_remaps_set_aside_total", "counter",
+		   "mremaps whose event came after another move into their source.",
+		   atomic_load(&m->totals.remaps_set_aside));
 	prom_value(f, "memext_adopt_poisoned_total", "counter",
 		   "Pages of a dead daemon's clients found nowhere and poisoned (SIGBUS).",
 		   atomic_load(&m->totals.adopt_poisoned));
