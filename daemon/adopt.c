@@ -844,8 +844,10 @@ static int64_t adopt_table(struct client *c, struct old_daemon *o, const struct 
 	free(a.buf);
 	if (r < 0)
 		log_error_errno(r, "client %d: its page table could not be read whole: %m", c->pid);
-	if (rec->magic == CLIENT_RECORD_MAGIC)
+	if (rec->magic == CLIENT_RECORD_MAGIC) {
+		fault_adopt_ring(c, &rec->ring);
 		replay_journal(c, rec);
+	}
 	pthread_mutex_lock(&c->lock);
 	pagetable_walk(c->pt, 0, UINT64_MAX / PAGE_SIZE, poison_lost, c);
 	pthread_mutex_unlock(&c->lock);

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "protocol.h"
+#include "remapring.h"
 
 struct client;
 struct manager;
@@ -41,6 +42,8 @@ struct client_record {
 	/* FORK_RECORD_MAGIC: a fork snapshot (forkshare.h); pid is the parent's. */
 	uint32_t fork_token;
 	uint32_t fork_uid;
+	/* A client's last mremaps: a successor reads their late UNMAPs as this daemon would. */
+	struct remap_ring ring;
 };
 
 /* Sets up the record table in pmem (no-op without pmem). Returns 0 or -errno. */

@@ -30,6 +30,7 @@
 #include "pagetable.h"
 #include "protocol.h"
 #include "rangeset.h"
+#include "remapring.h"
 #include "writetrack.h"
 
 /* An mremap seen while a batch was in flight: the batch finds its pages at their new place. */
@@ -38,20 +39,7 @@ struct mem_remap {
 };
 
 #define CLIENT_MAX_IO 16 /* disk reads in flight per client */
-#define CLIENT_RECENT_REMAPS 16
 #define CLIENT_MAX_ASIDES 8
-
-/*
- * An mremap whose REMAP was read, and the UNMAPs the kernel sends after it (fault.c,
- * late_unmap_of): first the tail a shrinking move cut off, which starts where the moved range
- * ends, then the source. Both were unmapped before the move, but reach us after it.
- */
-struct recent_remap {
-	uint64_t from, to, len; /* bytes */
-	uint64_t seq;		/* 1 for the client's first REMAP, in the order read */
-	uint64_t spare_after;	/* its tail's UNMAP spares what REMAPs after this one put there */
-	bool tail_pending, source_pending;
-};
 
 /*
  * An mremap of another thread's, done but its REMAP not read yet, whose freed source a REMAP
@@ -168,11 +156,10 @@ struct client {
 	struct batch *_Atomic stalled_batch; /* atomic: the stats look whether it is set */
 	struct mem_remap *remaps; /* mremaps applied while the batch is in flight, in order */
 	unsigned nr_remaps, cap_remaps;
-	/* The last mremaps, whose late UNMAPs may not have come yet (fault.c, late_unmap_of),
-	 * a ring under the resolve lock and the client lock. Their UNMAPs are waited for only
-	 * when the kernel sends the source's (remapprobe.h). */
-	struct recent_remap recent_remaps[CLIENT_RECENT_REMAPS];
-	uint64_t nr_recent_remaps;
+	/* The last mremaps (remapring.h), when the client has no pmem record to keep them in
+	 * (fault.c, ring_of). Their UNMAPs are waited for only when the kernel sends the
+	 * source's (remapprobe.h). */
+	struct remap_ring own_ring;
 	/* Changed under the lock and the resolve lock, shared (a fault puts back a failed
 	 * move's) or not; looked at under either. */
 	struct remap_aside asides[CLIENT_MAX_ASIDES];

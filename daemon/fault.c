@@ -127,6 +127,12 @@ static bool fault_by_agent(const struct client *c, const struct uffd_msg *msg)
 	return (pid_t)msg->arg.pagefault.feat.ptid == c->agent_tid_local;
 }
 
+/* c's last mremaps: in its pmem record, which a successor after a crash reads, if it has one. */
+static struct remap_ring *ring_of(struct client *c)
+{
+	return c->record ? &c->record->ring : &c->own_ring;
+}
+
 /* Events: the application dropped, unmapped or moved memory. Resolve lock held exclusively. */
 
 static int remove_one(uint64_t vpn, pte_t *pte, void *userdata)
@@ -499,7 +505,7 @@ static void set_aside(struct client *c, const struct proc_mremap *mover)
 					       .from = mover->from,
 					       .old_len = len,
 					       .to = mover->to,
-					       .seq = c->nr_recent_remaps,
+					       .seq = ring_of(c)->nr,
 					       .used = true};
 	c->nr_asides++;
 	atomic_fetch_add(&c->m->totals.remaps_set_aside, 1);
@@ -508,7 +514,7 @@ static void set_aside(struct client *c, const struct proc_mremap *mover)
 /* Whether the REMAP of mover, a thread /proc finds inside mremap(), has not been read yet. */
 static bool remap_to_come(struct client *c, const struct proc_mremap *mover)
 {
-	uint64_t n = MIN(c->nr_recent_remaps, (uint64_t)CLIENT_RECENT_REMAPS);
+	uint64_t n = MIN(ring_of(c)->nr, (uint64_t)REMAP_RING_SIZE);
 
 	/* Only a move sends one: one to a given place, or one that grows (and would have
 	 * grown in place had its source not been freed). */
@@ -518,7 +524,7 @@ static bool remap_to_come(struct client *c, const struct proc_mremap *mover)
 	/* Read already: it waits in the call to send its UNMAPs. (A kernel that sends no
 	 * source UNMAP never says when a mover is out: any recent REMAP of it counts.) */
 	for (uint64_t i = 0; i < n; i++) {
-		const struct recent_remap *r = &c->recent_remaps[i];
+		const struct recent_remap *r = &ring_of(c)->r[i];
 
 		if ((r->source_pending || !c->m->remap_unmaps_source) && r->from == mover->from &&
 		    (!mover->to || r->to == mover->to))
@@ -603,6 +609,8 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 	uint64_t nr = PAGE_ALIGN_UP(msg->arg.remap.len) / PAGE_SIZE;
 	uint32_t state = resumed ? __atomic_load_n(&msg->reserved3, __ATOMIC_ACQUIRE) : 0;
 	struct remap_aside *aside = NULL;
+	struct recent_remap *last;
+	struct remap_ring *ring;
 	uint64_t seq;
 
 	/* A successor replaying the journal knows no dead daemon's asides. */
@@ -615,7 +623,13 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 		set_aside_movers_into(c, to, to + nr * PAGE_SIZE);
 	}
 	pthread_mutex_lock(&c->lock);
-	seq = ++c->nr_recent_remaps;
+	ring = ring_of(c);
+	last = ring->nr ? &ring->r[(ring->nr - 1) % REMAP_RING_SIZE] : NULL;
+	/* Replayed after a crash, it may be in the dead daemon's ring already (as its last). */
+	if (resumed && last && last->from == from && last->to == to && last->len == nr * PAGE_SIZE)
+		seq = ring->nr;
+	else
+		seq = ++ring->nr;
 	if (aside) {
 		move_entries(c, aside_addr((unsigned)(aside - c->asides)), to, nr, msg, state);
 		aside_free(c, aside);
@@ -627,7 +641,7 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 	/* Its tail's UNMAP spares what moves read after it brought; with its entries set
 	 * aside, also what those read after that brought (its tail's went with them, or
 	 * stayed as the same read said). */
-	c->recent_remaps[(seq - 1) % CLIENT_RECENT_REMAPS] =
+	ring->r[(seq - 1) % REMAP_RING_SIZE] =
 		(struct recent_remap){from,
 				      to,
 				      nr * PAGE_SIZE,
@@ -650,12 +664,12 @@ static void handle_remap(struct client *c, struct uffd_msg *msg, bool resumed)
 static struct recent_remap *late_unmap_of(struct client *c, uint64_t start, uint64_t end,
 					  bool *source)
 {
-	uint64_t n = MIN(c->nr_recent_remaps, (uint64_t)CLIENT_RECENT_REMAPS);
+	uint64_t n = MIN(ring_of(c)->nr, (uint64_t)REMAP_RING_SIZE);
 	struct recent_remap *tail = NULL;
 
 	/* A source before a tail: the range after one moved may be another's source. */
 	for (uint64_t i = 0; i < n; i++) {
-		struct recent_remap *r = &c->recent_remaps[i];
+		struct recent_remap *r = &ring_of(c)->r[i];
 
 		if (r->source_pending && r->from == start && r->from + r->len == end) {
 			*source = true;
@@ -713,12 +727,12 @@ static enum tail_answer is_tail_of(struct client *c, const struct recent_remap *
 static void remove_but_later_moves(struct client *c, uint64_t start, uint64_t end, uint64_t seq,
 				   unsigned first)
 {
-	uint64_t n = MIN(c->nr_recent_remaps, (uint64_t)CLIENT_RECENT_REMAPS);
+	uint64_t n = MIN(ring_of(c)->nr, (uint64_t)REMAP_RING_SIZE);
 
 	if (start >= end)
 		return;
 	for (unsigned i = first; i < n; i++) {
-		const struct recent_remap *r = &c->recent_remaps[i];
+		const struct recent_remap *r = &ring_of(c)->r[i];
 
 		if (r->seq > seq && r->to < end && r->to + r->len > start) {
 			remove_but_later_moves(c, start, r->to, seq, i + 1);
@@ -780,6 +794,13 @@ static void apply_event(struct client *c, struct uffd_msg *msg, bool resumed)
 		log_debug("client %d: ignoring uffd event %u", c->pid, msg->event);
 		break;
 	}
+}
+
+void fault_adopt_ring(struct client *c, const struct remap_ring *ring)
+{
+	pthread_mutex_lock(&c->lock);
+	*ring_of(c) = *ring;
+	pthread_mutex_unlock(&c->lock);
 }
 
 void fault_apply_event(struct client *c, struct uffd_msg *msg)

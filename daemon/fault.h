@@ -65,6 +65,10 @@ int fault_swapin_vpn(struct client *c, uint64_t vpn, void *buf);
  */
 void fault_apply_event(struct client *c, struct uffd_msg *msg);
 void fault_replay_event(struct client *c, struct uffd_msg *msg);
+/* A successor takes the dead daemon's ring of c's last mremaps (remapring.h), before the
+ * replay: their late UNMAPs may still come. */
+struct remap_ring;
+void fault_adopt_ring(struct client *c, const struct remap_ring *ring);
 
 /*
  * Reads what the client's uffd holds: applies the events, answers the faults (as reclaim does:

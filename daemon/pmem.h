@@ -25,7 +25,8 @@
 #include <stdint.h>
 
 #define PMEM_MAGIC UINT64_C(0x4d454d5850455253) /* "SREPXMEM" */
-#define PMEM_VERSION 1
+/* 2: a client's record keeps the ring of its last mremaps (remapring.h). */
+#define PMEM_VERSION 2
 
 enum pmem_root {
 	PMEM_ROOT_STORE,   /* store_persist: the pool, the store's tables, the codec ids */

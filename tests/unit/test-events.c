@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/adopt.h"
 #include "daemon/client.h"
 #include "daemon/fault.h"
 #include "daemon/manager.h"
@@ -635,6 +636,50 @@ static void test_growing_move_in_one_read(void)
 	printf("growing move, its REMAP in the same read: set aside once\n");
 }
 
+/*
+ * A daemon reads a move's REMAP and dies before its source's UNMAP comes; meanwhile another
+ * thread moved a page into the freed source. The successor takes the dead one's ring of moves
+ * from its record (fault_adopt_ring), so the late UNMAP spares that page. The dead daemon's
+ * REMAP, still in its journal (applied, the slot not yet freed), is replayed: not counted
+ * twice.
+ */
+static void test_ring_survives_a_crash(void)
+{
+	struct client *dead = fake_client(), *c = fake_client();
+	struct client_record *dead_rec = calloc(1, sizeof(*dead_rec)),
+			     *rec = calloc(1, sizeof(*rec));
+	uint64_t x = ELSEWHERE, y = ELSEWHERE + 64 * P, b = ELSEWHERE + 128 * P;
+	struct uffd_msg m = remap_msg(x, y, 2 * P);
+
+	check(dead_rec && rec);
+	dead->record = dead_rec;
+	c->record = rec;
+	put(dead, x, 10);
+	put(dead, x + P, 11);
+	fault_apply_event(dead, &m);
+	check(dead_rec->ring.nr == 1 && dead->own_ring.nr == 0); /* kept in the record */
+
+	/* The successor's table, as adoption rebuilds it, and B's move into the source. */
+	put(c, y, 10);
+	put(c, y + P, 11);
+	fault_adopt_ring(c, &dead_rec->ring);
+	fault_replay_event(c, &m); /* done already: its progress says so */
+	check(rec->ring.nr == 1);
+	put(c, b, 98);
+	remap(c, b, x, P);
+	check(rec->ring.nr == 2);
+	unmap(c, x, x + 2 * P); /* the source's, late */
+	check(entry(c, x) == tagged(98));
+	check(entry(c, y) == tagged(10) && entry(c, y + P) == tagged(11));
+	check(c->nr_present == 3);
+	dead->record = c->record = NULL;
+	free(dead_rec);
+	free(rec);
+	free_client(dead);
+	free_client(c);
+	printf("ring of moves in the pmem record: a successor spares what moved into a source\n");
+}
+
 int main(void)
 {
 	struct uffdio_api api = {
@@ -657,5 +702,6 @@ int main(void)
 	test_shrink_in_one_read(1);
 	test_shrink_in_one_read(3); /* into its tail */
 	test_growing_move_in_one_read();
+	test_ring_survives_a_crash();
 	return 0;
 }
