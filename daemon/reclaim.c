@@ -394,17 +394,11 @@ static unsigned complete_batch(struct client *c, struct batch *b, const uint64_t
 		bool dead;
 
 		if (!pte || pte_type(*pte) != PTE_MOVING || pte_payload(*pte) != i) {
-			/*
-			 * Another entry took its place: an mremap's destination held it still, its
-			 * range unmapped but the UNMAP not read yet (fault.c, move_entries), so it
-			 * was dead already. Landed as dead: its copy goes, saved or kept.
-			 */
-			log_debug("client %d: batch page %#lx dropped for an mremap's", c->pid,
+			/* Cannot happen: events keep MOVING entries, mremap included. */
+			log_error("client %d: batch page %#lx lost track of", c->pid,
 				  (unsigned long)(vpn * PAGE_SIZE));
-			if ((test_bit(b->moved, i) && test_bit(b->saved, i)) || test_bit(b->clean, i))
+			if (test_bit(b->moved, i) && test_bit(b->saved, i))
 				store_drop(s, b->handle[i]);
-			c->nr_cached -= test_bit(b->clean, i);
-			c->nr_present--;
 			continue;
 		}
 		dead = *pte & PTE_DEAD;
